@@ -1,0 +1,102 @@
+//! Generated events for demos and benchmarks. Split `i` of `n` produces the
+//! events with global index i, i+n, i+2n, … so that together the splits make
+//! `eventsPerMs` events per millisecond of event time.
+
+use std::time::Instant;
+
+use smallvec::SmallVec;
+
+use super::{Poll, SourceItem, SourceSplit};
+use crate::record::{Event, FieldValue, Key, Num};
+use crate::spec::GeneratorSpec;
+
+pub struct GeneratorSplit {
+    next: u64,
+    step: u64,
+    end: Option<u64>,
+    keys: u64,
+    events_per_ms: u64,
+    start_time: i64,
+    disorder: u64,
+    seed: u64,
+    aggregates: usize,
+    /// Events per second for this split, and when it started.
+    pace: Option<(f64, Instant)>,
+    produced: u64,
+}
+
+/// A fast, well-mixed hash of an index (SplitMix64's finaliser).
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl GeneratorSplit {
+    pub fn new(spec: &GeneratorSpec, aggregates: usize, index: usize, splits: usize) -> Self {
+        GeneratorSplit {
+            next: index as u64,
+            step: splits as u64,
+            end: spec.events,
+            keys: spec.keys,
+            events_per_ms: spec.events_per_ms as u64,
+            start_time: spec.start_time,
+            disorder: spec.disorder.as_millis() as u64,
+            seed: spec.seed,
+            aggregates,
+            pace: spec
+                .rate
+                .map(|r| (r as f64 / splits as f64, Instant::now())),
+            produced: 0,
+        }
+    }
+
+    /// The event with global index `i`.
+    #[inline]
+    pub fn event(&self, i: u64) -> Event {
+        let h = mix(i ^ self.seed.rotate_left(17));
+        let mut ts = self.start_time + (i / self.events_per_ms) as i64;
+        if self.disorder > 0 {
+            ts -= (mix(h) % (self.disorder + 1)) as i64;
+        }
+        let value = FieldValue::Num(Num::Int(((h >> 32) % 100) as i64));
+        Event {
+            key: Key::int((h % self.keys) as i64),
+            ts,
+            values: SmallVec::from_elem(value, self.aggregates),
+            raw: None,
+        }
+    }
+}
+
+impl SourceSplit for GeneratorSplit {
+    fn partitions(&self) -> usize {
+        1
+    }
+
+    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll> {
+        let mut budget = max as u64;
+        if let Some((rate, started)) = self.pace {
+            let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
+            budget = budget.min(allowed.saturating_sub(self.produced));
+            if budget == 0 {
+                return Ok(Poll::Pending);
+            }
+        }
+        for _ in 0..budget {
+            if self.end.is_some_and(|end| self.next >= end) {
+                out.push(SourceItem::PartitionEnd(0));
+                return Ok(Poll::Ended);
+            }
+            let event = self.event(self.next);
+            out.push(SourceItem::Record {
+                partition: 0,
+                event,
+            });
+            self.next += self.step;
+            self.produced += 1;
+        }
+        Ok(Poll::Ready)
+    }
+}

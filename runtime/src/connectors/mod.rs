@@ -1,0 +1,102 @@
+//! Sources and sinks. A source is cut into splits, one per worker; each split
+//! reads some partitions and turns their records into events.
+
+mod file;
+mod generator;
+mod sink;
+
+use std::path::Path;
+
+pub use file::FileSplit;
+pub use generator::GeneratorSplit;
+pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
+
+use crate::record::{Event, RecordError, RecordParser};
+use crate::spec::JobSpec;
+
+/// A record that could not be read, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Malformed {
+    pub error: RecordError,
+    pub raw: String,
+    /// e.g. `visits.jsonl:12`
+    pub location: String,
+}
+
+/// What a split hands the worker.
+#[derive(Debug)]
+pub enum SourceItem {
+    Record {
+        partition: usize,
+        event: Event,
+    },
+    Malformed(Malformed),
+    /// The partition has no more records.
+    PartitionEnd(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// Items were added (or may be added by the next poll at once).
+    Ready,
+    /// Nothing to read right now.
+    Pending,
+    /// Every partition of the split has ended.
+    Ended,
+}
+
+/// One worker's share of a source.
+pub trait SourceSplit: Send {
+    /// Number of partitions in this split (each has its own watermark).
+    fn partitions(&self) -> usize;
+    /// Appends up to `max` items.
+    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll>;
+}
+
+/// Cuts the job's source into `parallelism` splits. Relative file paths are
+/// resolved against `base_dir` (the job file's folder).
+pub fn create_splits(
+    spec: &JobSpec,
+    base_dir: &Path,
+) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
+    let parallelism = spec.parallelism as usize;
+    let parser = RecordParser::new(spec);
+    if let Some(file) = &spec.source.file {
+        let paths: Vec<String> = file
+            .path
+            .iter()
+            .cloned()
+            .chain(file.paths.iter().cloned())
+            .collect();
+        let mut assigned: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(); parallelism];
+        for (i, p) in paths.iter().enumerate() {
+            let path = base_dir.join(p);
+            if !path.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("source.file: no file at {}", path.display()),
+                ));
+            }
+            assigned[i % parallelism].push(path);
+        }
+        return assigned
+            .into_iter()
+            .map(|files| {
+                FileSplit::open(files, parser.clone()).map(|s| Box::new(s) as Box<dyn SourceSplit>)
+            })
+            .collect();
+    }
+    if let Some(gen) = &spec.source.generator {
+        return Ok((0..parallelism)
+            .map(|i| {
+                Box::new(GeneratorSplit::new(
+                    gen,
+                    spec.aggregates.len(),
+                    i,
+                    parallelism,
+                )) as Box<dyn SourceSplit>
+            })
+            .collect());
+    }
+    unreachable!("validated specs have a source")
+}

@@ -1,0 +1,113 @@
+//! The operator's `Output` inside a worker: formats results and side-output
+//! records and hands them to the sink thread in batches.
+
+use crossbeam_channel::Sender;
+
+use crate::connectors::{format_late, format_malformed, format_result, Malformed, OutputFormat};
+use crate::record::Event;
+use crate::time::now_millis;
+use crate::window::{Output, WindowResult};
+
+/// Which destination a batch of lines is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Results,
+    Late,
+    Malformed,
+}
+
+pub struct SinkBatch {
+    pub target: Target,
+    pub lines: Vec<String>,
+}
+
+/// Counts of what left a worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputCounts {
+    pub results: u64,
+    pub late: u64,
+    pub malformed: u64,
+}
+
+pub struct Collector {
+    format: OutputFormat,
+    sink: Sender<SinkBatch>,
+    /// Which targets are written somewhere (the others are only counted).
+    keep: [bool; 3],
+    buffers: [Vec<String>; 3],
+    pub counts: OutputCounts,
+    /// Results kept in memory instead, for tests and the bench harness.
+    pub captured: Option<Vec<WindowResult>>,
+}
+
+const FLUSH_AT: usize = 1024;
+
+impl Collector {
+    pub fn new(
+        format: OutputFormat,
+        sink: Sender<SinkBatch>,
+        keep_results: bool,
+        keep_late: bool,
+        keep_malformed: bool,
+    ) -> Self {
+        Collector {
+            format,
+            sink,
+            keep: [keep_results, keep_late, keep_malformed],
+            buffers: Default::default(),
+            counts: OutputCounts::default(),
+            captured: None,
+        }
+    }
+
+    fn push(&mut self, target: Target, line: String) {
+        let buf = &mut self.buffers[target as usize];
+        buf.push(line);
+        if buf.len() >= FLUSH_AT {
+            self.flush_target(target);
+        }
+    }
+
+    fn flush_target(&mut self, target: Target) {
+        let lines = std::mem::take(&mut self.buffers[target as usize]);
+        if !lines.is_empty() {
+            // The sink thread outlives the workers; a send error means it
+            // failed, which the job reports when it joins it.
+            let _ = self.sink.send(SinkBatch { target, lines });
+        }
+    }
+
+    pub fn flush(&mut self) {
+        for target in [Target::Results, Target::Late, Target::Malformed] {
+            self.flush_target(target);
+        }
+    }
+
+    pub fn malformed(&mut self, m: &Malformed) {
+        self.counts.malformed += 1;
+        if self.keep[Target::Malformed as usize] {
+            self.push(Target::Malformed, format_malformed(m));
+        }
+    }
+}
+
+impl Output for Collector {
+    fn result(&mut self, result: WindowResult) {
+        self.counts.results += 1;
+        if self.keep[Target::Results as usize] {
+            let line = format_result(&self.format, &result, now_millis());
+            self.push(Target::Results, line);
+        }
+        if let Some(captured) = &mut self.captured {
+            captured.push(result);
+        }
+    }
+
+    fn late(&mut self, event: Event) {
+        self.counts.late += 1;
+        if self.keep[Target::Late as usize] {
+            let line = format_late(&self.format, &event);
+            self.push(Target::Late, line);
+        }
+    }
+}

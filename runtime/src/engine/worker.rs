@@ -1,0 +1,272 @@
+//! A worker: one thread that reads its source split, sends each record to
+//! the worker that owns the record's key group, and runs the window operator
+//! for its own key groups.
+//!
+//! Watermarks travel in-band: before a record goes to another worker, the
+//! sender's watermark as of that record goes first, so every worker sees the
+//! same sequence a single-threaded run would for the same split. Channels are
+//! unbounded, and a worker stops reading its source (but never stops draining
+//! its inbox) while any peer's inbox is long: that is the back-pressure, and
+//! it cannot deadlock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::collector::Collector;
+use super::JobError;
+use crate::connectors::{Poll, SourceItem, SourceSplit};
+use crate::record::Event;
+use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
+use crate::window::{WindowOperator, WindowResult};
+
+/// Records read from a split per poll, and per message to a peer.
+const BATCH: usize = 1024;
+/// Messages waiting in a peer's inbox before this worker pauses its source.
+const HIGH_WATER: usize = 64;
+
+pub(crate) enum Item {
+    Record(Event),
+    Status(SourceStatus),
+}
+
+pub(crate) struct Message {
+    from: usize,
+    items: Vec<Item>,
+}
+
+/// What a worker did, reported when it finishes.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    pub records_in: u64,
+    pub results: u64,
+    pub late: u64,
+    pub malformed: u64,
+    pub keys_spilled: u64,
+    pub watermark: i64,
+    pub captured: Vec<WindowResult>,
+}
+
+pub(crate) struct Worker {
+    pub index: usize,
+    pub max_parallelism: u32,
+    pub split: Box<dyn SourceSplit>,
+    pub split_watermarks: PartitionWatermarks,
+    pub split_done: bool,
+    pub op: WindowOperator,
+    pub inputs: MinWatermark,
+    pub inbox: Receiver<Message>,
+    pub peers: Vec<Sender<Message>>,
+    pub outgoing: Vec<Vec<Item>>,
+    pub sent_status: Vec<Option<SourceStatus>>,
+    pub collector: Collector,
+    pub fail_on_malformed: bool,
+    pub processing_time_interval: Option<Duration>,
+    pub abort: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
+    pub records_in: u64,
+}
+
+pub(crate) fn channel() -> (Sender<Message>, Receiver<Message>) {
+    crossbeam_channel::unbounded()
+}
+
+impl Worker {
+    pub fn run(mut self) -> Result<WorkerReport, JobError> {
+        let result = self.run_loop();
+        if result.is_err() {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+        self.collector.flush();
+        result?;
+        Ok(WorkerReport {
+            records_in: self.records_in,
+            results: self.collector.counts.results,
+            late: self.collector.counts.late,
+            malformed: self.collector.counts.malformed,
+            keys_spilled: self.op.spill_count(),
+            watermark: self.op.watermark(),
+            captured: self.collector.captured.take().unwrap_or_default(),
+        })
+    }
+
+    fn run_loop(&mut self) -> Result<(), JobError> {
+        let mut items = Vec::with_capacity(BATCH);
+        let mut next_tick = self.processing_time_interval.map(|i| Instant::now() + i);
+        // The inputs may start out ended (splits with nothing to read).
+        let start = self.inputs.current();
+        self.op.advance_watermark(start, &mut self.collector)?;
+        loop {
+            if self.abort.load(Ordering::Relaxed) || self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let mut busy = false;
+            if !self.split_done && !self.congested() {
+                let poll = self
+                    .split
+                    .poll(&mut items, BATCH)
+                    .map_err(JobError::Source)?;
+                busy |= !items.is_empty();
+                self.take_items(&mut items)?;
+                let now = now_millis();
+                match poll {
+                    Poll::Ended => {
+                        self.split_done = true;
+                        self.on_split_status()?;
+                    }
+                    Poll::Pending => {
+                        let before = self.split_watermarks.status();
+                        self.split_watermarks.check_idle(now);
+                        if self.split_watermarks.status() != before {
+                            self.on_split_status()?;
+                        }
+                    }
+                    Poll::Ready => {}
+                }
+            }
+            while let Ok(msg) = self.inbox.try_recv() {
+                busy = true;
+                self.handle(msg)?;
+            }
+            self.flush_peers();
+            if let (Some(tick), Some(interval)) = (next_tick, self.processing_time_interval) {
+                if Instant::now() >= tick {
+                    self.op.fire_processing_time(&mut self.collector)?;
+                    next_tick = Some(Instant::now() + interval);
+                }
+            }
+            self.op.maintain()?;
+            if self.inputs.status() == SourceStatus::Ended {
+                return Ok(());
+            }
+            if !busy {
+                match self.inbox.recv_timeout(Duration::from_millis(5)) {
+                    Ok(msg) => self.handle(msg)?,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+        }
+    }
+
+    fn take_items(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
+        let now = if items.is_empty() { 0 } else { now_millis() };
+        for item in items.drain(..) {
+            match item {
+                SourceItem::Record { partition, event } => {
+                    self.records_in += 1;
+                    let ts = event.ts;
+                    self.route(event)?;
+                    if self
+                        .split_watermarks
+                        .on_record(partition, ts, now)
+                        .is_some()
+                    {
+                        self.on_split_status()?;
+                    }
+                }
+                SourceItem::Malformed(m) => {
+                    if self.fail_on_malformed {
+                        return Err(JobError::Malformed(m));
+                    }
+                    self.collector.malformed(&m);
+                }
+                SourceItem::PartitionEnd(p) => {
+                    if self.split_watermarks.end_partition(p).is_some() {
+                        self.on_split_status()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn split_status(&self) -> SourceStatus {
+        if self.split_done {
+            SourceStatus::Ended
+        } else {
+            self.split_watermarks.status()
+        }
+    }
+
+    /// The split's status changed: the local operator learns at once; peers
+    /// learn in-band with the next record or flush.
+    fn on_split_status(&mut self) -> Result<(), JobError> {
+        let status = self.split_status();
+        if let Some(wm) = self.inputs.update(self.index, status) {
+            self.op.advance_watermark(wm, &mut self.collector)?;
+        }
+        Ok(())
+    }
+
+    fn owner(&self, event: &Event) -> usize {
+        let group = event.key.key_group(self.max_parallelism) as usize;
+        group * self.peers.len() / self.max_parallelism as usize
+    }
+
+    fn route(&mut self, event: Event) -> Result<(), JobError> {
+        let owner = self.owner(&event);
+        if owner == self.index {
+            self.op.process(event, &mut self.collector)?;
+            return Ok(());
+        }
+        let status = self.split_status();
+        if self.sent_status[owner] != Some(status) {
+            self.outgoing[owner].push(Item::Status(status));
+            self.sent_status[owner] = Some(status);
+        }
+        self.outgoing[owner].push(Item::Record(event));
+        if self.outgoing[owner].len() >= BATCH {
+            self.send(owner);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, peer: usize) {
+        let items = std::mem::replace(&mut self.outgoing[peer], Vec::with_capacity(BATCH));
+        // A closed inbox means that worker has stopped; the job is ending.
+        let _ = self.peers[peer].send(Message {
+            from: self.index,
+            items,
+        });
+    }
+
+    fn flush_peers(&mut self) {
+        let status = self.split_status();
+        for peer in 0..self.peers.len() {
+            if peer == self.index {
+                continue;
+            }
+            if self.sent_status[peer] != Some(status) {
+                self.outgoing[peer].push(Item::Status(status));
+                self.sent_status[peer] = Some(status);
+            }
+            if !self.outgoing[peer].is_empty() {
+                self.send(peer);
+            }
+        }
+    }
+
+    fn congested(&self) -> bool {
+        self.peers
+            .iter()
+            .enumerate()
+            .any(|(i, p)| i != self.index && p.len() > HIGH_WATER)
+    }
+
+    fn handle(&mut self, msg: Message) -> Result<(), JobError> {
+        for item in msg.items {
+            match item {
+                Item::Record(event) => self.op.process(event, &mut self.collector)?,
+                Item::Status(status) => {
+                    if let Some(wm) = self.inputs.update(msg.from, status) {
+                        self.op.advance_watermark(wm, &mut self.collector)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

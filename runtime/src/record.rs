@@ -1,0 +1,312 @@
+//! Records as the engine sees them: a key, an event time and the few field
+//! values the aggregates need, extracted once at the source. The full JSON
+//! is kept only when a side output may need to show it.
+
+use std::fmt;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use smallvec::SmallVec;
+
+use crate::spec::{AggregateFunction, JobSpec, TimeFormat};
+use crate::time::parse_event_time;
+
+/// One component of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyPart {
+    Int(i64),
+    Str(CompactString),
+    Bool(bool),
+}
+
+/// The value(s) of a record's key field(s).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key(pub SmallVec<[KeyPart; 1]>);
+
+impl Key {
+    pub fn int(v: i64) -> Key {
+        Key(smallvec::smallvec![KeyPart::Int(v)])
+    }
+
+    pub fn str(v: &str) -> Key {
+        Key(smallvec::smallvec![KeyPart::Str(v.into())])
+    }
+
+    /// A hash that never changes between runs, builds or versions: it decides
+    /// which key group, and so which worker and which part of a savepoint, a
+    /// key belongs to.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h: u64 = 0x5354_524d_4a4f_4221; // "STRMJOB!"
+        for part in &self.0 {
+            h = match part {
+                KeyPart::Int(v) => xxhash_rust::xxh3::xxh3_64_with_seed(&v.to_le_bytes(), h ^ 1),
+                KeyPart::Str(s) => xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), h ^ 2),
+                KeyPart::Bool(b) => xxhash_rust::xxh3::xxh3_64_with_seed(&[*b as u8], h ^ 3),
+            };
+        }
+        h
+    }
+
+    /// The key group (0..max_parallelism) this key's state lives in.
+    pub fn key_group(&self, max_parallelism: u32) -> u16 {
+        (self.stable_hash() % max_parallelism as u64) as u16
+    }
+
+    /// Byte encoding for storage keys: tag byte, then the value.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for part in &self.0 {
+            match part {
+                KeyPart::Int(v) => {
+                    out.push(1);
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                KeyPart::Str(s) => {
+                    out.push(2);
+                    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                KeyPart::Bool(b) => {
+                    out.push(3);
+                    out.push(*b as u8);
+                }
+            }
+        }
+    }
+
+    /// The key's parts as JSON values, for output records.
+    pub fn json_parts(&self) -> impl Iterator<Item = Value> + '_ {
+        self.0.iter().map(|p| match p {
+            KeyPart::Int(v) => Value::from(*v),
+            KeyPart::Str(s) => Value::from(s.as_str()),
+            KeyPart::Bool(b) => Value::from(*b),
+        })
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, "|")?;
+            }
+            match p {
+                KeyPart::Int(v) => write!(f, "{v}")?,
+                KeyPart::Str(s) => write!(f, "{s}")?,
+                KeyPart::Bool(b) => write!(f, "{b}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number as JSON has it: integers stay integers through sum, min and max.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Num::Int(v) => v as f64,
+            Num::Float(v) => v,
+        }
+    }
+
+    pub fn to_json(self) -> Value {
+        match self {
+            Num::Int(v) => Value::from(v),
+            Num::Float(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        }
+    }
+}
+
+/// The input of one aggregate, taken from one record.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum FieldValue {
+    /// The field is absent or null: the aggregate ignores this record.
+    Missing,
+    Num(Num),
+    /// For count-distinct: a stable hash of the value.
+    Distinct(u64),
+}
+
+/// A record inside the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub key: Key,
+    /// Event time, epoch milliseconds.
+    pub ts: i64,
+    /// One entry per aggregate in the job, in the job's order.
+    pub values: SmallVec<[FieldValue; 2]>,
+    /// The record as read, kept only when a late side output is configured.
+    pub raw: Option<Box<str>>,
+}
+
+/// Why a record could not be read. Goes to the malformed side output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("missing key field {0:?}")]
+    MissingKey(String),
+    #[error("key field {field:?} must be a string, an integer or a boolean, got {got}")]
+    BadKey { field: String, got: String },
+    #[error("missing event-time field {0:?}")]
+    MissingTime(String),
+    #[error("event-time field {field:?}: {reason}")]
+    BadTime { field: String, reason: String },
+    #[error("field {field:?} must be a number for {function}, got {got}")]
+    NotANumber {
+        field: String,
+        function: &'static str,
+        got: String,
+    },
+}
+
+/// Turns JSON text into events, reading only the fields the job needs.
+#[derive(Debug, Clone)]
+pub struct RecordParser {
+    key_paths: Vec<FieldPath>,
+    time_path: Option<FieldPath>,
+    time_format: TimeFormat,
+    aggregates: Vec<(AggregateFunction, Option<FieldPath>)>,
+    keep_raw: bool,
+}
+
+#[derive(Debug, Clone)]
+struct FieldPath {
+    name: String,
+    parts: Vec<String>,
+}
+
+impl FieldPath {
+    fn new(name: &str) -> Self {
+        FieldPath {
+            name: name.to_string(),
+            parts: name.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    fn get<'a>(&self, v: &'a Value) -> Option<&'a Value> {
+        let mut cur = v;
+        for p in &self.parts {
+            cur = cur.get(p.as_str())?;
+        }
+        (!cur.is_null()).then_some(cur)
+    }
+}
+
+fn type_name(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+impl RecordParser {
+    pub fn new(spec: &JobSpec) -> Self {
+        RecordParser {
+            key_paths: spec.key.iter().map(|k| FieldPath::new(k)).collect(),
+            time_path: spec.event_time.field.as_deref().map(FieldPath::new),
+            time_format: spec.event_time.format,
+            aggregates: spec
+                .aggregates
+                .iter()
+                .map(|a| (a.function, a.field.as_deref().map(FieldPath::new)))
+                .collect(),
+            keep_raw: spec.side_outputs.late.is_some(),
+        }
+    }
+
+    pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| RecordError::Json(e.to_string()))?;
+        if !value.is_object() {
+            return Err(RecordError::NotAnObject);
+        }
+        let mut event = self.from_value(&value)?;
+        if self.keep_raw {
+            event.raw = Some(line.trim_end().into());
+        }
+        Ok(event)
+    }
+
+    pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {
+        let mut key = SmallVec::new();
+        for path in &self.key_paths {
+            let v = path
+                .get(value)
+                .ok_or_else(|| RecordError::MissingKey(path.name.clone()))?;
+            key.push(match v {
+                Value::String(s) => KeyPart::Str(s.as_str().into()),
+                Value::Bool(b) => KeyPart::Bool(*b),
+                Value::Number(n) if n.is_i64() => KeyPart::Int(n.as_i64().unwrap_or_default()),
+                other => {
+                    return Err(RecordError::BadKey {
+                        field: path.name.clone(),
+                        got: type_name(other),
+                    })
+                }
+            });
+        }
+        let ts = match &self.time_path {
+            Some(path) => {
+                let v = path
+                    .get(value)
+                    .ok_or_else(|| RecordError::MissingTime(path.name.clone()))?;
+                parse_event_time(v, self.time_format).map_err(|reason| RecordError::BadTime {
+                    field: path.name.clone(),
+                    reason,
+                })?
+            }
+            None => 0,
+        };
+        let mut values = SmallVec::new();
+        for (function, path) in &self.aggregates {
+            let v = path.as_ref().and_then(|p| p.get(value));
+            values.push(match (function, v) {
+                (_, None) => FieldValue::Missing,
+                (AggregateFunction::CountDistinct, Some(v)) => {
+                    FieldValue::Distinct(xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes()))
+                }
+                (_, Some(Value::Number(n))) => FieldValue::Num(match n.as_i64() {
+                    Some(i) => Num::Int(i),
+                    None => Num::Float(n.as_f64().unwrap_or(f64::NAN)),
+                }),
+                (f, Some(other)) => {
+                    return Err(RecordError::NotANumber {
+                        field: path.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                        function: aggregate_name(*f),
+                        got: type_name(other),
+                    })
+                }
+            });
+        }
+        Ok(Event {
+            key: Key(key),
+            ts,
+            values,
+            raw: None,
+        })
+    }
+}
+
+pub fn aggregate_name(f: AggregateFunction) -> &'static str {
+    match f {
+        AggregateFunction::Count => "count",
+        AggregateFunction::Sum => "sum",
+        AggregateFunction::Min => "min",
+        AggregateFunction::Max => "max",
+        AggregateFunction::Avg => "avg",
+        AggregateFunction::CountDistinct => "countDistinct",
+    }
+}

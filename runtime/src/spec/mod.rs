@@ -1,0 +1,380 @@
+//! The job spec: what a job is, as a user writes it in YAML (and as the
+//! operator embeds it in the `StreamJob` CRD). Parsing is strict: unknown
+//! fields are rejected, and every error names the field it is about.
+
+mod duration;
+mod validate;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use duration::{Duration, ParseDurationError};
+pub use validate::{FieldError, SpecError};
+
+/// A keyed, event-time windowed job: source → key → window → aggregate → sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job name: names the local state directory (and the checkpoint prefix).
+    pub name: String,
+    /// Number of workers (threads) the keyed work is spread over.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Number of key groups: the unit in which keyed state is spread and
+    /// redistributed. Fixed for the life of a job's state.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: u32,
+    pub source: SourceSpec,
+    #[serde(default)]
+    pub event_time: EventTimeSpec,
+    #[serde(default)]
+    pub watermark: WatermarkSpec,
+    /// The field(s) the stream is keyed by; dotted paths reach nested fields.
+    #[serde(deserialize_with = "one_or_many")]
+    #[schemars(length(min = 1))]
+    pub key: Vec<String>,
+    pub window: WindowSpec,
+    #[serde(default)]
+    pub trigger: TriggerSpec,
+    /// How long after a window's end late elements still update it.
+    #[serde(default)]
+    pub allowed_lateness: Duration,
+    #[schemars(length(min = 1))]
+    pub aggregates: Vec<AggregateSpec>,
+    pub sink: SinkSpec,
+    #[serde(default)]
+    pub side_outputs: SideOutputsSpec,
+    #[serde(default)]
+    pub state: StateSpec,
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+
+fn default_max_parallelism() -> u32 {
+    128
+}
+
+/// Accepts `key: visit_id` as well as `key: [a, b]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a field name or a list of field names"))?
+    {
+        OneOrMany::One(field) => Ok(vec![field]),
+        OneOrMany::Many(fields) => Ok(fields),
+    }
+}
+
+/// Where records come from. Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    pub file: Option<FileSourceSpec>,
+    pub generator: Option<GeneratorSpec>,
+}
+
+/// JSON-lines files, read to their end (a bounded source). Each file is a
+/// partition with its own watermark.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSourceSpec {
+    /// One file; relative paths are resolved against the job file's folder.
+    pub path: Option<String>,
+    /// Several files, one partition each.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// Generated events for demos and benchmarks: `keys` integer keys, `eventsPerMs`
+/// events per millisecond of event time, each with an integer `value` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// Total events; absent means unbounded.
+    pub events: Option<u64>,
+    #[serde(default = "default_generator_keys")]
+    pub keys: u64,
+    #[serde(default = "default_events_per_ms")]
+    pub events_per_ms: u32,
+    /// Event time of the first event, epoch milliseconds.
+    #[serde(default = "default_generator_start")]
+    pub start_time: i64,
+    /// Events are shuffled by up to this much event time (0 = in order).
+    #[serde(default)]
+    pub disorder: Duration,
+    /// Wall-clock pacing in events per second; absent means as fast as possible.
+    pub rate: Option<u64>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_generator_keys() -> u64 {
+    10_000
+}
+fn default_events_per_ms() -> u32 {
+    10
+}
+fn default_generator_start() -> i64 {
+    1_735_689_600_000 // 2025-01-01T00:00:00Z
+}
+
+/// Which field holds a record's event time, and how it is written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// Dotted path of the event-time field (required for file sources).
+    pub field: Option<String>,
+    #[serde(default)]
+    pub format: TimeFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TimeFormat {
+    /// ISO-8601 strings or epoch-millisecond numbers, whichever the value is.
+    #[default]
+    Auto,
+    /// ISO-8601 / RFC 3339 text; without an offset it is taken as UTC.
+    Iso8601,
+    /// Milliseconds since the Unix epoch.
+    EpochMillis,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// Bounded out-of-orderness: the watermark trails the highest event time
+    /// seen by this much.
+    #[serde(default)]
+    pub out_of_orderness: Duration,
+    /// A partition that has no records for this long (processing time) stops
+    /// holding the watermark back until it has records again.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The window kind. Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    pub tumbling: Option<TumblingSpec>,
+    pub sliding: Option<SlidingSpec>,
+    pub session: Option<SessionSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TumblingSpec {
+    pub size: Duration,
+    #[serde(default)]
+    pub offset: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlidingSpec {
+    pub size: Duration,
+    pub slide: Duration,
+    #[serde(default)]
+    pub offset: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionSpec {
+    pub gap: Duration,
+}
+
+/// When windows emit. The final result is always emitted when the watermark
+/// passes the window's end; early firings add partial results before that.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TriggerSpec {
+    pub early: Option<EarlyFiringSpec>,
+}
+
+/// Early (partial) results. Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EarlyFiringSpec {
+    /// Every time the watermark passes a multiple of this much event time.
+    pub every_event_time: Option<Duration>,
+    /// Every this much wall-clock time.
+    pub every_processing_time: Option<Duration>,
+    /// Every this many elements added to a window.
+    pub every_elements: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// Name of the value in the output record.
+    pub name: String,
+    pub function: AggregateFunction,
+    /// Dotted path of the input field (all functions but `count`).
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AggregateFunction {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    CountDistinct,
+}
+
+impl AggregateFunction {
+    pub fn needs_field(self) -> bool {
+        self != AggregateFunction::Count
+    }
+}
+
+/// Where results go. Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinkSpec {
+    pub stdout: Option<StdoutSinkSpec>,
+    pub file: Option<FileSinkSpec>,
+    /// Discards records (they are still counted): for benchmarks.
+    pub discard: Option<DiscardSinkSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdoutSinkSpec {}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscardSinkSpec {}
+
+/// JSON lines appended to a file; relative paths are resolved against the
+/// job file's folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSinkSpec {
+    pub path: String,
+}
+
+/// Records that do not make it into a window result. Without a destination
+/// they are dropped and counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SideOutputsSpec {
+    /// Elements later than the window's end plus the allowed lateness.
+    pub late: Option<SinkSpec>,
+    /// Records that cannot be read: bad JSON, a missing or mistyped field.
+    pub malformed: Option<SinkSpec>,
+    /// Fail the job on the first malformed record instead.
+    #[serde(default)]
+    pub fail_on_malformed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateSpec {
+    /// Folder for the workers' RocksDB instances; default `.streamjob/state/<name>`.
+    pub dir: Option<String>,
+    /// Keys whose windows each worker keeps in memory before it spills the
+    /// rest to RocksDB.
+    #[serde(default = "default_hot_keys")]
+    pub max_keys_in_memory: u64,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        StateSpec {
+            dir: None,
+            max_keys_in_memory: default_hot_keys(),
+        }
+    }
+}
+
+fn default_hot_keys() -> u64 {
+    1_000_000
+}
+
+impl JobSpec {
+    /// Parses and validates a job from YAML text.
+    pub fn from_yaml(text: &str) -> Result<JobSpec, SpecError> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let spec: JobSpec = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            yaml_error(path, err.into_inner())
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads, parses and validates a job file.
+    pub fn from_file(path: &std::path::Path) -> Result<JobSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            SpecError::single(
+                String::new(),
+                format!("cannot read {}: {err}", path.display()),
+            )
+        })?;
+        JobSpec::from_yaml(&text)
+    }
+
+    /// The window assigner this spec describes (valid after `validate`).
+    pub fn window_kind(&self) -> crate::window::WindowKind {
+        crate::window::WindowKind::from_spec(&self.window)
+    }
+}
+
+/// A parse error with the exact field path (serde_path_to_error's), the
+/// message without serde_yaml's own, shorter path, and the position.
+fn yaml_error(mut path: String, err: serde_yaml::Error) -> SpecError {
+    let mut message = err.to_string();
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        if !prefix.contains(' ') && path.starts_with(prefix) {
+            message = rest.to_string();
+        }
+    }
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    // An unknown field is a problem of the object that holds it.
+    if message.starts_with("unknown field") {
+        path = path
+            .rsplit_once('.')
+            .map_or(String::new(), |(parent, _)| parent.to_string());
+    }
+    if let Some(loc) = err.location() {
+        message = format!("{message} (line {}, column {})", loc.line(), loc.column());
+    }
+    SpecError::single(path, message)
+}
+
+impl SinkSpec {
+    pub fn stdout() -> Self {
+        SinkSpec {
+            stdout: Some(StdoutSinkSpec {}),
+            ..Default::default()
+        }
+    }
+
+    pub fn file(path: impl Into<String>) -> Self {
+        SinkSpec {
+            file: Some(FileSinkSpec { path: path.into() }),
+            ..Default::default()
+        }
+    }
+
+    pub fn discard() -> Self {
+        SinkSpec {
+            discard: Some(DiscardSinkSpec {}),
+            ..Default::default()
+        }
+    }
+}

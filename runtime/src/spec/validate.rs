@@ -1,0 +1,332 @@
+//! Semantic checks that serde cannot express. Every problem is reported with
+//! the dotted path of the field and what would be accepted.
+
+use std::fmt;
+
+use super::{Duration, JobSpec, SinkSpec};
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path, e.g. `window.tumbling.size`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+}
+
+/// Everything wrong with a job spec, one line per field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub errors: Vec<FieldError>,
+}
+
+impl SpecError {
+    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError {
+            errors: vec![FieldError {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if e.path.is_empty() {
+                write!(f, "{}", e.message)?;
+            } else {
+                write!(f, "{}: {}", e.path, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn positive(&mut self, path: &str, d: Duration) {
+        if d.as_millis() <= 0 {
+            self.add(path, format!("must be greater than 0, got \"{d}\""));
+        }
+    }
+
+    /// Exactly one of the named options must be set.
+    fn one_of(&mut self, path: &str, options: &[(&str, bool)]) {
+        let set: Vec<&str> = options.iter().filter(|o| o.1).map(|o| o.0).collect();
+        let names: Vec<&str> = options.iter().map(|o| o.0).collect();
+        match set.len() {
+            1 => {}
+            0 => self.add(path, format!("set one of {}", names.join(", "))),
+            _ => self.add(
+                path,
+                format!(
+                    "set only one of {}, got {}",
+                    names.join(", "),
+                    set.join(" and ")
+                ),
+            ),
+        }
+    }
+
+    fn sink(&mut self, path: &str, sink: &SinkSpec) {
+        self.one_of(
+            path,
+            &[
+                ("stdout", sink.stdout.is_some()),
+                ("file", sink.file.is_some()),
+                ("discard", sink.discard.is_some()),
+            ],
+        );
+        if let Some(file) = &sink.file {
+            if file.path.trim().is_empty() {
+                self.add(format!("{path}.file.path"), "must not be empty");
+            }
+        }
+    }
+}
+
+impl JobSpec {
+    /// Checks the spec as a whole; all problems are returned together.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut p = Problems::default();
+
+        if self.name.trim().is_empty() {
+            p.add("name", "must not be empty");
+        } else if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            p.add(
+                "name",
+                format!(
+                    "may contain only letters, digits, '-', '_' and '.', got {:?}",
+                    self.name
+                ),
+            );
+        }
+        if self.parallelism == 0 {
+            p.add("parallelism", "must be at least 1, got 0");
+        }
+        if !(1..=32_768).contains(&self.max_parallelism) {
+            p.add(
+                "maxParallelism",
+                format!("must be between 1 and 32768, got {}", self.max_parallelism),
+            );
+        } else if self.parallelism > self.max_parallelism {
+            p.add(
+                "parallelism",
+                format!(
+                    "must not exceed maxParallelism ({}), got {}",
+                    self.max_parallelism, self.parallelism
+                ),
+            );
+        }
+
+        // Source.
+        let src = &self.source;
+        p.one_of(
+            "source",
+            &[
+                ("file", src.file.is_some()),
+                ("generator", src.generator.is_some()),
+            ],
+        );
+        if let Some(file) = &src.file {
+            match (&file.path, file.paths.is_empty()) {
+                (None, true) => p.add("source.file", "set path or paths"),
+                (Some(_), false) => p.add("source.file", "set only one of path, paths"),
+                _ => {}
+            }
+            if self.event_time.field.is_none() {
+                p.add("eventTime.field", "required for a file source: name the field that holds each record's event time");
+            }
+        }
+        if let Some(gen) = &src.generator {
+            if gen.keys == 0 {
+                p.add("source.generator.keys", "must be at least 1, got 0");
+            }
+            if gen.events_per_ms == 0 {
+                p.add("source.generator.eventsPerMs", "must be at least 1, got 0");
+            }
+            if gen.rate == Some(0) {
+                p.add(
+                    "source.generator.rate",
+                    "must be at least 1 event per second, or left out for no pacing",
+                );
+            }
+            if self.key.len() != 1 {
+                p.add(
+                    "key",
+                    "a generator source produces one integer key: name exactly one key field",
+                );
+            }
+        }
+
+        // Watermark.
+        if let Some(idle) = self.watermark.idle_timeout {
+            p.positive("watermark.idleTimeout", idle);
+        }
+
+        // Key.
+        if self.key.is_empty() {
+            p.add("key", "name at least one field to key by");
+        }
+        for (i, field) in self.key.iter().enumerate() {
+            if field.trim().is_empty() {
+                p.add(format!("key[{i}]"), "must not be empty");
+            }
+        }
+
+        // Window.
+        let w = &self.window;
+        p.one_of(
+            "window",
+            &[
+                ("tumbling", w.tumbling.is_some()),
+                ("sliding", w.sliding.is_some()),
+                ("session", w.session.is_some()),
+            ],
+        );
+        if let Some(t) = &w.tumbling {
+            p.positive("window.tumbling.size", t.size);
+            if t.size.as_millis() > 0 && t.offset >= t.size {
+                p.add(
+                    "window.tumbling.offset",
+                    format!(
+                        "must be smaller than the size ({}), got \"{}\"",
+                        t.size, t.offset
+                    ),
+                );
+            }
+        }
+        if let Some(s) = &w.sliding {
+            p.positive("window.sliding.size", s.size);
+            p.positive("window.sliding.slide", s.slide);
+            if s.slide > s.size && s.size.as_millis() > 0 {
+                p.add(
+                    "window.sliding.slide",
+                    format!("must not exceed the size ({}), got \"{}\"", s.size, s.slide),
+                );
+            }
+            if s.slide.as_millis() > 0 && s.offset >= s.slide {
+                p.add(
+                    "window.sliding.offset",
+                    format!(
+                        "must be smaller than the slide ({}), got \"{}\"",
+                        s.slide, s.offset
+                    ),
+                );
+            }
+        }
+        if let Some(s) = &w.session {
+            p.positive("window.session.gap", s.gap);
+        }
+
+        // Trigger.
+        if let Some(early) = &self.trigger.early {
+            p.one_of(
+                "trigger.early",
+                &[
+                    ("everyEventTime", early.every_event_time.is_some()),
+                    ("everyProcessingTime", early.every_processing_time.is_some()),
+                    ("everyElements", early.every_elements.is_some()),
+                ],
+            );
+            if let Some(d) = early.every_event_time {
+                p.positive("trigger.early.everyEventTime", d);
+            }
+            if let Some(d) = early.every_processing_time {
+                p.positive("trigger.early.everyProcessingTime", d);
+            }
+            if early.every_elements == Some(0) {
+                p.add("trigger.early.everyElements", "must be at least 1, got 0");
+            }
+        }
+
+        // Aggregates.
+        if self.aggregates.is_empty() {
+            p.add(
+                "aggregates",
+                "name at least one aggregate, e.g. {name: events, function: count}",
+            );
+        }
+        let reserved = ["window_start", "window_end", "partial", "emit_time"];
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, agg) in self.aggregates.iter().enumerate() {
+            let path = format!("aggregates[{i}]");
+            if agg.name.trim().is_empty() {
+                p.add(format!("{path}.name"), "must not be empty");
+            } else if reserved.contains(&agg.name.as_str()) || self.key.contains(&agg.name) {
+                p.add(
+                    format!("{path}.name"),
+                    format!("{:?} is already a field of the output record (key, window_start, window_end, partial, emit_time); choose another name", agg.name),
+                );
+            } else if seen.contains(&agg.name.as_str()) {
+                p.add(
+                    format!("{path}.name"),
+                    format!("{:?} is used by an earlier aggregate", agg.name),
+                );
+            }
+            seen.push(&agg.name);
+            match (&agg.field, agg.function.needs_field()) {
+                (None, true) => p.add(
+                    format!("{path}.field"),
+                    format!(
+                        "required for function {}",
+                        crate::record::aggregate_name(agg.function)
+                    ),
+                ),
+                (Some(_), false) => {
+                    p.add(format!("{path}.field"), "count takes no field; remove it")
+                }
+                (Some(field), true) if src.generator.is_some() && field != "value" => p.add(
+                    format!("{path}.field"),
+                    format!("a generator source has only the field \"value\", got {field:?}"),
+                ),
+                _ => {}
+            }
+        }
+
+        // Sinks.
+        p.sink("sink", &self.sink);
+        if let Some(late) = &self.side_outputs.late {
+            p.sink("sideOutputs.late", late);
+        }
+        if let Some(malformed) = &self.side_outputs.malformed {
+            p.sink("sideOutputs.malformed", malformed);
+            if self.side_outputs.fail_on_malformed {
+                p.add(
+                    "sideOutputs.failOnMalformed",
+                    "cannot be true while sideOutputs.malformed is set: choose one",
+                );
+            }
+        }
+
+        // State.
+        if self.state.max_keys_in_memory == 0 {
+            p.add("state.maxKeysInMemory", "must be at least 1, got 0");
+        }
+
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError { errors: p.0 })
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The RocksDB instance behind one worker's keyed state.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{Options, WriteBatch, DB};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("RocksDB at {path}: {source}")]
+    Rocks {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("cannot prepare state folder {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state value cannot be encoded: {0}")]
+    Encode(String),
+    #[error("state value cannot be decoded (written by another version?): {0}")]
+    Decode(String),
+}
+
+impl StateError {
+    pub(crate) fn encode(e: postcard::Error) -> Self {
+        StateError::Encode(e.to_string())
+    }
+    pub(crate) fn decode(e: postcard::Error) -> Self {
+        StateError::Decode(e.to_string())
+    }
+}
+
+pub struct RocksState {
+    db: DB,
+    path: PathBuf,
+}
+
+impl RocksState {
+    /// A new, empty database at `dir` (an old one there is removed: state of a
+    /// previous run never leaks into a fresh one).
+    pub fn create(dir: &Path) -> Result<Self, StateError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Spilled state is read back by point lookups: bloom filters make a
+        // miss cheap.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        let db = DB::open(&opts, dir).map_err(|source| StateError::Rocks {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(RocksState {
+            db,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rocksdb::Error) -> StateError {
+        StateError::Rocks {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads and deletes a value.
+    pub fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let value = self.db.get(key).map_err(|e| self.err(e))?;
+        if value.is_some() {
+            self.db.delete(key).map_err(|e| self.err(e))?;
+        }
+        Ok(value)
+    }
+
+    pub fn put_all(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StateError> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in entries {
+            batch.put(k, v);
+        }
+        self.db.write_without_wal(batch).map_err(|e| self.err(e))
+    }
+}

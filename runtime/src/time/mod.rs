@@ -1,0 +1,113 @@
+//! Event time: parsing it out of records, printing it, and watermarks.
+
+mod watermark;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::spec::TimeFormat;
+
+pub use watermark::{MinWatermark, PartitionWatermarks, SourceStatus};
+
+/// Watermark before anything has been seen.
+pub const MIN_WATERMARK: i64 = i64::MIN;
+/// Watermark of a finished input: every window fires.
+pub const MAX_WATERMARK: i64 = i64::MAX;
+
+/// Reads an event time (epoch milliseconds) from a JSON value.
+pub fn parse_event_time(v: &Value, format: TimeFormat) -> Result<i64, String> {
+    match (v, format) {
+        (Value::Number(n), TimeFormat::Auto | TimeFormat::EpochMillis) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            .ok_or_else(|| format!("expected whole epoch milliseconds, got {n}")),
+        (Value::String(s), TimeFormat::Auto)
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.parse()
+                .map_err(|_| format!("epoch milliseconds out of range: {s:?}"))
+        }
+        (Value::String(s), TimeFormat::Auto | TimeFormat::Iso8601) => parse_iso8601(s),
+        (Value::Number(n), TimeFormat::Iso8601) => Err(format!(
+            "expected an ISO-8601 string, got the number {n} (set eventTime.format: epochMillis)"
+        )),
+        (Value::String(s), TimeFormat::EpochMillis) => Err(format!(
+            "expected epoch milliseconds, got the string {s:?} (set eventTime.format: iso8601)"
+        )),
+        (other, _) => Err(format!("expected a timestamp, got {other}")),
+    }
+}
+
+/// ISO-8601 with an offset, or without one (then taken as UTC), with `T` or a
+/// space between date and time.
+pub fn parse_iso8601(s: &str) -> Result<i64, String> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Ok(dt.timestamp_millis());
+    }
+    for pattern in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, pattern) {
+            return Ok(naive.and_utc().timestamp_millis());
+        }
+    }
+    Err(format!(
+        "expected an ISO-8601 timestamp like \"2025-09-04T10:01:00Z\", got {s:?}"
+    ))
+}
+
+/// Prints epoch milliseconds as RFC 3339 in UTC, with a fraction only when
+/// there is one.
+pub fn format_time(millis: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_millis(millis) {
+        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => millis.to_string(),
+    }
+}
+
+/// Wall-clock now in epoch milliseconds.
+pub fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_seed_format_and_friends() {
+        let expect = 1_756_980_060_000; // 2025-09-04T10:01:00Z
+        for text in [
+            "2025-09-04T10:01:00.000000",
+            "2025-09-04T10:01:00",
+            "2025-09-04T10:01:00Z",
+            "2025-09-04T12:01:00+02:00",
+            "2025-09-04 10:01:00",
+        ] {
+            assert_eq!(parse_iso8601(text), Ok(expect), "{text}");
+        }
+        assert_eq!(
+            parse_event_time(&json!(expect), TimeFormat::Auto),
+            Ok(expect)
+        );
+        assert_eq!(
+            parse_event_time(&json!(expect.to_string()), TimeFormat::Auto),
+            Ok(expect)
+        );
+        assert_eq!(format_time(expect), "2025-09-04T10:01:00Z");
+        assert_eq!(format_time(expect + 5), "2025-09-04T10:01:00.005Z");
+    }
+
+    #[test]
+    fn names_the_problem() {
+        let err = parse_event_time(&json!("yesterday"), TimeFormat::Auto).unwrap_err();
+        assert!(err.contains("ISO-8601"), "{err}");
+        let err = parse_event_time(&json!(5), TimeFormat::Iso8601).unwrap_err();
+        assert!(err.contains("epochMillis"), "{err}");
+        let err = parse_event_time(&json!(true), TimeFormat::Auto).unwrap_err();
+        assert!(err.contains("expected a timestamp"), "{err}");
+    }
+}

@@ -1,0 +1,235 @@
+//! Watermarks: bounded out-of-orderness per partition, combined by minimum,
+//! with idle inputs left out so they do not stall the job.
+
+use super::{MAX_WATERMARK, MIN_WATERMARK};
+
+/// What an input (a partition, or an upstream worker) says about its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Records so far are complete up to this watermark.
+    Active(i64),
+    /// No records lately: do not wait for this input.
+    Idle,
+    /// No more records, ever.
+    Ended,
+}
+
+/// The minimum over several inputs' watermarks, leaving out idle and ended
+/// inputs. Never goes backwards.
+#[derive(Debug, Clone)]
+pub struct MinWatermark {
+    inputs: Vec<SourceStatus>,
+    current: i64,
+}
+
+impl MinWatermark {
+    pub fn new(inputs: usize) -> Self {
+        MinWatermark {
+            inputs: vec![SourceStatus::Active(MIN_WATERMARK); inputs],
+            current: MIN_WATERMARK,
+        }
+    }
+
+    /// Starts from known statuses (e.g. splits with nothing to read).
+    pub fn with_statuses(inputs: Vec<SourceStatus>) -> Self {
+        let mut m = MinWatermark {
+            inputs,
+            current: MIN_WATERMARK,
+        };
+        m.recompute();
+        m
+    }
+
+    pub fn current(&self) -> i64 {
+        self.current
+    }
+
+    /// Updates one input; returns the combined watermark if it advanced.
+    pub fn update(&mut self, input: usize, status: SourceStatus) -> Option<i64> {
+        if self.inputs[input] == SourceStatus::Ended {
+            return None;
+        }
+        self.inputs[input] = status;
+        self.recompute()
+    }
+
+    /// The combined status: idle when every input not ended is idle.
+    pub fn status(&self) -> SourceStatus {
+        if self.inputs.iter().all(|s| *s == SourceStatus::Ended) {
+            SourceStatus::Ended
+        } else if self
+            .inputs
+            .iter()
+            .all(|s| matches!(s, SourceStatus::Idle | SourceStatus::Ended))
+        {
+            SourceStatus::Idle
+        } else {
+            SourceStatus::Active(self.current)
+        }
+    }
+
+    fn recompute(&mut self) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        let mut all_ended = true;
+        for s in &self.inputs {
+            match s {
+                SourceStatus::Active(wm) => {
+                    all_ended = false;
+                    min = Some(min.map_or(*wm, |m| m.min(*wm)));
+                }
+                SourceStatus::Idle => all_ended = false,
+                SourceStatus::Ended => {}
+            }
+        }
+        let candidate = if all_ended {
+            MAX_WATERMARK
+        } else {
+            min? // all idle: hold the watermark where it is
+        };
+        if candidate > self.current {
+            self.current = candidate;
+            Some(candidate)
+        } else {
+            None
+        }
+    }
+}
+
+/// Per-partition watermarks of one source split: each partition's watermark
+/// trails the highest event time it has seen by the out-of-orderness bound;
+/// a partition with no records for `idle_timeout` is marked idle.
+#[derive(Debug, Clone)]
+pub struct PartitionWatermarks {
+    out_of_orderness: i64,
+    idle_timeout: Option<i64>,
+    max_ts: Vec<i64>,
+    last_record_at: Vec<i64>,
+    combined: MinWatermark,
+}
+
+impl PartitionWatermarks {
+    pub fn new(
+        partitions: usize,
+        out_of_orderness: i64,
+        idle_timeout: Option<i64>,
+        now: i64,
+    ) -> Self {
+        PartitionWatermarks {
+            out_of_orderness,
+            idle_timeout,
+            max_ts: vec![MIN_WATERMARK; partitions],
+            last_record_at: vec![now; partitions],
+            combined: if partitions == 0 {
+                // A split with nothing to read holds nothing back.
+                let mut m = MinWatermark::new(1);
+                m.update(0, SourceStatus::Idle);
+                m
+            } else {
+                MinWatermark::new(partitions)
+            },
+        }
+    }
+
+    pub fn current(&self) -> i64 {
+        self.combined.current()
+    }
+
+    pub fn status(&self) -> SourceStatus {
+        self.combined.status()
+    }
+
+    /// A record with event time `ts` from `partition` at processing time
+    /// `now`; returns the split's new watermark if it advanced.
+    pub fn on_record(&mut self, partition: usize, ts: i64, now: i64) -> Option<i64> {
+        self.last_record_at[partition] = now;
+        if ts > self.max_ts[partition] {
+            self.max_ts[partition] = ts;
+        }
+        // Flink's bounded out-of-orderness: complete up to max - bound - 1.
+        let wm = self.max_ts[partition]
+            .saturating_sub(self.out_of_orderness)
+            .saturating_sub(1);
+        self.combined.update(partition, SourceStatus::Active(wm))
+    }
+
+    /// Marks partitions idle that have had no records for the idle timeout.
+    pub fn check_idle(&mut self, now: i64) -> Option<i64> {
+        let timeout = self.idle_timeout?;
+        let mut advanced = None;
+        for p in 0..self.max_ts.len() {
+            if now - self.last_record_at[p] >= timeout {
+                if let Some(wm) = self.combined.update(p, SourceStatus::Idle) {
+                    advanced = Some(wm);
+                }
+            }
+        }
+        advanced
+    }
+
+    /// The partition has no more records.
+    pub fn end_partition(&mut self, partition: usize) -> Option<i64> {
+        self.combined.update(partition, SourceStatus::Ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_over_partitions_with_out_of_orderness() {
+        let mut w = PartitionWatermarks::new(2, 100, None, 0);
+        assert_eq!(
+            w.on_record(0, 1_000, 0),
+            None,
+            "partition 1 has seen nothing yet"
+        );
+        assert_eq!(w.on_record(1, 500, 0), Some(399));
+        assert_eq!(
+            w.on_record(1, 2_000, 0),
+            Some(899),
+            "now partition 0 is the minimum"
+        );
+        assert_eq!(w.on_record(0, 50, 0), None, "never backwards");
+        assert_eq!(w.current(), 899);
+    }
+
+    #[test]
+    fn idle_partition_stops_holding_back_and_rejoins() {
+        let mut w = PartitionWatermarks::new(2, 0, Some(1_000), 0);
+        w.on_record(0, 10_000, 0);
+        assert_eq!(w.current(), MIN_WATERMARK);
+        assert_eq!(w.check_idle(999), None);
+        // Both partitions are idle now: nothing holds them, nothing advances.
+        assert_eq!(w.check_idle(1_000), None);
+        assert_eq!(w.status(), SourceStatus::Idle);
+        // Partition 0 speaks again; partition 1 is still idle.
+        assert_eq!(w.on_record(0, 20_000, 1_500), Some(19_999));
+        assert_eq!(
+            w.on_record(1, 5_000, 1_600),
+            None,
+            "a rejoining partition cannot pull it back"
+        );
+        assert_eq!(
+            w.on_record(0, 30_000, 1_700),
+            None,
+            "partition 1 holds it again"
+        );
+        assert_eq!(w.on_record(1, 40_000, 1_800), Some(29_999));
+    }
+
+    #[test]
+    fn ended_partitions_release_everything() {
+        let mut w = PartitionWatermarks::new(2, 0, None, 0);
+        w.on_record(0, 100, 0);
+        assert_eq!(w.end_partition(1), Some(99));
+        assert_eq!(w.end_partition(0), Some(MAX_WATERMARK));
+        assert_eq!(w.status(), SourceStatus::Ended);
+    }
+
+    #[test]
+    fn empty_split_is_idle() {
+        let w = PartitionWatermarks::new(0, 0, None, 0);
+        assert_eq!(w.status(), SourceStatus::Idle);
+    }
+}

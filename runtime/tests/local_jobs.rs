@@ -1,0 +1,366 @@
+//! Whole jobs on one machine: file in, file or stdout out, through the
+//! engine's workers and the `streamjob` binary.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use streamjob_runtime::{run, JobSpec, RunOptions};
+
+/// Output lines as JSON, without `emit_time` (wall-clock).
+fn results_of(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            let emit_time = v.as_object_mut().unwrap().remove("emit_time");
+            assert!(
+                emit_time.is_some_and(|t| t.is_string()),
+                "every result has an emit_time: {l}"
+            );
+            v
+        })
+        .collect()
+}
+
+fn visit(count: u64, partial: bool) -> Value {
+    serde_json::json!({
+        "visit_id": 1,
+        "window_start": "2025-09-04T10:00:00Z",
+        "window_end": "2025-09-04T10:15:00Z",
+        "visits": count,
+        "partial": partial,
+    })
+}
+
+/// The seed scenario (shared/seeds/000), exactly: `streamjob run
+/// examples/visit-counter-local.yaml` prints a partial count every time the
+/// watermark (5 minutes behind) passes a 2-minute mark, then the final count
+/// when the bounded input ends.
+#[test]
+fn seed_visit_counter_prints_the_expected_windows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(root.join("examples/visit-counter-local.yaml"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        results_of(&String::from_utf8_lossy(&out.stdout)),
+        vec![
+            visit(8, true),
+            visit(10, true),
+            visit(12, true),
+            visit(12, false)
+        ]
+    );
+    assert!(
+        stderr.contains("12 records in, 4 results out, 0 late, 0 malformed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_runs_with_no_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(results.len(), 4, "{stdout}");
+    assert!(stdout.contains("[demo 3/3]"), "{stdout}");
+}
+
+#[test]
+fn an_invalid_job_file_fails_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: x\nsource: {file: {path: in.jsonl}}\neventTime: {field: t}\nkey: k\nwindow: {tumbling: {size: 0s}}\naggregates: [{name: n, function: count}]\nsink: {stdout: {}}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "is not a valid job:\n  window.tumbling.size: must be greater than 0, got \"0s\""
+        ),
+        "{stderr}"
+    );
+}
+
+fn write_job(dir: &Path, extra: &str, body: &str) -> JobSpec {
+    let yaml = format!(
+        "name: t\nsource: {{file: {{path: in.jsonl}}}}\neventTime: {{field: ts}}\nkey: user\n\
+         window: {{tumbling: {{size: 10s}}}}\n\
+         aggregates: [{{name: n, function: count}}, {{name: total, function: sum, field: amount}}]\n\
+         sink: {{file: {{path: out.jsonl}}}}\n{extra}"
+    );
+    std::fs::write(dir.join("in.jsonl"), body).unwrap();
+    JobSpec::from_yaml(&yaml).unwrap()
+}
+
+fn opts(dir: &Path) -> RunOptions {
+    RunOptions {
+        base_dir: dir.to_path_buf(),
+        state_dir: Some(dir.join("state")),
+        ..Default::default()
+    }
+}
+
+/// Bad records go to the malformed side output with their reason and line;
+/// the good ones are all counted.
+#[test]
+fn malformed_records_go_to_the_side_output_and_good_ones_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = [
+        r#"{"user": "a", "ts": 1000, "amount": 5}"#,
+        r#"{"user": "a", "ts": 2000, "amount": 7"#,
+        r#"{"ts": 3000, "amount": 1}"#,
+        r#"{"user": "a", "amount": 1}"#,
+        r#"{"user": "a", "ts": "soon", "amount": 1}"#,
+        r#"{"user": "a", "ts": 4000, "amount": "ten"}"#,
+        r#"{"user": 1.5, "ts": 4000, "amount": 1}"#,
+        r#"[1, 2]"#,
+        r#"{"user": "a", "ts": "1970-01-01T00:00:05Z", "amount": 2.5}"#,
+        r#"{"user": "b", "ts": 6000}"#,
+    ]
+    .join("\n");
+    let spec = write_job(
+        dir.path(),
+        "sideOutputs: {malformed: {file: {path: bad.jsonl}}}\n",
+        &body,
+    );
+    let summary = run(&spec, &opts(dir.path())).unwrap();
+    assert_eq!(
+        (summary.records_in, summary.malformed, summary.results),
+        (3, 7, 2)
+    );
+
+    let out = results_of(&std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap());
+    let mut out: Vec<String> = out.iter().map(|v| v.to_string()).collect();
+    out.sort();
+    assert_eq!(
+        out,
+        vec![
+            r#"{"user":"a","window_start":"1970-01-01T00:00:00Z","window_end":"1970-01-01T00:00:10Z","n":2,"total":7.5,"partial":false}"#,
+            r#"{"user":"b","window_start":"1970-01-01T00:00:00Z","window_end":"1970-01-01T00:00:10Z","n":1,"total":null,"partial":false}"#,
+        ]
+    );
+
+    let bad: Vec<Value> = std::fs::read_to_string(dir.path().join("bad.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<(&str, &str)> = bad
+        .iter()
+        .map(|b| (b["source"].as_str().unwrap(), b["error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 7);
+    assert_eq!(reasons[0].0, "in.jsonl:2");
+    assert!(reasons[0].1.starts_with("not valid JSON"), "{reasons:?}");
+    assert_eq!(reasons[1], ("in.jsonl:3", "missing key field \"user\""));
+    assert_eq!(
+        reasons[2],
+        ("in.jsonl:4", "missing event-time field \"ts\"")
+    );
+    assert!(
+        reasons[3]
+            .1
+            .starts_with("event-time field \"ts\": expected an ISO-8601 timestamp"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons[4],
+        (
+            "in.jsonl:6",
+            "field \"amount\" must be a number for sum, got the string \"ten\""
+        )
+    );
+    assert_eq!(
+        reasons[5],
+        (
+            "in.jsonl:7",
+            "key field \"user\" must be a string, an integer or a boolean, got the number 1.5"
+        )
+    );
+    assert_eq!(reasons[6], ("in.jsonl:8", "not a JSON object"));
+    assert_eq!(
+        bad[4]["record"],
+        r#"{"user": "a", "ts": 4000, "amount": "ten"}"#
+    );
+}
+
+#[test]
+fn fail_on_malformed_stops_the_job_with_the_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "{\"user\": \"a\", \"ts\": 1000}\nnot json\n";
+    let spec = write_job(dir.path(), "sideOutputs: {failOnMalformed: true}\n", body);
+    let err = run(&spec, &opts(dir.path())).unwrap_err().to_string();
+    assert!(
+        err.starts_with("malformed record at in.jsonl:2 (not valid JSON"),
+        "{err}"
+    );
+}
+
+/// Elements later than end + allowed lateness go to the late output as they
+/// were read; elements within it re-fire their window.
+#[test]
+fn late_elements_refire_or_go_to_the_late_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = [
+        r#"{"user": "a", "ts": 1000, "amount": 1}"#,
+        r#"{"user": "a", "ts": 12000, "amount": 1}"#, // watermark 11999: [0,10s) fires
+        r#"{"user": "a", "ts": 3000, "amount": 1}"#,  // within 5 s lateness: re-fires
+        r#"{"user": "a", "ts": 16000, "amount": 1}"#, // watermark 15999: [0,10s) is gone
+        r#"{"user": "a", "ts": 4000, "amount": 1}"#,  // late
+    ]
+    .join("\n");
+    let spec = write_job(
+        dir.path(),
+        "allowedLateness: 5s\nsideOutputs: {late: {file: {path: late.jsonl}}}\n",
+        &body,
+    );
+    let summary = run(&spec, &opts(dir.path())).unwrap();
+    assert_eq!(summary.late, 1);
+    let out = results_of(&std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap());
+    let counts: Vec<(String, u64)> = out
+        .iter()
+        .map(|v| {
+            (
+                v["window_start"].as_str().unwrap().to_string(),
+                v["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("1970-01-01T00:00:00Z".to_string(), 1),
+            ("1970-01-01T00:00:00Z".to_string(), 2),
+            ("1970-01-01T00:00:10Z".to_string(), 2),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("late.jsonl")).unwrap(),
+        "{\"user\": \"a\", \"ts\": 4000, \"amount\": 1}\n"
+    );
+}
+
+/// A pseudo-random, out-of-order input with many keys.
+fn shuffled_input(events: u64, keys: u64) -> String {
+    let mut lines = Vec::new();
+    let mut x: u64 = 7;
+    for i in 0..events {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let jitter = (x >> 40) % 4000;
+        let ts = i as i64 * 10 - jitter as i64;
+        lines.push(format!(
+            r#"{{"user": "u{}", "ts": {}, "amount": {}}}"#,
+            (x >> 20) % keys,
+            ts,
+            (x >> 10) % 50
+        ));
+    }
+    lines.join("\n")
+}
+
+fn sorted_results(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = results_of(&std::fs::read_to_string(dir.join("out.jsonl")).unwrap())
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Keyed work spread over 4 workers gives exactly what 1 worker gives
+/// (partial results included: watermarks travel in-band with the records),
+/// and so does a state budget so small that every key lives in RocksDB.
+#[test]
+fn parallelism_and_spilling_do_not_change_results() {
+    let body = shuffled_input(20_000, 300);
+    let extra = "watermark: {outOfOrderness: 2s}\nallowedLateness: 1s\ntrigger: {early: {everyEventTime: 3s}}\nsideOutputs: {late: {file: {path: late.jsonl}}}\n";
+    let mut outputs = Vec::new();
+    for (parallelism, hot_keys) in [(1, 1_000_000), (4, 1_000_000), (3, 5)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = write_job(dir.path(), extra, &body);
+        spec.parallelism = parallelism;
+        spec.state.max_keys_in_memory = hot_keys;
+        let summary = run(&spec, &opts(dir.path())).unwrap();
+        assert_eq!(summary.records_in, 20_000);
+        if hot_keys == 5 {
+            assert!(
+                summary.keys_spilled > 1000,
+                "spilled {}",
+                summary.keys_spilled
+            );
+        }
+        let late = std::fs::read_to_string(dir.path().join("late.jsonl")).unwrap_or_default();
+        outputs.push((sorted_results(dir.path()), late.lines().count()));
+    }
+    assert!(outputs[0].0.len() > 1000, "results: {}", outputs[0].0.len());
+    assert!(outputs[0].1 > 0, "the input has late elements");
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+}
+
+/// Several files are several partitions: the watermark is their minimum, so
+/// a file that is behind holds windows open for its records.
+#[test]
+fn files_are_partitions_with_their_own_watermarks() {
+    let dir = tempfile::tempdir().unwrap();
+    // File a races ahead; file b's records are 25 s behind but not late,
+    // because the watermark waits for b.
+    let a: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"user": "x", "ts": {}}}"#, 30_000 + i * 1000))
+        .collect();
+    let b: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"user": "x", "ts": {}}}"#, 5_000 + i * 1000))
+        .collect();
+    std::fs::write(dir.path().join("a.jsonl"), a.join("\n")).unwrap();
+    std::fs::write(dir.path().join("b.jsonl"), b.join("\n")).unwrap();
+    let yaml =
+        "name: t\nsource: {file: {paths: [a.jsonl, b.jsonl]}}\neventTime: {field: ts}\nkey: user\n\
+                window: {tumbling: {size: 10s}}\naggregates: [{name: n, function: count}]\n\
+                sink: {file: {path: out.jsonl}}\n";
+    for parallelism in [1, 2] {
+        let mut spec = JobSpec::from_yaml(yaml).unwrap();
+        spec.parallelism = parallelism;
+        let _ = std::fs::remove_file(dir.path().join("out.jsonl"));
+        let summary = run(&spec, &opts(dir.path())).unwrap();
+        assert_eq!(summary.late, 0, "parallelism {parallelism}");
+        let total: u64 = sorted_results(dir.path())
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(total, 80, "parallelism {parallelism}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Every way a job file can be wrong gets an error that names the field and
+//! says what is accepted.
+
+use streamjob_runtime::JobSpec;
+
+const VALID: &str = r#"
+name: visit-counter
+source:
+  file:
+    path: visits.jsonl
+eventTime:
+  field: event_time
+watermark:
+  outOfOrderness: 5m
+key: visit_id
+window:
+  tumbling:
+    size: 15m
+trigger:
+  early:
+    everyEventTime: 2m
+aggregates:
+  - name: visits
+    function: count
+sink:
+  stdout: {}
+"#;
+
+/// The valid job with one line replaced.
+fn with(from: &str, to: &str) -> String {
+    assert!(VALID.contains(from), "{from:?} is not in the valid job");
+    VALID.replacen(from, to, 1)
+}
+
+fn error_of(yaml: &str) -> String {
+    match JobSpec::from_yaml(yaml) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_valid_job_parses() {
+    let spec = JobSpec::from_yaml(VALID).unwrap();
+    assert_eq!(spec.key, vec!["visit_id"]);
+    assert_eq!(spec.parallelism, 1);
+    assert_eq!(spec.max_parallelism, 128);
+    assert_eq!(spec.watermark.out_of_orderness.as_millis(), 300_000);
+}
+
+#[test]
+fn zero_window_size() {
+    assert_eq!(
+        error_of(&with("size: 15m", "size: 0s")),
+        "window.tumbling.size: must be greater than 0, got \"0s\""
+    );
+}
+
+#[test]
+fn bad_duration_names_the_field_and_the_format() {
+    let e = error_of(&with("size: 15m", "size: 15x"));
+    assert!(e.starts_with("window.tumbling.size: invalid duration \"15x\": expected a number followed by ms, s, m, h or d"), "{e}");
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let e = error_of(&with("size: 15m", "sise: 15m"));
+    assert!(
+        e.starts_with("window.tumbling: unknown field `sise`, expected `size` or `offset`"),
+        "{e}"
+    );
+    let e = error_of(&with(
+        "name: visit-counter",
+        "name: visit-counter\nparalelism: 2",
+    ));
+    assert!(e.starts_with("unknown field `paralelism`"), "{e}");
+}
+
+#[test]
+fn missing_required_field() {
+    let e = error_of(&with("key: visit_id\n", ""));
+    assert!(e.contains("missing field `key`"), "{e}");
+}
+
+#[test]
+fn exactly_one_window_kind() {
+    assert_eq!(
+        error_of(&with(
+            "  tumbling:\n    size: 15m",
+            "  tumbling:\n    size: 15m\n  session:\n    gap: 1m"
+        )),
+        "window: set only one of tumbling, sliding, session, got tumbling and session"
+    );
+    assert_eq!(
+        error_of(&with("  tumbling:\n    size: 15m", "  {}"))
+            .lines()
+            .next()
+            .unwrap(),
+        "window: set one of tumbling, sliding, session"
+    );
+}
+
+#[test]
+fn sliding_rules() {
+    let sliding = |size: &str, slide: &str| {
+        with(
+            "  tumbling:\n    size: 15m",
+            &format!("  sliding:\n    size: {size}\n    slide: {slide}"),
+        )
+    };
+    assert_eq!(
+        error_of(&sliding("1m", "5m")),
+        "window.sliding.slide: must not exceed the size (1m), got \"5m\""
+    );
+    assert_eq!(
+        error_of(&sliding("1m", "0s")),
+        "window.sliding.slide: must be greater than 0, got \"0s\""
+    );
+}
+
+#[test]
+fn tumbling_offset_must_be_smaller_than_size() {
+    assert_eq!(
+        error_of(&with("size: 15m", "size: 15m\n    offset: 15m")),
+        "window.tumbling.offset: must be smaller than the size (15m), got \"15m\""
+    );
+}
+
+#[test]
+fn session_gap_must_be_positive() {
+    assert_eq!(
+        error_of(&with(
+            "  tumbling:\n    size: 15m",
+            "  session:\n    gap: 0ms"
+        )),
+        "window.session.gap: must be greater than 0, got \"0s\""
+    );
+}
+
+#[test]
+fn parallelism_rules() {
+    assert_eq!(
+        error_of(&with(
+            "name: visit-counter",
+            "name: visit-counter\nparallelism: 0"
+        )),
+        "parallelism: must be at least 1, got 0"
+    );
+    assert_eq!(
+        error_of(&with(
+            "name: visit-counter",
+            "name: visit-counter\nparallelism: 8\nmaxParallelism: 4"
+        )),
+        "parallelism: must not exceed maxParallelism (4), got 8"
+    );
+}
+
+#[test]
+fn aggregate_rules() {
+    let agg = |text: &str| with("  - name: visits\n    function: count", text);
+    assert_eq!(
+        error_of(&agg("  - name: total\n    function: sum")),
+        "aggregates[0].field: required for function sum"
+    );
+    assert_eq!(
+        error_of(&agg(
+            "  - name: visits\n    function: count\n    field: page"
+        )),
+        "aggregates[0].field: count takes no field; remove it"
+    );
+    assert_eq!(
+        error_of(&agg(
+            "  - name: n\n    function: count\n  - name: n\n    function: count"
+        )),
+        "aggregates[1].name: \"n\" is used by an earlier aggregate"
+    );
+    let e = error_of(&agg("  - name: partial\n    function: count"));
+    assert!(
+        e.starts_with("aggregates[0].name: \"partial\" is already a field of the output record"),
+        "{e}"
+    );
+    let e = error_of(&agg("  - name: x\n    function: median\n    field: a"));
+    assert!(e.starts_with("aggregates[0].function: unknown variant `median`, expected one of `count`, `sum`, `min`, `max`, `avg`, `countDistinct`"), "{e}");
+}
+
+#[test]
+fn file_source_needs_an_event_time_field() {
+    assert_eq!(
+        error_of(&with("eventTime:\n  field: event_time\n", "")),
+        "eventTime.field: required for a file source: name the field that holds each record's event time"
+    );
+}
+
+#[test]
+fn early_firing_rules() {
+    assert_eq!(
+        error_of(&with("everyEventTime: 2m", "everyEventTime: 2m\n    everyElements: 3")),
+        "trigger.early: set only one of everyEventTime, everyProcessingTime, everyElements, got everyEventTime and everyElements"
+    );
+    assert_eq!(
+        error_of(&with("everyEventTime: 2m", "everyElements: 0")),
+        "trigger.early.everyElements: must be at least 1, got 0"
+    );
+}
+
+#[test]
+fn sink_rules() {
+    assert_eq!(
+        error_of(&with(
+            "  stdout: {}",
+            "  stdout: {}\n  file:\n    path: out.jsonl"
+        )),
+        "sink: set only one of stdout, file, discard, got stdout and file"
+    );
+    assert_eq!(
+        error_of(&with("  stdout: {}", "  stdout: {}\nsideOutputs:\n  malformed:\n    stdout: {}\n  failOnMalformed: true")),
+        "sideOutputs.failOnMalformed: cannot be true while sideOutputs.malformed is set: choose one"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let yaml = with("size: 15m", "size: 0s").replace("everyEventTime: 2m", "everyElements: 0");
+    let e = error_of(&yaml);
+    assert_eq!(e.lines().count(), 2, "{e}");
+}

@@ -1,0 +1,3 @@
+# Sourced by the scripts: the cargo target directory lives outside the clone,
+# so a fresh clone (and CI) reuses the RocksDB build instead of redoing it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamjob-target}"
