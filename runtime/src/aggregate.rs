@@ -18,7 +18,8 @@ enum Slot {
     Min(Option<Num>),
     Max(Option<Num>),
     Avg { sum: f64, n: u64 },
-    Distinct(HashSet<u64>),
+    // Boxed: most jobs have no distinct count, and the slot stays small.
+    Distinct(Box<HashSet<u64>>),
 }
 
 /// The state of all of a job's aggregates over some set of elements.
@@ -82,7 +83,7 @@ impl Accumulator {
                     AggregateFunction::Min => Slot::Min(None),
                     AggregateFunction::Max => Slot::Max(None),
                     AggregateFunction::Avg => Slot::Avg { sum: 0.0, n: 0 },
-                    AggregateFunction::CountDistinct => Slot::Distinct(HashSet::new()),
+                    AggregateFunction::CountDistinct => Slot::Distinct(Box::default()),
                 })
                 .collect(),
         }

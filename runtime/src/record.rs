@@ -20,42 +20,69 @@ pub enum KeyPart {
     Bool(bool),
 }
 
-/// The value(s) of a record's key field(s).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Key(pub SmallVec<[KeyPart; 1]>);
+/// The value(s) of a record's key field(s), with their stable hash computed
+/// once: it routes the record to a worker and is the hash-map hash too.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    // Compared first: keys with different hashes differ, and cheaply so.
+    hash: u64,
+    parts: SmallVec<[KeyPart; 1]>,
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.parts.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SmallVec::<[KeyPart; 1]>::deserialize(d).map(Key::new)
+    }
+}
 
 impl Key {
+    pub fn new(parts: SmallVec<[KeyPart; 1]>) -> Key {
+        Key {
+            hash: stable_hash(&parts),
+            parts,
+        }
+    }
+
     pub fn int(v: i64) -> Key {
-        Key(smallvec::smallvec![KeyPart::Int(v)])
+        Key::new(smallvec::smallvec![KeyPart::Int(v)])
     }
 
     pub fn str(v: &str) -> Key {
-        Key(smallvec::smallvec![KeyPart::Str(v.into())])
+        Key::new(smallvec::smallvec![KeyPart::Str(v.into())])
+    }
+
+    pub fn parts(&self) -> &[KeyPart] {
+        &self.parts
     }
 
     /// A hash that never changes between runs, builds or versions: it decides
     /// which key group, and so which worker and which part of a savepoint, a
     /// key belongs to.
     pub fn stable_hash(&self) -> u64 {
-        let mut h: u64 = 0x5354_524d_4a4f_4221; // "STRMJOB!"
-        for part in &self.0 {
-            h = match part {
-                KeyPart::Int(v) => xxhash_rust::xxh3::xxh3_64_with_seed(&v.to_le_bytes(), h ^ 1),
-                KeyPart::Str(s) => xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), h ^ 2),
-                KeyPart::Bool(b) => xxhash_rust::xxh3::xxh3_64_with_seed(&[*b as u8], h ^ 3),
-            };
-        }
-        h
+        self.hash
     }
 
-    /// The key group (0..max_parallelism) this key's state lives in.
+    /// The key group (0..max_parallelism) this key's state lives in: the
+    /// stable hash scaled into the range (multiply-shift, no division).
     pub fn key_group(&self, max_parallelism: u32) -> u16 {
-        (self.stable_hash() % max_parallelism as u64) as u16
+        ((self.hash as u128 * max_parallelism as u128) >> 64) as u16
     }
 
     /// Byte encoding for storage keys: tag byte, then the value.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        for part in &self.0 {
+        for part in &self.parts {
             match part {
                 KeyPart::Int(v) => {
                     out.push(1);
@@ -76,7 +103,7 @@ impl Key {
 
     /// The key's parts as JSON values, for output records.
     pub fn json_parts(&self) -> impl Iterator<Item = Value> + '_ {
-        self.0.iter().map(|p| match p {
+        self.parts.iter().map(|p| match p {
             KeyPart::Int(v) => Value::from(*v),
             KeyPart::Str(s) => Value::from(s.as_str()),
             KeyPart::Bool(b) => Value::from(*b),
@@ -86,7 +113,7 @@ impl Key {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
+        for (i, p) in self.parts.iter().enumerate() {
             if i > 0 {
                 write!(f, "|")?;
             }
@@ -97,6 +124,45 @@ impl fmt::Display for Key {
             }
         }
         Ok(())
+    }
+}
+
+fn stable_hash(parts: &[KeyPart]) -> u64 {
+    let mut h: u64 = 0x5354_524d_4a4f_4221; // "STRMJOB!"
+    for part in parts {
+        h = match part {
+            KeyPart::Int(v) => xxhash_rust::xxh3::xxh3_64_with_seed(&v.to_le_bytes(), h ^ 1),
+            KeyPart::Str(s) => xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), h ^ 2),
+            KeyPart::Bool(b) => xxhash_rust::xxh3::xxh3_64_with_seed(&[*b as u8], h ^ 3),
+        };
+    }
+    h
+}
+
+/// Hashes a `Key` by its precomputed stable hash, for hash maps of keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Key` (one u64) is hashed with this; fold anything else in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub type KeyHashBuilder = std::hash::BuildHasherDefault<KeyHasher>;
+
+impl From<&Key> for Key {
+    fn from(k: &Key) -> Key {
+        k.clone()
     }
 }
 
@@ -292,7 +358,7 @@ impl RecordParser {
             });
         }
         Ok(Event {
-            key: Key(key),
+            key: Key::new(key),
             ts,
             values,
             raw: None,

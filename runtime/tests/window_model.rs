@@ -354,7 +354,7 @@ struct Collect(Vec<Emitted>);
 
 impl Output for Collect {
     fn result(&mut self, r: WindowResult) {
-        let key = match r.key.0[0] {
+        let key = match r.key.parts()[0] {
             streamjob_runtime::record::KeyPart::Int(k) => k,
             _ => unreachable!(),
         };
@@ -375,7 +375,7 @@ impl Output for Collect {
     }
 
     fn late(&mut self, e: Event) {
-        let key = match e.key.0[0] {
+        let key = match e.key.parts()[0] {
             streamjob_runtime::record::KeyPart::Int(k) => k,
             _ => unreachable!(),
         };

@@ -20,6 +20,9 @@ pub struct GeneratorSplit {
     disorder: u64,
     seed: u64,
     aggregates: usize,
+    /// `next / events_per_ms` and its remainder, kept incrementally.
+    ms: u64,
+    ms_rem: u64,
     /// Events per second for this split, and when it started.
     pace: Option<(f64, Instant)>,
     produced: u64,
@@ -45,6 +48,8 @@ impl GeneratorSplit {
             disorder: spec.disorder.as_millis() as u64,
             seed: spec.seed,
             aggregates,
+            ms: index as u64 / spec.events_per_ms as u64,
+            ms_rem: index as u64 % spec.events_per_ms as u64,
             pace: spec
                 .rate
                 .map(|r| (r as f64 / splits as f64, Instant::now())),
@@ -52,17 +57,19 @@ impl GeneratorSplit {
         }
     }
 
-    /// The event with global index `i`.
+    /// The event with global index `i`, which is `ms` event-time
+    /// milliseconds after the start.
     #[inline]
-    pub fn event(&self, i: u64) -> Event {
+    fn event(&self, i: u64, ms: u64) -> Event {
         let h = mix(i ^ self.seed.rotate_left(17));
-        let mut ts = self.start_time + (i / self.events_per_ms) as i64;
+        let mut ts = self.start_time + ms as i64;
         if self.disorder > 0 {
             ts -= (mix(h) % (self.disorder + 1)) as i64;
         }
         let value = FieldValue::Num(Num::Int(((h >> 32) % 100) as i64));
         Event {
-            key: Key::int((h % self.keys) as i64),
+            // Multiply-shift maps the hash onto 0..keys without a division.
+            key: Key::int(((h as u128 * self.keys as u128) >> 64) as i64),
             ts,
             values: SmallVec::from_elem(value, self.aggregates),
             raw: None,
@@ -89,12 +96,17 @@ impl SourceSplit for GeneratorSplit {
                 out.push(SourceItem::PartitionEnd(0));
                 return Ok(Poll::Ended);
             }
-            let event = self.event(self.next);
+            let event = self.event(self.next, self.ms);
             out.push(SourceItem::Record {
                 partition: 0,
                 event,
             });
             self.next += self.step;
+            self.ms_rem += self.step;
+            while self.ms_rem >= self.events_per_ms {
+                self.ms_rem -= self.events_per_ms;
+                self.ms += 1;
+            }
             self.produced += 1;
         }
         Ok(Poll::Ready)

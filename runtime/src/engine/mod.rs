@@ -136,6 +136,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         })
         .collect();
 
+    let owners = key_group_owners(spec.max_parallelism, parallelism);
     let mut handles = Vec::with_capacity(parallelism);
     for (index, (split, inbox)) in splits.into_iter().zip(receivers).enumerate() {
         let op = WindowOperator::new(
@@ -156,6 +157,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         let worker = Worker {
             index,
             max_parallelism: spec.max_parallelism,
+            owners: owners.clone(),
             split,
             split_watermarks: PartitionWatermarks::new(
                 partitions,
@@ -221,6 +223,15 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     sink_result.map_err(JobError::Sink)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The worker that owns each key group: worker `i` of `p` owns the groups
+/// `[i·max/p, (i+1)·max/p)` (Flink's assignment), so a worker's state is a
+/// contiguous range of key groups.
+pub fn key_group_owners(max_parallelism: u32, parallelism: usize) -> Vec<u16> {
+    (0..max_parallelism as usize)
+        .map(|group| (group * parallelism / max_parallelism as usize) as u16)
+        .collect()
 }
 
 fn write_sinks(

@@ -52,6 +52,8 @@ pub struct WorkerReport {
 pub(crate) struct Worker {
     pub index: usize,
     pub max_parallelism: u32,
+    /// Worker that owns each key group.
+    pub owners: Vec<u16>,
     pub split: Box<dyn SourceSplit>,
     pub split_watermarks: PartitionWatermarks,
     pub split_done: bool,
@@ -202,8 +204,7 @@ impl Worker {
     }
 
     fn owner(&self, event: &Event) -> usize {
-        let group = event.key.key_group(self.max_parallelism) as usize;
-        group * self.peers.len() / self.max_parallelism as usize
+        self.owners[event.key.key_group(self.max_parallelism) as usize] as usize
     }
 
     fn route(&mut self, event: Event) -> Result<(), JobError> {

@@ -13,13 +13,13 @@ use std::path::Path;
 use hashbrown::HashMap;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::record::Key;
+use crate::record::{Key, KeyHashBuilder};
 
 pub use rocks::{RocksState, StateError};
 
 /// Values keyed by record key, with a bounded number kept in memory.
 pub struct KeyedStore<V> {
-    hot: HashMap<Key, V, ahash::RandomState>,
+    hot: HashMap<Key, V, KeyHashBuilder>,
     db: RocksState,
     /// Keys whose value is in RocksDB and not in `hot`. A key is in exactly one
     /// of the two places, so a miss in `hot` needs a RocksDB read only when
@@ -68,10 +68,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
     /// The key's value, created with `Default` if it has none.
     pub fn get_or_default(&mut self, key: &Key) -> Result<&mut V, StateError> {
         self.load(key)?;
-        if !self.hot.contains_key(key) {
-            self.hot.insert(key.clone(), V::default());
-        }
-        Ok(self.hot.get_mut(key).expect("inserted above"))
+        Ok(self.hot.entry_ref(key).or_default())
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Result<Option<&mut V>, StateError> {

@@ -46,11 +46,16 @@ impl MinWatermark {
 
     /// Updates one input; returns the combined watermark if it advanced.
     pub fn update(&mut self, input: usize, status: SourceStatus) -> Option<i64> {
-        if self.inputs[input] == SourceStatus::Ended {
-            return None;
-        }
-        self.inputs[input] = status;
+        self.set(input, status);
         self.recompute()
+    }
+
+    /// Changes an input without recomputing: for changes that happen at the
+    /// same instant, so that no in-between state is ever published.
+    fn set(&mut self, input: usize, status: SourceStatus) {
+        if self.inputs[input] != SourceStatus::Ended {
+            self.inputs[input] = status;
+        }
     }
 
     /// The combined status: idle when every input not ended is idle.
@@ -155,15 +160,12 @@ impl PartitionWatermarks {
     /// Marks partitions idle that have had no records for the idle timeout.
     pub fn check_idle(&mut self, now: i64) -> Option<i64> {
         let timeout = self.idle_timeout?;
-        let mut advanced = None;
         for p in 0..self.max_ts.len() {
             if now - self.last_record_at[p] >= timeout {
-                if let Some(wm) = self.combined.update(p, SourceStatus::Idle) {
-                    advanced = Some(wm);
-                }
+                self.combined.set(p, SourceStatus::Idle);
             }
         }
-        advanced
+        self.combined.recompute()
     }
 
     /// The partition has no more records.
@@ -231,5 +233,88 @@ mod tests {
     fn empty_split_is_idle() {
         let w = PartitionWatermarks::new(0, 0, None, 0);
         assert_eq!(w.status(), SourceStatus::Idle);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Record {
+            partition: usize,
+            ts: i64,
+        },
+        /// Processing time passes, then the idle check runs.
+        Wait(i64),
+        End(usize),
+    }
+
+    fn ops(partitions: usize) -> impl Strategy<Value = Vec<Op>> {
+        let op = prop_oneof![
+            6 => (0..partitions, 0i64..1_000).prop_map(|(partition, ts)| Op::Record { partition, ts }),
+            2 => (0i64..400).prop_map(Op::Wait),
+            1 => (0..partitions).prop_map(Op::End),
+        ];
+        prop::collection::vec(op, 0..80)
+    }
+
+    proptest! {
+        /// The tracker against a from-scratch computation over the history:
+        /// per partition the highest time seen, whether it ended, and when it
+        /// last had a record; the watermark is the running maximum of the
+        /// minimum over partitions that are neither ended nor idle.
+        #[test]
+        fn matches_a_from_scratch_model(partitions in 1usize..6, bound in 0i64..50, idle in prop::option::of(100i64..300), ops in ops(6)) {
+            let mut w = PartitionWatermarks::new(partitions, bound, idle, 0);
+            let mut max_ts = vec![i64::MIN; partitions];
+            let mut ended = vec![false; partitions];
+            let mut idle_now = vec![false; partitions];
+            let mut last_record = vec![0i64; partitions];
+            let mut now = 0;
+            let mut expected = i64::MIN;
+            for op in ops {
+                match op {
+                    Op::Record { partition, ts } => {
+                        let p = partition % partitions;
+                        if ended[p] { continue; }
+                        w.on_record(p, ts, now);
+                        max_ts[p] = max_ts[p].max(ts);
+                        last_record[p] = now;
+                        idle_now[p] = false;
+                    }
+                    Op::Wait(d) => {
+                        now += d;
+                        w.check_idle(now);
+                        if let Some(timeout) = idle {
+                            for p in 0..partitions {
+                                if !ended[p] && now - last_record[p] >= timeout {
+                                    idle_now[p] = true;
+                                }
+                            }
+                        }
+                    }
+                    Op::End(partition) => {
+                        let p = partition % partitions;
+                        w.end_partition(p);
+                        ended[p] = true;
+                    }
+                }
+                let active: Vec<usize> = (0..partitions).filter(|p| !ended[*p] && !idle_now[*p]).collect();
+                if ended.iter().all(|e| *e) {
+                    expected = MAX_WATERMARK;
+                } else if !active.is_empty() {
+                    let min = active
+                        .iter()
+                        .map(|p| max_ts[*p].saturating_sub(bound).saturating_sub(1))
+                        .min()
+                        .unwrap();
+                    expected = expected.max(min);
+                }
+                prop_assert_eq!(w.current(), expected);
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{align_down, Aligned, WindowKind};
 use crate::aggregate::{Accumulator, AggregateValue};
-use crate::record::{Event, Key};
+use crate::record::{Event, Key, KeyHashBuilder};
 use crate::spec::AggregateFunction;
 use crate::state::{KeyedStore, StateError};
 use crate::time::MIN_WATERMARK;
@@ -118,9 +118,20 @@ pub struct OperatorCounters {
     pub results: u64,
 }
 
+/// The pane arithmetic of the last element: in-order streams hit it almost
+/// always, which saves the divisions of window alignment.
+#[derive(Debug, Clone, Copy)]
+struct PaneCache {
+    start: i64,
+    end: i64,
+    first_end: i64,
+    last_end: i64,
+}
+
 pub struct WindowOperator {
     kind: WindowKind,
     aligned: Option<Aligned>,
+    pane_cache: PaneCache,
     lateness: i64,
     early: EarlyFiring,
     functions: Vec<AggregateFunction>,
@@ -128,7 +139,7 @@ pub struct WindowOperator {
     timers: BTreeSet<(i64, Key)>,
     watermark: i64,
     /// Keys changed since the last processing-time firing.
-    dirty: HashSet<Key, ahash::RandomState>,
+    dirty: HashSet<Key, KeyHashBuilder>,
     pub counters: OperatorCounters,
 }
 
@@ -153,6 +164,12 @@ impl WindowOperator {
         Ok(WindowOperator {
             kind,
             aligned,
+            pane_cache: PaneCache {
+                start: 0,
+                end: 0,
+                first_end: 0,
+                last_end: 0,
+            },
             lateness,
             early,
             functions,
@@ -198,6 +215,21 @@ impl WindowOperator {
         }
     }
 
+    fn pane_of(&mut self, a: Aligned, ts: i64) -> PaneCache {
+        let c = self.pane_cache;
+        if ts >= c.start && ts < c.end {
+            return c;
+        }
+        let start = a.pane_start(ts);
+        self.pane_cache = PaneCache {
+            start,
+            end: start + a.pane,
+            first_end: a.first_end(start),
+            last_end: a.last_end(start),
+        };
+        self.pane_cache
+    }
+
     fn process_aligned(
         &mut self,
         a: Aligned,
@@ -205,7 +237,8 @@ impl WindowOperator {
         out: &mut impl Output,
     ) -> Result<(), StateError> {
         let w = self.watermark;
-        if self.cleaned(a.last_end(event.ts), w) {
+        let pane = self.pane_of(a, event.ts);
+        if self.cleaned(pane.last_end, w) {
             self.counters.late += 1;
             out.late(event);
             return Ok(());
@@ -214,7 +247,7 @@ impl WindowOperator {
         let state = self.store.get_or_default(&event.key)?;
         state.seq += 1;
         let seq = state.seq;
-        let pane_start = a.pane_start(event.ts);
+        let pane_start = pane.start;
         // Elements mostly arrive in order: look from the back.
         let idx = match state.panes.iter().rposition(|p| p.start <= pane_start) {
             Some(i) if state.panes[i].start == pane_start => i,
@@ -235,14 +268,14 @@ impl WindowOperator {
             }
         };
         let new_pane = state.panes[idx].seq == seq && state.panes[idx].first_seq == seq;
-        let pane = &mut state.panes[idx];
-        pane.acc.add(&event.values);
-        pane.seq = seq;
+        let slot = &mut state.panes[idx];
+        slot.acc.add(&event.values);
+        slot.seq = seq;
 
         // Windows of this element that already fired re-fire now; with
         // element-count early firing, open windows may fire too.
         let counting = matches!(self.early, EarlyFiring::Elements(_));
-        if a.first_end(event.ts) - 1 <= w || counting {
+        if pane.first_end - 1 <= w || counting {
             for (start, end) in a.windows_of(event.ts) {
                 if (end - 1).saturating_add(self.lateness) <= w {
                     continue;
