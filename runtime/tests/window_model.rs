@@ -237,7 +237,10 @@ impl Model {
                 let mut kept = Vec::new();
                 for s in sessions.drain(..) {
                     if s.0 <= ts + gap && s.1 >= ts {
-                        self.emissions.remove(&(key, s.0, s.1));
+                        // A session that keeps its bounds is the same window.
+                        if (s.0, s.1) != (start, end) {
+                            self.emissions.remove(&(key, s.0, s.1));
+                        }
                         elems.extend(s.2);
                     } else {
                         kept.push(s);

@@ -22,10 +22,14 @@ use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
 use crate::window::{WindowOperator, WindowResult};
 
-/// Records read from a split per poll, and per message to a peer.
-const BATCH: usize = 1024;
+/// Records read from a split per poll.
+const POLL_BATCH: usize = 1024;
+/// Records per message to a peer: small enough (16 KiB) to stay in cache
+/// between the core that writes it and the core that reads it; measured
+/// best among 32..1024 with `streamjob bench --parallelism 2`.
+const SEND_BATCH: usize = 128;
 /// Messages waiting in a peer's inbox before this worker pauses its source.
-const HIGH_WATER: usize = 64;
+const HIGH_WATER: usize = 512;
 
 pub(crate) enum Item {
     Record(Event),
@@ -95,7 +99,7 @@ impl Worker {
     }
 
     fn run_loop(&mut self) -> Result<(), JobError> {
-        let mut items = Vec::with_capacity(BATCH);
+        let mut items = Vec::with_capacity(POLL_BATCH);
         let mut next_tick = self.processing_time_interval.map(|i| Instant::now() + i);
         // The inputs may start out ended (splits with nothing to read).
         let start = self.inputs.current();
@@ -108,7 +112,7 @@ impl Worker {
             if !self.split_done && !self.congested() {
                 let poll = self
                     .split
-                    .poll(&mut items, BATCH)
+                    .poll(&mut items, POLL_BATCH)
                     .map_err(JobError::Source)?;
                 busy |= !items.is_empty();
                 self.take_items(&mut items)?;
@@ -219,14 +223,14 @@ impl Worker {
             self.sent_status[owner] = Some(status);
         }
         self.outgoing[owner].push(Item::Record(event));
-        if self.outgoing[owner].len() >= BATCH {
+        if self.outgoing[owner].len() >= SEND_BATCH {
             self.send(owner);
         }
         Ok(())
     }
 
     fn send(&mut self, peer: usize) {
-        let items = std::mem::replace(&mut self.outgoing[peer], Vec::with_capacity(BATCH));
+        let items = std::mem::replace(&mut self.outgoing[peer], Vec::with_capacity(SEND_BATCH));
         // A closed inbox means that worker has stopped; the job is ending.
         let _ = self.peers[peer].send(Message {
             from: self.index,

@@ -27,6 +27,7 @@ use std::path::Path;
 
 use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::{align_down, Aligned, WindowKind};
 use crate::aggregate::{Accumulator, AggregateValue};
@@ -96,8 +97,9 @@ struct Emission {
 pub struct KeyState {
     /// Bumped for every element the key accepts.
     seq: u64,
-    /// Sorted by start.
-    panes: Vec<Pane>,
+    /// Sorted by start. One pane is kept inline: the common case (a key
+    /// with one open tumbling window) then needs no second memory access.
+    panes: SmallVec<[Pane; 1]>,
     emissions: Vec<Emission>,
     /// The key's entry in the timer queue.
     timer: Option<i64>,
@@ -315,7 +317,7 @@ impl WindowOperator {
         let state = self.store.get_or_default(&event.key)?;
         // Sessions that touch the new one merge with it (Flink's
         // TimeWindow.intersects is inclusive at both ends).
-        let touching: Vec<usize> = state
+        let touching: SmallVec<[usize; 2]> = state
             .panes
             .iter()
             .enumerate()
@@ -338,28 +340,47 @@ impl WindowOperator {
         self.counters.elements += 1;
         state.seq += 1;
         let seq = state.seq;
-        let mut merged = Pane {
-            start,
-            end,
-            acc: Accumulator::new(&self.functions),
-            first_seq: seq,
-            first_ts: event.ts,
-            seq,
-        };
-        for &i in touching.iter().rev() {
-            let old = state.panes.remove(i);
-            merged.acc.merge(&old.acc);
-            if old.first_seq < merged.first_seq {
-                merged.first_seq = old.first_seq;
-                merged.first_ts = old.first_ts;
+        let at = if let [only] = touching[..] {
+            // The common case: the element extends one session in place.
+            let pane = &mut state.panes[only];
+            if pane.start != start || pane.end != end {
+                // A grown session is a new window for early firings.
+                let (old_start, old_end) = (pane.start, pane.end);
+                state
+                    .emissions
+                    .retain(|e| !(e.start == old_start && e.end == old_end));
             }
-            state
-                .emissions
-                .retain(|e| !(e.start == old.start && e.end == old.end));
-        }
-        merged.acc.add(&event.values);
-        let at = state.panes.partition_point(|p| p.start < start);
-        state.panes.insert(at, merged);
+            let pane = &mut state.panes[only];
+            pane.start = start;
+            pane.end = end;
+            pane.acc.add(&event.values);
+            pane.seq = seq;
+            only
+        } else {
+            let mut merged = Pane {
+                start,
+                end,
+                acc: Accumulator::new(&self.functions),
+                first_seq: seq,
+                first_ts: event.ts,
+                seq,
+            };
+            for &i in touching.iter().rev() {
+                let old = state.panes.remove(i);
+                merged.acc.merge(&old.acc);
+                if old.first_seq < merged.first_seq {
+                    merged.first_seq = old.first_seq;
+                    merged.first_ts = old.first_ts;
+                }
+                state
+                    .emissions
+                    .retain(|e| !(e.start == old.start && e.end == old.end));
+            }
+            merged.acc.add(&event.values);
+            let at = state.panes.partition_point(|p| p.start < start);
+            state.panes.insert(at, merged);
+            at
+        };
 
         let content = session_content(&state.panes[at]);
         if end - 1 <= w {
@@ -518,7 +539,10 @@ impl WindowOperator {
             .store
             .get_mut(key)?
             .expect("called for a key with state");
-        if state.timer == Some(due) {
+        // A timer is only ever moved earlier: one that fires too early finds
+        // nothing due, and registers again. (Sessions push their end with
+        // every element; moving the timer each time costs two tree updates.)
+        if state.timer.is_some_and(|t| t <= due) {
             return Ok(());
         }
         if let Some(old) = state.timer.replace(due) {
