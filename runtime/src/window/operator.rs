@@ -22,7 +22,8 @@
 //! Each key has at most one entry in the timer queue: the earliest time at
 //! which anything can happen to it.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::path::Path;
 
 use hashbrown::HashSet;
@@ -138,7 +139,9 @@ pub struct WindowOperator {
     early: EarlyFiring,
     functions: Vec<AggregateFunction>,
     store: KeyedStore<KeyState>,
-    timers: BTreeSet<(i64, Key)>,
+    /// Min-heap of (due, key). Entries are never removed early: one whose
+    /// time is not the key's current `timer` is stale and skipped.
+    timers: BinaryHeap<Reverse<(i64, Key)>>,
     watermark: i64,
     /// Keys changed since the last processing-time firing.
     dirty: HashSet<Key, KeyHashBuilder>,
@@ -176,7 +179,7 @@ impl WindowOperator {
             early,
             functions,
             store: KeyedStore::create(state_dir, max_keys_in_memory, max_parallelism)?,
-            timers: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             watermark: MIN_WATERMARK,
             dirty: HashSet::default(),
             counters: OperatorCounters::default(),
@@ -196,6 +199,7 @@ impl WindowOperator {
         self.store.spill_count()
     }
 
+    /// Timer entries, stale ones included.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
     }
@@ -239,6 +243,7 @@ impl WindowOperator {
         out: &mut impl Output,
     ) -> Result<(), StateError> {
         let w = self.watermark;
+        let rules = self.rules();
         let pane = self.pane_of(a, event.ts);
         if self.cleaned(pane.last_end, w) {
             self.counters.late += 1;
@@ -299,8 +304,8 @@ impl WindowOperator {
             }
         }
         if new_pane {
-            let due = self.next_due(&event.key)?;
-            self.set_timer(&event.key, due)?;
+            let due = next_due(rules, state, w);
+            schedule(&mut self.timers, state, &event.key, due);
         }
         if self.early == EarlyFiring::ProcessingTime {
             self.dirty.insert(event.key);
@@ -313,6 +318,7 @@ impl WindowOperator {
             unreachable!("session processing for a session kind")
         };
         let w = self.watermark;
+        let rules = self.rules();
         let (mut start, mut end) = (event.ts, event.ts.saturating_add(gap));
         let state = self.store.get_or_default(&event.key)?;
         // Sessions that touch the new one merge with it (Flink's
@@ -393,8 +399,8 @@ impl WindowOperator {
                 emit(out, &event.key, start, end, &content, true);
             }
         }
-        let due = self.next_due(&event.key)?;
-        self.set_timer(&event.key, due)?;
+        let due = next_due(rules, state, w);
+        schedule(&mut self.timers, state, &event.key, due);
         if self.early == EarlyFiring::ProcessingTime {
             self.dirty.insert(event.key);
         }
@@ -412,12 +418,12 @@ impl WindowOperator {
         }
         let prev = self.watermark;
         self.watermark = watermark;
-        while let Some((due, _)) = self.timers.first() {
+        while let Some(Reverse((due, _))) = self.timers.peek() {
             if *due > watermark {
                 break;
             }
-            let (_, key) = self.timers.pop_first().expect("first exists");
-            self.on_timer(key, prev, watermark, out)?;
+            let Reverse((due, key)) = self.timers.pop().expect("peeked");
+            self.on_timer(key, due, prev, watermark, out)?;
         }
         Ok(())
     }
@@ -444,16 +450,24 @@ impl WindowOperator {
     fn on_timer(
         &mut self,
         key: Key,
+        due: i64,
         prev: i64,
         w: i64,
         out: &mut impl Output,
     ) -> Result<(), StateError> {
-        let lateness = self.lateness;
-        let early = self.early;
-        let (kind, aligned) = (self.kind, self.aligned);
+        let rules = self.rules();
+        let Rules {
+            kind,
+            aligned,
+            lateness,
+            early,
+        } = rules;
         let Some(state) = self.store.get_mut(&key)? else {
             return Ok(());
         };
+        if state.timer != Some(due) {
+            return Ok(()); // stale: the timer was moved earlier
+        }
         state.timer = None;
 
         // Final results for windows whose end the watermark just passed.
@@ -489,68 +503,86 @@ impl WindowOperator {
             self.store.remove(&key)?;
             return Ok(());
         }
-        let due = self.next_due(&key)?;
-        self.set_timer(&key, due)
-    }
-
-    /// The earliest time anything can happen to the key: a window's end, an
-    /// early point, or a clean-up.
-    fn next_due(&mut self, key: &Key) -> Result<i64, StateError> {
-        let w = self.watermark;
-        let lateness = self.lateness;
-        let (kind, aligned, early) = (self.kind, self.aligned, self.early);
-        let state = self
-            .store
-            .get_mut(key)?
-            .expect("called for a key with state");
-        let mut due = i64::MAX;
-        match aligned {
-            Some(a) => {
-                // Panes are sorted, so the first pane with an open window
-                // gives the earliest final firing, and the first pane the
-                // earliest clean-up.
-                if let Some(p) = state.panes.first() {
-                    due = due.min((a.last_end(p.start) - 1).saturating_add(lateness));
-                }
-                if let Some(p) = state.panes.iter().find(|p| a.last_end(p.start) - 1 > w) {
-                    due = due.min(a.first_end(p.start).max(a.end_after(w.saturating_add(1))) - 1);
-                }
-            }
-            None => {
-                for p in &state.panes {
-                    if p.end - 1 > w {
-                        due = due.min(p.end - 1);
-                    }
-                    due = due.min((p.end - 1).saturating_add(lateness));
-                }
-            }
-        }
-        if let EarlyFiring::EventTime(interval) = early {
-            for (start, end, content) in open_windows(kind, aligned, state, w) {
-                let anchor = emission_anchor(state, start, end).unwrap_or(content.first_ts);
-                due = due.min(align_down(anchor, interval) + interval);
-            }
-        }
-        Ok(due)
-    }
-
-    fn set_timer(&mut self, key: &Key, due: i64) -> Result<(), StateError> {
-        let state = self
-            .store
-            .get_mut(key)?
-            .expect("called for a key with state");
-        // A timer is only ever moved earlier: one that fires too early finds
-        // nothing due, and registers again. (Sessions push their end with
-        // every element; moving the timer each time costs two tree updates.)
-        if state.timer.is_some_and(|t| t <= due) {
-            return Ok(());
-        }
-        if let Some(old) = state.timer.replace(due) {
-            self.timers.remove(&(old, key.clone()));
-        }
-        self.timers.insert((due, key.clone()));
+        let due = next_due(rules, state, w);
+        schedule(&mut self.timers, state, &key, due);
         Ok(())
     }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            kind: self.kind,
+            aligned: self.aligned,
+            lateness: self.lateness,
+            early: self.early,
+        }
+    }
+}
+
+/// The operator's configuration, copied out so that functions can take it
+/// while a key's state is borrowed from the store.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    kind: WindowKind,
+    aligned: Option<Aligned>,
+    lateness: i64,
+    early: EarlyFiring,
+}
+
+/// Registers the key's timer at `due`. A timer is only ever moved earlier:
+/// one that fires too early finds nothing due and registers again (sessions
+/// push their end with every element, and moving the timer each time would
+/// cost a heap operation per element).
+fn schedule(
+    timers: &mut BinaryHeap<Reverse<(i64, Key)>>,
+    state: &mut KeyState,
+    key: &Key,
+    due: i64,
+) {
+    if state.timer.is_some_and(|t| t <= due) {
+        return;
+    }
+    state.timer = Some(due);
+    timers.push(Reverse((due, key.clone())));
+}
+
+/// The earliest time anything can happen to the key: a window's end, an
+/// early point, or a clean-up.
+fn next_due(rules: Rules, state: &KeyState, w: i64) -> i64 {
+    let Rules {
+        kind,
+        aligned,
+        lateness,
+        early,
+    } = rules;
+    let mut due = i64::MAX;
+    match aligned {
+        Some(a) => {
+            // Panes are sorted, so the first pane with an open window gives
+            // the earliest final firing, and the first pane the earliest
+            // clean-up.
+            if let Some(p) = state.panes.first() {
+                due = due.min((a.last_end(p.start) - 1).saturating_add(lateness));
+            }
+            if let Some(p) = state.panes.iter().find(|p| a.last_end(p.start) - 1 > w) {
+                due = due.min(a.first_end(p.start).max(a.end_after(w.saturating_add(1))) - 1);
+            }
+        }
+        None => {
+            for p in &state.panes {
+                if p.end - 1 > w {
+                    due = due.min(p.end - 1);
+                }
+                due = due.min((p.end - 1).saturating_add(lateness));
+            }
+        }
+    }
+    if let EarlyFiring::EventTime(interval) = early {
+        for (start, end, content) in open_windows(kind, aligned, state, w) {
+            let anchor = emission_anchor(state, start, end).unwrap_or(content.first_ts);
+            due = due.min(align_down(anchor, interval) + interval);
+        }
+    }
+    due
 }
 
 fn emit(out: &mut impl Output, key: &Key, start: i64, end: i64, content: &Content, partial: bool) {
