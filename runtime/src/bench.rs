@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::engine::{run, JobError, RunOptions, RunSummary};
 use crate::spec::{
     AggregateFunction, AggregateSpec, Duration, EventTimeSpec, GeneratorSpec, JobSpec, SessionSpec,
-    SinkSpec, SlidingSpec, SourceSpec, StateSpec, TumblingSpec, WindowSpec,
+    SinkSpec, SlidingSpec, SourceSpec, StateSpec, TumblingSpec, WatermarkSpec, WindowSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,7 +72,13 @@ impl BenchConfig {
                 ..Default::default()
             },
             event_time: EventTimeSpec::default(),
-            watermark: Default::default(),
+            // The generator's splits run at whatever pace their cores give
+            // them; alignment keeps them within a second of event time of
+            // each other, as Flink's watermark alignment would.
+            watermark: WatermarkSpec {
+                max_drift: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
             key: vec!["key".into()],
             window,
             trigger: Default::default(),

@@ -138,6 +138,14 @@ fn session_gap_must_be_positive() {
 }
 
 #[test]
+fn watermark_rules() {
+    assert_eq!(
+        error_of(&with("outOfOrderness: 5m", "outOfOrderness: 5m\n  maxDrift: 0s\n  idleTimeout: 0s")),
+        "watermark.idleTimeout: must be greater than 0, got \"0s\"\nwatermark.maxDrift: must be greater than 0, got \"0s\""
+    );
+}
+
+#[test]
 fn parallelism_rules() {
     assert_eq!(
         error_of(&with(

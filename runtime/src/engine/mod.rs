@@ -175,6 +175,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             collector,
             fail_on_malformed: spec.side_outputs.fail_on_malformed,
             processing_time_interval: processing_interval,
+            max_drift: spec.watermark.max_drift.map(|d| d.as_millis()),
             abort: abort.clone(),
             stop: opts.stop.clone(),
             records_in: 0,

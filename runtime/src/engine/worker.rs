@@ -70,6 +70,8 @@ pub(crate) struct Worker {
     pub collector: Collector,
     pub fail_on_malformed: bool,
     pub processing_time_interval: Option<Duration>,
+    /// Watermark alignment (`watermark.maxDrift`), in milliseconds.
+    pub max_drift: Option<i64>,
     pub abort: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
     pub records_in: u64,
@@ -109,7 +111,7 @@ impl Worker {
                 return Ok(());
             }
             let mut busy = false;
-            if !self.split_done && !self.congested() {
+            if !self.split_done && !self.congested() && !self.ahead_of_the_job() {
                 let poll = self
                     .split
                     .poll(&mut items, POLL_BATCH)
@@ -252,6 +254,15 @@ impl Worker {
                 self.send(peer);
             }
         }
+    }
+
+    /// Whether this split's watermark is too far ahead of the job's: then
+    /// it waits for the others. The slowest split is never ahead, so the job
+    /// always makes progress.
+    fn ahead_of_the_job(&self) -> bool {
+        self.max_drift.is_some_and(|drift| {
+            self.split_watermarks.current() > self.inputs.current().saturating_add(drift)
+        })
     }
 
     fn congested(&self) -> bool {

@@ -157,6 +157,11 @@ pub struct WatermarkSpec {
     /// A partition that has no records for this long (processing time) stops
     /// holding the watermark back until it has records again.
     pub idle_timeout: Option<Duration>,
+    /// Watermark alignment: a worker stops reading its partitions while
+    /// their watermark is more than this ahead of the job's (Flink's
+    /// maxAllowedWatermarkDrift). Keeps state from piling up behind a slow
+    /// partition.
+    pub max_drift: Option<Duration>,
 }
 
 /// The window kind. Set exactly one.

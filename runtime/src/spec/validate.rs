@@ -183,6 +183,10 @@ impl JobSpec {
             p.positive("watermark.idleTimeout", idle);
         }
 
+        if let Some(drift) = self.watermark.max_drift {
+            p.positive("watermark.maxDrift", drift);
+        }
+
         // Key.
         if self.key.is_empty() {
             p.add("key", "name at least one field to key by");
