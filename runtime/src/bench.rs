@@ -94,6 +94,7 @@ impl BenchConfig {
                 dir: Some(self.state_dir.display().to_string()),
                 ..Default::default()
             },
+            checkpoints: None,
         }
     }
 }

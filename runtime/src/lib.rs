@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod bench;
+pub mod checkpoint;
 pub mod connectors;
 pub mod engine;
 pub mod record;
@@ -16,5 +17,5 @@ pub mod state;
 pub mod time;
 pub mod window;
 
-pub use engine::{run, JobError, RunOptions, RunSummary};
+pub use engine::{run, JobError, RestoreFrom, RunOptions, RunSummary};
 pub use spec::JobSpec;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use streamjob_runtime::bench::{peak_rss_mib, run_bench, BenchConfig, BenchWindow};
-use streamjob_runtime::{run, JobSpec, RunOptions, RunSummary};
+use streamjob_runtime::{run, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,17 @@ enum Command {
         /// Folder for RocksDB state; overrides the job's `state.dir`.
         #[arg(long, env = "STREAMJOB_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Start from a checkpoint or savepoint folder.
+        #[arg(
+            long,
+            env = "STREAMJOB_FROM_SAVEPOINT",
+            conflicts_with = "from_latest_checkpoint"
+        )]
+        from_savepoint: Option<PathBuf>,
+        /// Start from the newest completed checkpoint in the job's
+        /// checkpoint storage.
+        #[arg(long, env = "STREAMJOB_FROM_LATEST_CHECKPOINT")]
+        from_latest_checkpoint: bool,
     },
     /// Run the visit-counter scenario end to end, with no set-up.
     Demo {
@@ -68,7 +79,16 @@ fn main() -> ExitCode {
             job,
             parallelism,
             state_dir,
-        } => run_job(&job, parallelism, state_dir),
+            from_savepoint,
+            from_latest_checkpoint,
+        } => {
+            let restore = match (from_savepoint, from_latest_checkpoint) {
+                (Some(path), _) => Some(RestoreFrom::Path(path)),
+                (None, true) => Some(RestoreFrom::LatestCheckpoint),
+                (None, false) => None,
+            };
+            run_job(&job, parallelism, state_dir, restore)
+        }
         Command::Demo { dir } => demo(dir),
         Command::Bench {
             events,
@@ -112,7 +132,7 @@ fn load_job(path: &Path, parallelism: Option<u32>) -> Result<JobSpec, String> {
 }
 
 fn summary_line(spec: &JobSpec, s: &RunSummary) -> String {
-    format!(
+    let mut line = format!(
         "job {} finished in {:.2}s: {} records in, {} results out, {} late, {} malformed",
         spec.name,
         s.elapsed.as_secs_f64(),
@@ -120,21 +140,30 @@ fn summary_line(spec: &JobSpec, s: &RunSummary) -> String {
         s.results,
         s.late,
         s.malformed
-    )
+    );
+    if spec.checkpoints.is_some() {
+        line.push_str(&format!(", {} checkpoints", s.checkpoints));
+    }
+    line
 }
 
 fn run_job(
     path: &Path,
     parallelism: Option<u32>,
     state_dir: Option<PathBuf>,
+    restore: Option<RestoreFrom>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
     let opts = RunOptions {
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         state_dir,
+        restore,
         ..Default::default()
     };
     let summary = run(&spec, &opts).map_err(|e| format!("job {} failed: {e}", spec.name))?;
+    if let Some(from) = &summary.restored_from {
+        eprintln!("streamjob: job {} restored from {from}", spec.name);
+    }
     eprintln!("streamjob: {}", summary_line(&spec, &summary));
     Ok(())
 }
@@ -164,7 +193,7 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
     println!(
         "           an early (partial) result every 2 minutes of event time, then the final one:"
     );
-    run_job(&job, None, None)?;
+    run_job(&job, None, None, None)?;
     println!(
         "[demo 3/3] done; the same job runs with: streamjob run {}",
         job.display()

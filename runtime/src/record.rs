@@ -101,6 +101,35 @@ impl Key {
         }
     }
 
+    /// Reads a key written by `encode`; `None` if the bytes are not one.
+    pub fn decode(mut bytes: &[u8]) -> Option<Key> {
+        let mut parts = SmallVec::new();
+        while let Some((&tag, rest)) = bytes.split_first() {
+            bytes = rest;
+            parts.push(match tag {
+                1 => {
+                    let (v, rest) = bytes.split_first_chunk::<8>()?;
+                    bytes = rest;
+                    KeyPart::Int(i64::from_be_bytes(*v))
+                }
+                2 => {
+                    let (len, rest) = bytes.split_first_chunk::<4>()?;
+                    let len = u32::from_be_bytes(*len) as usize;
+                    let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+                    bytes = &rest[len..];
+                    KeyPart::Str(text.into())
+                }
+                3 => {
+                    let (b, rest) = bytes.split_first()?;
+                    bytes = rest;
+                    KeyPart::Bool(*b != 0)
+                }
+                _ => return None,
+            });
+        }
+        Some(Key::new(parts))
+    }
+
     /// The key's parts as JSON values, for output records.
     pub fn json_parts(&self) -> impl Iterator<Item = Value> + '_ {
         self.parts.iter().map(|p| match p {

@@ -2,16 +2,20 @@
 //! reads its files line by line in turn, so their watermarks advance together.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use super::{Malformed, Poll, SourceItem, SourceSplit};
 use crate::record::RecordParser;
 
 struct OpenFile {
+    /// The path as the job spec names it: the partition's id.
+    id: String,
+    path: PathBuf,
     name: String,
     reader: Option<BufReader<File>>,
     line_no: u64,
+    offset: u64,
 }
 
 pub struct FileSplit {
@@ -22,18 +26,22 @@ pub struct FileSplit {
 }
 
 impl FileSplit {
-    pub fn open(paths: Vec<PathBuf>, parser: RecordParser) -> std::io::Result<Self> {
+    /// Files as (id, path): the id is the path as the spec names it.
+    pub fn open(paths: Vec<(String, PathBuf)>, parser: RecordParser) -> std::io::Result<Self> {
         let files = paths
             .into_iter()
-            .map(|path| {
+            .map(|(id, path)| {
                 let file = File::open(&path)?;
                 Ok(OpenFile {
+                    id,
                     name: path.file_name().map_or_else(
                         || path.display().to_string(),
                         |n| n.to_string_lossy().into_owned(),
                     ),
+                    path,
                     reader: Some(BufReader::with_capacity(1 << 16, file)),
                     line_no: 0,
+                    offset: 0,
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -66,12 +74,14 @@ impl SourceSplit for FileSplit {
             let file = &mut self.files[partition];
             let reader = file.reader.as_mut().expect("file is open");
             self.line.clear();
-            if reader.read_line(&mut self.line)? == 0 {
+            let read = reader.read_line(&mut self.line)?;
+            if read == 0 {
                 file.reader = None;
                 out.push(SourceItem::PartitionEnd(partition));
                 continue;
             }
             file.line_no += 1;
+            file.offset += read as u64;
             produced += 1;
             let text = self.line.trim();
             if text.is_empty() {
@@ -87,5 +97,23 @@ impl SourceSplit for FileSplit {
             });
         }
         Ok(Poll::Ready)
+    }
+
+    fn partition_ids(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.id.clone()).collect()
+    }
+
+    fn positions(&self) -> Vec<(u64, u64)> {
+        self.files.iter().map(|f| (f.offset, f.line_no)).collect()
+    }
+
+    fn seek(&mut self, partition: usize, offset: u64, records: u64) -> std::io::Result<()> {
+        let f = &mut self.files[partition];
+        let mut file = File::open(&f.path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        f.reader = Some(BufReader::with_capacity(1 << 16, file));
+        f.offset = offset;
+        f.line_no = records;
+        Ok(())
     }
 }

@@ -26,6 +26,7 @@ pub struct GeneratorSplit {
     /// Events per second for this split, and when it started.
     pace: Option<(f64, Instant)>,
     produced: u64,
+    id: String,
 }
 
 /// A fast, well-mixed hash of an index (SplitMix64's finaliser).
@@ -54,6 +55,7 @@ impl GeneratorSplit {
                 .rate
                 .map(|r| (r as f64 / splits as f64, Instant::now())),
             produced: 0,
+            id: format!("generator-{index}-of-{splits}"),
         }
     }
 
@@ -110,5 +112,21 @@ impl SourceSplit for GeneratorSplit {
             self.produced += 1;
         }
         Ok(Poll::Ready)
+    }
+
+    fn partition_ids(&self) -> Vec<String> {
+        vec![self.id.clone()]
+    }
+
+    fn positions(&self) -> Vec<(u64, u64)> {
+        vec![(self.next, self.produced)]
+    }
+
+    fn seek(&mut self, _partition: usize, offset: u64, records: u64) -> std::io::Result<()> {
+        self.next = offset;
+        self.produced = records;
+        self.ms = offset / self.events_per_ms;
+        self.ms_rem = offset % self.events_per_ms;
+        Ok(())
     }
 }

@@ -51,6 +51,12 @@ pub trait SourceSplit: Send {
     fn partitions(&self) -> usize;
     /// Appends up to `max` items.
     fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll>;
+    /// Names of the partitions, stable across runs, in partition order.
+    fn partition_ids(&self) -> Vec<String>;
+    /// Where each partition is: (offset to resume at, records read).
+    fn positions(&self) -> Vec<(u64, u64)>;
+    /// Resumes a partition where a snapshot left it.
+    fn seek(&mut self, partition: usize, offset: u64, records: u64) -> std::io::Result<()>;
 }
 
 /// Cuts the job's source into `parallelism` splits. Relative file paths are
@@ -68,7 +74,7 @@ pub fn create_splits(
             .cloned()
             .chain(file.paths.iter().cloned())
             .collect();
-        let mut assigned: Vec<Vec<std::path::PathBuf>> = vec![Vec::new(); parallelism];
+        let mut assigned: Vec<Vec<(String, std::path::PathBuf)>> = vec![Vec::new(); parallelism];
         for (i, p) in paths.iter().enumerate() {
             let path = base_dir.join(p);
             if !path.is_file() {
@@ -77,7 +83,7 @@ pub fn create_splits(
                     format!("source.file: no file at {}", path.display()),
                 ));
             }
-            assigned[i % parallelism].push(path);
+            assigned[i % parallelism].push((p.clone(), path));
         }
         return assigned
             .into_iter()

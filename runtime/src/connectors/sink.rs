@@ -130,6 +130,15 @@ impl SinkWriter {
         }
     }
 
+    /// Flushes, and for files waits until the data is on disk.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        if let SinkWriter::File(w) = self {
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> std::io::Result<()> {
         match self {
             SinkWriter::Stdout(out) => out.flush(),

@@ -16,9 +16,15 @@ pub enum Target {
     Malformed,
 }
 
-pub struct SinkBatch {
-    pub target: Target,
-    pub lines: Vec<String>,
+/// What workers send the sink thread.
+pub enum SinkMsg {
+    Lines {
+        target: Target,
+        lines: Vec<String>,
+    },
+    /// Make everything sent so far durable, then answer: a checkpoint
+    /// completes only once the output before its barrier is safe.
+    Sync(Sender<std::io::Result<()>>),
 }
 
 /// Counts of what left a worker.
@@ -31,7 +37,7 @@ pub struct OutputCounts {
 
 pub struct Collector {
     format: OutputFormat,
-    sink: Sender<SinkBatch>,
+    sink: Sender<SinkMsg>,
     /// Which targets are written somewhere (the others are only counted).
     keep: [bool; 3],
     buffers: [Vec<String>; 3],
@@ -45,7 +51,7 @@ const FLUSH_AT: usize = 1024;
 impl Collector {
     pub fn new(
         format: OutputFormat,
-        sink: Sender<SinkBatch>,
+        sink: Sender<SinkMsg>,
         keep_results: bool,
         keep_late: bool,
         keep_malformed: bool,
@@ -73,7 +79,7 @@ impl Collector {
         if !lines.is_empty() {
             // The sink thread outlives the workers; a send error means it
             // failed, which the job reports when it joins it.
-            let _ = self.sink.send(SinkBatch { target, lines });
+            let _ = self.sink.send(SinkMsg::Lines { target, lines });
         }
     }
 
@@ -81,6 +87,18 @@ impl Collector {
         for target in [Target::Results, Target::Late, Target::Malformed] {
             self.flush_target(target);
         }
+    }
+
+    /// Flushes buffered lines and waits until the sink has made them (and
+    /// everything before them) durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.sink.send(SinkMsg::Sync(tx)).is_err() {
+            return Err(std::io::Error::other("the sink thread has stopped"));
+        }
+        rx.recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sink thread has stopped")))
     }
 
     pub fn malformed(&mut self, m: &Malformed) {

@@ -10,11 +10,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use collector::{SinkBatch, Target};
-pub use worker::WorkerReport;
+pub use collector::{SinkMsg, Target};
+pub use worker::{Ack, WorkerReport};
 
+use crate::checkpoint::{
+    read_snapshot, CheckpointStorage, Layout, Metadata, Restore, RestoreError, SnapshotKind,
+    StorageError,
+};
 use crate::connectors::{create_splits, Malformed, OutputFormat, SinkWriter};
-use crate::spec::JobSpec;
+use crate::spec::{CheckpointMode, JobSpec};
 use crate::state::StateError;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
 use crate::window::{EarlyFiring, WindowOperator, WindowResult};
@@ -33,6 +37,21 @@ pub enum JobError {
     Malformed(Malformed),
     #[error("worker thread failed: {0}")]
     Panic(String),
+    #[error("checkpoint storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("restore: {0}")]
+    Restore(#[from] RestoreError),
+    #[error("checkpoint {id} failed: {error}")]
+    Checkpoint { id: u64, error: String },
+}
+
+/// Where a job's state comes from when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// The newest completed checkpoint in the job's checkpoint storage.
+    LatestCheckpoint,
+    /// A checkpoint or savepoint folder.
+    Path(PathBuf),
 }
 
 /// How to run a job, beyond its spec.
@@ -46,6 +65,8 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Keep every window result in memory and return it in the summary.
     pub capture_results: bool,
+    /// Start from a snapshot instead of from nothing.
+    pub restore: Option<RestoreFrom>,
 }
 
 /// What a finished job did.
@@ -59,6 +80,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// With `capture_results`, every result, worker by worker.
     pub captured: Vec<WindowResult>,
+    /// Checkpoints completed during the run.
+    pub checkpoints: u64,
+    /// The snapshot the run started from.
+    pub restored_from: Option<String>,
 }
 
 impl JobSpec {
@@ -98,7 +123,27 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         .clone()
         .unwrap_or_else(|| spec.state_dir(base));
 
-    let splits = create_splits(spec, base).map_err(JobError::Source)?;
+    let storage = match &spec.checkpoints {
+        Some(c) => Some(CheckpointStorage::from_uri(&c.storage, base)?),
+        None => None,
+    };
+    let layout = Layout::new(&spec.name);
+    let restore = match &opts.restore {
+        None => None,
+        Some(RestoreFrom::Path(path)) => Some(read_snapshot(&base.join(path))?),
+        Some(RestoreFrom::LatestCheckpoint) => {
+            let storage = storage.as_ref().ok_or_else(|| RestoreError::Mismatch {
+                path: "--from-latest-checkpoint".into(),
+                reason: "the job has no checkpoints.storage to look in".into(),
+            })?;
+            Some(storage.latest(&layout, &spec.name)?)
+        }
+    };
+    if let Some(r) = &restore {
+        check_fits(spec, r)?;
+    }
+
+    let mut splits = create_splits(spec, base).map_err(JobError::Source)?;
     let results = SinkWriter::open(&spec.sink, base).map_err(JobError::Sink)?;
     let late = match &spec.side_outputs.late {
         Some(s) => SinkWriter::open(s, base).map_err(JobError::Sink)?,
@@ -109,7 +154,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         None => SinkWriter::Discard,
     };
     let keep = [!results.discards(), !late.discards(), !malformed.discards()];
-    let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkBatch>();
+    let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
     let sink_thread = thread::Builder::new()
         .name("sink".into())
         .spawn(move || write_sinks(sink_rx, [results, late, malformed]))
@@ -137,8 +182,10 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         .collect();
 
     let owners = key_group_owners(spec.max_parallelism, parallelism);
+    let trigger = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<worker::Ack>();
     let mut handles = Vec::with_capacity(parallelism);
-    for (index, (split, inbox)) in splits.into_iter().zip(receivers).enumerate() {
+    for (index, (mut split, inbox)) in splits.drain(..).zip(receivers).enumerate() {
         let op = WindowOperator::new(
             spec.window_kind(),
             spec.allowed_lateness.as_millis(),
@@ -154,17 +201,46 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             collector.captured = Some(Vec::new());
         }
         let partitions = split.partitions();
+        let mut split_watermarks = PartitionWatermarks::new(
+            partitions,
+            spec.watermark.out_of_orderness.as_millis(),
+            spec.watermark.idle_timeout.map(|d| d.as_millis()),
+            now,
+        );
+        let key_groups = key_group_range(&owners, index);
+        let mut op = op;
+        if let Some(r) = &restore {
+            let entries = r
+                .entries_for(key_groups.0, key_groups.1)
+                .map(|(_, k, v)| (k.clone(), v.clone()));
+            op.restore(entries, r.metadata.watermark)?;
+            for (p, id) in split.partition_ids().iter().enumerate() {
+                if let Some(pos) = r.position(id) {
+                    split
+                        .seek(p, pos.offset, pos.records)
+                        .map_err(JobError::Source)?;
+                    split_watermarks.restore(p, pos.max_ts, pos.ended);
+                }
+            }
+        }
+        let checkpointing = storage.clone().map(|storage| worker::Checkpointing {
+            trigger: trigger.clone(),
+            injected: 0,
+            storage,
+            layout: layout.clone(),
+            acks: ack_tx.clone(),
+            at_least_once: spec
+                .checkpoints
+                .as_ref()
+                .is_some_and(|c| c.mode == CheckpointMode::AtLeastOnce),
+            key_groups,
+        });
         let worker = Worker {
             index,
             max_parallelism: spec.max_parallelism,
             owners: owners.clone(),
             split,
-            split_watermarks: PartitionWatermarks::new(
-                partitions,
-                spec.watermark.out_of_orderness.as_millis(),
-                spec.watermark.idle_timeout.map(|d| d.as_millis()),
-                now,
-            ),
+            split_watermarks,
             split_done: partitions == 0,
             op,
             inputs: MinWatermark::with_statuses(initial.clone()),
@@ -176,6 +252,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             fail_on_malformed: spec.side_outputs.fail_on_malformed,
             processing_time_interval: processing_interval,
             max_drift: spec.watermark.max_drift.map(|d| d.as_millis()),
+            checkpointing,
+            alignment: None,
+            held: Default::default(),
             abort: abort.clone(),
             stop: opts.stop.clone(),
             records_in: 0,
@@ -189,8 +268,34 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     }
     drop(senders);
     drop(sink_tx);
+    drop(ack_tx);
 
-    let mut summary = RunSummary::default();
+    let mut summary = RunSummary {
+        restored_from: restore.as_ref().map(|r| r.path.clone()),
+        ..Default::default()
+    };
+    if let (Some(storage), Some(config)) = (&storage, &spec.checkpoints) {
+        let first_id = storage.last_id(&layout)? + 1;
+        let coordinator = Coordinator {
+            spec,
+            storage,
+            layout: &layout,
+            interval: config.interval.as_std(),
+            retained: config.retained as usize,
+            next_id: first_id,
+            trigger: &trigger,
+        };
+        match coordinator.run(&handles, &ack_rx, &abort) {
+            Ok(n) => summary.checkpoints = n,
+            Err(e) => {
+                abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        }
+    }
     let mut first_error = None;
     for handle in handles {
         match handle.join() {
@@ -226,6 +331,162 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     Ok(summary)
 }
 
+/// Checks that a snapshot can be restored into this job.
+fn check_fits(spec: &JobSpec, r: &Restore) -> Result<(), RestoreError> {
+    let m = &r.metadata;
+    let mismatch = |reason: String| RestoreError::Mismatch {
+        path: r.path.clone(),
+        reason,
+    };
+    if m.max_parallelism != spec.max_parallelism {
+        return Err(mismatch(format!(
+            "it was taken with maxParallelism {}, the job has {}; key groups cannot be remapped, so keep maxParallelism: {}",
+            m.max_parallelism, spec.max_parallelism, m.max_parallelism
+        )));
+    }
+    let source = source_kind(spec);
+    if m.source != source {
+        return Err(mismatch(format!(
+            "it holds positions of a {} source, the job reads a {source} source",
+            m.source
+        )));
+    }
+    if source == "generator" && m.parallelism != spec.parallelism {
+        return Err(mismatch(format!(
+            "a generator source resumes only at the parallelism it was snapshotted at ({}), the job has {}",
+            m.parallelism, spec.parallelism
+        )));
+    }
+    Ok(())
+}
+
+fn source_kind(spec: &JobSpec) -> &'static str {
+    if spec.source.generator.is_some() {
+        "generator"
+    } else {
+        "file"
+    }
+}
+
+/// Key groups `[first, last]` of worker `index`.
+fn key_group_range(owners: &[u16], index: usize) -> (u16, u16) {
+    let mine = owners
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| **o as usize == index);
+    let first = mine.clone().map(|(g, _)| g).min().unwrap_or(0) as u16;
+    let last = mine.map(|(g, _)| g).max().unwrap_or(0) as u16;
+    (first, last)
+}
+
+/// The checkpoint under way: the bytes and watermark each worker reported.
+struct InFlight {
+    id: u64,
+    acks: Vec<Option<(u64, i64)>>,
+}
+
+/// Triggers checkpoints on the interval, collects the workers' acks, and
+/// completes each checkpoint by writing its `_metadata` last.
+struct Coordinator<'a> {
+    spec: &'a JobSpec,
+    storage: &'a CheckpointStorage,
+    layout: &'a Layout,
+    interval: Duration,
+    retained: usize,
+    next_id: u64,
+    trigger: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Coordinator<'_> {
+    /// Runs until the workers finish; returns the checkpoints completed.
+    fn run(
+        mut self,
+        workers: &[thread::JoinHandle<Result<WorkerReport, JobError>>],
+        acks: &crossbeam_channel::Receiver<worker::Ack>,
+        abort: &AtomicBool,
+    ) -> Result<u64, JobError> {
+        use std::sync::atomic::Ordering;
+        let parallelism = workers.len();
+        let mut completed = 0;
+        let mut next_trigger = Instant::now() + self.interval;
+        let mut in_flight: Option<InFlight> = None;
+        loop {
+            if workers.iter().any(|w| w.is_finished()) || abort.load(Ordering::Relaxed) {
+                // A worker that finished (its input ended, or it failed)
+                // takes no more checkpoints; an unfinished one is abandoned.
+                return Ok(completed);
+            }
+            if in_flight.is_none() && Instant::now() >= next_trigger {
+                let id = self.next_id;
+                self.next_id += 1;
+                in_flight = Some(InFlight {
+                    id,
+                    acks: vec![None; parallelism],
+                });
+                self.trigger.store(id, Ordering::Release);
+            }
+            let wait = next_trigger
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20));
+            match acks.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(worker::Ack::Done {
+                    worker,
+                    id,
+                    bytes,
+                    watermark,
+                }) => {
+                    if let Some(flight) = &mut in_flight {
+                        if flight.id == id {
+                            flight.acks[worker] = Some((bytes, watermark));
+                            if flight.acks.iter().all(Option::is_some) {
+                                let done = flight.acks.iter().flatten();
+                                let total = done.clone().map(|d| d.0).sum();
+                                let watermark = done.map(|d| d.1).min().unwrap_or(MIN_WATERMARK);
+                                self.complete(id, total, watermark, parallelism)?;
+                                completed += 1;
+                                in_flight = None;
+                                next_trigger = Instant::now() + self.interval;
+                            }
+                        }
+                    }
+                }
+                Ok(worker::Ack::Failed { id, error, .. }) => {
+                    return Err(JobError::Checkpoint { id, error });
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn complete(
+        &self,
+        id: u64,
+        bytes: u64,
+        watermark: i64,
+        parallelism: usize,
+    ) -> Result<(), JobError> {
+        let dir = self.layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+        let metadata = Metadata {
+            id,
+            kind: SnapshotKind::Checkpoint,
+            job: self.spec.name.clone(),
+            completed_at: now_millis(),
+            parallelism: parallelism as u32,
+            max_parallelism: self.spec.max_parallelism,
+            watermark,
+            source: source_kind(self.spec).into(),
+            workers: (0..parallelism)
+                .map(crate::checkpoint::Layout::worker_file)
+                .collect(),
+            bytes,
+        };
+        self.storage.complete(&dir, &metadata)?;
+        self.storage.retain(self.layout, self.retained)?;
+        tracing::info!(id, bytes, "checkpoint completed");
+        Ok(())
+    }
+}
+
 /// The worker that owns each key group: worker `i` of `p` owns the groups
 /// `[i·max/p, (i+1)·max/p)` (Flink's assignment), so a worker's state is a
 /// contiguous range of key groups.
@@ -236,11 +497,24 @@ pub fn key_group_owners(max_parallelism: u32, parallelism: usize) -> Vec<u16> {
 }
 
 fn write_sinks(
-    rx: crossbeam_channel::Receiver<SinkBatch>,
+    rx: crossbeam_channel::Receiver<SinkMsg>,
     mut writers: [SinkWriter; 3],
 ) -> std::io::Result<()> {
-    for batch in rx {
-        writers[batch.target as usize].write_lines(&batch.lines)?;
+    for msg in rx {
+        match msg {
+            SinkMsg::Lines { target, lines } => writers[target as usize].write_lines(&lines)?,
+            SinkMsg::Sync(reply) => {
+                let synced = writers.iter_mut().try_for_each(SinkWriter::sync);
+                let failed = synced
+                    .as_ref()
+                    .err()
+                    .map(|e| std::io::Error::new(e.kind(), e.to_string()));
+                let _ = reply.send(synced);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+        }
     }
     for w in &mut writers {
         w.flush()?;

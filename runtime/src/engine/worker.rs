@@ -17,6 +17,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::collector::Collector;
 use super::JobError;
+use crate::checkpoint::{
+    CheckpointStorage, Layout, PartitionPosition, SnapshotKind, WorkerSnapshot,
+};
 use crate::connectors::{Poll, SourceItem, SourceSplit};
 use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
@@ -34,6 +37,48 @@ const HIGH_WATER: usize = 512;
 pub(crate) enum Item {
     Record(Event),
     Status(SourceStatus),
+    /// Checkpoint barrier: everything before it belongs to the checkpoint.
+    Barrier(u64),
+}
+
+/// What a worker tells the checkpoint coordinator.
+#[derive(Debug)]
+pub enum Ack {
+    Done {
+        worker: usize,
+        id: u64,
+        bytes: u64,
+        /// The worker's watermark at the snapshot.
+        watermark: i64,
+    },
+    Failed {
+        worker: usize,
+        id: u64,
+        error: String,
+    },
+}
+
+/// A worker's part in checkpointing.
+pub(crate) struct Checkpointing {
+    /// The newest checkpoint the coordinator asked for.
+    pub trigger: Arc<std::sync::atomic::AtomicU64>,
+    /// The newest checkpoint this worker injected a barrier for.
+    pub injected: u64,
+    pub storage: CheckpointStorage,
+    pub layout: Layout,
+    pub acks: Sender<Ack>,
+    /// At-least-once: records after a barrier are not held back while the
+    /// other barriers arrive.
+    pub at_least_once: bool,
+    pub key_groups: (u16, u16),
+}
+
+/// A checkpoint whose barriers are arriving.
+pub(crate) struct Alignment {
+    id: u64,
+    /// Inputs whose barrier has arrived (or which have ended).
+    got: Vec<bool>,
+    positions: Vec<PartitionPosition>,
 }
 
 pub(crate) struct Message {
@@ -72,6 +117,10 @@ pub(crate) struct Worker {
     pub processing_time_interval: Option<Duration>,
     /// Watermark alignment (`watermark.maxDrift`), in milliseconds.
     pub max_drift: Option<i64>,
+    pub checkpointing: Option<Checkpointing>,
+    pub(crate) alignment: Option<Alignment>,
+    /// Items from inputs whose barrier has arrived, held until the others'.
+    pub(crate) held: std::collections::VecDeque<(usize, Item)>,
     pub abort: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
     pub records_in: u64,
@@ -111,7 +160,12 @@ impl Worker {
                 return Ok(());
             }
             let mut busy = false;
-            if !self.split_done && !self.congested() && !self.ahead_of_the_job() {
+            self.maybe_inject()?;
+            if !self.split_done
+                && self.alignment.is_none()
+                && !self.congested()
+                && !self.ahead_of_the_job()
+            {
                 let poll = self
                     .split
                     .poll(&mut items, POLL_BATCH)
@@ -274,15 +328,145 @@ impl Worker {
 
     fn handle(&mut self, msg: Message) -> Result<(), JobError> {
         for item in msg.items {
-            match item {
-                Item::Record(event) => self.op.process(event, &mut self.collector)?,
-                Item::Status(status) => {
-                    if let Some(wm) = self.inputs.update(msg.from, status) {
-                        self.op.advance_watermark(wm, &mut self.collector)?;
-                    }
-                }
+            self.handle_item(msg.from, item)?;
+        }
+        Ok(())
+    }
+
+    fn handle_item(&mut self, from: usize, item: Item) -> Result<(), JobError> {
+        // Exactly-once alignment: an input whose barrier has arrived waits.
+        if let Some(a) = &self.alignment {
+            let at_least_once = self.checkpointing.as_ref().is_some_and(|c| c.at_least_once);
+            if a.got[from] && !at_least_once {
+                self.held.push_back((from, item));
+                return Ok(());
             }
         }
+        match item {
+            Item::Record(event) => self.op.process(event, &mut self.collector)?,
+            Item::Status(status) => {
+                if let Some(wm) = self.inputs.update(from, status) {
+                    self.op.advance_watermark(wm, &mut self.collector)?;
+                }
+                if status == SourceStatus::Ended {
+                    self.barrier_from(from, None)?;
+                }
+            }
+            Item::Barrier(id) => {
+                if self.alignment.as_ref().is_none_or(|a| a.id < id) {
+                    self.inject(id)?;
+                }
+                self.barrier_from(from, Some(id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a checkpoint the coordinator asked for, if none is under way.
+    fn maybe_inject(&mut self) -> Result<(), JobError> {
+        let Some(c) = &self.checkpointing else {
+            return Ok(());
+        };
+        let wanted = c.trigger.load(Ordering::Acquire);
+        if wanted > c.injected && self.alignment.is_none() {
+            self.inject(wanted)?;
+        }
+        Ok(())
+    }
+
+    /// Records the split's position and sends barrier `id` to every peer,
+    /// behind everything read so far.
+    fn inject(&mut self, id: u64) -> Result<(), JobError> {
+        let Some(c) = &mut self.checkpointing else {
+            return Ok(());
+        };
+        if id <= c.injected {
+            return Ok(());
+        }
+        c.injected = id;
+        let ids = self.split.partition_ids();
+        let positions = self
+            .split
+            .positions()
+            .into_iter()
+            .zip(ids)
+            .enumerate()
+            .map(|(p, ((offset, records), id))| PartitionPosition {
+                id,
+                offset,
+                records,
+                max_ts: self.split_watermarks.max_ts(p),
+                ended: self.split_done || self.split_watermarks.is_ended(p),
+            })
+            .collect();
+        self.flush_peers();
+        for peer in 0..self.peers.len() {
+            if peer != self.index {
+                self.outgoing[peer].push(Item::Barrier(id));
+                self.send(peer);
+            }
+        }
+        let mut got = vec![false; self.peers.len()];
+        got[self.index] = true;
+        self.alignment = Some(Alignment { id, got, positions });
+        self.barrier_from(self.index, None)
+    }
+
+    /// Input `from` delivered its barrier (or ended); completes the
+    /// checkpoint when every input has.
+    fn barrier_from(&mut self, from: usize, _id: Option<u64>) -> Result<(), JobError> {
+        let Some(a) = &mut self.alignment else {
+            return Ok(());
+        };
+        a.got[from] = true;
+        for (input, got) in a.got.iter_mut().enumerate() {
+            if self.inputs.input_status(input) == SourceStatus::Ended {
+                *got = true;
+            }
+        }
+        if a.got.iter().all(|g| *g) {
+            let a = self.alignment.take().expect("aligning");
+            self.snapshot(a)?;
+            // Release what was held back, in order; it may hold the next
+            // checkpoint's barriers.
+            let held = std::mem::take(&mut self.held);
+            for (from, item) in held {
+                self.handle_item(from, item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, a: Alignment) -> Result<(), JobError> {
+        let Some(c) = &self.checkpointing else {
+            return Ok(());
+        };
+        // Output emitted before the barrier must be durable before the
+        // checkpoint can complete; otherwise a crash after it loses that
+        // output for good.
+        self.collector.sync().map_err(JobError::Sink)?;
+        let entries = self.op.snapshot(self.max_parallelism)?;
+        let snapshot = WorkerSnapshot {
+            index: self.index,
+            key_groups: c.key_groups,
+            positions: a.positions,
+            entries,
+        };
+        let dir = c.layout.snapshot_dir(SnapshotKind::Checkpoint, a.id);
+        let ack = match c.storage.write_worker(&dir, &snapshot) {
+            Ok(bytes) => Ack::Done {
+                worker: self.index,
+                id: a.id,
+                bytes,
+                watermark: self.op.watermark(),
+            },
+            Err(e) => Ack::Failed {
+                worker: self.index,
+                id: a.id,
+                error: e.to_string(),
+            },
+        };
+        let _ = c.acks.send(ack);
         Ok(())
     }
 }

@@ -46,6 +46,8 @@ pub struct JobSpec {
     pub side_outputs: SideOutputsSpec,
     #[serde(default)]
     pub state: StateSpec,
+    /// Periodic snapshots of state and source positions, to restore from.
+    pub checkpoints: Option<CheckpointSpec>,
 }
 
 fn default_parallelism() -> u32 {
@@ -305,6 +307,36 @@ impl Default for StateSpec {
 
 fn default_hot_keys() -> u64 {
     1_000_000
+}
+
+/// Checkpoints: every `interval`, each worker writes its state and source
+/// positions to `storage`; the newest `retained` completed ones are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckpointSpec {
+    pub interval: Duration,
+    /// `file:///abs/dir`, or `file://dir` relative to the job file.
+    pub storage: String,
+    #[serde(default = "default_retained")]
+    pub retained: u32,
+    #[serde(default)]
+    pub mode: CheckpointMode,
+}
+
+fn default_retained() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckpointMode {
+    /// Barriers are aligned: each record is in exactly one checkpoint's
+    /// state.
+    #[default]
+    ExactlyOnce,
+    /// Records behind a barrier are not held back; after a restore some may
+    /// count twice.
+    AtLeastOnce,
 }
 
 impl JobSpec {

@@ -327,6 +327,25 @@ impl JobSpec {
             p.add("state.maxKeysInMemory", "must be at least 1, got 0");
         }
 
+        // Checkpoints.
+        if let Some(c) = &self.checkpoints {
+            p.positive("checkpoints.interval", c.interval);
+            if c.retained == 0 {
+                p.add("checkpoints.retained", "must be at least 1, got 0");
+            }
+            match c.storage.split_once("://") {
+                Some(("file", rest)) if !rest.is_empty() => {}
+                Some(("s3", _)) => p.add(
+                    "checkpoints.storage",
+                    "s3:// storage is not available yet in this build; use file:///path",
+                ),
+                _ => p.add(
+                    "checkpoints.storage",
+                    format!("expected file:///path/to/dir, got {:?}", c.storage),
+                ),
+            }
+        }
+
         if p.0.is_empty() {
             Ok(())
         } else {

@@ -100,6 +100,29 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         self.spills
     }
 
+    /// Adds a key's value (restoring from a snapshot).
+    pub fn insert(&mut self, key: Key, value: V) -> Result<(), StateError> {
+        self.remove(&key)?;
+        self.hot.insert(key, value);
+        Ok(())
+    }
+
+    /// Every key and value, in memory or spilled, for a snapshot.
+    pub fn for_each(&mut self, mut f: impl FnMut(&Key, &V)) -> Result<(), StateError> {
+        for (key, value) in &self.hot {
+            f(key, value);
+        }
+        if self.spilled > 0 {
+            for (storage_key, bytes) in self.db.entries()? {
+                let key = Key::decode(&storage_key[2..])
+                    .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))?;
+                let value: V = postcard::from_bytes(&bytes).map_err(StateError::decode)?;
+                f(&key, &value);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes keys out to RocksDB until the memory budget holds again. Called
     /// between batches, never while a value is borrowed.
     pub fn enforce_budget(&mut self) -> Result<(), StateError> {

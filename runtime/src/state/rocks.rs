@@ -31,6 +31,9 @@ impl StateError {
     }
 }
 
+/// A raw (key, value) pair as RocksDB stores it.
+pub type Entry = (Box<[u8]>, Box<[u8]>);
+
 pub struct RocksState {
     db: DB,
     path: PathBuf,
@@ -82,6 +85,14 @@ impl RocksState {
             self.db.delete(key).map_err(|e| self.err(e))?;
         }
         Ok(value)
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> Result<Vec<Entry>, StateError> {
+        self.db
+            .iterator(rocksdb::IteratorMode::Start)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
     }
 
     pub fn put_all(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StateError> {

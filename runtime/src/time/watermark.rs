@@ -58,6 +58,10 @@ impl MinWatermark {
         }
     }
 
+    pub fn input_status(&self, input: usize) -> SourceStatus {
+        self.inputs[input]
+    }
+
     /// The combined status: idle when every input not ended is idle.
     pub fn status(&self) -> SourceStatus {
         if self.inputs.iter().all(|s| *s == SourceStatus::Ended) {
@@ -155,6 +159,29 @@ impl PartitionWatermarks {
             .saturating_sub(self.out_of_orderness)
             .saturating_sub(1);
         self.combined.update(partition, SourceStatus::Active(wm))
+    }
+
+    /// Resumes a partition from a snapshot: its highest event time so far, or
+    /// that it had ended.
+    pub fn restore(&mut self, partition: usize, max_ts: i64, ended: bool) {
+        self.max_ts[partition] = max_ts;
+        if ended {
+            self.combined.set(partition, SourceStatus::Ended);
+        } else if max_ts > MIN_WATERMARK {
+            let wm = max_ts
+                .saturating_sub(self.out_of_orderness)
+                .saturating_sub(1);
+            self.combined.set(partition, SourceStatus::Active(wm));
+        }
+        self.combined.recompute();
+    }
+
+    pub fn max_ts(&self, partition: usize) -> i64 {
+        self.max_ts[partition]
+    }
+
+    pub fn is_ended(&self, partition: usize) -> bool {
+        self.combined.inputs[partition] == SourceStatus::Ended
     }
 
     /// Marks partitions idle that have had no records for the idle timeout.

@@ -204,6 +204,36 @@ impl WindowOperator {
         self.timers.len()
     }
 
+    /// All keyed state, sorted by key group, for a snapshot.
+    pub fn snapshot(
+        &mut self,
+        max_parallelism: u32,
+    ) -> Result<Vec<(u16, Key, KeyState)>, StateError> {
+        let mut entries = Vec::with_capacity(self.store.len() as usize);
+        self.store.for_each(|key, state| {
+            entries.push((key.key_group(max_parallelism), key.clone(), state.clone()));
+        })?;
+        entries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(entries)
+    }
+
+    /// Loads state from a snapshot, at the watermark the snapshot had.
+    pub fn restore(
+        &mut self,
+        entries: impl Iterator<Item = (Key, KeyState)>,
+        watermark: i64,
+    ) -> Result<(), StateError> {
+        self.watermark = watermark;
+        for (key, state) in entries {
+            if let Some(due) = state.timer {
+                self.timers.push(Reverse((due, key.clone())));
+            }
+            self.store.insert(key, state)?;
+            self.store.enforce_budget()?;
+        }
+        Ok(())
+    }
+
     /// Keeps the in-memory state within budget; call between batches.
     pub fn maintain(&mut self) -> Result<(), StateError> {
         self.store.enforce_budget()

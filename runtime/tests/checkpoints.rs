@@ -1,0 +1,260 @@
+//! Checkpoints and restore: a job killed with `kill -9` resumes from its
+//! latest completed checkpoint with every window's state intact, also at
+//! another parallelism.
+//!
+//! The file sink is not transactional yet, so windows that fired between the
+//! last checkpoint and the kill fire again after the restore (at-least-once
+//! output). The tests check that every final result ever written is the
+//! right one, and that every window gets one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use streamjob_runtime::{run, JobSpec, RestoreFrom, RunOptions};
+
+const KEYS: u64 = 40;
+
+/// In-order-enough input: times move 1 ms a record, jittered back by up to
+/// 200 ms, under a 500 ms out-of-orderness bound, so nothing is late.
+fn write_input(dir: &Path, records: u64) -> BTreeMap<(String, i64), (u64, i64)> {
+    let mut lines = String::new();
+    let mut expected: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    let mut x: u64 = 1;
+    for i in 0..records {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let key = format!("k{}", (x >> 33) % KEYS);
+        let ts = i as i64 - ((x >> 20) % 200) as i64;
+        let amount = ((x >> 40) % 10) as i64;
+        lines.push_str(&format!(
+            "{{\"k\": \"{key}\", \"t\": {ts}, \"a\": {amount}}}\n"
+        ));
+        let e = expected
+            .entry((key, ts.div_euclid(1000) * 1000))
+            .or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    expected
+}
+
+fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
+    format!(
+        "name: ck\nparallelism: {parallelism}\nmaxParallelism: {max_parallelism}\n\
+         source: {{file: {{path: in.jsonl}}}}\neventTime: {{field: t}}\n\
+         watermark: {{outOfOrderness: 500ms}}\nkey: k\nwindow: {{tumbling: {{size: 1s}}}}\n\
+         aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: a}}]\n\
+         sink: {{file: {{path: out.jsonl}}}}\n\
+         checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
+    )
+}
+
+/// Checks every final result written against the expected windows.
+fn check_output(dir: &Path, expected: &BTreeMap<(String, i64), (u64, i64)>) {
+    let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+    let mut seen = BTreeSet::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["partial"] != Value::Bool(false) {
+            continue;
+        }
+        let start = chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        let window = (v["k"].as_str().unwrap().to_string(), start);
+        let got = (v["n"].as_u64().unwrap(), v["s"].as_i64().unwrap());
+        assert_eq!(Some(&got), expected.get(&window), "window {window:?}");
+        seen.insert(window);
+    }
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|w| !seen.contains(*w))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "windows never emitted: {missing:?}");
+}
+
+fn completed_checkpoints(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("ckpt/ck/checkpoints"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().join("_metadata").is_file())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_for_checkpoints(dir: &Path, n: usize, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if completed_checkpoints(dir) >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+fn records_in(stderr: &str) -> u64 {
+    let at = stderr.find(" records in").expect("a summary line");
+    stderr[..at].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn kill_9_then_restore_from_the_latest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_input(dir.path(), 400_000);
+    let job = dir.path().join("job.yaml");
+    std::fs::write(&job, job_yaml(2, 128)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_streamjob");
+
+    let mut child = Command::new(bin)
+        .arg("run")
+        .arg(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_checkpoints(dir.path(), 2, Duration::from_secs(60)),
+        "no checkpoint completed"
+    );
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the job was killed before it finished");
+
+    let out = Command::new(bin)
+        .arg("run")
+        .arg(&job)
+        .arg("--from-latest-checkpoint")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("restored from"), "{stderr}");
+    let resumed = records_in(&stderr);
+    assert!(
+        resumed < 400_000,
+        "the restored run resumed mid-input, read {resumed}"
+    );
+    check_output(dir.path(), &expected);
+}
+
+/// Stops an in-process run once `n` checkpoints have completed.
+fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, dir) = (stop.clone(), dir.to_path_buf());
+        std::thread::spawn(move || {
+            wait_for_checkpoints(&dir, n, Duration::from_secs(60));
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let opts = RunOptions {
+        base_dir: dir.to_path_buf(),
+        state_dir: Some(dir.join("state")),
+        stop,
+        ..Default::default()
+    };
+    let summary = run(spec, &opts).unwrap();
+    watcher.join().unwrap();
+    assert!(
+        summary.records_in < 300_000,
+        "stopped before the end of the input"
+    );
+}
+
+#[test]
+fn restore_at_another_parallelism() {
+    for (before, after) in [(1, 3), (3, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = write_input(dir.path(), 300_000);
+        let spec = JobSpec::from_yaml(&job_yaml(before, 64)).unwrap();
+        run_until_checkpoints(dir.path(), &spec, 2);
+
+        let spec = JobSpec::from_yaml(&job_yaml(after, 64)).unwrap();
+        let opts = RunOptions {
+            base_dir: dir.path().to_path_buf(),
+            state_dir: Some(dir.path().join("state")),
+            restore: Some(RestoreFrom::LatestCheckpoint),
+            ..Default::default()
+        };
+        let summary = run(&spec, &opts).unwrap();
+        assert!(summary.restored_from.is_some());
+        check_output(dir.path(), &expected);
+    }
+}
+
+#[test]
+fn a_snapshot_that_does_not_fit_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path(), 300_000);
+    let spec = JobSpec::from_yaml(&job_yaml(1, 128)).unwrap();
+    run_until_checkpoints(dir.path(), &spec, 1);
+
+    let other = JobSpec::from_yaml(&job_yaml(1, 64)).unwrap();
+    let opts = RunOptions {
+        base_dir: dir.path().to_path_buf(),
+        state_dir: Some(dir.path().join("state")),
+        restore: Some(RestoreFrom::LatestCheckpoint),
+        ..Default::default()
+    };
+    let err = run(&other, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("it was taken with maxParallelism 128, the job has 64"),
+        "{err}"
+    );
+
+    // A checkpoint folder without _metadata is never restored.
+    let partial = dir.path().join("ckpt/ck/checkpoints/chk-999");
+    std::fs::create_dir_all(&partial).unwrap();
+    let opts = RunOptions {
+        restore: Some(RestoreFrom::Path(partial)),
+        ..opts
+    };
+    let err = run(&spec, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("an incomplete checkpoint is never restored"),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_the_newest_checkpoints_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path(), 300_000);
+    let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
+    run_until_checkpoints(dir.path(), &spec, 3);
+    std::thread::sleep(Duration::from_millis(100));
+    let ids: Vec<String> = std::fs::read_dir(dir.path().join("ckpt/ck/checkpoints"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("_metadata").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(ids.len() <= 3, "retained: 3, found {ids:?}");
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join("ckpt/ck/checkpoints")
+                .join(&ids[0])
+                .join("_metadata"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["parallelism"], 2);
+    assert_eq!(meta["maxParallelism"], 128);
+    assert_eq!(
+        meta["workers"],
+        serde_json::json!(["worker-0.snapshot", "worker-1.snapshot"])
+    );
+}
