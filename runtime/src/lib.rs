@@ -11,6 +11,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod connectors;
 pub mod engine;
+pub mod failpoint;
 pub mod record;
 pub mod spec;
 pub mod state;

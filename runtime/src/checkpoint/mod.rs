@@ -76,6 +76,9 @@ pub struct Metadata {
 }
 
 pub const METADATA: &str = "_metadata";
+/// Metadata of a checkpoint whose state is written but whose output is not
+/// yet known to be committed.
+pub const PENDING: &str = "_pending";
 
 /// Paths of a job's snapshots under the storage root.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     snapshot_id, Layout, Metadata, Restore, RestoreError, SnapshotKind, WorkerSnapshot, METADATA,
+    PENDING,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,27 @@ impl CheckpointStorage {
     pub fn complete(&self, dir: &Path, metadata: &Metadata) -> Result<(), StorageError> {
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
         self.write(&dir.join(METADATA), &json)
+    }
+
+    /// Writes the metadata as `_pending`: the state is all there, the sink
+    /// has not committed yet. A restore rolls it forward if the sink did.
+    pub fn prepare(&self, dir: &Path, metadata: &Metadata) -> Result<(), StorageError> {
+        let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+        self.write(&dir.join(PENDING), &json)
+    }
+
+    /// Completes checkpoint `id` from its `_pending` metadata, when its
+    /// output was committed but the job died before `_metadata` was written.
+    /// Returns whether there was one to complete.
+    pub fn roll_forward(&self, layout: &Layout, id: u64) -> Result<bool, StorageError> {
+        let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+        let pending = self.root.join(&dir).join(PENDING);
+        if !pending.is_file() {
+            return Ok(false);
+        }
+        let bytes = std::fs::read(&pending).map_err(io(&pending))?;
+        self.write(&dir.join(METADATA), &bytes)?;
+        Ok(true)
     }
 
     /// Completed snapshot ids in `dir` (checkpoints or savepoints), ascending.

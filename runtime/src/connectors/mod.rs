@@ -4,12 +4,14 @@
 mod file;
 mod generator;
 mod sink;
+mod txn_file;
 
 use std::path::Path;
 
 pub use file::FileSplit;
 pub use generator::GeneratorSplit;
 pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
+pub use txn_file::{read_commit_log, TransactionalFile};
 
 use crate::record::{Event, RecordError, RecordParser};
 use crate::spec::JobSpec;

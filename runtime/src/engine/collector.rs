@@ -16,15 +16,41 @@ pub enum Target {
     Malformed,
 }
 
-/// What workers send the sink thread.
+/// What workers (and the checkpoint coordinator) send the sink thread.
 pub enum SinkMsg {
     Lines {
+        worker: usize,
         target: Target,
         lines: Vec<String>,
     },
-    /// Make everything sent so far durable, then answer: a checkpoint
-    /// completes only once the output before its barrier is safe.
-    Sync(Sender<std::io::Result<()>>),
+    /// Worker `worker` reached the barrier of `checkpoint`: make what it
+    /// sent so far durable (sealed, for a transactional sink), then answer.
+    Sync {
+        worker: usize,
+        checkpoint: u64,
+        reply: Sender<std::io::Result<()>>,
+    },
+    /// Checkpoint `checkpoint` has every worker's state: commit its output.
+    Commit {
+        checkpoint: u64,
+        reply: Sender<std::io::Result<()>>,
+    },
+    /// The input ended and every worker finished: commit the rest.
+    Finish {
+        checkpoint: u64,
+        reply: Sender<std::io::Result<()>>,
+    },
+}
+
+/// Sends `make(reply)` to the sink thread and waits for its answer.
+pub fn ask_sink(
+    sink: &Sender<SinkMsg>,
+    make: impl FnOnce(Sender<std::io::Result<()>>) -> SinkMsg,
+) -> std::io::Result<()> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let stopped = || std::io::Error::other("the sink thread has stopped");
+    sink.send(make(tx)).map_err(|_| stopped())?;
+    rx.recv().unwrap_or_else(|_| Err(stopped()))
 }
 
 /// Counts of what left a worker.
@@ -36,6 +62,7 @@ pub struct OutputCounts {
 }
 
 pub struct Collector {
+    worker: usize,
     format: OutputFormat,
     sink: Sender<SinkMsg>,
     /// Which targets are written somewhere (the others are only counted).
@@ -50,6 +77,7 @@ const FLUSH_AT: usize = 1024;
 
 impl Collector {
     pub fn new(
+        worker: usize,
         format: OutputFormat,
         sink: Sender<SinkMsg>,
         keep_results: bool,
@@ -57,6 +85,7 @@ impl Collector {
         keep_malformed: bool,
     ) -> Self {
         Collector {
+            worker,
             format,
             sink,
             keep: [keep_results, keep_late, keep_malformed],
@@ -79,7 +108,11 @@ impl Collector {
         if !lines.is_empty() {
             // The sink thread outlives the workers; a send error means it
             // failed, which the job reports when it joins it.
-            let _ = self.sink.send(SinkMsg::Lines { target, lines });
+            let _ = self.sink.send(SinkMsg::Lines {
+                worker: self.worker,
+                target,
+                lines,
+            });
         }
     }
 
@@ -90,15 +123,15 @@ impl Collector {
     }
 
     /// Flushes buffered lines and waits until the sink has made them (and
-    /// everything before them) durable.
-    pub fn sync(&mut self) -> std::io::Result<()> {
+    /// everything before them) durable, as part of `checkpoint`.
+    pub fn sync(&mut self, checkpoint: u64) -> std::io::Result<()> {
         self.flush();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.sink.send(SinkMsg::Sync(tx)).is_err() {
-            return Err(std::io::Error::other("the sink thread has stopped"));
-        }
-        rx.recv()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the sink thread has stopped")))
+        let worker = self.worker;
+        ask_sink(&self.sink, |reply| SinkMsg::Sync {
+            worker,
+            checkpoint,
+            reply,
+        })
     }
 
     pub fn malformed(&mut self, m: &Malformed) {

@@ -2,6 +2,7 @@
 //! sink thread, and waits for the job to finish.
 
 mod collector;
+mod sinks;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -17,12 +18,13 @@ use crate::checkpoint::{
     read_snapshot, CheckpointStorage, Layout, Metadata, Restore, RestoreError, SnapshotKind,
     StorageError,
 };
-use crate::connectors::{create_splits, Malformed, OutputFormat, SinkWriter};
+use crate::connectors::{create_splits, read_commit_log, Malformed, OutputFormat};
 use crate::spec::{CheckpointMode, JobSpec};
 use crate::state::StateError;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
 use crate::window::{EarlyFiring, WindowOperator, WindowResult};
-use collector::Collector;
+use collector::{ask_sink, Collector};
+use sinks::Sinks;
 use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 path: "--from-latest-checkpoint".into(),
                 reason: "the job has no checkpoints.storage to look in".into(),
             })?;
+            roll_forward(spec, base, storage, &layout)?;
             Some(storage.latest(&layout, &spec.name)?)
         }
     };
@@ -144,20 +147,13 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     }
 
     let mut splits = create_splits(spec, base).map_err(JobError::Source)?;
-    let results = SinkWriter::open(&spec.sink, base).map_err(JobError::Sink)?;
-    let late = match &spec.side_outputs.late {
-        Some(s) => SinkWriter::open(s, base).map_err(JobError::Sink)?,
-        None => SinkWriter::Discard,
-    };
-    let malformed = match &spec.side_outputs.malformed {
-        Some(s) => SinkWriter::open(s, base).map_err(JobError::Sink)?,
-        None => SinkWriter::Discard,
-    };
-    let keep = [!results.discards(), !late.discards(), !malformed.discards()];
+    let sinks =
+        Sinks::open(spec, base, restore.as_ref().map(|r| r.metadata.id)).map_err(JobError::Sink)?;
+    let keep = sinks.keeps();
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
     let sink_thread = thread::Builder::new()
         .name("sink".into())
-        .spawn(move || write_sinks(sink_rx, [results, late, malformed]))
+        .spawn(move || sinks.run(sink_rx))
         .map_err(|e| JobError::Panic(e.to_string()))?;
 
     let (senders, receivers): (Vec<_>, Vec<_>) =
@@ -195,8 +191,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             spec.state.max_keys_in_memory as usize,
             spec.max_parallelism,
         )?;
-        let mut collector =
-            Collector::new(format.clone(), sink_tx.clone(), keep[0], keep[1], keep[2]);
+        let mut collector = Collector::new(
+            index,
+            format.clone(),
+            sink_tx.clone(),
+            keep[0],
+            keep[1],
+            keep[2],
+        );
         if opts.capture_results {
             collector.captured = Some(Vec::new());
         }
@@ -267,9 +269,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         );
     }
     drop(senders);
-    drop(sink_tx);
     drop(ack_tx);
 
+    let mut final_epoch = 0;
     let mut summary = RunSummary {
         restored_from: restore.as_ref().map(|r| r.path.clone()),
         ..Default::default()
@@ -278,6 +280,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         let first_id = storage.last_id(&layout)? + 1;
         let coordinator = Coordinator {
             spec,
+            sink: &sink_tx,
             storage,
             layout: &layout,
             interval: config.interval.as_std(),
@@ -286,7 +289,10 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             trigger: &trigger,
         };
         match coordinator.run(&handles, &ack_rx, &abort) {
-            Ok(n) => summary.checkpoints = n,
+            Ok((n, next_id)) => {
+                summary.checkpoints = n;
+                final_epoch = next_id;
+            }
             Err(e) => {
                 abort.store(true, std::sync::atomic::Ordering::SeqCst);
                 for h in handles {
@@ -320,6 +326,21 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             }
         }
     }
+    // The input ended and every worker finished: what was written since the
+    // last checkpoint is final too. (A stopped or failed job commits
+    // nothing more; a restore produces it again.)
+    let stopped = opts.stop.load(std::sync::atomic::Ordering::SeqCst);
+    if first_error.is_none() && !stopped && sinks::transactional(spec) {
+        let last = storage.as_ref().map_or(Ok(0), |s| s.last_id(&layout))?;
+        let id = final_epoch.max(last + 1);
+        if let Err(e) = ask_sink(&sink_tx, |reply| SinkMsg::Finish {
+            checkpoint: id,
+            reply,
+        }) {
+            first_error = Some(JobError::Sink(e));
+        }
+    }
+    drop(sink_tx);
     let sink_result = sink_thread
         .join()
         .map_err(|_| JobError::Panic("sink thread panicked".into()))?;
@@ -329,6 +350,34 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     sink_result.map_err(JobError::Sink)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// A checkpoint whose output the sink committed, but whose `_metadata` was
+/// never written (the job died in between), is completed now: the output it
+/// committed reflects its state, so that is the state to resume from.
+fn roll_forward(
+    spec: &JobSpec,
+    base: &Path,
+    storage: &CheckpointStorage,
+    layout: &Layout,
+) -> Result<(), JobError> {
+    let (Some(file), true) = (&spec.sink.file, sinks::transactional(spec)) else {
+        return Ok(());
+    };
+    let committed = read_commit_log(&base.join(&file.path))
+        .map_err(JobError::Sink)?
+        .last()
+        .map(|(id, _)| *id);
+    let complete = storage.completed(&layout.checkpoints())?.last().copied();
+    if let Some(id) = committed {
+        if complete.is_none_or(|c| id > c) && storage.roll_forward(layout, id)? {
+            tracing::warn!(
+                id,
+                "rolled checkpoint forward: its output was committed before the job stopped"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Checks that a snapshot can be restored into this job.
@@ -389,6 +438,7 @@ struct InFlight {
 /// completes each checkpoint by writing its `_metadata` last.
 struct Coordinator<'a> {
     spec: &'a JobSpec,
+    sink: &'a crossbeam_channel::Sender<SinkMsg>,
     storage: &'a CheckpointStorage,
     layout: &'a Layout,
     interval: Duration,
@@ -398,13 +448,14 @@ struct Coordinator<'a> {
 }
 
 impl Coordinator<'_> {
-    /// Runs until the workers finish; returns the checkpoints completed.
+    /// Runs until the workers finish; returns the checkpoints completed and
+    /// the next unused checkpoint id.
     fn run(
         mut self,
         workers: &[thread::JoinHandle<Result<WorkerReport, JobError>>],
         acks: &crossbeam_channel::Receiver<worker::Ack>,
         abort: &AtomicBool,
-    ) -> Result<u64, JobError> {
+    ) -> Result<(u64, u64), JobError> {
         use std::sync::atomic::Ordering;
         let parallelism = workers.len();
         let mut completed = 0;
@@ -414,7 +465,7 @@ impl Coordinator<'_> {
             if workers.iter().any(|w| w.is_finished()) || abort.load(Ordering::Relaxed) {
                 // A worker that finished (its input ended, or it failed)
                 // takes no more checkpoints; an unfinished one is abandoned.
-                return Ok(completed);
+                return Ok((completed, self.next_id));
             }
             if in_flight.is_none() && Instant::now() >= next_trigger {
                 let id = self.next_id;
@@ -480,6 +531,19 @@ impl Coordinator<'_> {
                 .collect(),
             bytes,
         };
+        // The protocol of DESIGN.md: state is written (pending), then the
+        // sink commits the checkpoint's output, then `_metadata`.
+        self.storage.prepare(&dir, &metadata)?;
+        crate::failpoint::fail_at("before-commit", id);
+        ask_sink(self.sink, |reply| SinkMsg::Commit {
+            checkpoint: id,
+            reply,
+        })
+        .map_err(|e| JobError::Checkpoint {
+            id,
+            error: format!("the sink could not commit: {e}"),
+        })?;
+        crate::failpoint::fail_at("after-commit", id);
         self.storage.complete(&dir, &metadata)?;
         self.storage.retain(self.layout, self.retained)?;
         tracing::info!(id, bytes, "checkpoint completed");
@@ -494,30 +558,4 @@ pub fn key_group_owners(max_parallelism: u32, parallelism: usize) -> Vec<u16> {
     (0..max_parallelism as usize)
         .map(|group| (group * parallelism / max_parallelism as usize) as u16)
         .collect()
-}
-
-fn write_sinks(
-    rx: crossbeam_channel::Receiver<SinkMsg>,
-    mut writers: [SinkWriter; 3],
-) -> std::io::Result<()> {
-    for msg in rx {
-        match msg {
-            SinkMsg::Lines { target, lines } => writers[target as usize].write_lines(&lines)?,
-            SinkMsg::Sync(reply) => {
-                let synced = writers.iter_mut().try_for_each(SinkWriter::sync);
-                let failed = synced
-                    .as_ref()
-                    .err()
-                    .map(|e| std::io::Error::new(e.kind(), e.to_string()));
-                let _ = reply.send(synced);
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    for w in &mut writers {
-        w.flush()?;
-    }
-    Ok(())
 }

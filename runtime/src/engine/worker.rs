@@ -444,7 +444,7 @@ impl Worker {
         // Output emitted before the barrier must be durable before the
         // checkpoint can complete; otherwise a crash after it loses that
         // output for good.
-        self.collector.sync().map_err(JobError::Sink)?;
+        self.collector.sync(a.id).map_err(JobError::Sink)?;
         let entries = self.op.snapshot(self.max_parallelism)?;
         let snapshot = WorkerSnapshot {
             index: self.index,

@@ -1,0 +1,25 @@
+//! Crash points for tests of the exactly-once protocol: with
+//! `STREAMJOB_FAILPOINT=<name>:<checkpoint>` set, the process aborts (as a
+//! `kill -9` would stop it: no clean-up, no flushing) when it reaches the
+//! named point for that checkpoint. Unset, a failpoint costs one load.
+
+use std::sync::OnceLock;
+
+fn configured() -> &'static Option<(String, u64)> {
+    static POINT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    POINT.get_or_init(|| {
+        let value = std::env::var("STREAMJOB_FAILPOINT").ok()?;
+        let (name, id) = value.split_once(':')?;
+        Some((name.to_string(), id.parse().ok()?))
+    })
+}
+
+/// Aborts the process here if this is the configured failpoint.
+pub fn fail_at(name: &str, checkpoint: u64) {
+    if let Some((point, id)) = configured() {
+        if point == name && *id == checkpoint {
+            eprintln!("streamjob: failpoint {name}:{checkpoint} reached, aborting");
+            std::process::abort();
+        }
+    }
+}
