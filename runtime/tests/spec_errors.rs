@@ -227,6 +227,35 @@ fn sink_rules() {
 }
 
 #[test]
+fn checkpoint_rules() {
+    let ck = |text: &str| {
+        with(
+            "sink:\n  stdout: {}",
+            &format!("sink:\n  stdout: {{}}\ncheckpoints: {text}"),
+        )
+    };
+    assert_eq!(
+        error_of(&ck("{interval: 0s, storage: file:///tmp/ck}")),
+        "checkpoints.interval: must be greater than 0, got \"0s\""
+    );
+    assert_eq!(
+        error_of(&ck("{interval: 10s, storage: /tmp/ck}")),
+        "checkpoints.storage: expected file:///path/to/dir, got \"/tmp/ck\""
+    );
+    assert_eq!(
+        error_of(&ck("{interval: 10s, storage: file:///tmp/ck, retained: 0}")),
+        "checkpoints.retained: must be at least 1, got 0"
+    );
+    let e = error_of(&ck("{interval: 10s, storage: file:///tmp/ck, mode: twice}"));
+    assert!(
+        e.starts_with(
+            "checkpoints.mode: unknown variant `twice`, expected `exactlyOnce` or `atLeastOnce`"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let yaml = with("size: 15m", "size: 0s").replace("everyEventTime: 2m", "everyElements: 0");
     let e = error_of(&yaml);
