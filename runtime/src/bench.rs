@@ -95,6 +95,7 @@ impl BenchConfig {
                 ..Default::default()
             },
             checkpoints: None,
+            restart_strategy: None,
         }
     }
 }

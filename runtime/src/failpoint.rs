@@ -23,3 +23,9 @@ pub fn fail_at(name: &str, checkpoint: u64) {
         }
     }
 }
+
+/// Whether a worker should fail (return an error, as a failing connector
+/// would) at this point: for tests of restarts.
+pub fn error_at(name: &str, checkpoint: u64) -> bool {
+    matches!(configured(), Some((point, id)) if point == name && *id == checkpoint)
+}

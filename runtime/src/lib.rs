@@ -18,5 +18,5 @@ pub mod state;
 pub mod time;
 pub mod window;
 
-pub use engine::{run, JobError, RestoreFrom, RunOptions, RunSummary};
+pub use engine::{run, run_with_restarts, JobError, RestoreFrom, RunOptions, RunSummary};
 pub use spec::JobSpec;

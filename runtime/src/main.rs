@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use streamjob_runtime::bench::{peak_rss_mib, run_bench, BenchConfig, BenchWindow};
-use streamjob_runtime::{run, JobSpec, RestoreFrom, RunOptions, RunSummary};
+use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
 #[derive(Parser)]
 #[command(
@@ -144,6 +144,9 @@ fn summary_line(spec: &JobSpec, s: &RunSummary) -> String {
     if spec.checkpoints.is_some() {
         line.push_str(&format!(", {} checkpoints", s.checkpoints));
     }
+    if s.restarts > 0 {
+        line.push_str(&format!(", {} restarts", s.restarts));
+    }
     line
 }
 
@@ -160,7 +163,8 @@ fn run_job(
         restore,
         ..Default::default()
     };
-    let summary = run(&spec, &opts).map_err(|e| format!("job {} failed: {e}", spec.name))?;
+    let summary =
+        run_with_restarts(&spec, &opts).map_err(|e| format!("job {} failed: {e}", spec.name))?;
     if let Some(from) = &summary.restored_from {
         eprintln!("streamjob: job {} restored from {from}", spec.name);
     }

@@ -374,3 +374,31 @@ fn every_crash_point_of_the_commit_protocol() {
         check_output(dir.path(), &expected);
     }
 }
+
+/// A worker fails (as a connector would) at checkpoint 3; the restart
+/// strategy brings the job back from its latest checkpoint, and the output
+/// is still exact.
+#[test]
+fn the_restart_strategy_resumes_from_the_latest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_input(dir.path(), 300_000);
+    let job = dir.path().join("job.yaml");
+    let yaml = job_yaml(2, 128) + "restartStrategy: {fixedDelay: {attempts: 2, delay: 10ms}}\n";
+    std::fs::write(&job, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(&job)
+        .env("STREAMJOB_FAILPOINT", "worker-error:3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "failpoint worker-error:3 reached; restart 1 in 10ms from the latest checkpoint"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains(", 1 restarts"), "{stderr}");
+    check_output(dir.path(), &expected);
+}

@@ -256,6 +256,49 @@ fn checkpoint_rules() {
 }
 
 #[test]
+fn restart_strategy_rules_and_delays() {
+    let rs = |text: &str| {
+        with(
+            "sink:\n  stdout: {}",
+            &format!("sink:\n  stdout: {{}}\nrestartStrategy: {text}"),
+        )
+    };
+    assert_eq!(
+        error_of(&rs("{}")),
+        "restartStrategy: set one of fixedDelay, exponentialBackoff"
+    );
+    assert_eq!(
+        error_of(&rs("{exponentialBackoff: {initial: 10s, max: 1s}}")),
+        "restartStrategy.exponentialBackoff.max: must be at least initial (10s), got \"1s\""
+    );
+    let spec = JobSpec::from_yaml(&rs(
+        "{exponentialBackoff: {initial: 1s, max: 10s, attempts: 5}}",
+    ))
+    .unwrap();
+    let r = spec.restart_strategy.unwrap();
+    let delays: Vec<Option<u64>> = (1..=6)
+        .map(|a| r.delay(a).map(|d| d.as_millis() as u64))
+        .collect();
+    assert_eq!(
+        delays,
+        vec![
+            Some(1000),
+            Some(2000),
+            Some(4000),
+            Some(8000),
+            Some(10000),
+            None
+        ]
+    );
+    let spec = JobSpec::from_yaml(&rs("{fixedDelay: {attempts: 2, delay: 5s}}")).unwrap();
+    let r = spec.restart_strategy.unwrap();
+    assert_eq!(
+        (r.delay(2), r.delay(3)),
+        (Some(std::time::Duration::from_secs(5)), None)
+    );
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let yaml = with("size: 15m", "size: 0s").replace("everyEventTime: 2m", "everyElements: 0");
     let e = error_of(&yaml);

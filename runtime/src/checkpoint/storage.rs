@@ -70,6 +70,13 @@ impl CheckpointStorage {
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
+    /// Creates a snapshot's folder: it reserves the id, so that no later
+    /// run reuses it even if this snapshot never completes.
+    pub fn reserve(&self, rel: &Path) -> Result<(), StorageError> {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(&path).map_err(io(&path))
+    }
+
     pub fn read(&self, rel: &Path) -> Result<Vec<u8>, StorageError> {
         let path = self.root.join(rel);
         std::fs::read(&path).map_err(io(&path))

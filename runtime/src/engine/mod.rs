@@ -86,6 +86,8 @@ pub struct RunSummary {
     pub checkpoints: u64,
     /// The snapshot the run started from.
     pub restored_from: Option<String>,
+    /// Restarts after failures (with a restart strategy).
+    pub restarts: u32,
 }
 
 impl JobSpec {
@@ -112,6 +114,63 @@ impl JobSpec {
             }
             _ => (EarlyFiring::None, None),
         }
+    }
+}
+
+impl JobError {
+    /// Whether running again could go differently: not for a job or a
+    /// snapshot that does not fit, nor for a malformed record the job is
+    /// told to fail on (it would be read again).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, JobError::Restore(_) | JobError::Malformed(_))
+    }
+}
+
+/// Runs the job, and after a failure restarts it from its latest checkpoint
+/// as its restart strategy allows.
+pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
+    let mut opts = opts.clone();
+    let mut attempt = 0;
+    loop {
+        let error = match run(spec, &opts) {
+            Ok(mut summary) => {
+                summary.restarts = attempt;
+                return Ok(summary);
+            }
+            Err(e) => e,
+        };
+        attempt += 1;
+        let delay = spec
+            .restart_strategy
+            .as_ref()
+            .and_then(|r| r.delay(attempt));
+        let (Some(delay), true) = (delay, error.is_retryable()) else {
+            return Err(error);
+        };
+        let has_checkpoint = match (&spec.checkpoints, &opts.restore) {
+            (Some(c), _) => {
+                let storage = CheckpointStorage::from_uri(&c.storage, &opts.base_dir)?;
+                !storage
+                    .completed(&Layout::new(&spec.name).checkpoints())?
+                    .is_empty()
+            }
+            (None, _) => false,
+        };
+        if has_checkpoint {
+            opts.restore = Some(RestoreFrom::LatestCheckpoint);
+        }
+        tracing::info!(%error, attempt, ?delay, has_checkpoint, "job failed; restarting");
+        eprintln!(
+            "streamjob: job {} failed: {error}; restart {attempt} in {:?} from {}",
+            spec.name,
+            delay,
+            if has_checkpoint {
+                "the latest checkpoint"
+            } else {
+                "the start (no checkpoint yet)"
+            }
+        );
+        thread::sleep(delay);
     }
 }
 
@@ -470,6 +529,8 @@ impl Coordinator<'_> {
             if in_flight.is_none() && Instant::now() >= next_trigger {
                 let id = self.next_id;
                 self.next_id += 1;
+                self.storage
+                    .reserve(&self.layout.snapshot_dir(SnapshotKind::Checkpoint, id))?;
                 in_flight = Some(InFlight {
                     id,
                     acks: vec![None; parallelism],

@@ -445,6 +445,12 @@ impl Worker {
         // checkpoint can complete; otherwise a crash after it loses that
         // output for good.
         self.collector.sync(a.id).map_err(JobError::Sink)?;
+        if crate::failpoint::error_at("worker-error", a.id) {
+            return Err(JobError::Source(std::io::Error::other(format!(
+                "failpoint worker-error:{} reached",
+                a.id
+            ))));
+        }
         let entries = self.op.snapshot(self.max_parallelism)?;
         let snapshot = WorkerSnapshot {
             index: self.index,

@@ -48,6 +48,9 @@ pub struct JobSpec {
     pub state: StateSpec,
     /// Periodic snapshots of state and source positions, to restore from.
     pub checkpoints: Option<CheckpointSpec>,
+    /// What `streamjob run` does when the job fails: without one it exits
+    /// with the error.
+    pub restart_strategy: Option<RestartStrategySpec>,
 }
 
 fn default_parallelism() -> u32 {
@@ -337,6 +340,55 @@ pub enum CheckpointMode {
     /// Records behind a barrier are not held back; after a restore some may
     /// count twice.
     AtLeastOnce,
+}
+
+/// Restarts after a failure, from the latest checkpoint (or from the start
+/// when there is none yet). Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartStrategySpec {
+    pub fixed_delay: Option<FixedDelaySpec>,
+    pub exponential_backoff: Option<ExponentialBackoffSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FixedDelaySpec {
+    /// Restarts before the job is given up.
+    pub attempts: u32,
+    pub delay: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExponentialBackoffSpec {
+    pub initial: Duration,
+    pub max: Duration,
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Restarts before the job is given up; absent means no limit.
+    pub attempts: Option<u32>,
+}
+
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+impl RestartStrategySpec {
+    /// The delay before restart number `attempt` (1-based), or None when the
+    /// attempts are used up.
+    pub fn delay(&self, attempt: u32) -> Option<std::time::Duration> {
+        if let Some(f) = &self.fixed_delay {
+            return (attempt <= f.attempts).then(|| f.delay.as_std());
+        }
+        let b = self.exponential_backoff.as_ref()?;
+        if b.attempts.is_some_and(|a| attempt > a) {
+            return None;
+        }
+        let factor = b.multiplier.powi(attempt.saturating_sub(1) as i32);
+        let millis = (b.initial.as_millis() as f64 * factor).min(b.max.as_millis() as f64);
+        Some(std::time::Duration::from_millis(millis as u64))
+    }
 }
 
 impl JobSpec {

@@ -346,6 +346,35 @@ impl JobSpec {
             }
         }
 
+        // Restart strategy.
+        if let Some(r) = &self.restart_strategy {
+            p.one_of(
+                "restartStrategy",
+                &[
+                    ("fixedDelay", r.fixed_delay.is_some()),
+                    ("exponentialBackoff", r.exponential_backoff.is_some()),
+                ],
+            );
+            if let Some(b) = &r.exponential_backoff {
+                p.positive("restartStrategy.exponentialBackoff.initial", b.initial);
+                if b.max < b.initial {
+                    p.add(
+                        "restartStrategy.exponentialBackoff.max",
+                        format!(
+                            "must be at least initial ({}), got \"{}\"",
+                            b.initial, b.max
+                        ),
+                    );
+                }
+                if b.multiplier.is_nan() || b.multiplier < 1.0 {
+                    p.add(
+                        "restartStrategy.exponentialBackoff.multiplier",
+                        format!("must be at least 1, got {}", b.multiplier),
+                    );
+                }
+            }
+        }
+
         if p.0.is_empty() {
             Ok(())
         } else {
