@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod bench;
 pub mod checkpoint;
 pub mod connectors;
+pub mod control;
 pub mod engine;
 pub mod failpoint;
 pub mod record;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use streamjob_runtime::bench::{peak_rss_mib, run_bench, BenchConfig, BenchWindow};
+use streamjob_runtime::control::{serve, JobControl, JobState};
 use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
 #[derive(Parser)]
@@ -41,6 +42,14 @@ enum Command {
         /// checkpoint storage.
         #[arg(long, env = "STREAMJOB_FROM_LATEST_CHECKPOINT")]
         from_latest_checkpoint: bool,
+        /// Where the control API listens (`off` for none); port 0 picks a
+        /// free port.
+        #[arg(
+            long,
+            env = "STREAMJOB_CONTROL_ADDRESS",
+            default_value = "127.0.0.1:8081"
+        )]
+        control_address: String,
     },
     /// Run the visit-counter scenario end to end, with no set-up.
     Demo {
@@ -81,13 +90,20 @@ fn main() -> ExitCode {
             state_dir,
             from_savepoint,
             from_latest_checkpoint,
+            control_address,
         } => {
             let restore = match (from_savepoint, from_latest_checkpoint) {
                 (Some(path), _) => Some(RestoreFrom::Path(path)),
                 (None, true) => Some(RestoreFrom::LatestCheckpoint),
                 (None, false) => None,
             };
-            run_job(&job, parallelism, state_dir, restore)
+            run_job(
+                &job,
+                parallelism,
+                state_dir,
+                restore,
+                Some(&control_address),
+            )
         }
         Command::Demo { dir } => demo(dir),
         Command::Bench {
@@ -155,16 +171,38 @@ fn run_job(
     parallelism: Option<u32>,
     state_dir: Option<PathBuf>,
     restore: Option<RestoreFrom>,
+    control_address: Option<&str>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
+    let control = JobControl::new(&spec.name, spec.parallelism as usize);
+    let mut server = None;
+    if let Some(address) = control_address.filter(|a| *a != "off") {
+        // A busy port must not stop a local run: say so and go on.
+        match serve(address, control.clone()) {
+            Ok(s) => {
+                eprintln!("streamjob: control API on http://{}", s.address);
+                server = Some(s);
+            }
+            Err(e) => eprintln!("streamjob: control API not started on {address}: {e}"),
+        }
+    }
     let opts = RunOptions {
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         state_dir,
         restore,
+        stop: control.stop.clone(),
+        control: Some(control.clone()),
         ..Default::default()
     };
-    let summary =
-        run_with_restarts(&spec, &opts).map_err(|e| format!("job {} failed: {e}", spec.name))?;
+    let outcome = run_with_restarts(&spec, &opts);
+    match &outcome {
+        Ok(_) => control.set_state(JobState::Finished, None),
+        Err(e) => control.set_state(JobState::Failed, Some(e.to_string())),
+    }
+    if let Some(server) = server {
+        server.shutdown(std::time::Duration::from_secs(5));
+    }
+    let summary = outcome.map_err(|e| format!("job {} failed: {e}", spec.name))?;
     if let Some(from) = &summary.restored_from {
         eprintln!("streamjob: job {} restored from {from}", spec.name);
     }
@@ -197,7 +235,7 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
     println!(
         "           an early (partial) result every 2 minutes of event time, then the final one:"
     );
-    run_job(&job, None, None, None)?;
+    run_job(&job, None, None, None, None)?;
     println!(
         "[demo 3/3] done; the same job runs with: streamjob run {}",
         job.display()

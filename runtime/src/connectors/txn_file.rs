@@ -34,7 +34,14 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Syncs a folder, so that a rename in it is durable. A bare file name's
+/// folder is the working directory.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     File::open(dir)?.sync_all()
 }
 
@@ -67,7 +74,7 @@ impl TransactionalFile {
     pub fn open(out: &Path, workers: usize, restored: Option<u64>) -> std::io::Result<Self> {
         let pending = with_suffix(out, ".pending");
         let log = with_suffix(out, ".commits");
-        if let Some(parent) = out.parent() {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
         if pending.exists() {

@@ -19,6 +19,7 @@ use crate::checkpoint::{
     StorageError,
 };
 use crate::connectors::{create_splits, read_commit_log, Malformed, OutputFormat};
+use crate::control::{JobControl, SnapshotRecord};
 use crate::spec::{CheckpointMode, JobSpec};
 use crate::state::StateError;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
@@ -69,6 +70,8 @@ pub struct RunOptions {
     pub capture_results: bool,
     /// Start from a snapshot instead of from nothing.
     pub restore: Option<RestoreFrom>,
+    /// Live metrics, savepoint requests and stop, for the control API.
+    pub control: Option<Arc<JobControl>>,
 }
 
 /// What a finished job did.
@@ -159,6 +162,13 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
         if has_checkpoint {
             opts.restore = Some(RestoreFrom::LatestCheckpoint);
         }
+        if let Some(control) = &opts.control {
+            control.metrics.restarts.inc();
+            control.set_state(
+                crate::control::JobState::Restarting,
+                Some(error.to_string()),
+            );
+        }
         tracing::info!(%error, attempt, ?delay, has_checkpoint, "job failed; restarting");
         eprintln!(
             "streamjob: job {} failed: {error}; restart {attempt} in {:?} from {}",
@@ -238,6 +248,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
 
     let owners = key_group_owners(spec.max_parallelism, parallelism);
     let trigger = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let savepoint = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<worker::Ack>();
     let mut handles = Vec::with_capacity(parallelism);
     for (index, (mut split, inbox)) in splits.drain(..).zip(receivers).enumerate() {
@@ -295,6 +306,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 .as_ref()
                 .is_some_and(|c| c.mode == CheckpointMode::AtLeastOnce),
             key_groups,
+            savepoint: savepoint.clone(),
         });
         let worker = Worker {
             index,
@@ -319,6 +331,8 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             abort: abort.clone(),
             stop: opts.stop.clone(),
             records_in: 0,
+            control: opts.control.clone(),
+            published: Default::default(),
         };
         handles.push(
             thread::Builder::new()
@@ -335,10 +349,16 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         restored_from: restore.as_ref().map(|r| r.path.clone()),
         ..Default::default()
     };
+    if let Some(control) = &opts.control {
+        control.set_savepoints_supported(storage.is_some());
+        control.set_state(crate::control::JobState::Running, None);
+    }
     if let (Some(storage), Some(config)) = (&storage, &spec.checkpoints) {
         let first_id = storage.last_id(&layout)? + 1;
         let coordinator = Coordinator {
             spec,
+            control: opts.control.as_deref(),
+            savepoint: &savepoint,
             sink: &sink_tx,
             storage,
             layout: &layout,
@@ -490,6 +510,10 @@ fn key_group_range(owners: &[u16], index: usize) -> (u16, u16) {
 /// The checkpoint under way: the bytes and watermark each worker reported.
 struct InFlight {
     id: u64,
+    kind: SnapshotKind,
+    /// Stop the job when this savepoint completes.
+    then_stop: bool,
+    started: Instant,
     acks: Vec<Option<(u64, i64)>>,
 }
 
@@ -497,6 +521,8 @@ struct InFlight {
 /// completes each checkpoint by writing its `_metadata` last.
 struct Coordinator<'a> {
     spec: &'a JobSpec,
+    control: Option<&'a JobControl>,
+    savepoint: &'a std::sync::atomic::AtomicU64,
     sink: &'a crossbeam_channel::Sender<SinkMsg>,
     storage: &'a CheckpointStorage,
     layout: &'a Layout,
@@ -520,22 +546,46 @@ impl Coordinator<'_> {
         let mut completed = 0;
         let mut next_trigger = Instant::now() + self.interval;
         let mut in_flight: Option<InFlight> = None;
+        let mut requests = std::collections::VecDeque::new();
         loop {
             if workers.iter().any(|w| w.is_finished()) || abort.load(Ordering::Relaxed) {
                 // A worker that finished (its input ended, or it failed)
                 // takes no more checkpoints; an unfinished one is abandoned.
                 return Ok((completed, self.next_id));
             }
-            if in_flight.is_none() && Instant::now() >= next_trigger {
-                let id = self.next_id;
-                self.next_id += 1;
-                self.storage
-                    .reserve(&self.layout.snapshot_dir(SnapshotKind::Checkpoint, id))?;
-                in_flight = Some(InFlight {
-                    id,
-                    acks: vec![None; parallelism],
-                });
-                self.trigger.store(id, Ordering::Release);
+            if let Some(control) = self.control {
+                while let Some(request) = control.next_request() {
+                    requests.push_back(request);
+                }
+            }
+            if in_flight.is_none() {
+                let request = requests.pop_front();
+                if request.is_some() || Instant::now() >= next_trigger {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let kind = if request.is_some() {
+                        SnapshotKind::Savepoint
+                    } else {
+                        SnapshotKind::Checkpoint
+                    };
+                    self.storage.reserve(&self.layout.snapshot_dir(kind, id))?;
+                    let then_stop = request.as_ref().is_some_and(|r| r.then_stop);
+                    if let Some(request) = request {
+                        self.savepoint.store(id, Ordering::Release);
+                        if let Some(control) = self.control {
+                            control.savepoint_started(id);
+                        }
+                        let _ = request.reply.send(Ok(id));
+                    }
+                    in_flight = Some(InFlight {
+                        id,
+                        kind,
+                        then_stop,
+                        started: Instant::now(),
+                        acks: vec![None; parallelism],
+                    });
+                    self.trigger.store(id, Ordering::Release);
+                }
             }
             let wait = next_trigger
                 .saturating_duration_since(Instant::now())
@@ -554,7 +604,13 @@ impl Coordinator<'_> {
                                 let done = flight.acks.iter().flatten();
                                 let total = done.clone().map(|d| d.0).sum();
                                 let watermark = done.map(|d| d.1).min().unwrap_or(MIN_WATERMARK);
-                                self.complete(id, total, watermark, parallelism)?;
+                                self.complete(flight, total, watermark, parallelism)?;
+                                if flight.then_stop {
+                                    if let Some(control) = self.control {
+                                        control.set_state(crate::control::JobState::Stopping, None);
+                                        control.stop.store(true, Ordering::SeqCst);
+                                    }
+                                }
                                 completed += 1;
                                 in_flight = None;
                                 next_trigger = Instant::now() + self.interval;
@@ -563,7 +619,16 @@ impl Coordinator<'_> {
                     }
                 }
                 Ok(worker::Ack::Failed { id, error, .. }) => {
-                    return Err(JobError::Checkpoint { id, error });
+                    match (&in_flight, self.control) {
+                        // A failed savepoint is reported; the job goes on.
+                        (Some(f), Some(control))
+                            if f.id == id && f.kind == SnapshotKind::Savepoint =>
+                        {
+                            control.savepoint_failed(id, error);
+                            in_flight = None;
+                        }
+                        _ => return Err(JobError::Checkpoint { id, error }),
+                    }
                 }
                 Err(_) => {}
             }
@@ -572,15 +637,16 @@ impl Coordinator<'_> {
 
     fn complete(
         &self,
-        id: u64,
+        flight: &InFlight,
         bytes: u64,
         watermark: i64,
         parallelism: usize,
     ) -> Result<(), JobError> {
-        let dir = self.layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+        let id = flight.id;
+        let dir = self.layout.snapshot_dir(flight.kind, id);
         let metadata = Metadata {
             id,
-            kind: SnapshotKind::Checkpoint,
+            kind: flight.kind,
             job: self.spec.name.clone(),
             completed_at: now_millis(),
             parallelism: parallelism as u32,
@@ -607,6 +673,18 @@ impl Coordinator<'_> {
         crate::failpoint::fail_at("after-commit", id);
         self.storage.complete(&dir, &metadata)?;
         self.storage.retain(self.layout, self.retained)?;
+        if let Some(control) = self.control {
+            control.checkpoint_completed(
+                SnapshotRecord {
+                    id,
+                    path: self.storage.root().join(&dir).display().to_string(),
+                    completed_at: metadata.completed_at,
+                    bytes,
+                    duration_ms: flight.started.elapsed().as_millis() as u64,
+                },
+                flight.kind == SnapshotKind::Savepoint,
+            );
+        }
         tracing::info!(id, bytes, "checkpoint completed");
         Ok(())
     }

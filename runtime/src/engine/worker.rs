@@ -21,6 +21,7 @@ use crate::checkpoint::{
     CheckpointStorage, Layout, PartitionPosition, SnapshotKind, WorkerSnapshot,
 };
 use crate::connectors::{Poll, SourceItem, SourceSplit};
+use crate::control::JobControl;
 use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
 use crate::window::{WindowOperator, WindowResult};
@@ -71,6 +72,9 @@ pub(crate) struct Checkpointing {
     /// other barriers arrive.
     pub at_least_once: bool,
     pub key_groups: (u16, u16),
+    /// The id of the newest savepoint: a barrier with this id writes to
+    /// the savepoints folder.
+    pub savepoint: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A checkpoint whose barriers are arriving.
@@ -124,6 +128,18 @@ pub(crate) struct Worker {
     pub abort: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
     pub records_in: u64,
+    /// Live metrics for the control API.
+    pub control: Option<Arc<JobControl>>,
+    pub published: Published,
+}
+
+/// Counts already added to the live metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    records_in: u64,
+    results: u64,
+    late: u64,
+    malformed: u64,
 }
 
 pub(crate) fn channel() -> (Sender<Message>, Receiver<Message>) {
@@ -133,6 +149,7 @@ pub(crate) fn channel() -> (Sender<Message>, Receiver<Message>) {
 impl Worker {
     pub fn run(mut self) -> Result<WorkerReport, JobError> {
         let result = self.run_loop();
+        self.publish();
         if result.is_err() {
             self.abort.store(true, Ordering::SeqCst);
         }
@@ -200,6 +217,7 @@ impl Worker {
                 }
             }
             self.op.maintain()?;
+            self.publish();
             if self.inputs.status() == SourceStatus::Ended {
                 return Ok(());
             }
@@ -308,6 +326,27 @@ impl Worker {
                 self.send(peer);
             }
         }
+    }
+
+    /// Adds what happened since the last call to the live metrics.
+    fn publish(&mut self) {
+        let Some(control) = &self.control else {
+            return;
+        };
+        let m = &control.metrics;
+        let counts = self.collector.counts;
+        let p = &mut self.published;
+        m.records_in.inc_by(self.records_in - p.records_in);
+        m.results.inc_by(counts.results - p.results);
+        m.late.inc_by(counts.late - p.late);
+        m.malformed.inc_by(counts.malformed - p.malformed);
+        *p = Published {
+            records_in: self.records_in,
+            results: counts.results,
+            late: counts.late,
+            malformed: counts.malformed,
+        };
+        control.set_watermark(self.index, self.op.watermark());
     }
 
     /// Whether this split's watermark is too far ahead of the job's: then
@@ -458,7 +497,12 @@ impl Worker {
             positions: a.positions,
             entries,
         };
-        let dir = c.layout.snapshot_dir(SnapshotKind::Checkpoint, a.id);
+        let kind = if c.savepoint.load(Ordering::Acquire) == a.id {
+            SnapshotKind::Savepoint
+        } else {
+            SnapshotKind::Checkpoint
+        };
+        let dir = c.layout.snapshot_dir(kind, a.id);
         let ack = match c.storage.write_worker(&dir, &snapshot) {
             Ok(bytes) => Ack::Done {
                 worker: self.index,

@@ -1,0 +1,309 @@
+//! The job's control surface: live metrics, checkpoint history, savepoint
+//! requests and stop, shared between the running job and the HTTP control
+//! API (`http.rs`). It outlives restarts, so probes and clients see one job.
+
+mod http;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+pub use http::{serve, ControlServer};
+
+/// Where the job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobState {
+    Starting,
+    Running,
+    Restarting,
+    Stopping,
+    Finished,
+    Failed,
+}
+
+/// One completed checkpoint or savepoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRecord {
+    pub id: u64,
+    pub path: String,
+    /// Epoch milliseconds.
+    pub completed_at: i64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum SavepointStatus {
+    InProgress,
+    Completed { path: String },
+    Failed { error: String },
+}
+
+/// A request for the checkpoint coordinator.
+pub struct SavepointRequest {
+    /// Stop the job once the savepoint is complete.
+    pub then_stop: bool,
+    /// The id the savepoint gets, or why there will be none.
+    pub reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+}
+
+/// Counters and gauges, as Prometheus exposes them.
+#[derive(Default)]
+pub struct Metrics {
+    pub records_in: Counter,
+    pub results: Counter,
+    pub late: Counter,
+    pub malformed: Counter,
+    pub checkpoints_completed: Counter,
+    pub checkpoints_failed: Counter,
+    pub restarts: Counter,
+    pub last_checkpoint_id: Gauge,
+    pub last_checkpoint_bytes: Gauge,
+    pub last_checkpoint_duration_ms: Gauge,
+    pub watermark_ms: Gauge,
+}
+
+impl Metrics {
+    fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("streamjob");
+        r.register(
+            "records_in",
+            "Records read from the source",
+            self.records_in.clone(),
+        );
+        r.register("results", "Window results emitted", self.results.clone());
+        r.register(
+            "late_records",
+            "Elements later than the allowed lateness",
+            self.late.clone(),
+        );
+        r.register(
+            "malformed_records",
+            "Records that could not be read",
+            self.malformed.clone(),
+        );
+        r.register(
+            "checkpoints_completed",
+            "Checkpoints and savepoints completed",
+            self.checkpoints_completed.clone(),
+        );
+        r.register(
+            "checkpoints_failed",
+            "Checkpoints that failed",
+            self.checkpoints_failed.clone(),
+        );
+        r.register("restarts", "Restarts after failures", self.restarts.clone());
+        r.register(
+            "last_checkpoint_id",
+            "Id of the last completed checkpoint",
+            self.last_checkpoint_id.clone(),
+        );
+        r.register(
+            "last_checkpoint_size_bytes",
+            "Size of the last completed checkpoint",
+            self.last_checkpoint_bytes.clone(),
+        );
+        r.register(
+            "last_checkpoint_duration_milliseconds",
+            "Time from trigger to completion of the last checkpoint",
+            self.last_checkpoint_duration_ms.clone(),
+        );
+        r.register(
+            "watermark_milliseconds",
+            "The job's event-time watermark",
+            self.watermark_ms.clone(),
+        );
+        r
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry())
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+struct Shared {
+    state: JobState,
+    error: Option<String>,
+    checkpoints: VecDeque<SnapshotRecord>,
+    savepoints: BTreeMap<u64, SavepointStatus>,
+}
+
+/// What the running job and the control API share.
+pub struct JobControl {
+    pub job: String,
+    pub metrics: Metrics,
+    /// Per-worker watermarks; the job's is their minimum.
+    watermarks: Vec<AtomicI64>,
+    shared: Mutex<Shared>,
+    requests: (
+        crossbeam_channel::Sender<SavepointRequest>,
+        crossbeam_channel::Receiver<SavepointRequest>,
+    ),
+    /// Set to stop the job (shared with the run's workers).
+    pub stop: Arc<AtomicBool>,
+    savepoints_supported: AtomicBool,
+}
+
+impl std::fmt::Debug for JobControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobControl")
+            .field("job", &self.job)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checkpoints listed by `/checkpoints`.
+const HISTORY: usize = 50;
+
+impl JobControl {
+    pub fn new(job: &str, parallelism: usize) -> Arc<Self> {
+        Arc::new(JobControl {
+            job: job.to_string(),
+            metrics: Metrics::default(),
+            watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),
+            shared: Mutex::new(Shared {
+                state: JobState::Starting,
+                error: None,
+                checkpoints: VecDeque::new(),
+                savepoints: BTreeMap::new(),
+            }),
+            requests: crossbeam_channel::unbounded(),
+            stop: Arc::new(AtomicBool::new(false)),
+            savepoints_supported: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the job can take savepoints (it has checkpoint storage).
+    pub fn savepoints_supported(&self) -> bool {
+        self.savepoints_supported.load(Ordering::Relaxed)
+    }
+
+    pub fn set_savepoints_supported(&self, yes: bool) {
+        self.savepoints_supported.store(yes, Ordering::Relaxed);
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_state(&self, state: JobState, error: Option<String>) {
+        let mut s = self.shared();
+        s.state = state;
+        s.error = error;
+    }
+
+    pub fn state(&self) -> JobState {
+        self.shared().state
+    }
+
+    pub fn set_watermark(&self, worker: usize, watermark: i64) {
+        if let Some(w) = self.watermarks.get(worker) {
+            w.store(watermark, Ordering::Relaxed);
+        }
+        let min = self.watermark();
+        if let Some(min) = min {
+            self.metrics.watermark_ms.set(min);
+        }
+    }
+
+    /// The job's watermark, once every worker has one.
+    pub fn watermark(&self) -> Option<i64> {
+        let min = self
+            .watermarks
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()?;
+        (min > i64::MIN).then_some(min)
+    }
+
+    pub fn checkpoint_completed(&self, record: SnapshotRecord, savepoint: bool) {
+        self.metrics.checkpoints_completed.inc();
+        self.metrics.last_checkpoint_bytes.set(record.bytes as i64);
+        self.metrics
+            .last_checkpoint_duration_ms
+            .set(record.duration_ms as i64);
+        let mut s = self.shared();
+        if savepoint {
+            s.savepoints.insert(
+                record.id,
+                SavepointStatus::Completed {
+                    path: record.path.clone(),
+                },
+            );
+        } else {
+            self.metrics.last_checkpoint_id.set(record.id as i64);
+        }
+        s.checkpoints.push_back(record);
+        if s.checkpoints.len() > HISTORY {
+            s.checkpoints.pop_front();
+        }
+    }
+
+    pub fn savepoint_started(&self, id: u64) {
+        self.shared()
+            .savepoints
+            .insert(id, SavepointStatus::InProgress);
+    }
+
+    pub fn savepoint_failed(&self, id: u64, error: String) {
+        self.metrics.checkpoints_failed.inc();
+        self.shared()
+            .savepoints
+            .insert(id, SavepointStatus::Failed { error });
+    }
+
+    pub fn savepoint(&self, id: u64) -> Option<SavepointStatus> {
+        self.shared().savepoints.get(&id).cloned()
+    }
+
+    pub fn checkpoints(&self) -> Vec<SnapshotRecord> {
+        self.shared().checkpoints.iter().cloned().collect()
+    }
+
+    /// Asks the coordinator for a savepoint.
+    pub fn request_savepoint(&self, request: SavepointRequest) {
+        // The receiver lives in this struct, so the send cannot fail.
+        let _ = self.requests.0.send(request);
+    }
+
+    /// The next savepoint request, for the coordinator.
+    pub fn next_request(&self) -> Option<SavepointRequest> {
+        self.requests.1.try_recv().ok()
+    }
+
+    /// `/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let s = self.shared();
+        let last = s
+            .checkpoints
+            .iter()
+            .rev()
+            .find(|c| c.path.contains("/checkpoints/"));
+        serde_json::json!({
+            "job": self.job,
+            "state": s.state,
+            "error": s.error,
+            "lastCheckpoint": last.map(|c| serde_json::json!({
+                "id": c.id, "path": c.path, "time": crate::time::format_time(c.completed_at),
+            })),
+            "watermark": self.watermark().map(crate::time::format_time),
+            "recordsIn": self.metrics.records_in.get(),
+            "recordsOut": self.metrics.results.get(),
+            "late": self.metrics.late.get(),
+            "malformed": self.metrics.malformed.get(),
+            "restarts": self.metrics.restarts.get(),
+        })
+    }
+}

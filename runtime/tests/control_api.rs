@@ -1,0 +1,206 @@
+//! The control API of a running `streamjob`: health, readiness, status,
+//! metrics, checkpoints, savepoints, and stop-with-savepoint followed by a
+//! restore from that savepoint.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One HTTP/1.1 request; returns the status code and the body.
+fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
+}
+
+fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Starts `streamjob run` with the control API on a free port; returns the
+/// process (the caller waits for it) and the API's address.
+#[allow(clippy::zombie_processes)]
+fn start(job: &Path, extra: &[&str]) -> (Child, String, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(job)
+        .args(["--control-address", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("the job exited ({status:?}) before its control API was up");
+        }
+        if let Some(address) = line
+            .trim()
+            .strip_prefix("streamjob: control API on http://")
+        {
+            return (child, address.to_string(), stderr);
+        }
+    }
+}
+
+/// An unbounded, paced generator job with checkpoints.
+fn write_job(dir: &Path) -> std::path::PathBuf {
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: api\nparallelism: 2\nsource: {generator: {keys: 20, eventsPerMs: 1, rate: 20000}}\nkey: key\n\
+         window: {tumbling: {size: 1s}}\naggregates: [{name: n, function: count}]\n\
+         sink: {file: {path: out.jsonl}}\n\
+         checkpoints: {interval: 100ms, storage: file://ckpt}\n",
+    )
+    .unwrap();
+    job
+}
+
+#[test]
+fn control_api_from_health_to_stop_with_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path());
+    let (mut child, api, mut stderr) = start(&job, &[]);
+
+    std::thread::sleep(Duration::from_millis(300));
+    if let Ok(Some(status)) = child.try_wait() {
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        panic!("exited {status}: {rest}");
+    }
+    assert_eq!(http(&api, "GET", "/healthz", None), (200, "ok".to_string()));
+    assert!(wait_until(Duration::from_secs(10), || http(
+        &api, "GET", "/readyz", None
+    )
+    .0 == 200));
+
+    // Status: running, records flowing, a checkpoint completed.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let status = json(&http(&api, "GET", "/status", None).1);
+        status["lastCheckpoint"]["id"].as_u64().is_some() && status["recordsIn"].as_u64() > Some(0)
+    }));
+    let status = json(&http(&api, "GET", "/status", None).1);
+    assert_eq!(status["job"], "api");
+    assert_eq!(status["state"], "running");
+    let checkpoint_path = status["lastCheckpoint"]["path"].as_str().unwrap();
+    assert!(
+        Path::new(checkpoint_path).join("_metadata").is_file(),
+        "{status}"
+    );
+
+    let (code, metrics) = http(&api, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    for name in [
+        "streamjob_records_in_total",
+        "streamjob_results_total",
+        "streamjob_checkpoints_completed_total",
+        "streamjob_last_checkpoint_id",
+        "streamjob_last_checkpoint_size_bytes",
+        "streamjob_watermark_milliseconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let history = json(&http(&api, "GET", "/checkpoints", None).1);
+    assert!(!history.as_array().unwrap().is_empty());
+
+    // A savepoint on demand.
+    let (code, body) = http(&api, "POST", "/savepoints", None);
+    assert_eq!(code, 202, "{body}");
+    let id = json(&body)["id"].as_u64().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        json(&http(&api, "GET", &format!("/savepoints/{id}"), None).1)["state"] == "completed"
+    }));
+    let sp = json(&http(&api, "GET", &format!("/savepoints/{id}"), None).1);
+    let sp_path = sp["path"].as_str().unwrap().to_string();
+    assert!(sp_path.contains(&format!("savepoints/sp-{id}")), "{sp}");
+    assert!(Path::new(&sp_path).join("_metadata").is_file());
+    let (code, body) = http(&api, "GET", "/savepoints/999999", None);
+    assert_eq!(code, 404, "{body}");
+
+    // Stop with a savepoint: answers with its path, exits 0.
+    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
+    assert_eq!(code, 200, "{body}");
+    let stop_path = json(&body)["savepoint"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(Path::new(&stop_path).join("_metadata").is_file());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+
+    // The job resumes from that savepoint.
+    let (mut child, api, _stderr) = start(&job, &["--from-savepoint", &stop_path]);
+    assert!(wait_until(Duration::from_secs(10), || http(
+        &api, "GET", "/readyz", None
+    )
+    .0 == 200));
+    assert!(wait_until(Duration::from_secs(10), || {
+        json(&http(&api, "GET", "/status", None).1)["recordsIn"].as_u64() > Some(0)
+    }));
+    let (code, _) = http(&api, "POST", "/stop", Some(r#"{"savepoint": false}"#));
+    assert_eq!(code, 200);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn savepoints_need_checkpoint_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: nock\nsource: {generator: {keys: 5, rate: 1000}}\nkey: key\nwindow: {tumbling: {size: 1s}}\n\
+         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n",
+    )
+    .unwrap();
+    let (mut child, api, _stderr) = start(&job, &[]);
+    let (code, body) = http(&api, "POST", "/savepoints", None);
+    assert_eq!(code, 409);
+    assert_eq!(
+        json(&body)["error"],
+        "the job has no checkpoints.storage; savepoints need one"
+    );
+    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
+    assert_eq!(code, 409, "{body}");
+    let (code, _) = http(&api, "POST", "/stop", None);
+    assert_eq!(code, 200);
+    assert!(child.wait().unwrap().success());
+}
