@@ -42,6 +42,10 @@ enum Command {
         /// checkpoint storage.
         #[arg(long, env = "STREAMJOB_FROM_LATEST_CHECKPOINT")]
         from_latest_checkpoint: bool,
+        /// Restore a snapshot whose window state does not fit the job (other
+        /// window or aggregates): drop that state, keep the source positions.
+        #[arg(long, env = "STREAMJOB_ALLOW_NON_RESTORED_STATE")]
+        allow_non_restored_state: bool,
         /// Where the control API listens (`off` for none); port 0 picks a
         /// free port.
         #[arg(
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
             state_dir,
             from_savepoint,
             from_latest_checkpoint,
+            allow_non_restored_state,
             control_address,
         } => {
             let restore = match (from_savepoint, from_latest_checkpoint) {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
                 (None, true) => Some(RestoreFrom::LatestCheckpoint),
                 (None, false) => None,
             };
+            let restore = restore.map(|from| (from, allow_non_restored_state));
             run_job(
                 &job,
                 parallelism,
@@ -170,7 +176,7 @@ fn run_job(
     path: &Path,
     parallelism: Option<u32>,
     state_dir: Option<PathBuf>,
-    restore: Option<RestoreFrom>,
+    restore: Option<(RestoreFrom, bool)>,
     control_address: Option<&str>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
@@ -189,7 +195,8 @@ fn run_job(
     let opts = RunOptions {
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         state_dir,
-        restore,
+        allow_non_restored_state: restore.as_ref().is_some_and(|r| r.1),
+        restore: restore.map(|r| r.0),
         stop: control.stop.clone(),
         control: Some(control.clone()),
         ..Default::default()

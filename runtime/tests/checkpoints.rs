@@ -215,6 +215,27 @@ fn a_snapshot_that_does_not_fit_is_refused_with_the_reason() {
         "{err}"
     );
 
+    // Window state built for other aggregates is refused, naming both…
+    let counts_only = job_yaml(1, 128).replace(", {name: s, function: sum, field: a}", "");
+    let other = JobSpec::from_yaml(&counts_only).unwrap();
+    let err = run(&other, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("its window state was built for key [\"k\"], window tumbling 1s, aggregates [count, sum(a)], the job has key [\"k\"], window tumbling 1s, aggregates [count]"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-non-restored-state"), "{err}");
+    // …unless told to drop it: the source positions still hold.
+    let dropping = RunOptions {
+        allow_non_restored_state: true,
+        ..opts.clone()
+    };
+    let summary = run(&other, &dropping).unwrap();
+    assert!(summary.restored_from.is_some());
+    assert!(
+        summary.records_in < 300_000,
+        "resumed from the checkpoint's positions"
+    );
+
     // A checkpoint folder without _metadata is never restored.
     let partial = dir.path().join("ckpt/ck/checkpoints/chk-999");
     std::fs::create_dir_all(&partial).unwrap();

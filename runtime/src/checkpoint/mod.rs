@@ -70,6 +70,10 @@ pub struct Metadata {
     pub watermark: i64,
     /// Source kind the positions belong to (`file`, `generator`).
     pub source: String,
+    /// What the keyed state was built for (key fields, window and
+    /// aggregates): state restores only into a job with the same.
+    #[serde(default)]
+    pub state_shape: String,
     /// Snapshot files, one per worker, relative to the snapshot's folder.
     pub workers: Vec<String>,
     pub bytes: u64,

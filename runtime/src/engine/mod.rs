@@ -72,6 +72,9 @@ pub struct RunOptions {
     pub restore: Option<RestoreFrom>,
     /// Live metrics, savepoint requests and stop, for the control API.
     pub control: Option<Arc<JobControl>>,
+    /// Restore a snapshot whose window state does not fit the job: drop the
+    /// state, keep the source positions (Flink's allowNonRestoredState).
+    pub allow_non_restored_state: bool,
 }
 
 /// What a finished job did.
@@ -211,8 +214,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             Some(storage.latest(&layout, &spec.name)?)
         }
     };
+    let mut restore_state = true;
     if let Some(r) = &restore {
-        check_fits(spec, r)?;
+        restore_state = check_fits(spec, r, opts.allow_non_restored_state)?;
     }
 
     let mut splits = create_splits(spec, base).map_err(JobError::Source)?;
@@ -284,6 +288,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         if let Some(r) = &restore {
             let entries = r
                 .entries_for(key_groups.0, key_groups.1)
+                .filter(|_| restore_state)
                 .map(|(_, k, v)| (k.clone(), v.clone()));
             op.restore(entries, r.metadata.watermark)?;
             for (p, id) in split.partition_ids().iter().enumerate() {
@@ -459,8 +464,14 @@ fn roll_forward(
     Ok(())
 }
 
-/// Checks that a snapshot can be restored into this job.
-fn check_fits(spec: &JobSpec, r: &Restore) -> Result<(), RestoreError> {
+/// Checks that a snapshot can be restored into this job; returns whether its
+/// keyed state is restored too (false only with `allow_non_restored_state`
+/// and a snapshot whose state was built for another window or aggregates).
+fn check_fits(
+    spec: &JobSpec,
+    r: &Restore,
+    allow_non_restored_state: bool,
+) -> Result<bool, RestoreError> {
     let m = &r.metadata;
     let mismatch = |reason: String| RestoreError::Mismatch {
         path: r.path.clone(),
@@ -485,7 +496,22 @@ fn check_fits(spec: &JobSpec, r: &Restore) -> Result<(), RestoreError> {
             m.parallelism, spec.parallelism
         )));
     }
-    Ok(())
+    let shape = spec.state_shape();
+    if !m.state_shape.is_empty() && m.state_shape != shape {
+        if allow_non_restored_state {
+            tracing::warn!(snapshot = %m.state_shape, job = %shape, "window state dropped (allow non-restored state)");
+            eprintln!(
+                "streamjob: the snapshot's window state ({}) does not fit the job ({shape}); it is dropped, the source positions are kept",
+                m.state_shape
+            );
+            return Ok(false);
+        }
+        return Err(mismatch(format!(
+            "its window state was built for {}, the job has {shape}; restore it into a job with the same key, window and aggregates, or pass --allow-non-restored-state to drop that state and keep the source positions",
+            m.state_shape
+        )));
+    }
+    Ok(true)
 }
 
 fn source_kind(spec: &JobSpec) -> &'static str {
@@ -653,6 +679,7 @@ impl Coordinator<'_> {
             max_parallelism: self.spec.max_parallelism,
             watermark,
             source: source_kind(self.spec).into(),
+            state_shape: self.spec.state_shape(),
             workers: (0..parallelism)
                 .map(crate::checkpoint::Layout::worker_file)
                 .collect(),

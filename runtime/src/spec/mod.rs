@@ -178,6 +178,28 @@ pub struct WindowSpec {
     pub session: Option<SessionSpec>,
 }
 
+impl WindowSpec {
+    /// e.g. `tumbling 15m`, `sliding 1h every 1m`, `session gap 30s`.
+    pub fn describe(&self) -> String {
+        let offset = |o: Duration| {
+            if o == Duration::ZERO {
+                String::new()
+            } else {
+                format!(" offset {o}")
+            }
+        };
+        if let Some(t) = &self.tumbling {
+            format!("tumbling {}{}", t.size, offset(t.offset))
+        } else if let Some(s) = &self.sliding {
+            format!("sliding {} every {}{}", s.size, s.slide, offset(s.offset))
+        } else if let Some(s) = &self.session {
+            format!("session gap {}", s.gap)
+        } else {
+            "none".into()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TumblingSpec {
@@ -413,6 +435,28 @@ impl JobSpec {
             )
         })?;
         JobSpec::from_yaml(&text)
+    }
+
+    /// What the keyed window state depends on: restoring state built for
+    /// another shape would give wrong results, so snapshots record it.
+    pub fn state_shape(&self) -> String {
+        let window = self.window.describe();
+        let aggregates: Vec<String> = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                let f = crate::record::aggregate_name(a.function);
+                match &a.field {
+                    Some(field) => format!("{f}({field})"),
+                    None => f.to_string(),
+                }
+            })
+            .collect();
+        format!(
+            "key {:?}, window {window}, aggregates [{}]",
+            self.key,
+            aggregates.join(", ")
+        )
     }
 
     /// The window assigner this spec describes (valid after `validate`).
