@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{run, JobError, RunOptions, RunSummary};
+use crate::control::JobControl;
+use crate::engine::{run, JobError, RestoreFrom, RunOptions, RunSummary};
 use crate::spec::{
-    AggregateFunction, AggregateSpec, Duration, EventTimeSpec, GeneratorSpec, JobSpec, SessionSpec,
-    SinkSpec, SlidingSpec, SourceSpec, StateSpec, TumblingSpec, WatermarkSpec, WindowSpec,
+    AggregateFunction, AggregateSpec, CheckpointMode, CheckpointSpec, Duration, EventTimeSpec,
+    GeneratorSpec, JobSpec, SessionSpec, SinkSpec, SlidingSpec, SourceSpec, StateSpec,
+    TumblingSpec, WatermarkSpec, WindowSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +29,8 @@ pub struct BenchConfig {
     pub parallelism: u32,
     pub window: BenchWindow,
     pub state_dir: PathBuf,
+    /// Take checkpoints (to `state_dir/checkpoints`) at this interval.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl BenchConfig {
@@ -94,7 +98,12 @@ impl BenchConfig {
                 dir: Some(self.state_dir.display().to_string()),
                 ..Default::default()
             },
-            checkpoints: None,
+            checkpoints: self.checkpoint_interval.map(|interval| CheckpointSpec {
+                interval,
+                storage: format!("file://{}", self.state_dir.join("checkpoints").display()),
+                retained: 2,
+                mode: CheckpointMode::ExactlyOnce,
+            }),
             restart_strategy: None,
         }
     }
@@ -108,8 +117,33 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-pub fn run_bench(config: &BenchConfig) -> Result<RunSummary, JobError> {
+/// What a bench run measured besides throughput.
+pub struct BenchReport {
+    pub summary: RunSummary,
+    pub control: std::sync::Arc<JobControl>,
+}
+
+pub fn run_bench(config: &BenchConfig) -> Result<BenchReport, JobError> {
     let spec = config.job();
     spec.validate().expect("the bench job is valid");
-    run(&spec, &RunOptions::default())
+    let control = JobControl::new(&spec.name, spec.parallelism as usize);
+    let opts = RunOptions {
+        control: Some(control.clone()),
+        ..Default::default()
+    };
+    Ok(BenchReport {
+        summary: run(&spec, &opts)?,
+        control,
+    })
+}
+
+/// Restores the bench job from its latest checkpoint and runs it to the end
+/// of the input; the summary's `startup` is the time to recover.
+pub fn run_recovery(config: &BenchConfig) -> Result<RunSummary, JobError> {
+    let spec = config.job();
+    let opts = RunOptions {
+        restore: Some(RestoreFrom::LatestCheckpoint),
+        ..Default::default()
+    };
+    run(&spec, &opts)
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use streamjob_runtime::bench::{peak_rss_mib, run_bench, BenchConfig, BenchWindow};
+use streamjob_runtime::bench::{peak_rss_mib, run_bench, run_recovery, BenchConfig, BenchWindow};
 use streamjob_runtime::control::{serve, JobControl, JobState};
 use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
@@ -75,6 +75,13 @@ enum Command {
         parallelism: u32,
         #[arg(long, value_enum, default_value_t = BenchWindow::Tumbling)]
         window: BenchWindow,
+        /// Take checkpoints at this interval (e.g. 10s) to a local folder.
+        #[arg(long)]
+        checkpoint_interval: Option<streamjob_runtime::spec::Duration>,
+        /// Then restore from the latest checkpoint and report the time to
+        /// recover (needs --checkpoint-interval).
+        #[arg(long, requires = "checkpoint_interval")]
+        recover: bool,
     },
 }
 
@@ -118,14 +125,21 @@ fn main() -> ExitCode {
             events_per_ms,
             parallelism,
             window,
-        } => bench(BenchConfig {
-            events,
-            keys,
-            events_per_ms,
-            parallelism,
-            window,
-            state_dir: std::env::temp_dir().join(format!("streamjob-bench-{}", std::process::id())),
-        }),
+            checkpoint_interval,
+            recover,
+        } => bench(
+            BenchConfig {
+                events,
+                keys,
+                events_per_ms,
+                parallelism,
+                window,
+                state_dir: std::env::temp_dir()
+                    .join(format!("streamjob-bench-{}", std::process::id())),
+                checkpoint_interval,
+            },
+            recover,
+        ),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,19 +264,38 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(config: BenchConfig) -> Result<(), String> {
+fn bench(config: BenchConfig, recover: bool) -> Result<(), String> {
     eprintln!(
-        "bench: {} events, {} keys, {} events per event-time ms, {:?} windows, parallelism {}",
-        config.events, config.keys, config.events_per_ms, config.window, config.parallelism
+        "bench: {} events, {} keys, {} events per event-time ms, {:?} windows, parallelism {}{}",
+        config.events,
+        config.keys,
+        config.events_per_ms,
+        config.window,
+        config.parallelism,
+        config
+            .checkpoint_interval
+            .map(|i| format!(", checkpoints every {i}"))
+            .unwrap_or_default()
     );
-    let summary = run_bench(&config).map_err(|e| format!("bench failed: {e}"))?;
-    let _ = std::fs::remove_dir_all(&config.state_dir);
+    let report = run_bench(&config).map_err(|e| format!("bench failed: {e}"))?;
+    let summary = &report.summary;
     let secs = summary.elapsed.as_secs_f64();
     println!("elapsed_seconds={secs:.3}");
     println!("results={}", summary.results);
     if let Some(rss) = peak_rss_mib() {
         println!("peak_rss_mib={rss:.1}");
     }
+    if config.checkpoint_interval.is_some() {
+        let m = &report.control.metrics;
+        println!("checkpoints={}", summary.checkpoints);
+        println!("last_checkpoint_ms={}", m.last_checkpoint_duration_ms.get());
+        println!("last_checkpoint_bytes={}", m.last_checkpoint_bytes.get());
+    }
+    if recover {
+        let recovery = run_recovery(&config).map_err(|e| format!("recovery failed: {e}"))?;
+        println!("recovery_seconds={:.3}", recovery.startup.as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&config.state_dir);
     println!(
         "events_per_second={}",
         (summary.records_in as f64 / secs) as u64

@@ -94,6 +94,9 @@ pub struct RunSummary {
     pub restored_from: Option<String>,
     /// Restarts after failures (with a restart strategy).
     pub restarts: u32,
+    /// Time until every worker was running: reading and loading the
+    /// snapshot, when the run restores one.
+    pub startup: Duration,
 }
 
 impl JobSpec {
@@ -348,9 +351,11 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     }
     drop(senders);
     drop(ack_tx);
+    let startup = started.elapsed();
 
     let mut final_epoch = 0;
     let mut summary = RunSummary {
+        startup,
         restored_from: restore.as_ref().map(|r| r.path.clone()),
         ..Default::default()
     };

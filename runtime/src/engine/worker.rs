@@ -169,6 +169,10 @@ impl Worker {
     fn run_loop(&mut self) -> Result<(), JobError> {
         let mut items = Vec::with_capacity(POLL_BATCH);
         let mut next_tick = self.processing_time_interval.map(|i| Instant::now() + i);
+        // The own split's status counts from the start: after a restore its
+        // watermark is the snapshot's, and an input view still at MIN would
+        // look far behind it (watermark alignment would then never read).
+        self.on_split_status()?;
         // The inputs may start out ended (splits with nothing to read).
         let start = self.inputs.current();
         self.op.advance_watermark(start, &mut self.collector)?;
