@@ -9,6 +9,7 @@
 //! element size/slide times.
 
 mod operator;
+mod timers;
 
 pub use operator::{EarlyFiring, KeyState, Output, WindowOperator, WindowResult};
 

@@ -22,14 +22,13 @@
 //! Each key has at most one entry in the timer queue: the earliest time at
 //! which anything can happen to it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::Path;
 
 use hashbrown::HashSet;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use super::timers::TimerQueue;
 use super::{align_down, Aligned, WindowKind};
 use crate::aggregate::{Accumulator, AggregateValue};
 use crate::record::{Event, Key, KeyHashBuilder};
@@ -139,9 +138,7 @@ pub struct WindowOperator {
     early: EarlyFiring,
     functions: Vec<AggregateFunction>,
     store: KeyedStore<KeyState>,
-    /// Min-heap of (due, key). Entries are never removed early: one whose
-    /// time is not the key's current `timer` is stale and skipped.
-    timers: BinaryHeap<Reverse<(i64, Key)>>,
+    timers: TimerQueue,
     watermark: i64,
     /// Keys changed since the last processing-time firing.
     dirty: HashSet<Key, KeyHashBuilder>,
@@ -179,7 +176,7 @@ impl WindowOperator {
             early,
             functions,
             store: KeyedStore::create(state_dir, max_keys_in_memory, max_parallelism)?,
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::default(),
             watermark: MIN_WATERMARK,
             dirty: HashSet::default(),
             counters: OperatorCounters::default(),
@@ -226,7 +223,7 @@ impl WindowOperator {
         self.watermark = watermark;
         for (key, state) in entries {
             if let Some(due) = state.timer {
-                self.timers.push(Reverse((due, key.clone())));
+                self.timers.push(due, key.clone());
             }
             self.store.insert(key, state)?;
             self.store.enforce_budget()?;
@@ -448,12 +445,12 @@ impl WindowOperator {
         }
         let prev = self.watermark;
         self.watermark = watermark;
-        while let Some(Reverse((due, _))) = self.timers.peek() {
-            if *due > watermark {
-                break;
+        // Firing may register timers that are already due (an early point
+        // behind the watermark): the loop picks those up too.
+        while let Some((due, keys)) = self.timers.pop_due(watermark) {
+            for key in keys {
+                self.on_timer(key, due, prev, watermark, out)?;
             }
-            let Reverse((due, key)) = self.timers.pop().expect("peeked");
-            self.on_timer(key, due, prev, watermark, out)?;
         }
         Ok(())
     }
@@ -562,17 +559,12 @@ struct Rules {
 /// one that fires too early finds nothing due and registers again (sessions
 /// push their end with every element, and moving the timer each time would
 /// cost a heap operation per element).
-fn schedule(
-    timers: &mut BinaryHeap<Reverse<(i64, Key)>>,
-    state: &mut KeyState,
-    key: &Key,
-    due: i64,
-) {
+fn schedule(timers: &mut TimerQueue, state: &mut KeyState, key: &Key, due: i64) {
     if state.timer.is_some_and(|t| t <= due) {
         return;
     }
     state.timer = Some(due);
-    timers.push(Reverse((due, key.clone())));
+    timers.push(due, key.clone());
 }
 
 /// The earliest time anything can happen to the key: a window's end, an
