@@ -463,7 +463,7 @@ impl WindowOperator {
             let Some(state) = self.store.get_mut(&key)? else {
                 continue;
             };
-            for (start, end, content) in open_windows(self.kind, self.aligned, state, w) {
+            for (start, end, content) in open_windows(self.aligned, state, w) {
                 if content.seq > emission_seq(state, start, end) {
                     record_emission(state, start, end, &content, w);
                     self.counters.results += 1;
@@ -484,7 +484,6 @@ impl WindowOperator {
     ) -> Result<(), StateError> {
         let rules = self.rules();
         let Rules {
-            kind,
             aligned,
             lateness,
             early,
@@ -498,13 +497,13 @@ impl WindowOperator {
         state.timer = None;
 
         // Final results for windows whose end the watermark just passed.
-        for (start, end, content) in windows_ending_in(kind, aligned, state, prev, w) {
+        for (start, end, content) in windows_ending_between(aligned, state, prev, w) {
             self.counters.results += 1;
             emit(out, &key, start, end, &content, false);
         }
         // Early results for windows still open.
         if let EarlyFiring::EventTime(interval) = early {
-            for (start, end, content) in open_windows(kind, aligned, state, w) {
+            for (start, end, content) in open_windows(aligned, state, w) {
                 let anchor = emission_anchor(state, start, end).unwrap_or(content.first_ts);
                 if align_down(anchor, interval) + interval > w {
                     continue;
@@ -537,7 +536,6 @@ impl WindowOperator {
 
     fn rules(&self) -> Rules {
         Rules {
-            kind: self.kind,
             aligned: self.aligned,
             lateness: self.lateness,
             early: self.early,
@@ -549,7 +547,7 @@ impl WindowOperator {
 /// while a key's state is borrowed from the store.
 #[derive(Debug, Clone, Copy)]
 struct Rules {
-    kind: WindowKind,
+    /// `None` for session windows.
     aligned: Option<Aligned>,
     lateness: i64,
     early: EarlyFiring,
@@ -571,7 +569,6 @@ fn schedule(timers: &mut TimerQueue, state: &mut KeyState, key: &Key, due: i64) 
 /// early point, or a clean-up.
 fn next_due(rules: Rules, state: &KeyState, w: i64) -> i64 {
     let Rules {
-        kind,
         aligned,
         lateness,
         early,
@@ -599,7 +596,7 @@ fn next_due(rules: Rules, state: &KeyState, w: i64) -> i64 {
         }
     }
     if let EarlyFiring::EventTime(interval) = early {
-        for (start, end, content) in open_windows(kind, aligned, state, w) {
+        for (start, end, content) in open_windows(aligned, state, w) {
             let anchor = emission_anchor(state, start, end).unwrap_or(content.first_ts);
             due = due.min(align_down(anchor, interval) + interval);
         }
@@ -654,77 +651,46 @@ fn session_content(p: &Pane) -> Content {
     }
 }
 
-/// Windows with `prev < end - 1 <= w`, with their content.
-fn windows_ending_in(
-    kind: WindowKind,
+/// Windows with `after < end - 1 <= up_to`, with their content: those the
+/// watermark passed on its way from `after` to `up_to`, or (with `up_to =
+/// i64::MAX`) those still open at `after`.
+fn windows_ending_between(
     aligned: Option<Aligned>,
     state: &KeyState,
-    prev: i64,
-    w: i64,
+    after: i64,
+    up_to: i64,
 ) -> Vec<(i64, i64, Content)> {
     let mut found = Vec::new();
-    match (kind, aligned) {
-        (_, Some(a)) => {
+    match aligned {
+        Some(a) => {
             let (Some(first), Some(last)) = (state.panes.first(), state.panes.last()) else {
                 return found;
             };
             let mut end = a
-                .end_after(prev.saturating_add(1))
+                .end_after(after.saturating_add(1))
                 .max(a.first_end(first.start));
             let last_end = a.last_end(last.start);
-            while end <= last_end && end - 1 <= w {
+            while end <= last_end && end - 1 <= up_to {
                 if let Some(content) = aligned_content(state, end - a.size, end) {
                     found.push((end - a.size, end, content));
                 }
                 end += a.slide;
             }
         }
-        (WindowKind::Session { .. }, None) => {
+        None => {
             for p in &state.panes {
-                if p.end - 1 > prev && p.end - 1 <= w {
+                if p.end - 1 > after && p.end - 1 <= up_to {
                     found.push((p.start, p.end, session_content(p)));
                 }
             }
         }
-        (WindowKind::Aligned { .. }, None) => unreachable!("aligned kinds have an Aligned"),
     }
     found
 }
 
 /// Windows with `end - 1 > w` that have content.
-fn open_windows(
-    kind: WindowKind,
-    aligned: Option<Aligned>,
-    state: &KeyState,
-    w: i64,
-) -> Vec<(i64, i64, Content)> {
-    let mut found = Vec::new();
-    match (kind, aligned) {
-        (_, Some(a)) => {
-            let (Some(first), Some(last)) = (state.panes.first(), state.panes.last()) else {
-                return found;
-            };
-            let mut end = a
-                .end_after(w.saturating_add(1))
-                .max(a.first_end(first.start));
-            let last_end = a.last_end(last.start);
-            while end <= last_end {
-                if let Some(content) = aligned_content(state, end - a.size, end) {
-                    found.push((end - a.size, end, content));
-                }
-                end += a.slide;
-            }
-        }
-        (WindowKind::Session { .. }, None) => {
-            for p in &state.panes {
-                if p.end - 1 > w {
-                    found.push((p.start, p.end, session_content(p)));
-                }
-            }
-        }
-        (WindowKind::Aligned { .. }, None) => unreachable!("aligned kinds have an Aligned"),
-    }
-    found
+fn open_windows(aligned: Option<Aligned>, state: &KeyState, w: i64) -> Vec<(i64, i64, Content)> {
+    windows_ending_between(aligned, state, w, i64::MAX)
 }
 
 fn find_emission(state: &KeyState, start: i64, end: i64) -> Option<&Emission> {
