@@ -133,14 +133,8 @@ fn kill_9_then_restore_from_the_latest_checkpoint() {
     let status = child.wait().unwrap();
     assert!(!status.success(), "the job was killed before it finished");
 
-    let out = Command::new(bin)
-        .arg("run")
-        .arg(&job)
-        .arg("--from-latest-checkpoint")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = restore_with_binary(&job);
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("restored from"), "{stderr}");
     let resumed = records_in(&stderr);
     assert!(
@@ -151,7 +145,7 @@ fn kill_9_then_restore_from_the_latest_checkpoint() {
 }
 
 /// Stops an in-process run once `n` checkpoints have completed.
-fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) {
+fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) -> streamjob_runtime::RunSummary {
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (stop, dir) = (stop.clone(), dir.to_path_buf());
@@ -168,10 +162,21 @@ fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) {
     };
     let summary = run(spec, &opts).unwrap();
     watcher.join().unwrap();
-    assert!(
-        summary.records_in < 300_000,
-        "stopped before the end of the input"
-    );
+    summary
+}
+
+/// `streamjob run JOB --from-latest-checkpoint`, to its end.
+fn restore_with_binary(job: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(job)
+        .arg("--from-latest-checkpoint")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -180,7 +185,11 @@ fn restore_at_another_parallelism() {
         let dir = tempfile::tempdir().unwrap();
         let expected = write_input(dir.path(), 300_000);
         let spec = JobSpec::from_yaml(&job_yaml(before, 64)).unwrap();
-        run_until_checkpoints(dir.path(), &spec, 2);
+        let first = run_until_checkpoints(dir.path(), &spec, 2);
+        assert!(
+            first.records_in < 300_000,
+            "stopped before the end of the input"
+        );
 
         let spec = JobSpec::from_yaml(&job_yaml(after, 64)).unwrap();
         let opts = RunOptions {
@@ -331,17 +340,8 @@ fn exactly_once_output_across_twenty_kills() {
             }
         }
     }
-    let out = Command::new(bin)
-        .arg("run")
-        .arg(&job)
-        .arg("--from-latest-checkpoint")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stderr) = restore_with_binary(&job);
+    assert!(ok, "{stderr}");
     check_output(dir.path(), &expected);
 }
 
@@ -378,14 +378,8 @@ fn every_crash_point_of_the_commit_protocol() {
             "{point}: chk-3 is not complete"
         );
 
-        let out = Command::new(bin)
-            .arg("run")
-            .arg(&job)
-            .arg("--from-latest-checkpoint")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{point}: {stderr}");
+        let (ok, stderr) = restore_with_binary(&job);
+        assert!(ok, "{point}: {stderr}");
         let restored_from_3 = stderr.contains("chk-3");
         assert_eq!(
             restored_from_3,
@@ -434,29 +428,15 @@ fn a_restored_job_with_watermark_alignment_makes_progress() {
                 aggregates: [{name: n, function: count}]\nsink: {file: {path: out.jsonl}}\n\
                 checkpoints: {interval: 20ms, storage: file://ckpt}\n";
     let spec = JobSpec::from_yaml(yaml).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (stop, d) = (stop.clone(), dir.path().to_path_buf());
-        std::thread::spawn(move || {
-            wait_for_checkpoints(&d, 2, Duration::from_secs(60));
-            stop.store(true, Ordering::SeqCst);
-        })
-    };
-    let opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
-        stop,
-        ..Default::default()
-    };
-    let first = run(&spec, &opts).unwrap();
-    watcher.join().unwrap();
+    let first = run_until_checkpoints(dir.path(), &spec, 2);
     assert!(first.records_in < 1_000_000);
 
     let (tx, rx) = std::sync::mpsc::channel();
     let restore_opts = RunOptions {
+        base_dir: dir.path().to_path_buf(),
+        state_dir: Some(dir.path().join("state")),
         restore: Some(RestoreFrom::LatestCheckpoint),
-        stop: Arc::new(AtomicBool::new(false)),
-        ..opts
+        ..Default::default()
     };
     std::thread::spawn(move || {
         let _ = tx.send(run(&spec, &restore_opts).map(|s| s.records_in));
