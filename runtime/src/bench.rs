@@ -103,6 +103,8 @@ impl BenchConfig {
                 storage: format!("file://{}", self.state_dir.join("checkpoints").display()),
                 retained: 2,
                 mode: CheckpointMode::ExactlyOnce,
+                min_pause: Duration::ZERO,
+                tolerable_failures: 0,
             }),
             restart_strategy: None,
         }

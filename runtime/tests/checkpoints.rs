@@ -458,3 +458,40 @@ fn a_restored_job_with_watermark_alignment_makes_progress() {
         .sum();
     assert_eq!(total, 1_000_000);
 }
+
+/// A checkpoint whose snapshot cannot be written is abandoned when failures
+/// are tolerated (the output stays exact: its epoch is committed with the
+/// next checkpoint), and fails the job when they are not.
+#[test]
+fn failed_checkpoints_are_tolerated_up_to_the_limit() {
+    for tolerated in [1, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = write_input(dir.path(), 300_000);
+        let job = dir.path().join("job.yaml");
+        let yaml = job_yaml(2, 128).replace(
+            "retained: 3}",
+            &format!("retained: 3, minPause: 10ms, tolerableFailures: {tolerated}}}"),
+        );
+        std::fs::write(&job, yaml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+            .arg("run")
+            .arg(&job)
+            .env("STREAMJOB_FAILPOINT", "snapshot-write:3")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let chk3 = dir.path().join("ckpt/ck/checkpoints/chk-3/_metadata");
+        assert!(!chk3.exists(), "checkpoint 3 never completes");
+        if tolerated == 1 {
+            assert!(out.status.success(), "{stderr}");
+            assert!(
+                stderr.contains("checkpoint 3 failed (1 of 1 tolerated in a row)"),
+                "{stderr}"
+            );
+            check_output(dir.path(), &expected);
+        } else {
+            assert!(!out.status.success(), "{stderr}");
+            assert!(stderr.contains("checkpoint 3 failed: "), "{stderr}");
+        }
+    }
+}

@@ -246,6 +246,15 @@ fn checkpoint_rules() {
         error_of(&ck("{interval: 10s, storage: file:///tmp/ck, retained: 0}")),
         "checkpoints.retained: must be at least 1, got 0"
     );
+    let spec = JobSpec::from_yaml(&ck(
+        "{interval: 10s, storage: file:///tmp/ck, minPause: 2s, tolerableFailures: 3}",
+    ))
+    .unwrap();
+    let c = spec.checkpoints.unwrap();
+    assert_eq!(
+        (c.min_pause.as_millis(), c.tolerable_failures, c.retained),
+        (2000, 3, 10)
+    );
     let e = error_of(&ck("{interval: 10s, storage: file:///tmp/ck, mode: twice}"));
     assert!(
         e.starts_with(

@@ -373,6 +373,8 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             storage,
             layout: &layout,
             interval: config.interval.as_std(),
+            min_pause: config.min_pause.as_std(),
+            tolerable_failures: config.tolerable_failures,
             retained: config.retained as usize,
             next_id: first_id,
             trigger: &trigger,
@@ -558,6 +560,8 @@ struct Coordinator<'a> {
     storage: &'a CheckpointStorage,
     layout: &'a Layout,
     interval: Duration,
+    min_pause: Duration,
+    tolerable_failures: u32,
     retained: usize,
     next_id: u64,
     trigger: &'a std::sync::atomic::AtomicU64,
@@ -577,6 +581,7 @@ impl Coordinator<'_> {
         let mut completed = 0;
         let mut next_trigger = Instant::now() + self.interval;
         let mut in_flight: Option<InFlight> = None;
+        let mut failures = 0;
         let mut requests = std::collections::VecDeque::new();
         loop {
             if workers.iter().any(|w| w.is_finished()) || abort.load(Ordering::Relaxed) {
@@ -643,8 +648,9 @@ impl Coordinator<'_> {
                                     }
                                 }
                                 completed += 1;
+                                failures = 0;
+                                next_trigger = self.next_trigger(flight.started);
                                 in_flight = None;
-                                next_trigger = Instant::now() + self.interval;
                             }
                         }
                     }
@@ -658,12 +664,36 @@ impl Coordinator<'_> {
                             control.savepoint_failed(id, error);
                             in_flight = None;
                         }
+                        // A failed checkpoint is abandoned (it never gets
+                        // `_metadata`); enough of them in a row fail the job.
+                        (Some(f), _) if f.id == id && failures < self.tolerable_failures => {
+                            failures += 1;
+                            tracing::warn!(id, failures, %error, "checkpoint failed; tolerated");
+                            eprintln!(
+                                "streamjob: checkpoint {id} failed ({failures} of {} tolerated in a row): {error}",
+                                self.tolerable_failures
+                            );
+                            if let Some(control) = self.control {
+                                control.metrics.checkpoints_failed.inc();
+                            }
+                            next_trigger = self.next_trigger(f.started);
+                            in_flight = None;
+                        }
+                        // A late answer for a checkpoint already abandoned.
+                        (Some(f), _) if f.id != id => {}
+                        (None, _) => {}
                         _ => return Err(JobError::Checkpoint { id, error }),
                     }
                 }
                 Err(_) => {}
             }
         }
+    }
+
+    /// The next trigger: an interval after the last one started, and at
+    /// least the minimum pause after it ended.
+    fn next_trigger(&self, last_started: Instant) -> Instant {
+        (last_started + self.interval).max(Instant::now() + self.min_pause)
     }
 
     fn complete(

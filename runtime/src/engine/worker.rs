@@ -507,7 +507,15 @@ impl Worker {
             SnapshotKind::Checkpoint
         };
         let dir = c.layout.snapshot_dir(kind, a.id);
-        let ack = match c.storage.write_worker(&dir, &snapshot) {
+        let written = if crate::failpoint::error_at("snapshot-write", a.id) {
+            Err(crate::checkpoint::StorageError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::other(format!("failpoint snapshot-write:{} reached", a.id)),
+            })
+        } else {
+            c.storage.write_worker(&dir, &snapshot)
+        };
+        let ack = match written {
             Ok(bytes) => Ack::Done {
                 worker: self.index,
                 id: a.id,

@@ -346,6 +346,13 @@ pub struct CheckpointSpec {
     pub retained: u32,
     #[serde(default)]
     pub mode: CheckpointMode,
+    /// Least time between the end of one checkpoint and the start of the
+    /// next (the interval counts from trigger to trigger, as in Flink).
+    #[serde(default)]
+    pub min_pause: Duration,
+    /// Consecutive failed checkpoints tolerated before the job fails.
+    #[serde(default)]
+    pub tolerable_failures: u32,
 }
 
 fn default_retained() -> u32 {
