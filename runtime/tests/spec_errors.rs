@@ -308,6 +308,32 @@ fn restart_strategy_rules_and_delays() {
 }
 
 #[test]
+fn kafka_source_rules() {
+    let kafka = |text: &str| {
+        with(
+            "  file:\n    path: visits.jsonl",
+            &format!("  kafka: {text}"),
+        )
+    };
+    assert_eq!(
+        error_of(&kafka("{bootstrapServers: \"\", topics: []}")),
+        "source.kafka.bootstrapServers: must not be empty, e.g. \"127.0.0.1:9092\"\nsource.kafka.topics: name at least one topic"
+    );
+    let spec = JobSpec::from_yaml(&kafka("{bootstrapServers: \"127.0.0.1:9092\", topics: [visits], startFrom: latest, properties: {fetch.min.bytes: \"1\"}}")).unwrap();
+    let k = spec.source.kafka.unwrap();
+    assert_eq!((k.topics, k.bounded), (vec!["visits".to_string()], false));
+    let e = error_of(&kafka(
+        "{bootstrapServers: x, topics: [a], startFrom: middle}",
+    ));
+    assert!(
+        e.starts_with(
+            "source.kafka.startFrom: unknown variant `middle`, expected `earliest` or `latest`"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let yaml = with("size: 15m", "size: 0s").replace("everyEventTime: 2m", "everyElements: 0");
     let e = error_of(&yaml);

@@ -3,6 +3,7 @@
 
 mod file;
 mod generator;
+mod kafka;
 mod sink;
 mod txn_file;
 
@@ -10,6 +11,7 @@ use std::path::Path;
 
 pub use file::FileSplit;
 pub use generator::GeneratorSplit;
+pub use kafka::KafkaSplit;
 pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
 pub use txn_file::{read_commit_log, TransactionalFile};
 
@@ -91,6 +93,19 @@ pub fn create_splits(
             .into_iter()
             .map(|files| {
                 FileSplit::open(files, parser.clone()).map(|s| Box::new(s) as Box<dyn SourceSplit>)
+            })
+            .collect();
+    }
+    if let Some(k) = &spec.source.kafka {
+        let mut assigned: Vec<Vec<(String, i32)>> = vec![Vec::new(); parallelism];
+        for (i, tp) in kafka::partitions(k, &spec.name)?.into_iter().enumerate() {
+            assigned[i % parallelism].push(tp);
+        }
+        return assigned
+            .into_iter()
+            .map(|tps| {
+                KafkaSplit::new(k, &spec.name, tps, parser.clone())
+                    .map(|s| Box::new(s) as Box<dyn SourceSplit>)
             })
             .collect();
     }

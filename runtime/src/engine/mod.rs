@@ -524,6 +524,8 @@ fn check_fits(
 fn source_kind(spec: &JobSpec) -> &'static str {
     if spec.source.generator.is_some() {
         "generator"
+    } else if spec.source.kafka.is_some() {
+        "kafka"
     } else {
         "file"
     }

@@ -83,6 +83,37 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 pub struct SourceSpec {
     pub file: Option<FileSourceSpec>,
     pub generator: Option<GeneratorSpec>,
+    pub kafka: Option<KafkaSourceSpec>,
+}
+
+/// Kafka topics with JSON values. Each partition is a partition of the job,
+/// with its own watermark; positions are kept in checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    /// Consumer group (default `streamjob-<job name>`); offsets are kept in
+    /// checkpoints, not committed to the group by the source.
+    pub group_id: Option<String>,
+    /// Where a job without a snapshot starts reading.
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// Read up to the end offsets found at start, then end (for tests,
+    /// demos and backfills); an unbounded source runs until stopped.
+    #[serde(default)]
+    pub bounded: bool,
+    /// More librdkafka consumer settings.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
 }
 
 /// JSON-lines files, read to their end (a bounded source). Each file is a

@@ -145,8 +145,26 @@ impl JobSpec {
             &[
                 ("file", src.file.is_some()),
                 ("generator", src.generator.is_some()),
+                ("kafka", src.kafka.is_some()),
             ],
         );
+        if let Some(kafka) = &src.kafka {
+            if kafka.bootstrap_servers.trim().is_empty() {
+                p.add(
+                    "source.kafka.bootstrapServers",
+                    "must not be empty, e.g. \"127.0.0.1:9092\"",
+                );
+            }
+            if kafka.topics.is_empty() {
+                p.add("source.kafka.topics", "name at least one topic");
+            }
+            if self.event_time.field.is_none() {
+                p.add(
+                    "eventTime.field",
+                    "required for a kafka source: name the field that holds each record's event time",
+                );
+            }
+        }
         if let Some(file) = &src.file {
             match (&file.path, file.paths.is_empty()) {
                 (None, true) => p.add("source.file", "set path or paths"),

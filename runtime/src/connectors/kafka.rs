@@ -1,0 +1,250 @@
+//! Kafka as a source: each worker's split is a set of topic partitions,
+//! assigned explicitly (no consumer-group rebalancing: the job decides who
+//! reads what), read with librdkafka's consumer. A partition's position is
+//! its next offset, so a restored job resumes from the checkpoint's offsets,
+//! not from the group's committed offsets or `earliest`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Malformed, Poll, SourceItem, SourceSplit};
+use crate::record::RecordParser;
+use crate::spec::{KafkaSourceSpec, StartFrom};
+
+fn kafka_error(context: &str, e: rdkafka::error::KafkaError) -> std::io::Error {
+    std::io::Error::other(format!("kafka {context}: {e}"))
+}
+
+/// Client settings shared by every consumer of the job.
+fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &spec.bootstrap_servers)
+        .set(
+            "group.id",
+            spec.group_id
+                .clone()
+                .unwrap_or_else(|| format!("streamjob-{job}")),
+        )
+        // Offsets live in checkpoints; the group's are never used to resume.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed");
+    for (k, v) in &spec.properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// The topic partitions to read, in a stable order.
+pub fn partitions(spec: &KafkaSourceSpec, job: &str) -> std::io::Result<Vec<(String, i32)>> {
+    let consumer: BaseConsumer = consumer_config(spec, job)
+        .create()
+        .map_err(|e| kafka_error("client", e))?;
+    let mut found = Vec::new();
+    for topic in &spec.topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| kafka_error(&format!("metadata of topic {topic:?}"), e))?;
+        let t = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "source.kafka.topics: topic {topic:?} does not exist on {}",
+                        spec.bootstrap_servers
+                    ),
+                )
+            })?;
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        found.extend(ids.into_iter().map(|p| (topic.clone(), p)));
+    }
+    Ok(found)
+}
+
+struct Partition {
+    topic: String,
+    id: i32,
+    /// Next offset to read (None: where `startFrom` says).
+    next: Option<i64>,
+    records: u64,
+    /// Bounded reading stops here (the end offset when the job started).
+    end: Option<i64>,
+    ended: bool,
+}
+
+pub struct KafkaSplit {
+    consumer: BaseConsumer,
+    partitions: Vec<Partition>,
+    index: HashMap<(String, i32), usize>,
+    parser: RecordParser,
+    start_from: StartFrom,
+    bounded: bool,
+    assigned: bool,
+}
+
+impl KafkaSplit {
+    pub fn new(
+        spec: &KafkaSourceSpec,
+        job: &str,
+        assigned: Vec<(String, i32)>,
+        parser: RecordParser,
+    ) -> std::io::Result<Self> {
+        let consumer: BaseConsumer = consumer_config(spec, job)
+            .create()
+            .map_err(|e| kafka_error("consumer", e))?;
+        let index = assigned
+            .iter()
+            .enumerate()
+            .map(|(i, (t, p))| ((t.clone(), *p), i))
+            .collect();
+        Ok(KafkaSplit {
+            consumer,
+            partitions: assigned
+                .into_iter()
+                .map(|(topic, id)| Partition {
+                    topic,
+                    id,
+                    next: None,
+                    records: 0,
+                    end: None,
+                    ended: false,
+                })
+                .collect(),
+            index,
+            parser,
+            start_from: spec.start_from,
+            bounded: spec.bounded,
+            assigned: false,
+        })
+    }
+
+    /// Assigns the partitions at their positions (restored, or `startFrom`),
+    /// and for a bounded source notes where each one ends.
+    fn assign(&mut self) -> std::io::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for p in &mut self.partitions {
+            let offset = match (p.next, self.start_from) {
+                (Some(o), _) => Offset::Offset(o),
+                (None, StartFrom::Earliest) => Offset::Beginning,
+                (None, StartFrom::Latest) => Offset::End,
+            };
+            tpl.add_partition_offset(&p.topic, p.id, offset)
+                .map_err(|e| kafka_error("assign", e))?;
+            if self.bounded {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&p.topic, p.id, Duration::from_secs(10))
+                    .map_err(|e| kafka_error("end offsets", e))?;
+                p.end = Some(high);
+                let start = p.next.unwrap_or(match self.start_from {
+                    StartFrom::Earliest => low,
+                    StartFrom::Latest => high,
+                });
+                p.ended = start >= high;
+            }
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_error("assign", e))?;
+        self.assigned = true;
+        Ok(())
+    }
+}
+
+impl SourceSplit for KafkaSplit {
+    fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll> {
+        if !self.assigned {
+            self.assign()?;
+            for (i, p) in self.partitions.iter().enumerate() {
+                if p.ended {
+                    out.push(SourceItem::PartitionEnd(i));
+                }
+            }
+        }
+        if self.partitions.iter().all(|p| p.ended) {
+            return Ok(Poll::Ended);
+        }
+        let mut got = 0;
+        while got < max {
+            // Wait a little for the first record only.
+            let timeout = if got == 0 {
+                Duration::from_millis(50)
+            } else {
+                Duration::ZERO
+            };
+            let Some(result) = self.consumer.poll(timeout) else {
+                break;
+            };
+            let message = result.map_err(|e| kafka_error("poll", e))?;
+            let Some(&i) = self
+                .index
+                .get(&(message.topic().to_string(), message.partition()))
+            else {
+                continue;
+            };
+            let p = &mut self.partitions[i];
+            if p.ended {
+                continue;
+            }
+            p.next = Some(message.offset() + 1);
+            p.records += 1;
+            got += 1;
+            let text = std::str::from_utf8(message.payload().unwrap_or_default()).unwrap_or("");
+            out.push(match self.parser.parse(text) {
+                Ok(event) => SourceItem::Record {
+                    partition: i,
+                    event,
+                },
+                Err(error) => SourceItem::Malformed(Malformed {
+                    error,
+                    raw: text.to_string(),
+                    location: format!("{}[{}]@{}", p.topic, p.id, message.offset()),
+                }),
+            });
+            if p.end.is_some_and(|end| message.offset() + 1 >= end) {
+                p.ended = true;
+                out.push(SourceItem::PartitionEnd(i));
+            }
+        }
+        Ok(if got > 0 { Poll::Ready } else { Poll::Pending })
+    }
+
+    fn partition_ids(&self) -> Vec<String> {
+        self.partitions
+            .iter()
+            .map(|p| format!("kafka:{}:{}", p.topic, p.id))
+            .collect()
+    }
+
+    fn positions(&self) -> Vec<(u64, u64)> {
+        self.partitions
+            .iter()
+            // u64::MAX: nothing read yet (resume where `startFrom` says).
+            .map(|p| (p.next.map_or(u64::MAX, |o| o as u64), p.records))
+            .collect()
+    }
+
+    fn seek(&mut self, partition: usize, offset: u64, records: u64) -> std::io::Result<()> {
+        let p = &mut self.partitions[partition];
+        // u64::MAX encodes "nothing read yet": start where startFrom says.
+        p.next = (offset != u64::MAX).then_some(offset as i64);
+        p.records = records;
+        self.assigned = false;
+        Ok(())
+    }
+}
