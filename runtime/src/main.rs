@@ -234,32 +234,129 @@ fn run_job(
 /// The seed's visits (../shared/seeds/000), shipped in the binary so the demo
 /// needs no files.
 const DEMO_VISITS: &str = include_str!("../../examples/visits.jsonl");
-const DEMO_JOB: &str = include_str!("../../examples/visit-counter-local.yaml");
 
+/// The visit counter of seeds 000 and 001, reading Kafka.
+fn demo_job(bootstrap: &str, bounded: bool) -> String {
+    format!(
+        "name: visit-counter\n\
+         source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [visits], bounded: {bounded}}}}}\n\
+         eventTime: {{field: event_time}}\nwatermark: {{outOfOrderness: 5m}}\nkey: visit_id\n\
+         window: {{tumbling: {{size: 15m}}}}\ntrigger: {{early: {{everyEventTime: 2m}}}}\n\
+         aggregates: [{{name: visits, function: count}}]\n\
+         sink: {{file: {{path: visits_counter.jsonl}}}}\n\
+         checkpoints: {{interval: 200ms, storage: file://checkpoints}}\n"
+    )
+}
+
+/// Produces lines to the `visits` topic of the demo's cluster.
+fn demo_produce(bootstrap: &str, lines: &[&str]) -> Result<(), String> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| format!("demo producer: {e}"))?;
+    for line in lines {
+        producer
+            .send(BaseRecord::<(), str>::to("visits").payload(*line))
+            .map_err(|(e, _)| format!("demo produce: {e}"))?;
+    }
+    producer
+        .flush(std::time::Duration::from_secs(10))
+        .map_err(|e| format!("demo flush: {e}"))
+}
+
+/// Prints the output lines from `from` on; returns how many there are now.
+fn demo_show_output(dir: &Path, from: usize) -> usize {
+    let text = std::fs::read_to_string(dir.join("visits_counter.jsonl")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    for line in &lines[from.min(lines.len())..] {
+        println!("    {line}");
+    }
+    lines.len()
+}
+
+/// Seeds 000 and 001 end to end, with no set-up: Kafka (librdkafka's
+/// in-process mock cluster), checkpoints, a crash, and a restore that resumes
+/// from the checkpointed offsets.
 fn demo(dir: Option<PathBuf>) -> Result<(), String> {
+    use std::time::{Duration, Instant};
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("streamjob-demo-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.join(name), text).map_err(|e| format!("cannot write {name}: {e}"))
+    let visits: Vec<&str> = DEMO_VISITS.lines().collect();
+    let (first, second) = visits.split_at(10);
+
+    let cluster =
+        rdkafka::mocking::MockCluster::new(1).map_err(|e| format!("mock cluster: {e}"))?;
+    cluster
+        .create_topic("visits", 1, 1)
+        .map_err(|e| format!("create topic: {e}"))?;
+    let bootstrap = cluster.bootstrap_servers();
+    println!("[demo 1/6] an in-process Kafka cluster (librdkafka's mock broker) listens on {bootstrap}; topic visits created");
+
+    demo_produce(&bootstrap, first)?;
+    println!(
+        "[demo 2/6] produced the seed's first {} visits (visit_id 1, 10:01 to 10:10) to visits",
+        first.len()
+    );
+
+    let spec = JobSpec::from_yaml(&demo_job(&bootstrap, false)).map_err(|e| e.to_string())?;
+    let control = JobControl::new(&spec.name, 1);
+    let opts = RunOptions {
+        base_dir: dir.clone(),
+        stop: control.stop.clone(),
+        control: Some(control.clone()),
+        ..Default::default()
     };
-    write("visits.jsonl", DEMO_VISITS)?;
-    write("visit-counter-local.yaml", DEMO_JOB)?;
-    let job = dir.join("visit-counter-local.yaml");
+    println!("[demo 3/6] running visit-counter: 15-minute tumbling windows, watermark 5 minutes behind, a partial count every");
+    println!("           2 minutes of event time, checkpoints every 200 ms, output committed with each checkpoint:");
+    let job = {
+        let (spec, opts) = (spec.clone(), opts.clone());
+        std::thread::spawn(move || streamjob_runtime::run(&spec, &opts))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control.metrics.records_in.get() < first.len() as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = control.metrics.checkpoints_completed.get();
+    while control.metrics.checkpoints_completed.get() < seen + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let shown = demo_show_output(&dir, 0);
+    let last = control
+        .checkpoints()
+        .last()
+        .map(|c| c.path.clone())
+        .unwrap_or_default();
+    control
+        .stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    job.join()
+        .map_err(|_| "the demo job panicked".to_string())?
+        .map_err(|e| format!("the demo job failed: {e}"))?;
+    println!("[demo 4/6] checkpoint {last} completed, holding the window's count and the offset of visits; the job stops here, as if its pod died");
+
+    demo_produce(&bootstrap, second)?;
+    println!("[demo 5/6] produced {} more visits (10:11, 10:12); restarting from the latest checkpoint (--from-latest-checkpoint),", second.len());
+    println!("           reading visits up to its current end:");
+    let spec = JobSpec::from_yaml(&demo_job(&bootstrap, true)).map_err(|e| e.to_string())?;
+    let opts = RunOptions {
+        base_dir: dir.clone(),
+        restore: Some(RestoreFrom::LatestCheckpoint),
+        ..Default::default()
+    };
+    let summary = streamjob_runtime::run(&spec, &opts)
+        .map_err(|e| format!("the restored job failed: {e}"))?;
+    demo_show_output(&dir, shown);
     println!(
-        "[demo 1/3] wrote the seed's {} visits and the visit-counter job to {}",
-        DEMO_VISITS.lines().count(),
+        "[demo 6/6] the restored job read {} records: it resumed from the checkpointed offset, not from the start of visits,",
+        summary.records_in
+    );
+    println!("           and its count went on from the checkpointed state to the final visits=12 (partial=false).");
+    println!(
+        "           Output, checkpoints and state are in {}",
         dir.display()
-    );
-    println!("[demo 2/3] running it: visits keyed by visit_id, 15-minute tumbling windows, 5 minutes out-of-orderness,");
-    println!(
-        "           an early (partial) result every 2 minutes of event time, then the final one:"
-    );
-    run_job(&job, None, None, None, None)?;
-    println!(
-        "[demo 3/3] done; the same job runs with: streamjob run {}",
-        job.display()
     );
     Ok(())
 }
