@@ -211,7 +211,6 @@ fn run_job(
         state_dir,
         allow_non_restored_state: restore.as_ref().is_some_and(|r| r.1),
         restore: restore.map(|r| r.0),
-        stop: control.stop.clone(),
         control: Some(control.clone()),
         ..Default::default()
     };
@@ -305,7 +304,6 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
     let control = JobControl::new(&spec.name, 1);
     let opts = RunOptions {
         base_dir: dir.clone(),
-        stop: control.stop.clone(),
         control: Some(control.clone()),
         ..Default::default()
     };

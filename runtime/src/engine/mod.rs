@@ -64,7 +64,8 @@ pub struct RunOptions {
     pub base_dir: PathBuf,
     /// Overrides `state.dir`.
     pub state_dir: Option<PathBuf>,
-    /// Set to stop the job (it stops without firing open windows).
+    /// Set to stop the job (it stops without firing open windows). With a
+    /// `control`, the control's flag is the one that counts (see `stop_flag`).
     pub stop: Arc<AtomicBool>,
     /// Keep every window result in memory and return it in the summary.
     pub capture_results: bool,
@@ -97,6 +98,17 @@ pub struct RunSummary {
     /// Time until every worker was running: reading and loading the
     /// snapshot, when the run restores one.
     pub startup: Duration,
+}
+
+impl RunOptions {
+    /// The flag that stops the run: the control's when there is one (the
+    /// control API and stop-with-savepoint set it), else `stop`.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        match &self.control {
+            Some(control) => control.stop.clone(),
+            None => self.stop.clone(),
+        }
+    }
 }
 
 impl JobSpec {
@@ -237,6 +249,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let (early, processing_interval) = spec.early_firing();
     let functions: Vec<_> = spec.aggregates.iter().map(|a| a.function).collect();
     let abort = Arc::new(AtomicBool::new(false));
+    let stop = opts.stop_flag();
     let format = OutputFormat::new(spec);
     let now = now_millis();
     // A split with nothing to read (more workers than files) has ended before
@@ -337,7 +350,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             alignment: None,
             held: Default::default(),
             abort: abort.clone(),
-            stop: opts.stop.clone(),
+            stop: stop.clone(),
             records_in: 0,
             control: opts.control.clone(),
             published: Default::default(),
@@ -420,7 +433,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // The input ended and every worker finished: what was written since the
     // last checkpoint is final too. (A stopped or failed job commits
     // nothing more; a restore produces it again.)
-    let stopped = opts.stop.load(std::sync::atomic::Ordering::SeqCst);
+    let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
     if first_error.is_none() && !stopped && sinks::transactional(spec) {
         let last = storage.as_ref().map_or(Ok(0), |s| s.last_id(&layout))?;
         let id = final_epoch.max(last + 1);
