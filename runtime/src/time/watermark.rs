@@ -20,6 +20,9 @@ pub enum SourceStatus {
 pub struct MinWatermark {
     inputs: Vec<SourceStatus>,
     current: i64,
+    /// The combined status, kept with `current`: workers read it for every
+    /// record they send on, so it is not recomputed from the inputs.
+    status: SourceStatus,
 }
 
 impl MinWatermark {
@@ -27,6 +30,7 @@ impl MinWatermark {
         MinWatermark {
             inputs: vec![SourceStatus::Active(MIN_WATERMARK); inputs],
             current: MIN_WATERMARK,
+            status: SourceStatus::Active(MIN_WATERMARK),
         }
     }
 
@@ -35,6 +39,7 @@ impl MinWatermark {
         let mut m = MinWatermark {
             inputs,
             current: MIN_WATERMARK,
+            status: SourceStatus::Active(MIN_WATERMARK),
         };
         m.recompute();
         m
@@ -62,19 +67,10 @@ impl MinWatermark {
         self.inputs[input]
     }
 
-    /// The combined status: idle when every input not ended is idle.
+    /// The combined status: ended when every input is, idle when every input
+    /// not ended is idle.
     pub fn status(&self) -> SourceStatus {
-        if self.inputs.iter().all(|s| *s == SourceStatus::Ended) {
-            SourceStatus::Ended
-        } else if self
-            .inputs
-            .iter()
-            .all(|s| matches!(s, SourceStatus::Idle | SourceStatus::Ended))
-        {
-            SourceStatus::Idle
-        } else {
-            SourceStatus::Active(self.current)
-        }
+        self.status
     }
 
     fn recompute(&mut self) -> Option<i64> {
@@ -90,17 +86,25 @@ impl MinWatermark {
                 SourceStatus::Ended => {}
             }
         }
-        let candidate = if all_ended {
-            MAX_WATERMARK
-        } else {
-            min? // all idle: hold the watermark where it is
+        let candidate = match (all_ended, min) {
+            (true, _) => MAX_WATERMARK,
+            (false, Some(min)) => min,
+            (false, None) => {
+                // All idle: hold the watermark where it is.
+                self.status = SourceStatus::Idle;
+                return None;
+            }
         };
-        if candidate > self.current {
+        let advanced = candidate > self.current;
+        if advanced {
             self.current = candidate;
-            Some(candidate)
-        } else {
-            None
         }
+        self.status = if all_ended {
+            SourceStatus::Ended
+        } else {
+            SourceStatus::Active(self.current)
+        };
+        advanced.then_some(candidate)
     }
 }
 
