@@ -97,6 +97,10 @@ impl Layout {
         }
     }
 
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
     pub fn checkpoints(&self) -> PathBuf {
         Path::new(&self.job).join("checkpoints")
     }

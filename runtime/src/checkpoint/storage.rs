@@ -181,11 +181,11 @@ impl CheckpointStorage {
     }
 
     /// The newest completed checkpoint of the job.
-    pub fn latest(&self, layout: &Layout, job: &str) -> Result<Restore, RestoreError> {
+    pub fn latest(&self, layout: &Layout) -> Result<Restore, RestoreError> {
         let ids = self.completed(&layout.checkpoints())?;
         let Some(&id) = ids.last() else {
             return Err(RestoreError::NoCheckpoint {
-                job: job.to_string(),
+                job: layout.job().to_string(),
                 root: self.root.display().to_string(),
             });
         };

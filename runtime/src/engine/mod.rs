@@ -121,19 +121,18 @@ impl JobSpec {
     }
 
     fn early_firing(&self) -> (EarlyFiring, Option<Duration>) {
-        match &self.trigger.early {
-            Some(e) if e.every_event_time.is_some() => (
-                EarlyFiring::EventTime(e.every_event_time.unwrap_or_default().as_millis()),
-                None,
-            ),
-            Some(e) if e.every_processing_time.is_some() => (
-                EarlyFiring::ProcessingTime,
-                e.every_processing_time.map(|d| d.as_std()),
-            ),
-            Some(e) if e.every_elements.is_some() => {
-                (EarlyFiring::Elements(e.every_elements.unwrap_or(1)), None)
-            }
-            _ => (EarlyFiring::None, None),
+        let Some(e) = &self.trigger.early else {
+            return (EarlyFiring::None, None);
+        };
+        // Validation leaves exactly one of the three set.
+        if let Some(interval) = e.every_event_time {
+            (EarlyFiring::EventTime(interval.as_millis()), None)
+        } else if let Some(interval) = e.every_processing_time {
+            (EarlyFiring::ProcessingTime, Some(interval.as_std()))
+        } else if let Some(n) = e.every_elements {
+            (EarlyFiring::Elements(n), None)
+        } else {
+            (EarlyFiring::None, None)
         }
     }
 }
@@ -168,14 +167,14 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
         let (Some(delay), true) = (delay, error.is_retryable()) else {
             return Err(error);
         };
-        let has_checkpoint = match (&spec.checkpoints, &opts.restore) {
-            (Some(c), _) => {
+        let has_checkpoint = match &spec.checkpoints {
+            Some(c) => {
                 let storage = CheckpointStorage::from_uri(&c.storage, &opts.base_dir)?;
                 !storage
                     .completed(&Layout::new(&spec.name).checkpoints())?
                     .is_empty()
             }
-            (None, _) => false,
+            None => false,
         };
         if has_checkpoint {
             opts.restore = Some(RestoreFrom::LatestCheckpoint);
@@ -226,7 +225,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 reason: "the job has no checkpoints.storage to look in".into(),
             })?;
             roll_forward(spec, base, storage, &layout)?;
-            Some(storage.latest(&layout, &spec.name)?)
+            Some(storage.latest(&layout)?)
         }
     };
     let mut restore_state = true;

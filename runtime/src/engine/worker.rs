@@ -392,14 +392,14 @@ impl Worker {
                     self.op.advance_watermark(wm, &mut self.collector)?;
                 }
                 if status == SourceStatus::Ended {
-                    self.barrier_from(from, None)?;
+                    self.barrier_from(from)?;
                 }
             }
             Item::Barrier(id) => {
                 if self.alignment.as_ref().is_none_or(|a| a.id < id) {
                     self.inject(id)?;
                 }
-                self.barrier_from(from, Some(id))?;
+                self.barrier_from(from)?;
             }
         }
         Ok(())
@@ -452,12 +452,12 @@ impl Worker {
         let mut got = vec![false; self.peers.len()];
         got[self.index] = true;
         self.alignment = Some(Alignment { id, got, positions });
-        self.barrier_from(self.index, None)
+        self.barrier_from(self.index)
     }
 
     /// Input `from` delivered its barrier (or ended); completes the
     /// checkpoint when every input has.
-    fn barrier_from(&mut self, from: usize, _id: Option<u64>) -> Result<(), JobError> {
+    fn barrier_from(&mut self, from: usize) -> Result<(), JobError> {
         let Some(a) = &mut self.alignment else {
             return Ok(());
         };
