@@ -6,7 +6,9 @@
 //! output with it, so every window's final result is in the file exactly
 //! once, however often the job is killed.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use common::{check_windows, Windows};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +22,9 @@ const KEYS: u64 = 40;
 
 /// In-order-enough input: times move 1 ms a record, jittered back by up to
 /// 200 ms, under a 500 ms out-of-orderness bound, so nothing is late.
-fn write_input(dir: &Path, records: u64) -> BTreeMap<(String, i64), (u64, i64)> {
+fn write_input(dir: &Path, records: u64) -> Windows {
     let mut lines = String::new();
-    let mut expected: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    let mut expected = Windows::new();
     let mut x: u64 = 1;
     for i in 0..records {
         x = x
@@ -53,34 +55,6 @@ fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
          sink: {{file: {{path: out.jsonl}}}}\n\
          checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
     )
-}
-
-/// Checks every final result written against the expected windows.
-fn check_output(dir: &Path, expected: &BTreeMap<(String, i64), (u64, i64)>) {
-    let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
-    let mut seen = BTreeSet::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        if v["partial"] != Value::Bool(false) {
-            continue;
-        }
-        let start = chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis();
-        let window = (v["k"].as_str().unwrap().to_string(), start);
-        let got = (v["n"].as_u64().unwrap(), v["s"].as_i64().unwrap());
-        assert_eq!(Some(&got), expected.get(&window), "window {window:?}");
-        assert!(
-            seen.insert(window.clone()),
-            "window {window:?} written twice"
-        );
-    }
-    let missing: Vec<_> = expected
-        .keys()
-        .filter(|w| !seen.contains(*w))
-        .take(5)
-        .collect();
-    assert!(missing.is_empty(), "windows never emitted: {missing:?}");
 }
 
 fn completed_checkpoints(dir: &Path) -> usize {
@@ -141,7 +115,7 @@ fn kill_9_then_restore_from_the_latest_checkpoint() {
         resumed < 400_000,
         "the restored run resumed mid-input, read {resumed}"
     );
-    check_output(dir.path(), &expected);
+    check_windows(dir.path(), &expected);
 }
 
 /// Stops an in-process run once `n` checkpoints have completed.
@@ -200,7 +174,7 @@ fn restore_at_another_parallelism() {
         };
         let summary = run(&spec, &opts).unwrap();
         assert!(summary.restored_from.is_some());
-        check_output(dir.path(), &expected);
+        check_windows(dir.path(), &expected);
     }
 }
 
@@ -342,7 +316,7 @@ fn exactly_once_output_across_twenty_kills() {
     }
     let (ok, stderr) = restore_with_binary(&job);
     assert!(ok, "{stderr}");
-    check_output(dir.path(), &expected);
+    check_windows(dir.path(), &expected);
 }
 
 /// The job dies at each point of the commit protocol for checkpoint 3; the
@@ -386,7 +360,7 @@ fn every_crash_point_of_the_commit_protocol() {
             point == "after-commit",
             "{point}: {stderr}"
         );
-        check_output(dir.path(), &expected);
+        check_windows(dir.path(), &expected);
     }
 }
 
@@ -415,7 +389,7 @@ fn the_restart_strategy_resumes_from_the_latest_checkpoint() {
         "{stderr}"
     );
     assert!(stderr.contains(", 1 restarts"), "{stderr}");
-    check_output(dir.path(), &expected);
+    check_windows(dir.path(), &expected);
 }
 
 /// A generator job with watermark alignment restores and runs to its end:
@@ -488,7 +462,7 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
                 stderr.contains("checkpoint 3 failed (1 of 1 tolerated in a row)"),
                 "{stderr}"
             );
-            check_output(dir.path(), &expected);
+            check_windows(dir.path(), &expected);
         } else {
             assert!(!out.status.success(), "{stderr}");
             assert!(stderr.contains("checkpoint 3 failed: "), "{stderr}");

@@ -3,15 +3,15 @@
 //! windows, and a `kill -9` after which the job resumes from the offsets in
 //! its checkpoint, with exactly-once file output.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+mod common;
+
+use common::{check_windows, Windows};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use serde_json::Value;
 use streamjob_runtime::{run, JobSpec, RunOptions};
 
 const PARTITIONS: i32 = 3;
@@ -21,14 +21,14 @@ const PARTITIONS: i32 = 3;
 fn produce(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     records: u64,
-) -> BTreeMap<(String, i64), (u64, i64)> {
+) -> Windows {
     cluster.create_topic("events", PARTITIONS, 1).unwrap();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();
-    let mut expected: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    let mut expected = Windows::new();
     for i in 0..records {
         let key = format!("k{}", i % 7);
         let ts = i as i64 * 3;
@@ -70,27 +70,6 @@ fn job_yaml(bootstrap: &str, parallelism: u32, checkpoints: bool) -> String {
     yaml
 }
 
-/// Every final result in the file, checked against the expectation: each
-/// window exactly once, none missing.
-fn check_output(dir: &Path, expected: &BTreeMap<(String, i64), (u64, i64)>) {
-    let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
-    let mut seen = BTreeMap::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let start = chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis();
-        let window = (v["k"].as_str().unwrap().to_string(), start);
-        let got = (v["n"].as_u64().unwrap(), v["s"].as_i64().unwrap());
-        assert_eq!(Some(&got), expected.get(&window), "window {window:?}");
-        assert!(
-            seen.insert(window.clone(), got).is_none(),
-            "window {window:?} written twice"
-        );
-    }
-    assert_eq!(seen.len(), expected.len(), "every window is written");
-}
-
 #[test]
 fn kafka_partitions_spread_over_workers_give_exact_windows() {
     let cluster = MockCluster::new(1).unwrap();
@@ -104,7 +83,7 @@ fn kafka_partitions_spread_over_workers_give_exact_windows() {
     };
     let summary = run(&spec, &opts).unwrap();
     assert_eq!((summary.records_in, summary.late), (30_000, 0));
-    check_output(dir.path(), &expected);
+    check_windows(dir.path(), &expected);
 }
 
 #[test]
@@ -172,5 +151,5 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
         resumed < 300_000,
         "resumed from the checkpoint's offsets, read {resumed}"
     );
-    check_output(dir.path(), &expected);
+    check_windows(dir.path(), &expected);
 }

@@ -1,9 +1,12 @@
 //! Whole jobs on one machine: file in, file or stdout out, through the
 //! engine's workers and the `streamjob` binary.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::sum_field;
 use serde_json::Value;
 use streamjob_runtime::{run, JobSpec, RunOptions};
 
@@ -377,14 +380,7 @@ fn files_are_partitions_with_their_own_watermarks() {
         let _ = std::fs::remove_file(dir.path().join("out.jsonl"));
         let summary = run(&spec, &opts(dir.path())).unwrap();
         assert_eq!(summary.late, 0, "parallelism {parallelism}");
-        let total: u64 = sorted_results(dir.path())
-            .iter()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["n"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .sum();
+        let total: u64 = sum_field(&sorted_results(dir.path()), "n");
         assert_eq!(total, 80, "parallelism {parallelism}");
     }
 }
@@ -409,14 +405,7 @@ fn generator_splits_with_alignment_give_the_same_windows() {
     }
     // 200,000 events at 10 per ms span 20 s: 20 windows of 50 keys.
     assert_eq!(outputs[0].len(), 20 * 50);
-    let total: u64 = outputs[0]
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["n"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
+    let total: u64 = sum_field(&outputs[0], "n");
     assert_eq!(total, 200_000);
     assert_eq!(outputs[0], outputs[1]);
 }

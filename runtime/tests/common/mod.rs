@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: reading a job's output and
+//! checking it against expected windows.
+
+// Each test binary uses some of these.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Expected final results: (key, window start in ms) → (count, sum).
+pub type Windows = BTreeMap<(String, i64), (u64, i64)>;
+
+/// A result's `window_start` in epoch milliseconds.
+pub fn window_start(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v["window_start"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Checks the final results in `dir/out.jsonl` (key field `k`, aggregates
+/// `n` and `s`) against `expected`: each window exactly once, with the right
+/// values, none missing.
+pub fn check_windows(dir: &Path, expected: &Windows) {
+    let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+    let mut seen = BTreeSet::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["partial"] != Value::Bool(false) {
+            continue;
+        }
+        let window = (v["k"].as_str().unwrap().to_string(), window_start(&v));
+        let got = (v["n"].as_u64().unwrap(), v["s"].as_i64().unwrap());
+        assert_eq!(Some(&got), expected.get(&window), "window {window:?}");
+        assert!(
+            seen.insert(window.clone()),
+            "window {window:?} written twice"
+        );
+    }
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|w| !seen.contains(*w))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "windows never emitted: {missing:?}");
+}
+
+/// The sum of a numeric field over JSON lines.
+pub fn sum_field(lines: &[String], field: &str) -> u64 {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()[field]
+                .as_u64()
+                .unwrap()
+        })
+        .sum()
+}
