@@ -48,11 +48,29 @@ fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A job process that is killed if the test ends without waiting for it
+/// (a failed assertion must not leave a job running).
+struct Job(Child);
+
+impl Job {
+    fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `streamjob run` with the control API on a free port; returns the
-/// process (the caller waits for it) and the API's address.
-#[allow(clippy::zombie_processes)]
-fn start(job: &Path, extra: &[&str]) -> (Child, String, BufReader<std::process::ChildStderr>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+/// process and the API's address.
+fn start(job: &Path, extra: &[&str]) -> (Job, String, BufReader<std::process::ChildStderr>) {
+    let mut child = Job(Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")
         .arg(job)
         .args(["--control-address", "127.0.0.1:0"])
@@ -60,15 +78,16 @@ fn start(job: &Path, extra: &[&str]) -> (Child, String, BufReader<std::process::
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        .unwrap());
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
         if stderr.read_line(&mut line).unwrap() == 0 {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!("the job exited ({status:?}) before its control API was up");
+            panic!(
+                "the job exited ({:?}) before its control API was up",
+                child.0.try_wait()
+            );
         }
         if let Some(address) = line
             .trim()
@@ -100,7 +119,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
     let (mut child, api, mut stderr) = start(&job, &[]);
 
     std::thread::sleep(Duration::from_millis(300));
-    if let Ok(Some(status)) = child.try_wait() {
+    if let Ok(Some(status)) = child.0.try_wait() {
         let mut rest = String::new();
         stderr.read_to_string(&mut rest).unwrap();
         panic!("exited {status}: {rest}");
@@ -162,7 +181,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
         .unwrap()
         .to_string();
     assert!(Path::new(&stop_path).join("_metadata").is_file());
-    let status = child.wait().unwrap();
+    let status = child.wait();
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
     assert!(status.success(), "{rest}");
@@ -178,7 +197,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
     }));
     let (code, _) = http(&api, "POST", "/stop", Some(r#"{"savepoint": false}"#));
     assert_eq!(code, 200);
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait().success());
 }
 
 #[test]
@@ -202,5 +221,5 @@ fn savepoints_need_checkpoint_storage() {
     assert_eq!(code, 409, "{body}");
     let (code, _) = http(&api, "POST", "/stop", None);
     assert_eq!(code, 200);
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait().success());
 }
