@@ -5,55 +5,23 @@
 
 mod common;
 
+use common::kafka::produce_events;
 use common::{check_windows, Windows};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use streamjob_runtime::{run, JobSpec, RunOptions};
 
 const PARTITIONS: i32 = 3;
 
-/// Produces `records` to topic `events`: partition `i % 3`, times in order
-/// within each partition. Returns the expected (count, sum) per window.
+/// Creates topic `events` with 3 partitions and produces `records` to it.
 fn produce(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     records: u64,
 ) -> Windows {
     cluster.create_topic("events", PARTITIONS, 1).unwrap();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
-    let mut expected = Windows::new();
-    for i in 0..records {
-        let key = format!("k{}", i % 7);
-        let ts = i as i64 * 3;
-        let amount = (i % 11) as i64;
-        let payload = format!(r#"{{"k": "{key}", "t": {ts}, "a": {amount}}}"#);
-        loop {
-            match producer.send(
-                BaseRecord::<(), String>::to("events")
-                    .partition((i % 3) as i32)
-                    .payload(&payload),
-            ) {
-                Ok(()) => break,
-                Err((_, _)) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        let e = expected
-            .entry((key, ts.div_euclid(1000) * 1000))
-            .or_default();
-        e.0 += 1;
-        e.1 += amount;
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    expected
+    produce_events(&cluster.bootstrap_servers(), "events", PARTITIONS, records)
 }
 
 fn job_yaml(bootstrap: &str, parallelism: u32, checkpoints: bool) -> String {

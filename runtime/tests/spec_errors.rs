@@ -218,11 +218,59 @@ fn sink_rules() {
             "  stdout: {}",
             "  stdout: {}\n  file:\n    path: out.jsonl"
         )),
-        "sink: set only one of stdout, file, discard, got stdout and file"
+        "sink: set only one of stdout, file, discard, kafka, got stdout and file"
     );
     assert_eq!(
         error_of(&with("  stdout: {}", "  stdout: {}\nsideOutputs:\n  malformed:\n    stdout: {}\n  failOnMalformed: true")),
         "sideOutputs.failOnMalformed: cannot be true while sideOutputs.malformed is set: choose one"
+    );
+}
+
+#[test]
+fn kafka_sink_rules() {
+    let kafka = |sink: &str, rest: &str| {
+        with(
+            "sink:\n  stdout: {}",
+            &format!("sink:\n  kafka: {sink}\n{rest}"),
+        )
+    };
+    assert_eq!(
+        error_of(&kafka("{bootstrapServers: \"\", topic: out}", "")),
+        "sink.kafka.bootstrapServers: must not be empty, e.g. \"localhost:9092\""
+    );
+    // A transaction must outlive a checkpoint interval plus a recovery.
+    assert_eq!(
+        error_of(&kafka(
+            "{bootstrapServers: \"b:9092\", topic: out, properties: {transaction.timeout.ms: \"60000\"}}",
+            "checkpoints: {interval: 30s, storage: file:///tmp/ck}"
+        )),
+        "sink.kafka.properties.transaction.timeout.ms: is 60000 ms, but a transaction stays open for a checkpoint interval (30s) plus the time to recover; set it above 90000 ms (interval + 60 s), or shorten checkpoints.interval"
+    );
+    assert_eq!(
+        error_of(&kafka(
+            "{bootstrapServers: \"b:9092\", topic: out, properties: {transaction.timeout.ms: soon}}",
+            "checkpoints: {interval: 30s, storage: file:///tmp/ck}"
+        )),
+        "sink.kafka.properties.transaction.timeout.ms: must be a number of milliseconds, got \"soon\""
+    );
+    // The default (15 min) is too short for a 15 min interval.
+    assert!(error_of(&kafka(
+        "{bootstrapServers: \"b:9092\", topic: out}",
+        "checkpoints: {interval: 15m, storage: file:///tmp/ck}"
+    ))
+    .starts_with("sink.kafka.properties.transaction.timeout.ms: is 900000 ms"));
+    // At-least-once takes no transactions: no check.
+    assert!(JobSpec::from_yaml(&kafka(
+        "{bootstrapServers: \"b:9092\", topic: out}",
+        "checkpoints: {interval: 15m, storage: file:///tmp/ck, mode: atLeastOnce}"
+    ))
+    .is_ok());
+    assert_eq!(
+        error_of(&kafka(
+            "{bootstrapServers: \"b:9092\", topic: out}",
+            "checkpoints: {interval: 10s, storage: file:///tmp/ck}\nsideOutputs: {late: {kafka: {bootstrapServers: \"other:9092\", topic: late}}}"
+        )),
+        "sideOutputs.late.kafka.bootstrapServers: must be the sink's (\"b:9092\"): side outputs are written in the sink's transactions, got \"other:9092\""
     );
 }
 

@@ -25,12 +25,7 @@ fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &spec.bootstrap_servers)
-        .set(
-            "group.id",
-            spec.group_id
-                .clone()
-                .unwrap_or_else(|| format!("streamjob-{job}")),
-        )
+        .set("group.id", spec.group(job))
         // Offsets live in checkpoints; the group's are never used to resume.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

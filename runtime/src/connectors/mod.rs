@@ -4,6 +4,7 @@
 mod file;
 mod generator;
 mod kafka;
+mod kafka_sink;
 mod sink;
 mod txn_file;
 
@@ -12,6 +13,7 @@ use std::path::Path;
 pub use file::FileSplit;
 pub use generator::GeneratorSplit;
 pub use kafka::KafkaSplit;
+pub use kafka_sink::{KafkaWriter, TransactionalKafka};
 pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
 pub use txn_file::{read_commit_log, TransactionalFile};
 

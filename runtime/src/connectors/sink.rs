@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::Malformed;
+use super::{KafkaWriter, Malformed};
 use crate::record::Event;
 use crate::spec::{JobSpec, SinkSpec};
 use crate::time::format_time;
@@ -80,13 +80,16 @@ pub fn format_malformed(m: &Malformed) -> String {
 pub enum SinkWriter {
     Stdout(std::io::Stdout),
     File(BufWriter<File>),
+    Kafka(KafkaWriter),
     Discard,
 }
 
 impl SinkWriter {
     /// Opens a sink; files are appended to, never truncated.
     pub fn open(spec: &SinkSpec, base_dir: &Path) -> std::io::Result<Self> {
-        if spec.stdout.is_some() {
+        if let Some(kafka) = &spec.kafka {
+            Ok(SinkWriter::Kafka(KafkaWriter::plain(kafka)?))
+        } else if spec.stdout.is_some() {
             Ok(SinkWriter::Stdout(std::io::stdout()))
         } else if let Some(file) = &spec.file {
             let path = base_dir.join(&file.path);
@@ -111,8 +114,10 @@ impl SinkWriter {
         matches!(self, SinkWriter::Discard)
     }
 
-    pub fn write_lines(&mut self, lines: &[String]) -> std::io::Result<()> {
+    /// Writes lines; `keys` (one per line, or empty) only matter to Kafka.
+    pub fn write_lines(&mut self, lines: &[String], keys: &[String]) -> std::io::Result<()> {
         match self {
+            SinkWriter::Kafka(k) => k.produce(0, lines, keys),
             SinkWriter::Stdout(out) => {
                 let mut lock = out.lock();
                 for line in lines {
@@ -130,9 +135,13 @@ impl SinkWriter {
         }
     }
 
-    /// Flushes, and for files waits until the data is on disk.
+    /// Flushes, and waits until the data is on disk (a file) or
+    /// acknowledged (Kafka).
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.flush()?;
+        if let SinkWriter::Kafka(k) = self {
+            k.flush()?;
+        }
         if let SinkWriter::File(w) = self {
             w.get_ref().sync_data()?;
         }
@@ -143,7 +152,7 @@ impl SinkWriter {
         match self {
             SinkWriter::Stdout(out) => out.flush(),
             SinkWriter::File(w) => w.flush(),
-            SinkWriter::Discard => Ok(()),
+            SinkWriter::Kafka(_) | SinkWriter::Discard => Ok(()),
         }
     }
 }

@@ -22,12 +22,16 @@ pub enum SinkMsg {
         worker: usize,
         target: Target,
         lines: Vec<String>,
+        /// One key per line for a keyed destination (Kafka), else empty.
+        keys: Vec<String>,
     },
-    /// Worker `worker` reached the barrier of `checkpoint`: make what it
-    /// sent so far durable (sealed, for a transactional sink), then answer.
+    /// Worker `worker` reached the barrier of `checkpoint` with its Kafka
+    /// source partitions at `offsets`: make what it sent so far durable
+    /// (sealed, for a transactional sink), then answer.
     Sync {
         worker: usize,
         checkpoint: u64,
+        offsets: Vec<(String, i32, i64)>,
         reply: Sender<std::io::Result<()>>,
     },
     /// Checkpoint `checkpoint` has every worker's state: commit its output.
@@ -67,7 +71,10 @@ pub struct Collector {
     sink: Sender<SinkMsg>,
     /// Which targets are written somewhere (the others are only counted).
     keep: [bool; 3],
+    /// Which targets' destinations take a key with each record.
+    keyed: [bool; 3],
     buffers: [Vec<String>; 3],
+    keys: [Vec<String>; 3],
     pub counts: OutputCounts,
     /// Results kept in memory instead, for tests and the bench harness.
     pub captured: Option<Vec<WindowResult>>,
@@ -80,22 +87,26 @@ impl Collector {
         worker: usize,
         format: OutputFormat,
         sink: Sender<SinkMsg>,
-        keep_results: bool,
-        keep_late: bool,
-        keep_malformed: bool,
+        keep: [bool; 3],
+        keyed: [bool; 3],
     ) -> Self {
         Collector {
             worker,
             format,
             sink,
-            keep: [keep_results, keep_late, keep_malformed],
+            keep,
+            keyed,
             buffers: Default::default(),
+            keys: Default::default(),
             counts: OutputCounts::default(),
             captured: None,
         }
     }
 
-    fn push(&mut self, target: Target, line: String) {
+    fn push(&mut self, target: Target, line: String, key: impl FnOnce() -> String) {
+        if self.keyed[target as usize] {
+            self.keys[target as usize].push(key());
+        }
         let buf = &mut self.buffers[target as usize];
         buf.push(line);
         if buf.len() >= FLUSH_AT {
@@ -105,6 +116,7 @@ impl Collector {
 
     fn flush_target(&mut self, target: Target) {
         let lines = std::mem::take(&mut self.buffers[target as usize]);
+        let keys = std::mem::take(&mut self.keys[target as usize]);
         if !lines.is_empty() {
             // The sink thread outlives the workers; a send error means it
             // failed, which the job reports when it joins it.
@@ -112,6 +124,7 @@ impl Collector {
                 worker: self.worker,
                 target,
                 lines,
+                keys,
             });
         }
     }
@@ -124,12 +137,17 @@ impl Collector {
 
     /// Flushes buffered lines and waits until the sink has made them (and
     /// everything before them) durable, as part of `checkpoint`.
-    pub fn sync(&mut self, checkpoint: u64) -> std::io::Result<()> {
+    pub fn sync(
+        &mut self,
+        checkpoint: u64,
+        offsets: Vec<(String, i32, i64)>,
+    ) -> std::io::Result<()> {
         self.flush();
         let worker = self.worker;
         ask_sink(&self.sink, |reply| SinkMsg::Sync {
             worker,
             checkpoint,
+            offsets,
             reply,
         })
     }
@@ -137,7 +155,7 @@ impl Collector {
     pub fn malformed(&mut self, m: &Malformed) {
         self.counts.malformed += 1;
         if self.keep[Target::Malformed as usize] {
-            self.push(Target::Malformed, format_malformed(m));
+            self.push(Target::Malformed, format_malformed(m), String::new);
         }
     }
 }
@@ -147,7 +165,7 @@ impl Output for Collector {
         self.counts.results += 1;
         if self.keep[Target::Results as usize] {
             let line = format_result(&self.format, &result, now_millis());
-            self.push(Target::Results, line);
+            self.push(Target::Results, line, || result.key.to_string());
         }
         if let Some(captured) = &mut self.captured {
             captured.push(result);
@@ -158,7 +176,7 @@ impl Output for Collector {
         self.counts.late += 1;
         if self.keep[Target::Late as usize] {
             let line = format_late(&self.format, &event);
-            self.push(Target::Late, line);
+            self.push(Target::Late, line, || event.key.to_string());
         }
     }
 }

@@ -216,6 +216,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         None => None,
     };
     let layout = Layout::new(&spec.name);
+    let kafka_sink = sinks::open_transactional_kafka(spec).map_err(JobError::Sink)?;
     let restore = match &opts.restore {
         None => None,
         Some(RestoreFrom::Path(path)) => Some(read_snapshot(&base.join(path))?),
@@ -224,7 +225,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 path: "--from-latest-checkpoint".into(),
                 reason: "the job has no checkpoints.storage to look in".into(),
             })?;
-            roll_forward(spec, base, storage, &layout)?;
+            roll_forward(spec, base, storage, &layout, kafka_sink.as_ref())?;
             Some(storage.latest(&layout)?)
         }
     };
@@ -234,9 +235,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     }
 
     let mut splits = create_splits(spec, base).map_err(JobError::Source)?;
-    let sinks =
-        Sinks::open(spec, base, restore.as_ref().map(|r| r.metadata.id)).map_err(JobError::Sink)?;
-    let keep = sinks.keeps();
+    let sinks = Sinks::open(
+        spec,
+        base,
+        restore.as_ref().map(|r| r.metadata.id),
+        kafka_sink,
+    )
+    .map_err(JobError::Sink)?;
+    let (keep, keyed) = (sinks.keeps(), sinks.keyed());
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
     let sink_thread = thread::Builder::new()
         .name("sink".into())
@@ -280,14 +286,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             spec.state.max_keys_in_memory as usize,
             spec.max_parallelism,
         )?;
-        let mut collector = Collector::new(
-            index,
-            format.clone(),
-            sink_tx.clone(),
-            keep[0],
-            keep[1],
-            keep[2],
-        );
+        let mut collector = Collector::new(index, format.clone(), sink_tx.clone(), keep, keyed);
         if opts.capture_results {
             collector.captured = Some(Vec::new());
         }
@@ -433,7 +432,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // last checkpoint is final too. (A stopped or failed job commits
     // nothing more; a restore produces it again.)
     let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
-    if first_error.is_none() && !stopped && sinks::transactional(spec) {
+    if first_error.is_none() && !stopped && sinks::two_phase(spec) {
         let last = storage.as_ref().map_or(Ok(0), |s| s.last_id(&layout))?;
         let id = final_epoch.max(last + 1);
         if let Err(e) = ask_sink(&sink_tx, |reply| SinkMsg::Finish {
@@ -457,20 +456,26 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
 
 /// A checkpoint whose output the sink committed, but whose `_metadata` was
 /// never written (the job died in between), is completed now: the output it
-/// committed reflects its state, so that is the state to resume from.
+/// committed reflects its state, so that is the state to resume from. The
+/// file sink's commit log, or the Kafka sink's committed offsets, say which
+/// checkpoint committed last.
 fn roll_forward(
     spec: &JobSpec,
     base: &Path,
     storage: &CheckpointStorage,
     layout: &Layout,
+    kafka_sink: Option<&crate::connectors::TransactionalKafka>,
 ) -> Result<(), JobError> {
-    let (Some(file), true) = (&spec.sink.file, sinks::transactional(spec)) else {
-        return Ok(());
+    let committed = match (&spec.sink.file, kafka_sink) {
+        (_, Some(kafka)) => kafka.committed_checkpoint().map_err(JobError::Sink)?,
+        (Some(file), None) if sinks::transactional_file(spec) => {
+            read_commit_log(&base.join(&file.path))
+                .map_err(JobError::Sink)?
+                .last()
+                .map(|(id, _)| *id)
+        }
+        _ => return Ok(()),
     };
-    let committed = read_commit_log(&base.join(&file.path))
-        .map_err(JobError::Sink)?
-        .last()
-        .map(|(id, _)| *id);
     let complete = storage.completed(&layout.checkpoints())?.last().copied();
     if let Some(id) = committed {
         if complete.is_none_or(|c| id > c) && storage.roll_forward(layout, id)? {

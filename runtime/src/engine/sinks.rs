@@ -7,14 +7,15 @@ use std::path::Path;
 use crossbeam_channel::Receiver;
 
 use super::collector::{SinkMsg, Target};
-use crate::connectors::{SinkWriter, TransactionalFile};
-use crate::spec::{CheckpointMode, JobSpec};
+use crate::connectors::{SinkWriter, TransactionalFile, TransactionalKafka};
+use crate::spec::{CheckpointMode, JobSpec, SinkSpec};
 
-/// Where results go: a plain writer, or a transactional file when the job
-/// takes exactly-once checkpoints and writes to a file.
+/// Where results go: a plain writer, or a two-phase sink when the job takes
+/// exactly-once checkpoints and writes to a file or to Kafka.
 enum ResultsWriter {
     Plain(SinkWriter),
-    Transactional(TransactionalFile),
+    File(TransactionalFile),
+    Kafka(TransactionalKafka),
 }
 
 pub(crate) struct Sinks {
@@ -23,21 +24,67 @@ pub(crate) struct Sinks {
     malformed: SinkWriter,
 }
 
+fn exactly_once(spec: &JobSpec) -> bool {
+    spec.checkpoints
+        .as_ref()
+        .is_some_and(|c| c.mode == CheckpointMode::ExactlyOnce)
+}
+
 /// Whether the job's results go through the two-phase file sink.
-pub(crate) fn transactional(spec: &JobSpec) -> bool {
-    spec.sink.file.is_some()
-        && spec
-            .checkpoints
-            .as_ref()
-            .is_some_and(|c| c.mode == CheckpointMode::ExactlyOnce)
+pub(crate) fn transactional_file(spec: &JobSpec) -> bool {
+    spec.sink.file.is_some() && exactly_once(spec)
+}
+
+/// Whether results go through a two-phase sink (file or Kafka), which
+/// commits with each checkpoint and once more when the input ends.
+pub(crate) fn two_phase(spec: &JobSpec) -> bool {
+    (spec.sink.file.is_some() || spec.sink.kafka.is_some()) && exactly_once(spec)
+}
+
+/// Opens the exactly-once Kafka sink, when the job has one. This fences a
+/// crashed run's producer and settles its open transaction, so it comes
+/// before the restore decision, which reads what that run committed.
+pub(crate) fn open_transactional_kafka(
+    spec: &JobSpec,
+) -> std::io::Result<Option<TransactionalKafka>> {
+    let (Some(kafka), true) = (&spec.sink.kafka, exactly_once(spec)) else {
+        return Ok(None);
+    };
+    let group = match &spec.source.kafka {
+        Some(source) => source.group(&spec.name),
+        None => format!("streamjob-{}", spec.name),
+    };
+    let topic = |s: &Option<SinkSpec>| {
+        s.as_ref()
+            .and_then(|s| s.kafka.as_ref())
+            .map(|k| k.topic.clone())
+    };
+    TransactionalKafka::open(
+        kafka,
+        &spec.name,
+        &group,
+        [
+            topic(&spec.side_outputs.late),
+            topic(&spec.side_outputs.malformed),
+        ],
+        spec.parallelism as usize,
+    )
+    .map(Some)
 }
 
 impl Sinks {
-    /// Opens every sink. `restored` is the checkpoint the run starts from.
-    pub fn open(spec: &JobSpec, base: &Path, restored: Option<u64>) -> std::io::Result<Self> {
-        let results = match &spec.sink.file {
-            Some(file) if transactional(spec) => {
-                ResultsWriter::Transactional(TransactionalFile::open(
+    /// Opens every sink. `restored` is the checkpoint the run starts from;
+    /// `kafka` the exactly-once Kafka sink opened before the restore.
+    pub fn open(
+        spec: &JobSpec,
+        base: &Path,
+        restored: Option<u64>,
+        kafka: Option<TransactionalKafka>,
+    ) -> std::io::Result<Self> {
+        let results = match (&spec.sink.file, kafka) {
+            (_, Some(kafka)) => ResultsWriter::Kafka(kafka),
+            (Some(file), None) if transactional_file(spec) => {
+                ResultsWriter::File(TransactionalFile::open(
                     &base.join(&file.path),
                     spec.parallelism as usize,
                     restored,
@@ -45,24 +92,52 @@ impl Sinks {
             }
             _ => ResultsWriter::Plain(SinkWriter::open(&spec.sink, base)?),
         };
-        let side = |s: &Option<crate::spec::SinkSpec>| match s {
-            Some(s) => SinkWriter::open(s, base),
-            None => Ok(SinkWriter::Discard),
+        // Side outputs to Kafka join the results' transactions.
+        let side = |s: &Option<SinkSpec>, target: Target| match (s, &results) {
+            (Some(_), ResultsWriter::Kafka(k)) if k.writes(target as usize) => {
+                Ok(SinkWriter::Discard)
+            }
+            (Some(s), _) => SinkWriter::open(s, base),
+            (None, _) => Ok(SinkWriter::Discard),
         };
         Ok(Sinks {
+            late: side(&spec.side_outputs.late, Target::Late)?,
+            malformed: side(&spec.side_outputs.malformed, Target::Malformed)?,
             results,
-            late: side(&spec.side_outputs.late)?,
-            malformed: side(&spec.side_outputs.malformed)?,
         })
+    }
+
+    /// Whether the transactional Kafka sink writes `target`.
+    fn in_transaction(&self, target: Target) -> bool {
+        matches!(&self.results, ResultsWriter::Kafka(k) if k.writes(target as usize))
     }
 
     /// Which targets are written anywhere (the rest are only counted).
     pub fn keeps(&self) -> [bool; 3] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => !w.discards(),
-            ResultsWriter::Transactional(_) => true,
+            ResultsWriter::File(_) | ResultsWriter::Kafka(_) => true,
         };
-        [results, !self.late.discards(), !self.malformed.discards()]
+        [
+            results,
+            !self.late.discards() || self.in_transaction(Target::Late),
+            !self.malformed.discards() || self.in_transaction(Target::Malformed),
+        ]
+    }
+
+    /// Which targets go to Kafka, where records carry their key.
+    pub fn keyed(&self) -> [bool; 3] {
+        let kafka = |w: &SinkWriter| matches!(w, SinkWriter::Kafka(_));
+        let results = match &self.results {
+            ResultsWriter::Plain(w) => kafka(w),
+            ResultsWriter::File(_) => false,
+            ResultsWriter::Kafka(_) => true,
+        };
+        [
+            results,
+            kafka(&self.late) || self.in_transaction(Target::Late),
+            false,
+        ]
     }
 
     fn side(&mut self, target: Target) -> &mut SinkWriter {
@@ -80,48 +155,76 @@ impl Sinks {
                     worker,
                     target,
                     lines,
-                } => match (target, &mut self.results) {
-                    (Target::Results, ResultsWriter::Plain(w)) => w.write_lines(&lines)?,
-                    (Target::Results, ResultsWriter::Transactional(t)) => {
-                        t.write(worker, &lines)?
-                    }
-                    (side, _) => self.side(side).write_lines(&lines)?,
-                },
+                    keys,
+                } => self.write(worker, target, lines, keys)?,
                 SinkMsg::Sync {
                     worker,
                     checkpoint,
+                    offsets,
                     reply,
                 } => {
-                    let done = self.sync(worker, checkpoint);
+                    let done = self.sync(worker, checkpoint, offsets);
                     answer(reply, done)?;
                 }
                 SinkMsg::Commit { checkpoint, reply } => {
                     let done = match &mut self.results {
-                        ResultsWriter::Transactional(t) => t.commit(checkpoint),
+                        ResultsWriter::File(t) => t.commit(checkpoint),
+                        ResultsWriter::Kafka(k) => k.commit(checkpoint),
                         ResultsWriter::Plain(_) => Ok(()),
                     };
                     answer(reply, done)?;
                 }
                 SinkMsg::Finish { checkpoint, reply } => {
                     let done = match &mut self.results {
-                        ResultsWriter::Transactional(t) => t.finish(checkpoint),
+                        ResultsWriter::File(t) => t.finish(checkpoint),
+                        ResultsWriter::Kafka(k) => k.finish(checkpoint),
                         ResultsWriter::Plain(_) => Ok(()),
                     };
                     answer(reply, done)?;
                 }
             }
         }
-        if let ResultsWriter::Plain(w) = &mut self.results {
-            w.flush()?;
-        }
-        self.late.flush()?;
-        self.malformed.flush()
-    }
-
-    fn sync(&mut self, worker: usize, checkpoint: u64) -> std::io::Result<()> {
         match &mut self.results {
             ResultsWriter::Plain(w) => w.sync()?,
-            ResultsWriter::Transactional(t) => t.seal(worker, checkpoint)?,
+            // What is open was written after the last commit: a restore
+            // produces it again.
+            ResultsWriter::Kafka(k) => k.abort()?,
+            ResultsWriter::File(_) => {}
+        }
+        self.late.sync()?;
+        self.malformed.sync()
+    }
+
+    fn write(
+        &mut self,
+        worker: usize,
+        target: Target,
+        lines: Vec<String>,
+        keys: Vec<String>,
+    ) -> std::io::Result<()> {
+        if self.in_transaction(target) {
+            let ResultsWriter::Kafka(k) = &mut self.results else {
+                unreachable!("in_transaction means a Kafka results writer");
+            };
+            return k.write(worker, target as usize, lines, keys);
+        }
+        match (target, &mut self.results) {
+            (Target::Results, ResultsWriter::Plain(w)) => w.write_lines(&lines, &keys),
+            (Target::Results, ResultsWriter::File(t)) => t.write(worker, &lines),
+            (side, _) => self.side(side).write_lines(&lines, &keys),
+        }
+    }
+
+    fn sync(
+        &mut self,
+        worker: usize,
+        checkpoint: u64,
+        offsets: Vec<(String, i32, i64)>,
+    ) -> std::io::Result<()> {
+        match &mut self.results {
+            ResultsWriter::Plain(w) => w.sync()?,
+            ResultsWriter::File(t) => t.seal(worker, checkpoint)?,
+            ResultsWriter::Kafka(k) => k.seal(worker, checkpoint, offsets)?,
         }
         self.late.sync()?;
         self.malformed.sync()

@@ -487,7 +487,8 @@ impl Worker {
         // Output emitted before the barrier must be durable before the
         // checkpoint can complete; otherwise a crash after it loses that
         // output for good.
-        self.collector.sync(a.id).map_err(JobError::Sink)?;
+        let offsets = a.positions.iter().filter_map(kafka_offset).collect();
+        self.collector.sync(a.id, offsets).map_err(JobError::Sink)?;
         if crate::failpoint::error_at("worker-error", a.id) {
             return Err(JobError::Source(std::io::Error::other(format!(
                 "failpoint worker-error:{} reached",
@@ -531,4 +532,13 @@ impl Worker {
         let _ = c.acks.send(ack);
         Ok(())
     }
+}
+
+/// A Kafka partition's position as (topic, partition, next offset), for the
+/// offsets a transactional Kafka sink commits; None for other sources and
+/// for a partition not read yet.
+fn kafka_offset(p: &PartitionPosition) -> Option<(String, i32, i64)> {
+    let (topic, partition) = p.id.strip_prefix("kafka:")?.rsplit_once(':')?;
+    let offset = i64::try_from(p.offset).ok()?;
+    Some((topic.to_string(), partition.parse().ok()?, offset))
 }

@@ -309,6 +309,28 @@ pub struct SinkSpec {
     pub file: Option<FileSinkSpec>,
     /// Discards records (they are still counted): for benchmarks.
     pub discard: Option<DiscardSinkSpec>,
+    pub kafka: Option<KafkaSinkSpec>,
+}
+
+/// JSON records to a Kafka topic, keyed by the record's key. With
+/// exactly-once checkpoints they are written in Kafka transactions that
+/// commit with each checkpoint (DESIGN.md "Exactly-once, precisely"):
+/// consumers read them with `isolation.level=read_committed`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    /// Prefix of the producer's `transactional.id` (default
+    /// `streamjob-<job name>`). A restarted job uses the same ids, which
+    /// fences the crashed run and aborts its open transaction; two jobs must
+    /// never share a prefix.
+    pub transactional_id_prefix: Option<String>,
+    /// More librdkafka producer settings, e.g. `transaction.timeout.ms`
+    /// (default 900000; it must exceed the checkpoint interval plus a
+    /// minute to recover).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -547,5 +569,47 @@ impl SinkSpec {
             discard: Some(DiscardSinkSpec {}),
             ..Default::default()
         }
+    }
+
+    pub fn kafka(bootstrap_servers: impl Into<String>, topic: impl Into<String>) -> Self {
+        SinkSpec {
+            kafka: Some(KafkaSinkSpec {
+                bootstrap_servers: bootstrap_servers.into(),
+                topic: topic.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+impl KafkaSourceSpec {
+    /// The job's consumer group: `groupId`, or `streamjob-<job name>`.
+    pub fn group(&self, job: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("streamjob-{job}"))
+    }
+}
+
+impl KafkaSinkSpec {
+    /// `transaction.timeout.ms` when the properties do not set it: Kafka's
+    /// default upper bound on brokers (`transaction.max.timeout.ms`).
+    pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 900_000;
+
+    /// The `transaction.timeout.ms` the producer will use.
+    pub fn transaction_timeout_ms(&self) -> Result<u64, String> {
+        match self.properties.get("transaction.timeout.ms") {
+            None => Ok(Self::DEFAULT_TRANSACTION_TIMEOUT_MS),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("must be a number of milliseconds, got {v:?}")),
+        }
+    }
+
+    pub fn transactional_id_prefix(&self, job: &str) -> String {
+        self.transactional_id_prefix
+            .clone()
+            .unwrap_or_else(|| format!("streamjob-{job}"))
     }
 }

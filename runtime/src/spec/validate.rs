@@ -90,8 +90,20 @@ impl Problems {
                 ("stdout", sink.stdout.is_some()),
                 ("file", sink.file.is_some()),
                 ("discard", sink.discard.is_some()),
+                ("kafka", sink.kafka.is_some()),
             ],
         );
+        if let Some(kafka) = &sink.kafka {
+            if kafka.bootstrap_servers.trim().is_empty() {
+                self.add(
+                    format!("{path}.kafka.bootstrapServers"),
+                    "must not be empty, e.g. \"localhost:9092\"",
+                );
+            }
+            if kafka.topic.trim().is_empty() {
+                self.add(format!("{path}.kafka.topic"), "must not be empty");
+            }
+        }
         if let Some(file) = &sink.file {
             if file.path.trim().is_empty() {
                 self.add(format!("{path}.file.path"), "must not be empty");
@@ -340,6 +352,8 @@ impl JobSpec {
             }
         }
 
+        self.validate_kafka_transactions(&mut p);
+
         // State.
         if self.state.max_keys_in_memory == 0 {
             p.add("state.maxKeysInMemory", "must be at least 1, got 0");
@@ -399,4 +413,53 @@ impl JobSpec {
             Err(SpecError { errors: p.0 })
         }
     }
+
+    /// A Kafka sink under exactly-once checkpoints commits one transaction
+    /// per checkpoint: the transaction must outlive a checkpoint interval
+    /// and a recovery, and side outputs to Kafka join the same transaction,
+    /// so they must go to the same cluster.
+    fn validate_kafka_transactions(&self, p: &mut Problems) {
+        let (Some(kafka), Some(c)) = (&self.sink.kafka, &self.checkpoints) else {
+            return;
+        };
+        if c.mode != super::CheckpointMode::ExactlyOnce {
+            return;
+        }
+        let path = "sink.kafka.properties.transaction.timeout.ms";
+        match kafka.transaction_timeout_ms() {
+            Err(e) => p.add(path, e),
+            Ok(timeout) => {
+                let needed = c.interval.as_millis().max(0) as u64 + RECOVERY_ALLOWANCE_MS;
+                if timeout <= needed {
+                    p.add(
+                        path,
+                        format!(
+                            "is {timeout} ms, but a transaction stays open for a checkpoint interval ({}) plus the time to recover; set it above {needed} ms (interval + 60 s), or shorten checkpoints.interval",
+                            c.interval
+                        ),
+                    );
+                }
+            }
+        }
+        for (name, side) in [
+            ("late", &self.side_outputs.late),
+            ("malformed", &self.side_outputs.malformed),
+        ] {
+            if let Some(side) = side.as_ref().and_then(|s| s.kafka.as_ref()) {
+                if side.bootstrap_servers != kafka.bootstrap_servers {
+                    p.add(
+                        format!("sideOutputs.{name}.kafka.bootstrapServers"),
+                        format!(
+                            "must be the sink's ({:?}): side outputs are written in the sink's transactions, got {:?}",
+                            kafka.bootstrap_servers, side.bootstrap_servers
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
+
+/// Time allowed for a crashed job to come back before its open transaction
+/// times out (the transaction timeout must exceed interval + this).
+const RECOVERY_ALLOWANCE_MS: u64 = 60_000;

@@ -4,6 +4,8 @@
 // Each test binary uses some of these.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -24,8 +26,15 @@ pub fn window_start(v: &Value) -> i64 {
 /// values, none missing.
 pub fn check_windows(dir: &Path, expected: &Windows) {
     let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    check_window_lines(&lines, expected);
+}
+
+/// Checks result lines (key field `k`, aggregates `n` and `s`) against
+/// `expected`: each final window exactly once, right values, none missing.
+pub fn check_window_lines(lines: &[String], expected: &Windows) {
     let mut seen = BTreeSet::new();
-    for line in text.lines() {
+    for line in lines {
         let v: Value = serde_json::from_str(line).unwrap();
         if v["partial"] != Value::Bool(false) {
             continue;

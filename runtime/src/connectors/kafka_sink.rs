@@ -1,0 +1,350 @@
+//! Kafka as a sink: JSON records keyed by the record's key.
+//!
+//! [`KafkaWriter`] is the plain producer (idempotent; flushed at every
+//! barrier, so at-least-once). [`TransactionalKafka`] is the exactly-once
+//! sink of DESIGN.md: one Kafka transaction per checkpoint, committed as the
+//! checkpoint's commit point, carrying the source offsets and a marker with
+//! the checkpoint id, so that a restore can tell which checkpoint the
+//! committed output reflects.
+//!
+//! One producer serves the whole job (all output goes through the sink
+//! thread), so one transaction holds a checkpoint's output. A worker that
+//! passed barrier `n` already emits output that belongs to checkpoint `n+1`;
+//! that output is held in memory until `n` commits and the next transaction
+//! begins.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::spec::KafkaSinkSpec;
+
+/// Which of the job's outputs a record is for: results, late, malformed.
+pub const TARGETS: usize = 3;
+
+/// Time allowed for one call to the transaction coordinator.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The committed-offset metadata that names a checkpoint.
+const CHECKPOINT_METADATA_PREFIX: &str = "streamjob-checkpoint=";
+
+fn kafka_error(context: &str, e: KafkaError) -> std::io::Error {
+    std::io::Error::other(format!("kafka sink: {context}: {e}"))
+}
+
+/// Remembers the first failed delivery, so that a flush can report it.
+#[derive(Default)]
+pub struct DeliveryErrors {
+    first: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryErrors {}
+
+impl ProducerContext for DeliveryErrors {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut first = self.first.lock().expect("not poisoned");
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+fn producer_config(spec: &KafkaSinkSpec) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &spec.bootstrap_servers)
+        .set("enable.idempotence", "true");
+    for (k, v) in &spec.properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// A producer that writes each target's lines to its topic.
+pub struct KafkaWriter {
+    producer: ThreadedProducer<DeliveryErrors>,
+    /// Topic per target (results, late, malformed); None: not Kafka.
+    topics: [Option<String>; TARGETS],
+}
+
+impl KafkaWriter {
+    /// A plain (non-transactional) writer of one topic, as target 0.
+    pub fn plain(spec: &KafkaSinkSpec) -> std::io::Result<Self> {
+        Self::create(
+            producer_config(spec),
+            [Some(spec.topic.clone()), None, None],
+        )
+    }
+
+    fn create(config: ClientConfig, topics: [Option<String>; TARGETS]) -> std::io::Result<Self> {
+        let producer = config
+            .create_with_context(DeliveryErrors::default())
+            .map_err(|e| kafka_error("producer", e))?;
+        Ok(KafkaWriter { producer, topics })
+    }
+
+    pub fn writes(&self, target: usize) -> bool {
+        self.topics[target].is_some()
+    }
+
+    /// Produces the lines, keyed by `keys` when given (one per line).
+    pub fn produce(&self, target: usize, lines: &[String], keys: &[String]) -> std::io::Result<()> {
+        let topic = self.topics[target]
+            .as_deref()
+            .expect("only targets with a topic are produced");
+        for (i, line) in lines.iter().enumerate() {
+            let mut record = BaseRecord::<str, str>::to(topic).payload(line.as_str());
+            if let Some(key) = keys.get(i) {
+                record = record.key(key.as_str());
+            }
+            // A full local queue drains as the background thread delivers.
+            while let Err((e, back)) = self.producer.send(record) {
+                match e {
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        record = back;
+                    }
+                    e => return Err(kafka_error(&format!("produce to {topic:?}"), e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until everything sent is acknowledged; fails if anything was
+    /// not delivered.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.producer
+            .flush(TXN_CALL_TIMEOUT)
+            .map_err(|e| kafka_error("flush", e))?;
+        self.delivery_error()
+    }
+
+    fn delivery_error(&self) -> std::io::Result<()> {
+        let failed = self.producer.context().first.lock().expect("not poisoned");
+        match failed.as_deref() {
+            Some(e) => Err(std::io::Error::other(format!(
+                "kafka sink: a record was not delivered: {e}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Output of a worker past its barrier: (target, lines, keys).
+type HeldBatch = (usize, Vec<String>, Vec<String>);
+
+/// One transactional producer: the exactly-once Kafka sink.
+pub struct TransactionalKafka {
+    writer: KafkaWriter,
+    group: String,
+    consumer: BaseConsumer,
+    /// Where the checkpoint marker is committed (the result topic's first
+    /// partition): restore reads the checkpoint id from there.
+    marker: (String, i32),
+    /// Per worker: the checkpoint whose barrier it passed, while that
+    /// checkpoint has not committed; its later output waits in `held`.
+    synced: Vec<Option<u64>>,
+    held: Vec<Vec<HeldBatch>>,
+    /// Source offsets at the barrier, per topic partition: committed with
+    /// the transaction.
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// The consumer that reads (and whose group receives) committed offsets.
+fn group_consumer(spec: &KafkaSinkSpec, group: &str) -> std::io::Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &spec.bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        // Offsets of a transaction still being committed are not read.
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| kafka_error("consumer for the job's group", e))
+}
+
+impl TransactionalKafka {
+    /// Opens the producer with transactional id `<prefix>-0` and calls
+    /// `init_transactions`: any transaction a crashed run left open with
+    /// that id is aborted (or finished, if its commit was under way), and
+    /// the crashed producer is fenced. `group` is the job's consumer group,
+    /// which receives the offsets.
+    pub fn open(
+        spec: &KafkaSinkSpec,
+        job: &str,
+        group: &str,
+        side_topics: [Option<String>; 2],
+        workers: usize,
+    ) -> std::io::Result<Self> {
+        let mut config = producer_config(spec);
+        config
+            .set(
+                "transactional.id",
+                format!("{}-0", spec.transactional_id_prefix(job)),
+            )
+            .set(
+                "transaction.timeout.ms",
+                spec.transaction_timeout_ms()
+                    .map_err(std::io::Error::other)?
+                    .to_string(),
+            );
+        let [late, malformed] = side_topics;
+        let writer = KafkaWriter::create(config, [Some(spec.topic.clone()), late, malformed])?;
+        writer
+            .producer
+            .init_transactions(TXN_CALL_TIMEOUT)
+            .map_err(|e| kafka_error("init_transactions", e))?;
+        writer
+            .producer
+            .begin_transaction()
+            .map_err(|e| kafka_error("begin_transaction", e))?;
+        Ok(TransactionalKafka {
+            writer,
+            group: group.to_string(),
+            consumer: group_consumer(spec, group)?,
+            marker: (spec.topic.clone(), 0),
+            synced: vec![None; workers],
+            held: vec![Vec::new(); workers],
+            offsets: BTreeMap::new(),
+        })
+    }
+
+    pub fn writes(&self, target: usize) -> bool {
+        self.writer.writes(target)
+    }
+
+    /// The checkpoint whose transaction committed last, from the marker's
+    /// committed-offset metadata. Call after `open` (which waits for a
+    /// crashed run's commit to finish).
+    pub fn committed_checkpoint(&self) -> std::io::Result<Option<u64>> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.marker.0, self.marker.1);
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, TXN_CALL_TIMEOUT)
+            .map_err(|e| kafka_error(&format!("committed offsets of group {:?}", self.group), e))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| e.metadata().strip_prefix(CHECKPOINT_METADATA_PREFIX))
+            .filter_map(|id| id.parse().ok())
+            .max())
+    }
+
+    pub fn write(
+        &mut self,
+        worker: usize,
+        target: usize,
+        lines: Vec<String>,
+        keys: Vec<String>,
+    ) -> std::io::Result<()> {
+        if self.synced[worker].is_some() {
+            self.held[worker].push((target, lines, keys));
+            return Ok(());
+        }
+        self.writer.produce(target, &lines, &keys)
+    }
+
+    /// Worker `worker` reached barrier `id` with its source at `offsets`.
+    /// What it emits from now on belongs to the next transaction.
+    pub fn seal(
+        &mut self,
+        worker: usize,
+        id: u64,
+        offsets: Vec<(String, i32, i64)>,
+    ) -> std::io::Result<()> {
+        if self.synced[worker].is_some_and(|earlier| earlier < id) {
+            // The earlier checkpoint was abandoned: what the worker emitted
+            // after its barrier is before this one, so it is in this
+            // transaction.
+            self.release(worker)?;
+        }
+        self.synced[worker] = Some(id);
+        for (topic, partition, offset) in offsets {
+            self.offsets.insert((topic, partition), offset);
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, worker: usize) -> std::io::Result<()> {
+        for (target, lines, keys) in std::mem::take(&mut self.held[worker]) {
+            self.writer.produce(target, &lines, &keys)?;
+        }
+        Ok(())
+    }
+
+    /// Commits checkpoint `id`'s transaction with the source offsets and the
+    /// marker, then begins the next one with the output held back.
+    pub fn commit(&mut self, id: u64) -> std::io::Result<()> {
+        let metadata = format!("{CHECKPOINT_METADATA_PREFIX}{id}");
+        // The marker first, then the source offsets (a marker that is also a
+        // source partition keeps its source offset).
+        let mut entries = BTreeMap::new();
+        entries.insert(self.marker.clone(), 0);
+        entries.extend(self.offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in entries {
+            let mut element = offsets.add_partition(&topic, partition);
+            element
+                .set_offset(Offset::Offset(offset))
+                .map_err(|e| kafka_error("offsets", e))?;
+            element.set_metadata(&metadata);
+        }
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| std::io::Error::other("kafka sink: no consumer group metadata"))?;
+        let producer = &self.writer.producer;
+        producer
+            .send_offsets_to_transaction(&offsets, &group, TXN_CALL_TIMEOUT)
+            .map_err(|e| self.abort_after("send_offsets_to_transaction", e))?;
+        crate::failpoint::fail_at("mid-commit", id);
+        producer
+            .commit_transaction(TXN_CALL_TIMEOUT)
+            .map_err(|e| self.abort_after("commit_transaction", e))?;
+        self.writer.delivery_error()?;
+        producer
+            .begin_transaction()
+            .map_err(|e| kafka_error("begin_transaction", e))?;
+        for worker in 0..self.synced.len() {
+            if self.synced[worker].is_some_and(|s| s <= id) {
+                self.synced[worker] = None;
+                self.release(worker)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed transaction cannot be committed any more: abort it, so the
+    /// job restarts from its last checkpoint with nothing half-written.
+    fn abort_after(&self, step: &str, e: KafkaError) -> std::io::Error {
+        let _ = self.writer.producer.abort_transaction(TXN_CALL_TIMEOUT);
+        kafka_error(step, e)
+    }
+
+    /// The input ended and every worker finished: commits the rest.
+    pub fn finish(&mut self, id: u64) -> std::io::Result<()> {
+        for worker in 0..self.synced.len() {
+            self.synced[worker] = None;
+            self.release(worker)?;
+        }
+        self.commit(id)
+    }
+
+    /// A stopped job's output since its last checkpoint is produced again
+    /// from that checkpoint: abort it now rather than at the timeout.
+    pub fn abort(&self) -> std::io::Result<()> {
+        self.writer
+            .producer
+            .abort_transaction(TXN_CALL_TIMEOUT)
+            .map_err(|e| kafka_error("abort_transaction", e))
+    }
+}
