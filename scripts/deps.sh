@@ -4,6 +4,10 @@
 #   cmake, g++, make     RocksDB's C++ build (and librdkafka's, later)
 #   pkg-config, libssl-dev, libsasl2-dev, zlib1g-dev, libzstd-dev, liblz4-dev, libcurl4-openssl-dev
 #                        native libraries for the Kafka and S3 clients
+# and, for the tests' real protocol peers:
+#   moto[server] (PyPI)  an S3-protocol server on 127.0.0.1 (moto_server)
+#   nisshi (crates.io)   a Kafka-compatible broker with transactions, built
+#                        once (~5 min) into ~/.cache/streamjob-tools
 set -euo pipefail
 packages=(clang libclang-dev cmake g++ make pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev libcurl4-openssl-dev)
 missing=()
@@ -18,3 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]==5.2.1'
+tools="$HOME/.cache/streamjob-tools"
+if [ ! -x "$tools/bin/nisshi" ]; then
+  echo "deps: building the nisshi broker (once, ~5 min)"
+  CARGO_TARGET_DIR="$tools/target" cargo install nisshi --version 0.7.0-pre.2 \
+    --no-default-features --features dynostore --locked --root "$tools" --quiet
+fi

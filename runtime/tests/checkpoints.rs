@@ -141,10 +141,15 @@ fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) -> streamjob_runt
 
 /// `streamjob run JOB --from-latest-checkpoint`, to its end.
 fn restore_with_binary(job: &Path) -> (bool, String) {
+    restore_with_binary_env(job, &[])
+}
+
+fn restore_with_binary_env(job: &Path, env: &[(&str, String)]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")
         .arg(job)
         .arg("--from-latest-checkpoint")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     (
@@ -274,6 +279,30 @@ fn exactly_once_output_across_twenty_kills() {
     let expected = write_input(dir.path(), 400_000);
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, job_yaml(2, 128)).unwrap();
+    kill_twenty_times(&job, &[], (15, 120));
+    check_windows(dir.path(), &expected);
+}
+
+/// The same proof with checkpoints in S3 (a real S3-protocol server on
+/// 127.0.0.1): snapshots, `_pending` and `_metadata` are S3 objects.
+#[test]
+fn exactly_once_output_across_twenty_kills_with_s3_checkpoints() {
+    let s3 = common::s3::S3Server::start(&["checkpoints"]);
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write_input(dir.path(), 400_000);
+    let job = dir.path().join("job.yaml");
+    let yaml = job_yaml(2, 128).replace("file://ckpt", "s3://checkpoints/jobs");
+    std::fs::write(&job, yaml).unwrap();
+    // An S3 checkpoint (moto: a few requests of ~10 ms) takes ~100 ms:
+    // the runs live longer, so that some complete checkpoints.
+    kill_twenty_times(&job, &s3.env(), (150, 500));
+    check_windows(dir.path(), &expected);
+}
+
+/// Runs the job and kills it (`kill -9`) twenty times at pseudo-random
+/// moments (`min + [0, spread)` ms after its start), each run restoring from
+/// the latest checkpoint; then runs it to its end.
+fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u64)) {
     let bin = env!("CARGO_BIN_EXE_streamjob");
     let mut x: u64 = 12345;
     let mut restore = false;
@@ -284,7 +313,8 @@ fn exactly_once_output_across_twenty_kills() {
         assert!(attempts < 200, "could not kill the job 20 times");
         let mut cmd = Command::new(bin);
         cmd.arg("run")
-            .arg(&job)
+            .arg(job)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if restore {
@@ -294,7 +324,7 @@ fn exactly_once_output_across_twenty_kills() {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(15 + (x >> 33) % 120));
+        std::thread::sleep(Duration::from_millis(min + (x >> 33) % spread));
         match child.try_wait().unwrap() {
             None => {
                 child.kill().unwrap();
@@ -314,9 +344,8 @@ fn exactly_once_output_across_twenty_kills() {
             }
         }
     }
-    let (ok, stderr) = restore_with_binary(&job);
+    let (ok, stderr) = restore_with_binary_env(job, env);
     assert!(ok, "{stderr}");
-    check_windows(dir.path(), &expected);
 }
 
 /// The job dies at each point of the commit protocol for checkpoint 3; the

@@ -288,7 +288,7 @@ fn checkpoint_rules() {
     );
     assert_eq!(
         error_of(&ck("{interval: 10s, storage: /tmp/ck}")),
-        "checkpoints.storage: expected file:///path/to/dir, got \"/tmp/ck\""
+        "checkpoints.storage: expected file:///path/to/dir or s3://bucket/prefix, got \"/tmp/ck\""
     );
     assert_eq!(
         error_of(&ck("{interval: 10s, storage: file:///tmp/ck, retained: 0}")),

@@ -11,9 +11,9 @@
 //!
 //! A checkpoint without `_metadata` is incomplete and is never restored.
 
+mod s3_store;
 mod storage;
-
-use std::path::{Path, PathBuf};
+mod store;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,18 +101,19 @@ impl Layout {
         &self.job
     }
 
-    pub fn checkpoints(&self) -> PathBuf {
-        Path::new(&self.job).join("checkpoints")
+    pub fn checkpoints(&self) -> String {
+        format!("{}/checkpoints", self.job)
     }
 
-    pub fn savepoints(&self) -> PathBuf {
-        Path::new(&self.job).join("savepoints")
+    pub fn savepoints(&self) -> String {
+        format!("{}/savepoints", self.job)
     }
 
-    pub fn snapshot_dir(&self, kind: SnapshotKind, id: u64) -> PathBuf {
+    /// The folder (key prefix) of a snapshot under the storage root.
+    pub fn snapshot_dir(&self, kind: SnapshotKind, id: u64) -> String {
         match kind {
-            SnapshotKind::Checkpoint => self.checkpoints().join(format!("chk-{id}")),
-            SnapshotKind::Savepoint => self.savepoints().join(format!("sp-{id}")),
+            SnapshotKind::Checkpoint => format!("{}/chk-{id}", self.checkpoints()),
+            SnapshotKind::Savepoint => format!("{}/sp-{id}", self.savepoints()),
         }
     }
 

@@ -1,10 +1,13 @@
-//! Checkpoint storage. `file://` for now; `s3://` comes with the S3 backend.
-//! Writes are atomic (a temporary file renamed into place), so a crash never
-//! leaves a half-written file under its final name.
+//! Checkpoint storage: the layout of DESIGN.md on an object store (`file://`
+//! or `s3://`). `_metadata` is written last; `_pending` holds the metadata of
+//! a checkpoint whose state is written but whose output is not known to be
+//! committed yet.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
+use super::s3_store::S3Store;
+use super::store::{FileStore, ObjectStore};
 use super::{
     snapshot_id, Layout, Metadata, Restore, RestoreError, SnapshotKind, WorkerSnapshot, METADATA,
     PENDING,
@@ -21,87 +24,95 @@ pub enum StorageError {
     },
     #[error("{path}: cannot decode ({reason})")]
     Decode { path: String, reason: String },
+    #[error("{location}: {reason}")]
+    S3 { location: String, reason: String },
 }
 
-/// A storage root: the folder a `file://` URI names.
+/// Marks a snapshot's folder as taken: it reserves the id, so that no later
+/// run reuses it even if this snapshot never completes.
+const STARTED: &str = "_started";
+
+/// A storage root with the checkpoint protocol on top.
 #[derive(Debug, Clone)]
 pub struct CheckpointStorage {
-    root: PathBuf,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    store: Arc<dyn ObjectStore>,
 }
 
 impl CheckpointStorage {
-    /// Parses `file:///abs/dir`, or `file://rel/dir` relative to `base_dir`.
+    /// Parses `file:///abs/dir`, `file://rel/dir` (relative to `base_dir`)
+    /// or `s3://bucket/prefix`.
     pub fn from_uri(uri: &str, base_dir: &Path) -> Result<Self, StorageError> {
-        match uri.split_once("://") {
-            Some(("file", path)) if !path.is_empty() => Ok(CheckpointStorage {
-                root: base_dir.join(path),
-            }),
-            Some(("s3", _)) => Err(StorageError::Uri {
-                uri: uri.into(),
-                reason: "s3:// storage is not available yet in this build; use file://".into(),
-            }),
-            _ => Err(StorageError::Uri {
-                uri: uri.into(),
-                reason: "expected file:///path/to/dir".into(),
-            }),
+        let store: Arc<dyn ObjectStore> = match uri.split_once("://") {
+            Some(("file", path)) if !path.is_empty() => {
+                Arc::new(FileStore::new(base_dir.join(path)))
+            }
+            Some(("s3", rest)) => Arc::new(S3Store::open(rest)?),
+            _ => {
+                return Err(StorageError::Uri {
+                    uri: uri.into(),
+                    reason: "expected file:///path/to/dir or s3://bucket/prefix".into(),
+                })
+            }
+        };
+        Ok(CheckpointStorage { store })
+    }
+
+    /// A storage rooted at a snapshot's location: a URI, or a plain path
+    /// (relative to `base_dir`).
+    pub fn at(location: &str, base_dir: &Path) -> Result<Self, StorageError> {
+        if location.contains("://") {
+            Self::from_uri(location, base_dir)
+        } else {
+            Ok(CheckpointStorage {
+                store: Arc::new(FileStore::new(base_dir.join(location))),
+            })
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where `key` is, as users see it.
+    pub fn location(&self, key: &str) -> String {
+        self.store.location(key)
     }
 
-    /// Writes `bytes` to `rel` atomically, durably.
-    pub fn write(&self, rel: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-        let path = self.root.join(rel);
-        let dir = path.parent().expect("snapshot files live in a folder");
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+    /// Writes `bytes` to `key` atomically, durably.
+    pub fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.store.put(key, bytes)
     }
 
-    /// Creates a snapshot's folder: it reserves the id, so that no later
-    /// run reuses it even if this snapshot never completes.
-    pub fn reserve(&self, rel: &Path) -> Result<(), StorageError> {
-        let path = self.root.join(rel);
-        std::fs::create_dir_all(&path).map_err(io(&path))
+    pub fn reserve(&self, dir: &str) -> Result<(), StorageError> {
+        self.store.put(&format!("{dir}/{STARTED}"), b"")
     }
 
-    pub fn read(&self, rel: &Path) -> Result<Vec<u8>, StorageError> {
-        let path = self.root.join(rel);
-        std::fs::read(&path).map_err(io(&path))
+    pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        self.store.get(key)?.ok_or_else(|| StorageError::Io {
+            path: self.location(key),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        })
     }
 
-    pub fn write_worker(&self, dir: &Path, snapshot: &WorkerSnapshot) -> Result<u64, StorageError> {
+    pub fn write_worker(&self, dir: &str, snapshot: &WorkerSnapshot) -> Result<u64, StorageError> {
         let bytes = postcard::to_allocvec(snapshot).map_err(|e| StorageError::Decode {
-            path: dir.display().to_string(),
+            path: self.location(dir),
             reason: e.to_string(),
         })?;
-        self.write(&dir.join(Layout::worker_file(snapshot.index)), &bytes)?;
+        self.write(
+            &format!("{dir}/{}", Layout::worker_file(snapshot.index)),
+            &bytes,
+        )?;
         Ok(bytes.len() as u64)
     }
 
     /// Writes `_metadata`: from now on the snapshot is complete.
-    pub fn complete(&self, dir: &Path, metadata: &Metadata) -> Result<(), StorageError> {
+    pub fn complete(&self, dir: &str, metadata: &Metadata) -> Result<(), StorageError> {
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
-        self.write(&dir.join(METADATA), &json)
+        self.write(&format!("{dir}/{METADATA}"), &json)
     }
 
     /// Writes the metadata as `_pending`: the state is all there, the sink
     /// has not committed yet. A restore rolls it forward if the sink did.
-    pub fn prepare(&self, dir: &Path, metadata: &Metadata) -> Result<(), StorageError> {
+    pub fn prepare(&self, dir: &str, metadata: &Metadata) -> Result<(), StorageError> {
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
-        self.write(&dir.join(PENDING), &json)
+        self.write(&format!("{dir}/{PENDING}"), &json)
     }
 
     /// Completes checkpoint `id` from its `_pending` metadata, when its
@@ -109,37 +120,44 @@ impl CheckpointStorage {
     /// Returns whether there was one to complete.
     pub fn roll_forward(&self, layout: &Layout, id: u64) -> Result<bool, StorageError> {
         let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
-        let pending = self.root.join(&dir).join(PENDING);
-        if !pending.is_file() {
+        let Some(bytes) = self.store.get(&format!("{dir}/{PENDING}"))? else {
             return Ok(false);
-        }
-        let bytes = std::fs::read(&pending).map_err(io(&pending))?;
-        self.write(&dir.join(METADATA), &bytes)?;
+        };
+        self.write(&format!("{dir}/{METADATA}"), &bytes)?;
         Ok(true)
     }
 
+    /// Snapshot ids in `dir` (checkpoints or savepoints), each with whether
+    /// it is complete, ascending.
+    fn snapshots(&self, dir: &str) -> Result<Vec<(u64, bool)>, StorageError> {
+        let mut found = std::collections::BTreeMap::new();
+        for key in self.store.list(&format!("{dir}/"))? {
+            let Some(rest) = key.strip_prefix(dir).and_then(|k| k.strip_prefix('/')) else {
+                continue;
+            };
+            let (folder, file) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Some(id) = snapshot_id(folder) {
+                *found.entry(id).or_insert(false) |= file == METADATA;
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Completed snapshot ids in `dir` (checkpoints or savepoints), ascending.
-    pub fn completed(&self, dir: &Path) -> Result<Vec<u64>, StorageError> {
-        let path = self.root.join(dir);
-        let entries = match std::fs::read_dir(&path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let mut ids: Vec<u64> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join(METADATA).is_file())
-            .filter_map(|e| snapshot_id(&e.file_name().to_string_lossy()))
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+    pub fn completed(&self, dir: &str) -> Result<Vec<u64>, StorageError> {
+        Ok(self
+            .snapshots(dir)?
+            .into_iter()
+            .filter(|(_, complete)| *complete)
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Keeps the newest `retained` completed checkpoints; removes older ones
     /// and abandoned (incomplete) ones older than the newest complete one.
     pub fn retain(&self, layout: &Layout, retained: usize) -> Result<(), StorageError> {
-        let dir = self.root.join(layout.checkpoints());
-        let completed = self.completed(&layout.checkpoints())?;
+        let all = self.snapshots(&layout.checkpoints())?;
+        let completed: Vec<u64> = all.iter().filter(|s| s.1).map(|s| s.0).collect();
         let Some(&newest) = completed.last() else {
             return Ok(());
         };
@@ -147,17 +165,10 @@ impl CheckpointStorage {
             .len()
             .checked_sub(retained)
             .map_or(0, |i| completed[i]);
-        for entry in std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .filter_map(Result::ok)
-        {
-            let Some(id) = snapshot_id(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            let complete = completed.contains(&id);
+        for (id, complete) in all {
             if (complete && id < keep_from) || (!complete && id < newest) {
-                let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+                self.store.delete_prefix(&format!("{dir}/"))?;
             }
         }
         Ok(())
@@ -168,13 +179,8 @@ impl CheckpointStorage {
     pub fn last_id(&self, layout: &Layout) -> Result<u64, StorageError> {
         let mut last = 0;
         for dir in [layout.checkpoints(), layout.savepoints()] {
-            let path = self.root.join(dir);
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                for e in entries.filter_map(Result::ok) {
-                    if let Some(id) = snapshot_id(&e.file_name().to_string_lossy()) {
-                        last = last.max(id);
-                    }
-                }
+            if let Some((id, _)) = self.snapshots(&dir)?.last() {
+                last = last.max(*id);
             }
         }
         Ok(last)
@@ -186,42 +192,57 @@ impl CheckpointStorage {
         let Some(&id) = ids.last() else {
             return Err(RestoreError::NoCheckpoint {
                 job: layout.job().to_string(),
-                root: self.root.display().to_string(),
+                root: self.location(""),
             });
         };
-        read_snapshot(
-            &self
-                .root
-                .join(layout.snapshot_dir(SnapshotKind::Checkpoint, id)),
-        )
+        self.read_snapshot(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))
+    }
+
+    /// Reads a snapshot folder (a checkpoint or a savepoint) in full.
+    pub fn read_snapshot(&self, dir: &str) -> Result<Restore, RestoreError> {
+        let key = |file: &str| {
+            if dir.is_empty() {
+                file.to_string()
+            } else {
+                format!("{dir}/{file}")
+            }
+        };
+        let not = |reason: String| RestoreError::NotASnapshot {
+            path: self.location(dir),
+            reason,
+        };
+        let bytes = match self.store.get(&key(METADATA)) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(not(format!(
+                    "no {METADATA}; an incomplete checkpoint is never restored"
+                )))
+            }
+            Err(e) => return Err(not(format!("no readable {METADATA} ({e})"))),
+        };
+        let metadata: Metadata = serde_json::from_slice(&bytes)
+            .map_err(|e| not(format!("{METADATA} is not valid: {e}")))?;
+        let mut workers = Vec::with_capacity(metadata.workers.len());
+        for file in &metadata.workers {
+            let bytes = self
+                .store
+                .get(&key(file))
+                .map_err(|e| not(format!("{file}: {e}")))?
+                .ok_or_else(|| not(format!("{file} is missing")))?;
+            let snapshot: WorkerSnapshot = postcard::from_bytes(&bytes)
+                .map_err(|e| not(format!("{file} cannot be decoded: {e}")))?;
+            workers.push(snapshot);
+        }
+        Ok(Restore {
+            path: self.location(dir),
+            metadata,
+            workers,
+        })
     }
 }
 
-/// Reads a snapshot folder (a checkpoint or a savepoint) in full.
-pub fn read_snapshot(dir: &Path) -> Result<Restore, RestoreError> {
-    let not = |reason: String| RestoreError::NotASnapshot {
-        path: dir.display().to_string(),
-        reason,
-    };
-    let meta_path = dir.join(METADATA);
-    let bytes = std::fs::read(&meta_path).map_err(|e| {
-        not(format!(
-            "no readable {METADATA} ({e}); an incomplete checkpoint is never restored"
-        ))
-    })?;
-    let metadata: Metadata =
-        serde_json::from_slice(&bytes).map_err(|e| not(format!("{METADATA} is not valid: {e}")))?;
-    let mut workers = Vec::with_capacity(metadata.workers.len());
-    for file in &metadata.workers {
-        let path = dir.join(file);
-        let bytes = std::fs::read(&path).map_err(|e| not(format!("{file}: {e}")))?;
-        let snapshot: WorkerSnapshot = postcard::from_bytes(&bytes)
-            .map_err(|e| not(format!("{file} cannot be decoded: {e}")))?;
-        workers.push(snapshot);
-    }
-    Ok(Restore {
-        path: dir.display().to_string(),
-        metadata,
-        workers,
-    })
+/// Reads the snapshot at `location` (a folder path, relative to `base_dir`,
+/// or a `file://` / `s3://` URI).
+pub fn read_snapshot(location: &str, base_dir: &Path) -> Result<Restore, RestoreError> {
+    CheckpointStorage::at(location, base_dir)?.read_snapshot("")
 }

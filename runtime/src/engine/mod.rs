@@ -219,7 +219,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let kafka_sink = sinks::open_transactional_kafka(spec).map_err(JobError::Sink)?;
     let restore = match &opts.restore {
         None => None,
-        Some(RestoreFrom::Path(path)) => Some(read_snapshot(&base.join(path))?),
+        Some(RestoreFrom::Path(path)) => Some(read_snapshot(&path.to_string_lossy(), base)?),
         Some(RestoreFrom::LatestCheckpoint) => {
             let storage = storage.as_ref().ok_or_else(|| RestoreError::Mismatch {
                 path: "--from-latest-checkpoint".into(),
@@ -758,7 +758,7 @@ impl Coordinator<'_> {
             control.checkpoint_completed(
                 SnapshotRecord {
                     id,
-                    path: self.storage.root().join(&dir).display().to_string(),
+                    path: self.storage.location(&dir),
                     completed_at: metadata.completed_at,
                     bytes,
                     duration_ms: flight.started.elapsed().as_millis() as u64,

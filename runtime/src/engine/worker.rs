@@ -510,7 +510,7 @@ impl Worker {
         let dir = c.layout.snapshot_dir(kind, a.id);
         let written = if crate::failpoint::error_at("snapshot-write", a.id) {
             Err(crate::checkpoint::StorageError::Io {
-                path: dir.display().to_string(),
+                path: c.storage.location(&dir),
                 source: std::io::Error::other(format!("failpoint snapshot-write:{} reached", a.id)),
             })
         } else {

@@ -367,13 +367,13 @@ impl JobSpec {
             }
             match c.storage.split_once("://") {
                 Some(("file", rest)) if !rest.is_empty() => {}
-                Some(("s3", _)) => p.add(
-                    "checkpoints.storage",
-                    "s3:// storage is not available yet in this build; use file:///path",
-                ),
+                Some(("s3", rest)) if !rest.trim_matches('/').is_empty() => {}
                 _ => p.add(
                     "checkpoints.storage",
-                    format!("expected file:///path/to/dir, got {:?}", c.storage),
+                    format!(
+                        "expected file:///path/to/dir or s3://bucket/prefix, got {:?}",
+                        c.storage
+                    ),
                 ),
             }
         }

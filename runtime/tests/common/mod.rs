@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,0 +1,196 @@
+//! `s3://bucket/prefix` storage through aws-sdk-s3. Settings come from the
+//! standard AWS environment: credentials (`AWS_ACCESS_KEY_ID`, a profile,
+//! web identity on Kubernetes, …), `AWS_REGION` (default `us-east-1`),
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` for S3-compatible servers.
+//! Path-style addressing (`http://host/bucket/key`) is used when an endpoint
+//! is set, as S3-compatible servers expect, unless `AWS_S3_FORCE_PATH_STYLE`
+//! says otherwise.
+//!
+//! The engine's threads are not async: the store owns a small tokio runtime
+//! and blocks on each request.
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+
+use super::store::ObjectStore;
+use super::StorageError;
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Key prefix of the store's root, empty or ending in `/`.
+    prefix: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Store(s3://{}/{})", self.bucket, self.prefix)
+    }
+}
+
+fn env_flag(name: &str) -> Option<bool> {
+    std::env::var(name)
+        .ok()
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+impl S3Store {
+    /// Opens `s3://bucket/prefix` (the part after `s3://`).
+    pub fn open(bucket_and_prefix: &str) -> Result<Self, StorageError> {
+        let uri = format!("s3://{bucket_and_prefix}");
+        let (bucket, prefix) = bucket_and_prefix
+            .split_once('/')
+            .unwrap_or((bucket_and_prefix, ""));
+        if bucket.is_empty() {
+            return Err(StorageError::Uri {
+                uri,
+                reason: "expected s3://bucket/prefix".into(),
+            });
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("s3")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Uri {
+                uri: uri.clone(),
+                reason: format!("cannot start the S3 client's runtime: {e}"),
+            })?;
+        let endpoint_set = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()));
+        let path_style = env_flag("AWS_S3_FORCE_PATH_STYLE").unwrap_or(endpoint_set);
+        let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok());
+        let shared = runtime.block_on(async {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if !region_set {
+                loader = loader.region(aws_sdk_s3::config::Region::new("us-east-1"));
+            }
+            loader.load().await
+        });
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            .build();
+        Ok(S3Store {
+            client: Client::from_conf(config),
+            bucket: bucket.to_string(),
+            prefix,
+            runtime,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn error(&self, key: &str, what: &str, e: impl std::error::Error) -> StorageError {
+        StorageError::S3 {
+            location: self.location(key),
+            reason: format!("{what}: {}", DisplayErrorContext(e)),
+        }
+    }
+}
+
+impl ObjectStore for S3Store {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .body(ByteStream::from(bytes.to_vec()));
+        self.runtime
+            .block_on(request.send())
+            .map_err(|e| self.error(key, "put", e))?;
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key));
+        self.runtime.block_on(async {
+            let output = match request.send().await {
+                Ok(o) => o,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(self.error(key, "get", e)),
+            };
+            let bytes = output
+                .body
+                .collect()
+                .await
+                .map_err(|e| self.error(key, "get", e))?;
+            Ok(Some(bytes.into_bytes().to_vec()))
+        })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let full = self.key(prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .into_paginator()
+            .send();
+        self.runtime.block_on(async {
+            let mut keys = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.error(prefix, "list", e))?;
+                for object in page.contents() {
+                    if let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                        keys.push(key.to_string());
+                    }
+                }
+            }
+            Ok(keys)
+        })
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {
+        let keys = self.list(prefix)?;
+        // DeleteObjects takes at most 1000 keys.
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(self.key(k)).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.error(prefix, "delete", e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| self.error(prefix, "delete", e))?;
+            let request = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete);
+            self.runtime
+                .block_on(request.send())
+                .map_err(|e| self.error(prefix, "delete", e))?;
+        }
+        Ok(())
+    }
+
+    fn location(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}

@@ -1,0 +1,119 @@
+//! Where snapshot files live: a small object-store interface (put, get,
+//! list, delete) with a local-folder and an S3 implementation. Checkpoint
+//! logic (layout, `_metadata` last, retention) is written once on top of it,
+//! in `storage.rs`.
+//!
+//! Keys are `/`-separated paths relative to the store's root. A put is
+//! atomic: a reader sees the whole object or none of it.
+
+use std::fmt::Debug;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::StorageError;
+
+pub trait ObjectStore: Send + Sync + Debug {
+    /// Writes `bytes` at `key`, atomically and durably.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Reads `key`; `Ok(None)` when there is no such object.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Every key under `prefix` (a folder: `a/b/`), in no particular order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Removes every key under `prefix`.
+    fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError>;
+    /// The location of `key` as users see it (a path, an `s3://` URI).
+    fn location(&self, key: &str) -> String;
+}
+
+/// A local folder (`file://`).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl FileStore {
+    pub fn new(root: PathBuf) -> Self {
+        FileStore { root }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        if key.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(key)
+        }
+    }
+}
+
+impl ObjectStore for FileStore {
+    /// A temporary file renamed into place: a crash never leaves a
+    /// half-written file under its final name.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let path = self.path(key);
+        let dir = path.parent().expect("keys name files in a folder");
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.path(key);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut folders = vec![(self.path(prefix), prefix.trim_end_matches('/').to_string())];
+        while let Some((dir, key)) = folders.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io(&dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child = if key.is_empty() {
+                    name
+                } else {
+                    format!("{key}/{name}")
+                };
+                if entry.file_type().map_err(io(&dir))?.is_dir() {
+                    folders.push((entry.path(), child));
+                } else if !child.ends_with(".tmp") {
+                    keys.push(child);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {
+        let path = self.path(prefix);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn location(&self, key: &str) -> String {
+        self.path(key).display().to_string()
+    }
+}
