@@ -25,8 +25,12 @@ fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &spec.bootstrap_servers)
-        .set("group.id", spec.group(job))
-        // Offsets live in checkpoints; the group's are never used to resume.
+        // Partitions are assigned and offsets live in checkpoints, so the
+        // readers' group is never joined nor committed to. It is not the
+        // job's group, to which the exactly-once Kafka sink commits offsets
+        // in its transactions: a broker may tie a group's offsets to the
+        // clients that use it (nisshi then drops transactional commits).
+        .set("group.id", format!("{}.readers", spec.group(job)))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed");

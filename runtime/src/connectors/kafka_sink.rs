@@ -7,6 +7,12 @@
 //! the checkpoint id, so that a restore can tell which checkpoint the
 //! committed output reflects.
 //!
+//! The marker is an offset the job's consumer group commits for partition 0
+//! of the output topic: its value is the checkpoint id (and its metadata
+//! says `streamjob-checkpoint=<id>` for people). The id is kept in the
+//! offset, not only in the metadata, because every Kafka-compatible broker
+//! stores offsets, and not all store metadata sent in a transaction.
+//!
 //! One producer serves the whole job (all output goes through the sink
 //! thread), so one transaction holds a checkpoint's output. A worker that
 //! passed barrier `n` already emits output that belongs to checkpoint `n+1`;
@@ -221,9 +227,9 @@ impl TransactionalKafka {
         self.writer.writes(target)
     }
 
-    /// The checkpoint whose transaction committed last, from the marker's
-    /// committed-offset metadata. Call after `open` (which waits for a
-    /// crashed run's commit to finish).
+    /// The checkpoint whose transaction committed last: the marker's
+    /// committed offset. Call after `open` (which waits for a crashed run's
+    /// commit to finish).
     pub fn committed_checkpoint(&self) -> std::io::Result<Option<u64>> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.marker.0, self.marker.1);
@@ -234,8 +240,10 @@ impl TransactionalKafka {
         Ok(committed
             .elements()
             .iter()
-            .filter_map(|e| e.metadata().strip_prefix(CHECKPOINT_METADATA_PREFIX))
-            .filter_map(|id| id.parse().ok())
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(id) => u64::try_from(id).ok(),
+                _ => None,
+            })
             .max())
     }
 
@@ -285,11 +293,10 @@ impl TransactionalKafka {
     /// marker, then begins the next one with the output held back.
     pub fn commit(&mut self, id: u64) -> std::io::Result<()> {
         let metadata = format!("{CHECKPOINT_METADATA_PREFIX}{id}");
-        // The marker first, then the source offsets (a marker that is also a
-        // source partition keeps its source offset).
-        let mut entries = BTreeMap::new();
-        entries.insert(self.marker.clone(), 0);
-        entries.extend(self.offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+        // The source offsets and the marker (validation keeps the output
+        // topic out of the sources, so they never collide).
+        let mut entries = self.offsets.clone();
+        entries.insert(self.marker.clone(), id as i64);
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), offset) in entries {
             let mut element = offsets.add_partition(&topic, partition);
@@ -323,10 +330,22 @@ impl TransactionalKafka {
         Ok(())
     }
 
-    /// A failed transaction cannot be committed any more: abort it, so the
-    /// job restarts from its last checkpoint with nothing half-written.
+    /// A failed transaction cannot be committed any more: abort it when
+    /// Kafka asks for that, so the job restarts from its last checkpoint
+    /// with nothing half-written. A fatal error (this producer was fenced by
+    /// a newer run) leaves nothing to abort: the newer run did.
     fn abort_after(&self, step: &str, e: KafkaError) -> std::io::Error {
-        let _ = self.writer.producer.abort_transaction(TXN_CALL_TIMEOUT);
+        let fenced = e.to_string().contains("fences the current one")
+            || self.writer.producer.client().fatal_error().is_some();
+        if let KafkaError::Transaction(txn) = &e {
+            if txn.txn_requires_abort() && !txn.is_fatal() && !fenced {
+                // Best effort: the next run's init_transactions aborts it too.
+                let _ = self
+                    .writer
+                    .producer
+                    .abort_transaction(Duration::from_secs(5));
+            }
+        }
         kafka_error(step, e)
     }
 

@@ -425,6 +425,17 @@ impl JobSpec {
         if c.mode != super::CheckpointMode::ExactlyOnce {
             return;
         }
+        if let Some(source) = &self.source.kafka {
+            if source.topics.contains(&kafka.topic) {
+                p.add(
+                    "sink.kafka.topic",
+                    format!(
+                        "{:?} is also a source topic; a job cannot read its own exactly-once output (its checkpoint marker is committed on that topic): write to another topic",
+                        kafka.topic
+                    ),
+                );
+            }
+        }
         let path = "sink.kafka.properties.transaction.timeout.ms";
         match kafka.transaction_timeout_ms() {
             Err(e) => p.add(path, e),

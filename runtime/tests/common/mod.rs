@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod nisshi;
 pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};

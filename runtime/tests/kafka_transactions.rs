@@ -1,0 +1,94 @@
+//! The exactly-once Kafka sink's protocol against nisshi, a broker that
+//! commits and aborts transactions, fences producers and stores offsets sent
+//! in a transaction (librdkafka's mock cluster does neither of the last
+//! two). nisshi, like the mock, shows aborted records to `read_committed`
+//! readers, so these tests check the protocol's decisions (what is
+//! committed, which checkpoint a restore starts from, who is fenced), not
+//! the absence of aborted records in the output.
+//!
+//! Not here yet: the restore decision at each crash point of a whole job.
+//! On nisshi 0.7.0-pre.2 a running job's transactional offset commits are
+//! sometimes not applied (the marker stays at an older checkpoint although
+//! the commit succeeded), so that test is not reliable there; the same
+//! decision is tested with the file sink's commit log (checkpoints.rs).
+
+mod common;
+
+use common::kafka::create_topics;
+use common::nisshi::Broker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, TopicPartitionList};
+use streamjob_runtime::connectors::TransactionalKafka;
+use streamjob_runtime::spec::KafkaSinkSpec;
+use streamjob_runtime::JobSpec;
+
+/// The committed offset (and metadata, which nisshi does not keep) of
+/// `topic`/`partition` in `group`.
+fn committed(bootstrap: &str, group: &str, topic: &str, partition: i32) -> (i64, String) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = consumer
+        .committed_offsets(tpl, std::time::Duration::from_secs(30))
+        .unwrap();
+    let e = &got.elements()[0];
+    (e.offset().to_raw().unwrap_or(-1), e.metadata().to_string())
+}
+
+fn sink_spec(bootstrap: &str) -> KafkaSinkSpec {
+    JobSpec::from_yaml(&format!(
+        "name: t\nsource: {{file: {{path: x}}}}\neventTime: {{field: t}}\nkey: k\n\
+         window: {{tumbling: {{size: 1s}}}}\naggregates: [{{name: n, function: count}}]\n\
+         sink: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: out}}}}\n"
+    ))
+    .unwrap()
+    .sink
+    .kafka
+    .unwrap()
+}
+
+/// A commit carries the source offsets and the checkpoint id (the marker); a second
+/// producer with the same transactional id aborts the first one's open
+/// transaction and fences it: its next commit fails.
+#[test]
+fn commits_carry_offsets_and_a_zombie_is_fenced() {
+    let broker = Broker::start();
+    let b = &broker.bootstrap;
+    create_topics(b, &[("out", 1), ("events", 1)]);
+    let spec = sink_spec(b);
+    let lines = |s: &str| vec![s.to_string()];
+
+    let mut first = TransactionalKafka::open(&spec, "job", "g", [None, None], 1).unwrap();
+    first.write(0, 0, lines("a"), vec![]).unwrap();
+    first.seal(0, 7, vec![("events".into(), 0, 1234)]).unwrap();
+    first.commit(7).unwrap();
+    assert_eq!(committed(b, "g", "events", 0).0, 1234);
+    assert_eq!(committed(b, "g", "out", 0).0, 7);
+    assert_eq!(first.committed_checkpoint().unwrap(), Some(7));
+    // The next transaction of the same producer.
+    first.write(0, 0, lines("b"), vec![]).unwrap();
+    first.seal(0, 8, vec![("events".into(), 0, 1500)]).unwrap();
+    first.commit(8).unwrap();
+    assert_eq!(committed(b, "g", "events", 0).0, 1500);
+    assert_eq!(committed(b, "g", "out", 0).0, 8);
+
+    // Output of the next epoch, then a new run with the same id.
+    first.write(0, 0, lines("c"), vec![]).unwrap();
+    first.seal(0, 9, vec![("events".into(), 0, 2000)]).unwrap();
+    let started = std::time::Instant::now();
+    let second = TransactionalKafka::open(&spec, "job", "g", [None, None], 1).unwrap();
+    eprintln!(
+        "init_transactions of the new run took {:?}",
+        started.elapsed()
+    );
+    let err = first.commit(9).unwrap_err().to_string();
+    assert!(err.contains("fences the current one"), "{err}");
+    // Checkpoint 9 never committed: its offsets are not the group's.
+    assert_eq!(second.committed_checkpoint().unwrap(), Some(8));
+    assert_eq!(committed(b, "g", "events", 0).0, 1500);
+}
