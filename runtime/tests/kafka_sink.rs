@@ -136,3 +136,54 @@ fn late_side_output_to_kafka_is_in_the_transaction() {
         ]
     );
 }
+
+/// EndTxn answered with errors by the broker: transient ones (coordinator
+/// loading, moved) are retried and the output is exact; one that cannot be
+/// retried fails the job, and the checkpoint it was committing never gets
+/// `_metadata`, so a restore starts before it.
+#[test]
+fn failing_end_txn_is_retried_or_fails_the_checkpoint() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let transient = [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+    ];
+    let fatal = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE];
+    for (errors, retried) in [(&transient[..], true), (&fatal[..], false)] {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("events", 3, 1).unwrap();
+        cluster.create_topic("out", 3, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        let expected = produce_events(&bootstrap, "events", 3, 30_000);
+        cluster.request_errors(RDKafkaApiKey::EndTxn, errors);
+        let dir = tempfile::tempdir().unwrap();
+        let spec = JobSpec::from_yaml(&job_yaml(
+            &bootstrap,
+            2,
+            "checkpoints: {interval: 20ms, storage: file://ckpt}\n",
+        ))
+        .unwrap();
+        let opts = RunOptions {
+            base_dir: dir.path().to_path_buf(),
+            state_dir: Some(dir.path().join("state")),
+            ..Default::default()
+        };
+        let result = run(&spec, &opts);
+        let completed = std::fs::read_dir(dir.path().join("ckpt/ks/checkpoints"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().join("_metadata").is_file())
+                    .count()
+            })
+            .unwrap_or(0);
+        if retried {
+            let summary = result.unwrap();
+            assert!(summary.checkpoints >= 1);
+            check_window_lines(&results(&bootstrap, "out"), &expected);
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("commit_transaction"), "{err}");
+            assert_eq!(completed, 0, "the failed commit completed a checkpoint");
+        }
+    }
+}
