@@ -421,6 +421,50 @@ fn the_restart_strategy_resumes_from_the_latest_checkpoint() {
     check_windows(dir.path(), &expected);
 }
 
+/// A restart never picks up an older run's checkpoint: a job started
+/// afresh over the storage of an earlier run, failing before its own first
+/// checkpoint completes, restarts from the start, reading its input again.
+#[test]
+fn a_restart_resumes_only_from_its_own_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path(), 300_000);
+    let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
+    run_until_checkpoints(dir.path(), &spec, 2);
+    let first_own = std::fs::read_dir(dir.path().join("ckpt/ck/checkpoints"))
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("chk-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap()
+        + 1;
+    let job = dir.path().join("job.yaml");
+    let yaml = job_yaml(2, 128) + "restartStrategy: {fixedDelay: {attempts: 2, delay: 10ms}}\n";
+    std::fs::write(&job, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(&job)
+        .args(["--control-address", "off"])
+        .env("STREAMJOB_FAILPOINT", format!("worker-error:{first_own}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "failpoint worker-error:{first_own} reached; restart 1 in 10ms from the start (no checkpoint yet)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restored from"), "{stderr}");
+    assert_eq!(records_in(&stderr), 300_000, "{stderr}");
+}
+
 /// A generator job with watermark alignment restores and runs to its end:
 /// the restored split watermark must not look "ahead" of the job.
 #[test]

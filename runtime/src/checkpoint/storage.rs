@@ -115,16 +115,18 @@ impl CheckpointStorage {
         self.write(&format!("{dir}/{PENDING}"), &json)
     }
 
-    /// Completes checkpoint `id` from its `_pending` metadata, when its
-    /// output was committed but the job died before `_metadata` was written.
+    /// Completes snapshot `id` from its `_pending` metadata, when its output
+    /// was committed but the job died before `_metadata` was written.
     /// Returns whether there was one to complete.
     pub fn roll_forward(&self, layout: &Layout, id: u64) -> Result<bool, StorageError> {
-        let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
-        let Some(bytes) = self.store.get(&format!("{dir}/{PENDING}"))? else {
-            return Ok(false);
-        };
-        self.write(&format!("{dir}/{METADATA}"), &bytes)?;
-        Ok(true)
+        for kind in [SnapshotKind::Checkpoint, SnapshotKind::Savepoint] {
+            let dir = layout.snapshot_dir(kind, id);
+            if let Some(bytes) = self.store.get(&format!("{dir}/{PENDING}"))? {
+                self.write(&format!("{dir}/{METADATA}"), &bytes)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Snapshot ids in `dir` (checkpoints or savepoints), each with whether
@@ -186,16 +188,29 @@ impl CheckpointStorage {
         Ok(last)
     }
 
-    /// The newest completed checkpoint of the job.
+    /// The newest completed snapshot of the job: its newest checkpoint, or a
+    /// savepoint taken after it. A savepoint commits the sink's output like a
+    /// checkpoint, so recovery never goes back behind one (as in Flink
+    /// before 1.15, "if there is no checkpoint after the last savepoint, the
+    /// savepoint is used for recovery").
+    pub fn newest(&self, layout: &Layout) -> Result<Option<(SnapshotKind, u64)>, StorageError> {
+        let newest = |kind, dir: String| -> Result<_, StorageError> {
+            Ok(self.completed(&dir)?.last().map(|id| (kind, *id)))
+        };
+        let checkpoint = newest(SnapshotKind::Checkpoint, layout.checkpoints())?;
+        let savepoint = newest(SnapshotKind::Savepoint, layout.savepoints())?;
+        Ok(checkpoint.into_iter().chain(savepoint).max_by_key(|s| s.1))
+    }
+
+    /// Reads the newest completed snapshot of the job (see `newest`).
     pub fn latest(&self, layout: &Layout) -> Result<Restore, RestoreError> {
-        let ids = self.completed(&layout.checkpoints())?;
-        let Some(&id) = ids.last() else {
+        let Some((kind, id)) = self.newest(layout)? else {
             return Err(RestoreError::NoCheckpoint {
                 job: layout.job().to_string(),
                 root: self.location(""),
             });
         };
-        self.read_snapshot(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))
+        self.read_snapshot(&layout.snapshot_dir(kind, id))
     }
 
     /// Reads a snapshot folder (a checkpoint or a savepoint) in full.

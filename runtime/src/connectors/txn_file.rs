@@ -11,7 +11,9 @@
 //!
 //! On restore from checkpoint `c`, `<out>` is cut back to the length the
 //! log recorded for `c` (dropping any torn append after it) and pending files
-//! are removed: what they held is produced again from `c`'s state.
+//! are removed: what they held is produced again from `c`'s state. A restore
+//! from a snapshot older than every commit in the log is refused rather
+//! than guessed at.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -83,25 +85,41 @@ impl TransactionalFile {
         std::fs::create_dir_all(&pending)?;
         let file = OpenOptions::new().create(true).append(true).open(out)?;
         let current = file.metadata()?.len();
+        let mut commits = read_commit_log(out)?;
         let keep = match restored {
             // The length committed with the restored checkpoint (or with the
-            // newest commit before it).
-            Some(id) => read_commit_log(out)?
-                .iter()
-                .rev()
-                .find(|(c, _)| *c <= id)
-                .map_or(0, |(_, len)| *len),
+            // newest commit before it); later commits are undone.
+            Some(id) => {
+                let first = commits.first().map(|(c, _)| *c);
+                commits.retain(|(c, _)| *c <= id);
+                match (commits.last(), first) {
+                    (Some((_, len)), _) => *len,
+                    (None, None) => 0,
+                    // Never guess: cutting the file to 0 would drop output
+                    // committed by other runs.
+                    (None, Some(first)) => {
+                        return Err(std::io::Error::other(format!(
+                            "{}: its commit log has no commit at or before checkpoint {id} (the first is {first}), so the output cannot be cut back to that checkpoint; restore a newer snapshot, or move {} away to start the output afresh",
+                            out.display(),
+                            out.display()
+                        )))
+                    }
+                }
+            }
             // A fresh run keeps what earlier runs committed: up to the last
             // length in the log, which drops a torn append.
-            None => read_commit_log(out)?
-                .last()
-                .map_or(current, |(_, len)| (*len).min(current)),
+            None => match commits.last_mut() {
+                Some((_, len)) => {
+                    *len = (*len).min(current);
+                    *len
+                }
+                None => current,
+            },
         };
         if keep < current {
             file.set_len(keep)?;
             file.sync_all()?;
         }
-        // Start the log afresh at what is now committed.
         let mut sink = TransactionalFile {
             out: out.to_path_buf(),
             pending,
@@ -109,15 +127,19 @@ impl TransactionalFile {
             open: (0..workers).map(|_| None).collect(),
             sealed: BTreeMap::new(),
         };
-        sink.rewrite_log(restored.unwrap_or(0), keep)?;
+        // The log keeps its history up to what is now committed, so that an
+        // older snapshot can still be restored later.
+        sink.rewrite_log(&commits)?;
         Ok(sink)
     }
 
-    fn rewrite_log(&mut self, id: u64, len: u64) -> std::io::Result<()> {
+    fn rewrite_log(&mut self, commits: &[(u64, u64)]) -> std::io::Result<()> {
         let tmp = with_suffix(&self.log, ".tmp");
-        let mut f = File::create(&tmp)?;
-        writeln!(f, "{id} {len}")?;
-        f.sync_all()?;
+        let mut f = BufWriter::new(File::create(&tmp)?);
+        for (id, len) in commits {
+            writeln!(f, "{id} {len}")?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, &self.log)?;
         if let Some(dir) = self.log.parent() {
             sync_dir(dir)?;
@@ -200,5 +222,46 @@ impl TransactionalFile {
             self.seal(worker, final_id)?;
         }
         self.commit(final_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn an_older_snapshot_cuts_the_output_back_to_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        write(&out, "a\nb\nc\n");
+        write(&with_suffix(&out, ".commits"), "1 2\n2 4\n3 6\n");
+        // Restoring 3 keeps everything and the history.
+        TransactionalFile::open(&out, 1, Some(3)).unwrap();
+        assert_eq!(read_commit_log(&out).unwrap(), [(1, 2), (2, 4), (3, 6)]);
+        // Restoring 1 later still finds its commit.
+        TransactionalFile::open(&out, 1, Some(1)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\n");
+        assert_eq!(read_commit_log(&out).unwrap(), [(1, 2)]);
+    }
+
+    #[test]
+    fn a_snapshot_older_than_every_commit_is_refused_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        write(&out, "a\nb\n");
+        write(&with_suffix(&out, ".commits"), "50 4\n");
+        let err = TransactionalFile::open(&out, 1, Some(40))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("no commit at or before checkpoint 40 (the first is 50)"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\n");
     }
 }

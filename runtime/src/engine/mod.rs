@@ -51,10 +51,19 @@ pub enum JobError {
 /// Where a job's state comes from when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreFrom {
-    /// The newest completed checkpoint in the job's checkpoint storage.
+    /// The newest completed checkpoint in the job's checkpoint storage (or a
+    /// savepoint taken after it, see `CheckpointStorage::newest`).
     LatestCheckpoint,
-    /// A checkpoint or savepoint folder.
+    /// A checkpoint or savepoint folder, or its URI.
     Path(PathBuf),
+    /// A restart after a failure: the newest snapshot completed since this
+    /// process first started (ids from `since` on), else where it first
+    /// started from. An older run's checkpoint is never picked up by a
+    /// restart.
+    Recovery {
+        since: u64,
+        started_from: Option<Box<RestoreFrom>>,
+    },
 }
 
 /// How to run a job, beyond its spec.
@@ -140,9 +149,14 @@ impl JobSpec {
 impl JobError {
     /// Whether running again could go differently: not for a job or a
     /// snapshot that does not fit, nor for a malformed record the job is
-    /// told to fail on (it would be read again).
+    /// told to fail on (it would be read again). Storage that could not be
+    /// reached may answer next time.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, JobError::Restore(_) | JobError::Malformed(_))
+        match self {
+            JobError::Restore(RestoreError::Storage(_)) => true,
+            JobError::Restore(_) | JobError::Malformed(_) => false,
+            _ => true,
+        }
     }
 }
 
@@ -150,6 +164,18 @@ impl JobError {
 /// as its restart strategy allows.
 pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let mut opts = opts.clone();
+    // Snapshots this process completes get ids from here on: a restart
+    // resumes from one of them, or from where the process started.
+    let layout = Layout::new(&spec.name);
+    let storage = match &spec.checkpoints {
+        Some(c) => Some(CheckpointStorage::from_uri(&c.storage, &opts.base_dir)?),
+        None => None,
+    };
+    let since = match &storage {
+        Some(storage) => storage.last_id(&layout)? + 1,
+        None => 0,
+    };
+    let started_from = opts.restore.clone();
     let mut attempt = 0;
     loop {
         let error = match run(spec, &opts) {
@@ -167,18 +193,22 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
         let (Some(delay), true) = (delay, error.is_retryable()) else {
             return Err(error);
         };
-        let has_checkpoint = match &spec.checkpoints {
-            Some(c) => {
-                let storage = CheckpointStorage::from_uri(&c.storage, &opts.base_dir)?;
-                !storage
-                    .completed(&Layout::new(&spec.name).checkpoints())?
-                    .is_empty()
+        // Only to say where the restart resumes; `run` decides the same way.
+        let resumes_from = match &storage {
+            Some(storage) => {
+                opts.restore = Some(RestoreFrom::Recovery {
+                    since,
+                    started_from: started_from.clone().map(Box::new),
+                });
+                match storage.newest(&layout) {
+                    Ok(Some((_, id))) if id >= since => "the latest checkpoint",
+                    Ok(_) if started_from.is_some() => "where it started",
+                    Ok(_) => "the start (no checkpoint yet)",
+                    Err(_) => "the latest checkpoint, once its storage answers",
+                }
             }
-            None => false,
+            None => "the start (no checkpoints)",
         };
-        if has_checkpoint {
-            opts.restore = Some(RestoreFrom::LatestCheckpoint);
-        }
         if let Some(control) = &opts.control {
             control.metrics.restarts.inc();
             control.set_state(
@@ -186,18 +216,54 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
                 Some(error.to_string()),
             );
         }
-        tracing::info!(%error, attempt, ?delay, has_checkpoint, "job failed; restarting");
+        tracing::info!(%error, attempt, ?delay, resumes_from, "job failed; restarting");
         eprintln!(
-            "streamjob: job {} failed: {error}; restart {attempt} in {:?} from {}",
-            spec.name,
-            delay,
-            if has_checkpoint {
-                "the latest checkpoint"
-            } else {
-                "the start (no checkpoint yet)"
-            }
+            "streamjob: job {} failed: {error}; restart {attempt} in {delay:?} from {resumes_from}",
+            spec.name
         );
         thread::sleep(delay);
+    }
+}
+
+/// The snapshot to start from, after rolling forward a checkpoint whose
+/// output was committed (see `roll_forward`).
+fn find_restore(
+    from: &RestoreFrom,
+    spec: &JobSpec,
+    base: &Path,
+    storage: Option<&CheckpointStorage>,
+    layout: &Layout,
+    kafka_sink: Option<&crate::connectors::TransactionalKafka>,
+) -> Result<Option<Restore>, JobError> {
+    let storage_or = |flag: &str| {
+        storage.ok_or_else(|| RestoreError::Mismatch {
+            path: flag.into(),
+            reason: "the job has no checkpoints.storage to look in".into(),
+        })
+    };
+    match from {
+        RestoreFrom::Path(path) => Ok(Some(read_snapshot(&path.to_string_lossy(), base)?)),
+        RestoreFrom::LatestCheckpoint => {
+            let storage = storage_or("--from-latest-checkpoint")?;
+            roll_forward(spec, base, storage, layout, kafka_sink)?;
+            Ok(Some(storage.latest(layout)?))
+        }
+        RestoreFrom::Recovery {
+            since,
+            started_from,
+        } => {
+            let storage = storage_or("a restart")?;
+            roll_forward(spec, base, storage, layout, kafka_sink)?;
+            match storage.newest(layout)? {
+                Some((kind, id)) if id >= *since => {
+                    Ok(Some(storage.read_snapshot(&layout.snapshot_dir(kind, id))?))
+                }
+                _ => match started_from {
+                    Some(from) => find_restore(from, spec, base, Some(storage), layout, kafka_sink),
+                    None => Ok(None),
+                },
+            }
+        }
     }
 }
 
@@ -219,15 +285,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let kafka_sink = sinks::open_transactional_kafka(spec).map_err(JobError::Sink)?;
     let restore = match &opts.restore {
         None => None,
-        Some(RestoreFrom::Path(path)) => Some(read_snapshot(&path.to_string_lossy(), base)?),
-        Some(RestoreFrom::LatestCheckpoint) => {
-            let storage = storage.as_ref().ok_or_else(|| RestoreError::Mismatch {
-                path: "--from-latest-checkpoint".into(),
-                reason: "the job has no checkpoints.storage to look in".into(),
-            })?;
-            roll_forward(spec, base, storage, &layout, kafka_sink.as_ref())?;
-            Some(storage.latest(&layout)?)
-        }
+        Some(from) => find_restore(
+            from,
+            spec,
+            base,
+            storage.as_ref(),
+            &layout,
+            kafka_sink.as_ref(),
+        )?,
     };
     let mut restore_state = true;
     if let Some(r) = &restore {
@@ -433,9 +498,17 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // nothing more; a restore produces it again.)
     let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
     if first_error.is_none() && !stopped && sinks::two_phase(spec) {
-        let last = storage.as_ref().map_or(Ok(0), |s| s.last_id(&layout))?;
-        let id = final_epoch.max(last + 1);
-        if let Err(e) = ask_sink(&sink_tx, |reply| SinkMsg::Finish {
+        // The final epoch gets an id of its own, reserved like a checkpoint's:
+        // the Kafka sink's marker names it, and a later run must not reuse it
+        // (a two-phase sink implies checkpoints, so there is a coordinator).
+        let id = final_epoch;
+        let reserved = match &storage {
+            Some(storage) => storage.reserve(&layout.snapshot_dir(SnapshotKind::Checkpoint, id)),
+            None => Ok(()),
+        };
+        if let Err(e) = reserved {
+            first_error = Some(e.into());
+        } else if let Err(e) = ask_sink(&sink_tx, |reply| SinkMsg::Finish {
             checkpoint: id,
             reply,
         }) {
@@ -476,7 +549,7 @@ fn roll_forward(
         }
         _ => return Ok(()),
     };
-    let complete = storage.completed(&layout.checkpoints())?.last().copied();
+    let complete = storage.newest(layout)?.map(|(_, id)| id);
     if let Some(id) = committed {
         if complete.is_none_or(|c| id > c) && storage.roll_forward(layout, id)? {
             tracing::warn!(
