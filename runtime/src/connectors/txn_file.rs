@@ -107,13 +107,19 @@ impl TransactionalFile {
                 }
             }
             // A fresh run keeps what earlier runs committed: up to the last
-            // length in the log, which drops a torn append.
+            // length in the log, which drops a torn append. A file without
+            // commits is kept as it is, and that is recorded (as commit 0),
+            // so that an append this run makes and never commits is dropped
+            // by the next run.
             None => match commits.last_mut() {
                 Some((_, len)) => {
                     *len = (*len).min(current);
                     *len
                 }
-                None => current,
+                None => {
+                    commits.push((0, current));
+                    current
+                }
             },
         };
         if keep < current {
@@ -246,6 +252,21 @@ mod tests {
         TransactionalFile::open(&out, 1, Some(1)).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\n");
         assert_eq!(read_commit_log(&out).unwrap(), [(1, 2)]);
+    }
+
+    /// A first run dies in the middle of its first commit (output appended,
+    /// no commit record): the next fresh run drops that output.
+    #[test]
+    fn a_fresh_run_drops_an_append_no_run_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        write(&out, "before\n");
+        TransactionalFile::open(&out, 1, None).unwrap();
+        assert_eq!(read_commit_log(&out).unwrap(), [(0, 7)]);
+        // The crashed commit's append.
+        write(&out, "before\ntorn\n");
+        TransactionalFile::open(&out, 1, None).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "before\n");
     }
 
     #[test]
