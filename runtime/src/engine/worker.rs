@@ -199,14 +199,16 @@ impl Worker {
                         self.split_done = true;
                         self.on_split_status()?;
                     }
-                    Poll::Pending => {
+                    // Idleness is checked on every poll: a busy partition
+                    // must not keep a silent one in the same split from
+                    // being marked idle.
+                    Poll::Pending | Poll::Ready => {
                         let before = self.split_watermarks.status();
                         self.split_watermarks.check_idle(now);
                         if self.split_watermarks.status() != before {
                             self.on_split_status()?;
                         }
                     }
-                    Poll::Ready => {}
                 }
             }
             while let Ok(msg) = self.inbox.try_recv() {
@@ -451,8 +453,19 @@ impl Worker {
         }
         let mut got = vec![false; self.peers.len()];
         got[self.index] = true;
-        self.alignment = Some(Alignment { id, got, positions });
-        self.barrier_from(self.index)
+        let superseded = self.alignment.replace(Alignment { id, got, positions });
+        self.barrier_from(self.index)?;
+        if superseded.is_some() {
+            // The checkpoint being aligned was abandoned (a peer skipped to
+            // this one). What was held for it, which may include other
+            // inputs' barriers for this one, is handled again under the new
+            // alignment, in order; left held, it would wait forever.
+            let held = std::mem::take(&mut self.held);
+            for (from, item) in held {
+                self.handle_item(from, item)?;
+            }
+        }
+        Ok(())
     }
 
     /// Input `from` delivered its barrier (or ended); completes the
