@@ -106,7 +106,7 @@ fn write_job(dir: &Path) -> std::path::PathBuf {
         "name: api\nparallelism: 2\nsource: {generator: {keys: 20, eventsPerMs: 1, rate: 20000}}\nkey: key\n\
          window: {tumbling: {size: 1s}}\naggregates: [{name: n, function: count}]\n\
          sink: {file: {path: out.jsonl}}\n\
-         checkpoints: {interval: 100ms, storage: file://ckpt}\n",
+         checkpoints: {interval: 100ms, storage: file://checkpoints}\n",
     )
     .unwrap();
     job
@@ -170,6 +170,20 @@ fn control_api_from_health_to_stop_with_savepoint() {
     let sp_path = sp["path"].as_str().unwrap().to_string();
     assert!(sp_path.contains(&format!("savepoints/sp-{id}")), "{sp}");
     assert!(Path::new(&sp_path).join("_metadata").is_file());
+    // The last checkpoint is never a savepoint, even under a storage folder
+    // named `checkpoints`; the history says which is which.
+    let status = json(&http(&api, "GET", "/status", None).1);
+    let last = status["lastCheckpoint"]["path"].as_str().unwrap();
+    assert!(last.contains("/checkpoints/chk-"), "{status}");
+    let history = json(&http(&api, "GET", "/checkpoints", None).1);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "savepoint" && c["id"] == id),
+        "{history}"
+    );
     let (code, body) = http(&api, "GET", "/savepoints/999999", None);
     assert_eq!(code, 404, "{body}");
 

@@ -102,17 +102,17 @@ impl CheckpointStorage {
         Ok(bytes.len() as u64)
     }
 
-    /// Writes `_metadata`: from now on the snapshot is complete.
-    pub fn complete(&self, dir: &str, metadata: &Metadata) -> Result<(), StorageError> {
+    /// Writes a snapshot's metadata as `name`: `_pending` once its state is
+    /// all written (the sink has not committed yet; a restore rolls it
+    /// forward if the sink did), then `_metadata`, which completes it.
+    pub fn write_metadata(
+        &self,
+        dir: &str,
+        name: &str,
+        metadata: &Metadata,
+    ) -> Result<(), StorageError> {
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
-        self.write(&format!("{dir}/{METADATA}"), &json)
-    }
-
-    /// Writes the metadata as `_pending`: the state is all there, the sink
-    /// has not committed yet. A restore rolls it forward if the sink did.
-    pub fn prepare(&self, dir: &str, metadata: &Metadata) -> Result<(), StorageError> {
-        let json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
-        self.write(&format!("{dir}/{PENDING}"), &json)
+        self.write(&format!("{dir}/{name}"), &json)
     }
 
     /// Completes snapshot `id` from its `_pending` metadata, when its output

@@ -32,6 +32,7 @@ pub enum JobState {
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotRecord {
     pub id: u64,
+    pub kind: crate::checkpoint::SnapshotKind,
     pub path: String,
     /// Epoch milliseconds.
     pub completed_at: i64,
@@ -228,22 +229,26 @@ impl JobControl {
         (min > i64::MIN).then_some(min)
     }
 
-    pub fn checkpoint_completed(&self, record: SnapshotRecord, savepoint: bool) {
+    pub fn checkpoint_completed(&self, record: SnapshotRecord) {
         self.metrics.checkpoints_completed.inc();
-        self.metrics.last_checkpoint_bytes.set(record.bytes as i64);
-        self.metrics
-            .last_checkpoint_duration_ms
-            .set(record.duration_ms as i64);
         let mut s = self.shared();
-        if savepoint {
-            s.savepoints.insert(
-                record.id,
-                SavepointStatus::Completed {
-                    path: record.path.clone(),
-                },
-            );
-        } else {
-            self.metrics.last_checkpoint_id.set(record.id as i64);
+        match record.kind {
+            crate::checkpoint::SnapshotKind::Savepoint => {
+                s.savepoints.insert(
+                    record.id,
+                    SavepointStatus::Completed {
+                        path: record.path.clone(),
+                    },
+                );
+            }
+            crate::checkpoint::SnapshotKind::Checkpoint => {
+                // The last_checkpoint gauges describe one checkpoint.
+                self.metrics.last_checkpoint_id.set(record.id as i64);
+                self.metrics.last_checkpoint_bytes.set(record.bytes as i64);
+                self.metrics
+                    .last_checkpoint_duration_ms
+                    .set(record.duration_ms as i64);
+            }
         }
         s.checkpoints.push_back(record);
         if s.checkpoints.len() > HISTORY {
@@ -290,7 +295,7 @@ impl JobControl {
             .checkpoints
             .iter()
             .rev()
-            .find(|c| c.path.contains("/checkpoints/"));
+            .find(|c| c.kind == crate::checkpoint::SnapshotKind::Checkpoint);
         serde_json::json!({
             "job": self.job,
             "state": s.state,

@@ -16,7 +16,7 @@ pub use worker::{Ack, WorkerReport};
 
 use crate::checkpoint::{
     read_snapshot, CheckpointStorage, Layout, Metadata, Restore, RestoreError, SnapshotKind,
-    StorageError,
+    StorageError, METADATA, PENDING,
 };
 use crate::connectors::{create_splits, read_commit_log, Malformed, OutputFormat};
 use crate::control::{JobControl, SnapshotRecord};
@@ -454,6 +454,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             retained: config.retained as usize,
             next_id: first_id,
             trigger: &trigger,
+            failures: 0,
         };
         match coordinator.run(&handles, &ack_rx, &abort) {
             Ok((n, next_id)) => {
@@ -657,6 +658,8 @@ struct Coordinator<'a> {
     retained: usize,
     next_id: u64,
     trigger: &'a std::sync::atomic::AtomicU64,
+    /// Checkpoints failed in a row.
+    failures: u32,
 }
 
 impl Coordinator<'_> {
@@ -673,12 +676,16 @@ impl Coordinator<'_> {
         let mut completed = 0;
         let mut next_trigger = Instant::now() + self.interval;
         let mut in_flight: Option<InFlight> = None;
-        let mut failures = 0;
         let mut requests = std::collections::VecDeque::new();
         loop {
             if workers.iter().any(|w| w.is_finished()) || abort.load(Ordering::Relaxed) {
                 // A worker that finished (its input ended, or it failed)
                 // takes no more checkpoints; an unfinished one is abandoned.
+                if let (Some(f), Some(control)) = (&in_flight, self.control) {
+                    if f.kind == SnapshotKind::Savepoint {
+                        control.savepoint_failed(f.id, "the job ended before it completed".into());
+                    }
+                }
                 return Ok((completed, self.next_id));
             }
             if let Some(control) = self.control {
@@ -686,6 +693,9 @@ impl Coordinator<'_> {
                     requests.push_back(request);
                 }
             }
+            // A request whose caller stopped waiting (the control API gave
+            // up on it) is not taken any more: it might stop the job.
+            requests.retain(|r| !r.reply.is_closed());
             if in_flight.is_none() {
                 let request = requests.pop_front();
                 if request.is_some() || Instant::now() >= next_trigger {
@@ -696,8 +706,13 @@ impl Coordinator<'_> {
                     } else {
                         SnapshotKind::Checkpoint
                     };
-                    self.storage.reserve(&self.layout.snapshot_dir(kind, id))?;
-                    let then_stop = request.as_ref().is_some_and(|r| r.then_stop);
+                    let flight = InFlight {
+                        id,
+                        kind,
+                        then_stop: request.as_ref().is_some_and(|r| r.then_stop),
+                        started: Instant::now(),
+                        acks: vec![None; parallelism],
+                    };
                     if let Some(request) = request {
                         self.savepoint.store(id, Ordering::Release);
                         if let Some(control) = self.control {
@@ -705,81 +720,84 @@ impl Coordinator<'_> {
                         }
                         let _ = request.reply.send(Ok(id));
                     }
-                    in_flight = Some(InFlight {
-                        id,
-                        kind,
-                        then_stop,
-                        started: Instant::now(),
-                        acks: vec![None; parallelism],
-                    });
-                    self.trigger.store(id, Ordering::Release);
+                    match self.storage.reserve(&self.layout.snapshot_dir(kind, id)) {
+                        Ok(()) => {
+                            in_flight = Some(flight);
+                            self.trigger.store(id, Ordering::Release);
+                        }
+                        Err(e) => {
+                            next_trigger = self.failed(&flight, e.to_string())?;
+                        }
+                    }
                 }
             }
             let wait = next_trigger
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(20));
-            match acks.recv_timeout(wait.max(Duration::from_millis(1))) {
+            let (id, outcome) = match acks.recv_timeout(wait.max(Duration::from_millis(1))) {
                 Ok(worker::Ack::Done {
                     worker,
                     id,
                     bytes,
                     watermark,
-                }) => {
-                    if let Some(flight) = &mut in_flight {
-                        if flight.id == id {
-                            flight.acks[worker] = Some((bytes, watermark));
-                            if flight.acks.iter().all(Option::is_some) {
-                                let done = flight.acks.iter().flatten();
-                                let total = done.clone().map(|d| d.0).sum();
-                                let watermark = done.map(|d| d.1).min().unwrap_or(MIN_WATERMARK);
-                                self.complete(flight, total, watermark, parallelism)?;
-                                if flight.then_stop {
-                                    if let Some(control) = self.control {
-                                        control.set_state(crate::control::JobState::Stopping, None);
-                                        control.stop.store(true, Ordering::SeqCst);
-                                    }
-                                }
-                                completed += 1;
-                                failures = 0;
-                                next_trigger = self.next_trigger(flight.started);
-                                in_flight = None;
-                            }
+                }) => match &mut in_flight {
+                    Some(flight) if flight.id == id => {
+                        flight.acks[worker] = Some((bytes, watermark));
+                        if !flight.acks.iter().all(Option::is_some) {
+                            continue;
+                        }
+                        (id, self.complete(flight, parallelism)?)
+                    }
+                    _ => continue,
+                },
+                Ok(worker::Ack::Failed { id, error, .. }) => (id, Err(error)),
+                Err(_) => continue,
+            };
+            // A late answer for a snapshot already abandoned is ignored.
+            let Some(flight) = in_flight.take_if(|f| f.id == id) else {
+                continue;
+            };
+            next_trigger = match outcome {
+                Ok(()) => {
+                    completed += 1;
+                    self.failures = 0;
+                    if flight.then_stop {
+                        if let Some(control) = self.control {
+                            control.set_state(crate::control::JobState::Stopping, None);
+                            control.stop.store(true, Ordering::SeqCst);
                         }
                     }
+                    self.next_trigger(flight.started)
                 }
-                Ok(worker::Ack::Failed { id, error, .. }) => {
-                    match (&in_flight, self.control) {
-                        // A failed savepoint is reported; the job goes on.
-                        (Some(f), Some(control))
-                            if f.id == id && f.kind == SnapshotKind::Savepoint =>
-                        {
-                            control.savepoint_failed(id, error);
-                            in_flight = None;
-                        }
-                        // A failed checkpoint is abandoned (it never gets
-                        // `_metadata`); enough of them in a row fail the job.
-                        (Some(f), _) if f.id == id && failures < self.tolerable_failures => {
-                            failures += 1;
-                            tracing::warn!(id, failures, %error, "checkpoint failed; tolerated");
-                            eprintln!(
-                                "streamjob: checkpoint {id} failed ({failures} of {} tolerated in a row): {error}",
-                                self.tolerable_failures
-                            );
-                            if let Some(control) = self.control {
-                                control.metrics.checkpoints_failed.inc();
-                            }
-                            next_trigger = self.next_trigger(f.started);
-                            in_flight = None;
-                        }
-                        // A late answer for a checkpoint already abandoned.
-                        (Some(f), _) if f.id != id => {}
-                        (None, _) => {}
-                        _ => return Err(JobError::Checkpoint { id, error }),
-                    }
-                }
-                Err(_) => {}
-            }
+                Err(error) => self.failed(&flight, error)?,
+            };
         }
+    }
+
+    /// A snapshot failed. A savepoint is reported and the job goes on. A
+    /// checkpoint is abandoned (it never gets `_metadata`; its output is
+    /// committed with the next one), and more than `tolerableFailures` in a
+    /// row fail the job. Returns when to trigger the next checkpoint.
+    fn failed(&mut self, flight: &InFlight, error: String) -> Result<Instant, JobError> {
+        let id = flight.id;
+        match self.control {
+            Some(control) if flight.kind == SnapshotKind::Savepoint => {
+                control.savepoint_failed(id, error);
+            }
+            _ if self.failures < self.tolerable_failures => {
+                self.failures += 1;
+                tracing::warn!(id, failures = self.failures, %error, "checkpoint failed; tolerated");
+                eprintln!(
+                    "streamjob: checkpoint {id} failed ({} of {} tolerated in a row): {error}",
+                    self.failures, self.tolerable_failures
+                );
+                if let Some(control) = self.control {
+                    control.metrics.checkpoints_failed.inc();
+                }
+            }
+            _ => return Err(JobError::Checkpoint { id, error }),
+        }
+        Ok(self.next_trigger(flight.started))
     }
 
     /// The next trigger: an interval after the last one started, and at
@@ -788,14 +806,21 @@ impl Coordinator<'_> {
         (last_started + self.interval).max(Instant::now() + self.min_pause)
     }
 
+    /// Completes a snapshot every worker has written. The protocol of
+    /// DESIGN.md: the metadata is written as `_pending`, the sink commits the
+    /// snapshot's output, then `_metadata` is written. Storage that fails is
+    /// a failed snapshot (`Ok(Err(..))`, tolerated as configured); a sink
+    /// that cannot commit fails the job (`Err`), which restarts from its
+    /// last commit.
     fn complete(
         &self,
         flight: &InFlight,
-        bytes: u64,
-        watermark: i64,
         parallelism: usize,
-    ) -> Result<(), JobError> {
+    ) -> Result<Result<(), String>, JobError> {
         let id = flight.id;
+        let written = flight.acks.iter().flatten();
+        let bytes = written.clone().map(|a| a.0).sum();
+        let watermark = written.map(|a| a.1).min().unwrap_or(MIN_WATERMARK);
         let dir = self.layout.snapshot_dir(flight.kind, id);
         let metadata = Metadata {
             id,
@@ -812,9 +837,9 @@ impl Coordinator<'_> {
                 .collect(),
             bytes,
         };
-        // The protocol of DESIGN.md: state is written (pending), then the
-        // sink commits the checkpoint's output, then `_metadata`.
-        self.storage.prepare(&dir, &metadata)?;
+        if let Err(e) = self.storage.write_metadata(&dir, PENDING, &metadata) {
+            return Ok(Err(e.to_string()));
+        }
         crate::failpoint::fail_at("before-commit", id);
         ask_sink(self.sink, |reply| SinkMsg::Commit {
             checkpoint: id,
@@ -825,22 +850,27 @@ impl Coordinator<'_> {
             error: format!("the sink could not commit: {e}"),
         })?;
         crate::failpoint::fail_at("after-commit", id);
-        self.storage.complete(&dir, &metadata)?;
-        self.storage.retain(self.layout, self.retained)?;
+        // The output is committed: if `_metadata` cannot be written, a
+        // restore rolls the checkpoint forward from `_pending`.
+        if let Err(e) = self.storage.write_metadata(&dir, METADATA, &metadata) {
+            return Ok(Err(e.to_string()));
+        }
+        // Old checkpoints that cannot be removed now are removed next time.
+        if let Err(e) = self.storage.retain(self.layout, self.retained) {
+            tracing::warn!(%e, "could not remove old checkpoints");
+        }
         if let Some(control) = self.control {
-            control.checkpoint_completed(
-                SnapshotRecord {
-                    id,
-                    path: self.storage.location(&dir),
-                    completed_at: metadata.completed_at,
-                    bytes,
-                    duration_ms: flight.started.elapsed().as_millis() as u64,
-                },
-                flight.kind == SnapshotKind::Savepoint,
-            );
+            control.checkpoint_completed(SnapshotRecord {
+                id,
+                kind: flight.kind,
+                path: self.storage.location(&dir),
+                completed_at: metadata.completed_at,
+                bytes,
+                duration_ms: flight.started.elapsed().as_millis() as u64,
+            });
         }
         tracing::info!(id, bytes, "checkpoint completed");
-        Ok(())
+        Ok(Ok(()))
     }
 }
 
