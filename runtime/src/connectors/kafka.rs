@@ -16,28 +16,45 @@ use super::{Malformed, Poll, SourceItem, SourceSplit};
 use crate::record::RecordParser;
 use crate::spec::{KafkaSourceSpec, StartFrom};
 
-fn kafka_error(context: &str, e: rdkafka::error::KafkaError) -> std::io::Error {
+/// An error from librdkafka, with what was being done.
+pub(super) fn kafka_error(context: &str, e: rdkafka::error::KafkaError) -> std::io::Error {
     std::io::Error::other(format!("kafka {context}: {e}"))
 }
 
-/// Client settings shared by every consumer of the job.
-fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
+/// Settings for a client of the job: the servers and `settings`, then the
+/// user's `properties` (security and the like apply to every client).
+pub(super) fn client_config(
+    bootstrap_servers: &str,
+    settings: &[(&str, &str)],
+    properties: &std::collections::BTreeMap<String, String>,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &spec.bootstrap_servers)
-        // Partitions are assigned and offsets live in checkpoints, so the
-        // readers' group is never joined nor committed to. It is not the
-        // job's group, to which the exactly-once Kafka sink commits offsets
-        // in its transactions: a broker may tie a group's offsets to the
-        // clients that use it (nisshi then drops transactional commits).
-        .set("group.id", format!("{}.readers", spec.group(job)))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed");
-    for (k, v) in &spec.properties {
+    config.set("bootstrap.servers", bootstrap_servers);
+    for (k, v) in settings.iter().copied() {
+        config.set(k, v);
+    }
+    for (k, v) in properties {
         config.set(k, v);
     }
     config
+}
+
+/// Settings of the job's readers. Partitions are assigned and offsets live
+/// in checkpoints, so their group is never joined nor committed to; it is
+/// kept apart from the job's group, which only the exactly-once Kafka sink
+/// commits to.
+fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
+    let group = format!("{}.readers", spec.group(job));
+    client_config(
+        &spec.bootstrap_servers,
+        &[
+            ("group.id", &group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+        ],
+        &spec.properties,
+    )
 }
 
 /// The topic partitions to read, in a stable order.
@@ -85,7 +102,9 @@ struct Partition {
 pub struct KafkaSplit {
     consumer: BaseConsumer,
     partitions: Vec<Partition>,
-    index: HashMap<(String, i32), usize>,
+    /// Topic → partition → index in `partitions` (looked up by `&str`, so
+    /// no allocation per message).
+    index: HashMap<String, HashMap<i32, usize>>,
     parser: RecordParser,
     start_from: StartFrom,
     bounded: bool,
@@ -102,11 +121,13 @@ impl KafkaSplit {
         let consumer: BaseConsumer = consumer_config(spec, job)
             .create()
             .map_err(|e| kafka_error("consumer", e))?;
-        let index = assigned
-            .iter()
-            .enumerate()
-            .map(|(i, (t, p))| ((t.clone(), *p), i))
-            .collect();
+        let mut index: HashMap<String, HashMap<i32, usize>> = HashMap::new();
+        for (i, (topic, partition)) in assigned.iter().enumerate() {
+            index
+                .entry(topic.clone())
+                .or_default()
+                .insert(*partition, i);
+        }
         Ok(KafkaSplit {
             consumer,
             partitions: assigned
@@ -192,7 +213,8 @@ impl SourceSplit for KafkaSplit {
             let message = result.map_err(|e| kafka_error("poll", e))?;
             let Some(&i) = self
                 .index
-                .get(&(message.topic().to_string(), message.partition()))
+                .get(message.topic())
+                .and_then(|partitions| partitions.get(&message.partition()))
             else {
                 continue;
             };
@@ -203,8 +225,10 @@ impl SourceSplit for KafkaSplit {
             p.next = Some(message.offset() + 1);
             p.records += 1;
             got += 1;
-            let text = std::str::from_utf8(message.payload().unwrap_or_default()).unwrap_or("");
-            out.push(match self.parser.parse(text) {
+            // Invalid UTF-8 is not JSON: it goes to the malformed output as
+            // it was read, not as an empty string.
+            let text = String::from_utf8_lossy(message.payload().unwrap_or_default());
+            out.push(match self.parser.parse(&text) {
                 Ok(event) => SourceItem::Record {
                     partition: i,
                     event,
@@ -235,6 +259,13 @@ impl SourceSplit for KafkaSplit {
             .iter()
             // u64::MAX: nothing read yet (resume where `startFrom` says).
             .map(|p| (p.next.map_or(u64::MAX, |o| o as u64), p.records))
+            .collect()
+    }
+
+    fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|p| Some((p.topic.clone(), p.id, p.next?)))
             .collect()
     }
 

@@ -29,6 +29,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::kafka::{client_config, kafka_error};
 use crate::spec::KafkaSinkSpec;
 
 /// Which of the job's outputs a record is for: results, late, malformed.
@@ -39,10 +40,6 @@ const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The committed-offset metadata that names a checkpoint.
 const CHECKPOINT_METADATA_PREFIX: &str = "streamjob-checkpoint=";
-
-fn kafka_error(context: &str, e: KafkaError) -> std::io::Error {
-    std::io::Error::other(format!("kafka sink: {context}: {e}"))
-}
 
 /// Remembers the first failed delivery, so that a flush can report it.
 #[derive(Default)]
@@ -64,14 +61,11 @@ impl ProducerContext for DeliveryErrors {
 }
 
 fn producer_config(spec: &KafkaSinkSpec) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &spec.bootstrap_servers)
-        .set("enable.idempotence", "true");
-    for (k, v) in &spec.properties {
-        config.set(k, v);
-    }
-    config
+    client_config(
+        &spec.bootstrap_servers,
+        &[("enable.idempotence", "true")],
+        &spec.properties,
+    )
 }
 
 /// A producer that writes each target's lines to its topic.
@@ -93,7 +87,7 @@ impl KafkaWriter {
     fn create(config: ClientConfig, topics: [Option<String>; TARGETS]) -> std::io::Result<Self> {
         let producer = config
             .create_with_context(DeliveryErrors::default())
-            .map_err(|e| kafka_error("producer", e))?;
+            .map_err(|e| kafka_error("sink: producer", e))?;
         Ok(KafkaWriter { producer, topics })
     }
 
@@ -118,7 +112,7 @@ impl KafkaWriter {
                         std::thread::sleep(Duration::from_millis(5));
                         record = back;
                     }
-                    e => return Err(kafka_error(&format!("produce to {topic:?}"), e)),
+                    e => return Err(kafka_error(&format!("sink: produce to {topic:?}"), e)),
                 }
             }
         }
@@ -130,7 +124,7 @@ impl KafkaWriter {
     pub fn flush(&self) -> std::io::Result<()> {
         self.producer
             .flush(TXN_CALL_TIMEOUT)
-            .map_err(|e| kafka_error("flush", e))?;
+            .map_err(|e| kafka_error("sink: flush", e))?;
         self.delivery_error()
     }
 
@@ -166,15 +160,21 @@ pub struct TransactionalKafka {
 }
 
 /// The consumer that reads (and whose group receives) committed offsets.
+/// It gets the sink's properties too: on a secured cluster it needs the
+/// same credentials.
 fn group_consumer(spec: &KafkaSinkSpec, group: &str) -> std::io::Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &spec.bootstrap_servers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        // Offsets of a transaction still being committed are not read.
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(|e| kafka_error("consumer for the job's group", e))
+    client_config(
+        &spec.bootstrap_servers,
+        &[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            // Offsets of a transaction still being committed are not read.
+            ("isolation.level", "read_committed"),
+        ],
+        &spec.properties,
+    )
+    .create()
+    .map_err(|e| kafka_error("sink: consumer for the job's group", e))
 }
 
 impl TransactionalKafka {
@@ -207,11 +207,11 @@ impl TransactionalKafka {
         writer
             .producer
             .init_transactions(TXN_CALL_TIMEOUT)
-            .map_err(|e| kafka_error("init_transactions", e))?;
+            .map_err(|e| kafka_error("sink: init_transactions", e))?;
         writer
             .producer
             .begin_transaction()
-            .map_err(|e| kafka_error("begin_transaction", e))?;
+            .map_err(|e| kafka_error("sink: begin_transaction", e))?;
         Ok(TransactionalKafka {
             writer,
             group: group.to_string(),
@@ -236,7 +236,12 @@ impl TransactionalKafka {
         let committed = self
             .consumer
             .committed_offsets(tpl, TXN_CALL_TIMEOUT)
-            .map_err(|e| kafka_error(&format!("committed offsets of group {:?}", self.group), e))?;
+            .map_err(|e| {
+                kafka_error(
+                    &format!("sink: committed offsets of group {:?}", self.group),
+                    e,
+                )
+            })?;
         Ok(committed
             .elements()
             .iter()
@@ -302,7 +307,7 @@ impl TransactionalKafka {
             let mut element = offsets.add_partition(&topic, partition);
             element
                 .set_offset(Offset::Offset(offset))
-                .map_err(|e| kafka_error("offsets", e))?;
+                .map_err(|e| kafka_error("sink: offsets", e))?;
             element.set_metadata(&metadata);
         }
         let group = self
@@ -317,10 +322,10 @@ impl TransactionalKafka {
         producer
             .commit_transaction(TXN_CALL_TIMEOUT)
             .map_err(|e| self.abort_after("commit_transaction", e))?;
-        self.writer.delivery_error()?;
+        // (A record that was not delivered fails commit_transaction.)
         producer
             .begin_transaction()
-            .map_err(|e| kafka_error("begin_transaction", e))?;
+            .map_err(|e| kafka_error("sink: begin_transaction", e))?;
         for worker in 0..self.synced.len() {
             if self.synced[worker].is_some_and(|s| s <= id) {
                 self.synced[worker] = None;
@@ -346,7 +351,7 @@ impl TransactionalKafka {
                     .abort_transaction(Duration::from_secs(5));
             }
         }
-        kafka_error(step, e)
+        kafka_error(&format!("sink: {step}"), e)
     }
 
     /// The input ended and every worker finished: commits the rest.
@@ -364,6 +369,6 @@ impl TransactionalKafka {
         self.writer
             .producer
             .abort_transaction(TXN_CALL_TIMEOUT)
-            .map_err(|e| kafka_error("abort_transaction", e))
+            .map_err(|e| kafka_error("sink: abort_transaction", e))
     }
 }

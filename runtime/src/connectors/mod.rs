@@ -63,6 +63,12 @@ pub trait SourceSplit: Send {
     fn positions(&self) -> Vec<(u64, u64)>;
     /// Resumes a partition where a snapshot left it.
     fn seek(&mut self, partition: usize, offset: u64, records: u64) -> std::io::Result<()>;
+    /// The Kafka partitions read so far as (topic, partition, next offset):
+    /// the offsets a transactional Kafka sink commits. Empty for other
+    /// sources.
+    fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {
+        Vec::new()
+    }
 }
 
 /// Cuts the job's source into `parallelism` splits. Relative file paths are

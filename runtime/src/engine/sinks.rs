@@ -18,10 +18,28 @@ enum ResultsWriter {
     Kafka(TransactionalKafka),
 }
 
+/// Where a side output goes: a writer of its own, or the results' Kafka
+/// transactions (a Kafka side output of an exactly-once Kafka job).
+enum SideWriter {
+    Own(SinkWriter),
+    InTransaction,
+}
+
+impl SideWriter {
+    /// Flushes and syncs a writer of its own (a transaction is committed
+    /// with the results).
+    fn sync(&mut self) -> std::io::Result<()> {
+        match self {
+            SideWriter::Own(w) => w.sync(),
+            SideWriter::InTransaction => Ok(()),
+        }
+    }
+}
+
 pub(crate) struct Sinks {
     results: ResultsWriter,
-    late: SinkWriter,
-    malformed: SinkWriter,
+    late: SideWriter,
+    malformed: SideWriter,
 }
 
 fn exactly_once(spec: &JobSpec) -> bool {
@@ -95,10 +113,10 @@ impl Sinks {
         // Side outputs to Kafka join the results' transactions.
         let side = |s: &Option<SinkSpec>, target: Target| match (s, &results) {
             (Some(_), ResultsWriter::Kafka(k)) if k.writes(target as usize) => {
-                Ok(SinkWriter::Discard)
+                Ok(SideWriter::InTransaction)
             }
-            (Some(s), _) => SinkWriter::open(s, base),
-            (None, _) => Ok(SinkWriter::Discard),
+            (Some(s), _) => SinkWriter::open(s, base).map(SideWriter::Own),
+            (None, _) => Ok(SideWriter::Own(SinkWriter::Discard)),
         };
         Ok(Sinks {
             late: side(&spec.side_outputs.late, Target::Late)?,
@@ -107,44 +125,32 @@ impl Sinks {
         })
     }
 
-    /// Whether the transactional Kafka sink writes `target`.
-    fn in_transaction(&self, target: Target) -> bool {
-        matches!(&self.results, ResultsWriter::Kafka(k) if k.writes(target as usize))
-    }
-
     /// Which targets are written anywhere (the rest are only counted).
     pub fn keeps(&self) -> [bool; 3] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => !w.discards(),
             ResultsWriter::File(_) | ResultsWriter::Kafka(_) => true,
         };
-        [
-            results,
-            !self.late.discards() || self.in_transaction(Target::Late),
-            !self.malformed.discards() || self.in_transaction(Target::Malformed),
-        ]
+        let side = |s: &SideWriter| match s {
+            SideWriter::Own(w) => !w.discards(),
+            SideWriter::InTransaction => true,
+        };
+        [results, side(&self.late), side(&self.malformed)]
     }
 
-    /// Which targets go to Kafka, where records carry their key.
+    /// Which targets go to Kafka, where records carry their key (malformed
+    /// records have none).
     pub fn keyed(&self) -> [bool; 3] {
-        let kafka = |w: &SinkWriter| matches!(w, SinkWriter::Kafka(_));
         let results = match &self.results {
-            ResultsWriter::Plain(w) => kafka(w),
+            ResultsWriter::Plain(w) => matches!(w, SinkWriter::Kafka(_)),
             ResultsWriter::File(_) => false,
             ResultsWriter::Kafka(_) => true,
         };
-        [
-            results,
-            kafka(&self.late) || self.in_transaction(Target::Late),
-            false,
-        ]
-    }
-
-    fn side(&mut self, target: Target) -> &mut SinkWriter {
-        match target {
-            Target::Late => &mut self.late,
-            _ => &mut self.malformed,
-        }
+        let late = matches!(
+            self.late,
+            SideWriter::Own(SinkWriter::Kafka(_)) | SideWriter::InTransaction
+        );
+        [results, late, false]
     }
 
     /// The thread's body: runs until every sender is gone.
@@ -202,16 +208,21 @@ impl Sinks {
         lines: Vec<String>,
         keys: Vec<String>,
     ) -> std::io::Result<()> {
-        if self.in_transaction(target) {
-            let ResultsWriter::Kafka(k) = &mut self.results else {
-                unreachable!("in_transaction means a Kafka results writer");
-            };
-            return k.write(worker, target as usize, lines, keys);
-        }
-        match (target, &mut self.results) {
-            (Target::Results, ResultsWriter::Plain(w)) => w.write_lines(&lines, &keys),
-            (Target::Results, ResultsWriter::File(t)) => t.write(worker, &lines),
-            (side, _) => self.side(side).write_lines(&lines, &keys),
+        let side = match target {
+            Target::Results => None,
+            Target::Late => Some(&mut self.late),
+            Target::Malformed => Some(&mut self.malformed),
+        };
+        match (side, &mut self.results) {
+            (Some(SideWriter::Own(w)), _) => w.write_lines(&lines, &keys),
+            (None, ResultsWriter::Plain(w)) => w.write_lines(&lines, &keys),
+            (None, ResultsWriter::File(t)) => t.write(worker, &lines),
+            (None | Some(SideWriter::InTransaction), ResultsWriter::Kafka(k)) => {
+                k.write(worker, target as usize, lines, keys)
+            }
+            (Some(SideWriter::InTransaction), _) => {
+                unreachable!("side outputs join only a Kafka results writer's transactions")
+            }
         }
     }
 

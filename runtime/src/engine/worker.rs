@@ -83,6 +83,8 @@ pub(crate) struct Alignment {
     /// Inputs whose barrier has arrived (or which have ended).
     got: Vec<bool>,
     positions: Vec<PartitionPosition>,
+    /// The split's Kafka offsets at the barrier, for a transactional sink.
+    kafka_offsets: Vec<(String, i32, i64)>,
 }
 
 pub(crate) struct Message {
@@ -453,7 +455,12 @@ impl Worker {
         }
         let mut got = vec![false; self.peers.len()];
         got[self.index] = true;
-        let superseded = self.alignment.replace(Alignment { id, got, positions });
+        let superseded = self.alignment.replace(Alignment {
+            id,
+            got,
+            positions,
+            kafka_offsets: self.split.kafka_offsets(),
+        });
         self.barrier_from(self.index)?;
         if superseded.is_some() {
             // The checkpoint being aligned was abandoned (a peer skipped to
@@ -500,8 +507,9 @@ impl Worker {
         // Output emitted before the barrier must be durable before the
         // checkpoint can complete; otherwise a crash after it loses that
         // output for good.
-        let offsets = a.positions.iter().filter_map(kafka_offset).collect();
-        self.collector.sync(a.id, offsets).map_err(JobError::Sink)?;
+        self.collector
+            .sync(a.id, a.kafka_offsets)
+            .map_err(JobError::Sink)?;
         if crate::failpoint::error_at("worker-error", a.id) {
             return Err(JobError::Source(std::io::Error::other(format!(
                 "failpoint worker-error:{} reached",
@@ -545,13 +553,4 @@ impl Worker {
         let _ = c.acks.send(ack);
         Ok(())
     }
-}
-
-/// A Kafka partition's position as (topic, partition, next offset), for the
-/// offsets a transactional Kafka sink commits; None for other sources and
-/// for a partition not read yet.
-fn kafka_offset(p: &PartitionPosition) -> Option<(String, i32, i64)> {
-    let (topic, partition) = p.id.strip_prefix("kafka:")?.rsplit_once(':')?;
-    let offset = i64::try_from(p.offset).ok()?;
-    Some((topic.to_string(), partition.parse().ok()?, offset))
 }
