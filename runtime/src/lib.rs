@@ -13,6 +13,7 @@ pub mod connectors;
 pub mod control;
 pub mod engine;
 pub mod failpoint;
+pub mod fsutil;
 pub mod record;
 pub mod spec;
 pub mod state;

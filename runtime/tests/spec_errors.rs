@@ -146,6 +146,17 @@ fn watermark_rules() {
 }
 
 #[test]
+fn job_name_rules() {
+    // The name names folders and storage prefixes: it cannot escape them.
+    for bad in ["..", ".hidden", "a/b"] {
+        assert_eq!(
+            error_of(&with("name: visit-counter", &format!("name: \"{bad}\""))),
+            format!("name: may contain only letters, digits, '-', '_' and '.', and must start with a letter or digit, got {bad:?}")
+        );
+    }
+}
+
+#[test]
 fn parallelism_rules() {
     assert_eq!(
         error_of(&with(
@@ -289,6 +300,15 @@ fn checkpoint_rules() {
     assert_eq!(
         error_of(&ck("{interval: 10s, storage: /tmp/ck}")),
         "checkpoints.storage: expected file:///path/to/dir or s3://bucket/prefix, got \"/tmp/ck\""
+    );
+    // The same parser opens the storage: what passes here opens there.
+    assert_eq!(
+        error_of(&ck("{interval: 10s, storage: \"s3:///ck\"}")),
+        "checkpoints.storage: expected file:///path/to/dir or s3://bucket/prefix, got \"s3:///ck\": the bucket is missing"
+    );
+    assert_eq!(
+        error_of(&ck("{interval: 10s, storage: \"s3a://bucket/ck\"}")),
+        "checkpoints.storage: expected file:///path/to/dir or s3://bucket/prefix, got \"s3a://bucket/ck\"; Hadoop's s3a://, s3n:// and Flink's s3p:// are spelled s3:// here"
     );
     assert_eq!(
         error_of(&ck("{interval: 10s, storage: file:///tmp/ck, retained: 0}")),

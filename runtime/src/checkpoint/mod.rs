@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::record::Key;
 use crate::window::KeyState;
 
-pub use storage::{read_snapshot, CheckpointStorage, StorageError};
+pub use storage::{read_snapshot, CheckpointStorage, StorageError, StorageUri};
 
 /// Where one partition of a source was when the snapshot was taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

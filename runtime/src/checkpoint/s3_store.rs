@@ -38,19 +38,9 @@ fn env_flag(name: &str) -> Option<bool> {
 }
 
 impl S3Store {
-    /// Opens `s3://bucket/prefix` (the part after `s3://`).
-    pub fn open(bucket_and_prefix: &str) -> Result<Self, StorageError> {
-        let uri = format!("s3://{bucket_and_prefix}");
-        let (bucket, prefix) = bucket_and_prefix
-            .split_once('/')
-            .unwrap_or((bucket_and_prefix, ""));
-        if bucket.is_empty() {
-            return Err(StorageError::Uri {
-                uri,
-                reason: "expected s3://bucket/prefix".into(),
-            });
-        }
-        let prefix = prefix.trim_matches('/');
+    /// Opens `s3://bucket/prefix`.
+    pub fn open(bucket: &str, prefix: &str) -> Result<Self, StorageError> {
+        let uri = format!("s3://{bucket}/{prefix}");
         let prefix = if prefix.is_empty() {
             String::new()
         } else {
@@ -69,15 +59,15 @@ impl S3Store {
             .iter()
             .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()));
         let path_style = env_flag("AWS_S3_FORCE_PATH_STYLE").unwrap_or(endpoint_set);
-        let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .any(|v| std::env::var(v).is_ok());
         let shared = runtime.block_on(async {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if !region_set {
-                loader = loader.region(aws_sdk_s3::config::Region::new("us-east-1"));
-            }
-            loader.load().await
+            // The usual chain (environment, profile, instance metadata),
+            // then us-east-1.
+            let region = aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(aws_sdk_s3::config::Region::new("us-east-1"));
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(region)
+                .load()
+                .await
         });
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)

@@ -28,6 +28,42 @@ pub enum StorageError {
     S3 { location: String, reason: String },
 }
 
+/// A storage URI, parsed once for validation and for opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageUri<'a> {
+    /// A folder (relative paths are resolved against the job file's).
+    File(&'a str),
+    /// A bucket and a key prefix (possibly empty).
+    S3 { bucket: &'a str, prefix: &'a str },
+}
+
+impl<'a> StorageUri<'a> {
+    /// Parses `file://dir` or `s3://bucket[/prefix]`; the error says what
+    /// would be accepted.
+    pub fn parse(uri: &'a str) -> Result<Self, String> {
+        let expected =
+            || format!("expected file:///path/to/dir or s3://bucket/prefix, got {uri:?}");
+        match uri.split_once("://") {
+            Some(("file", path)) if !path.is_empty() => Ok(StorageUri::File(path)),
+            Some(("s3", rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(format!("{}: the bucket is missing", expected()));
+                }
+                Ok(StorageUri::S3 {
+                    bucket,
+                    prefix: prefix.trim_matches('/'),
+                })
+            }
+            Some(("s3a" | "s3n" | "s3p", _)) => Err(format!(
+                "{}; Hadoop's s3a://, s3n:// and Flink's s3p:// are spelled s3:// here",
+                expected()
+            )),
+            _ => Err(expected()),
+        }
+    }
+}
+
 /// Marks a snapshot's folder as taken: it reserves the id, so that no later
 /// run reuses it even if this snapshot never completes.
 const STARTED: &str = "_started";
@@ -39,20 +75,16 @@ pub struct CheckpointStorage {
 }
 
 impl CheckpointStorage {
-    /// Parses `file:///abs/dir`, `file://rel/dir` (relative to `base_dir`)
+    /// Opens `file:///abs/dir`, `file://rel/dir` (relative to `base_dir`)
     /// or `s3://bucket/prefix`.
     pub fn from_uri(uri: &str, base_dir: &Path) -> Result<Self, StorageError> {
-        let store: Arc<dyn ObjectStore> = match uri.split_once("://") {
-            Some(("file", path)) if !path.is_empty() => {
-                Arc::new(FileStore::new(base_dir.join(path)))
-            }
-            Some(("s3", rest)) => Arc::new(S3Store::open(rest)?),
-            _ => {
-                return Err(StorageError::Uri {
-                    uri: uri.into(),
-                    reason: "expected file:///path/to/dir or s3://bucket/prefix".into(),
-                })
-            }
+        let parsed = StorageUri::parse(uri).map_err(|reason| StorageError::Uri {
+            uri: uri.into(),
+            reason,
+        })?;
+        let store: Arc<dyn ObjectStore> = match parsed {
+            StorageUri::File(path) => Arc::new(FileStore::new(base_dir.join(path))),
+            StorageUri::S3 { bucket, prefix } => Arc::new(S3Store::open(bucket, prefix)?),
         };
         Ok(CheckpointStorage { store })
     }
@@ -81,13 +113,6 @@ impl CheckpointStorage {
 
     pub fn reserve(&self, dir: &str) -> Result<(), StorageError> {
         self.store.put(&format!("{dir}/{STARTED}"), b"")
-    }
-
-    pub fn read(&self, key: &str) -> Result<Vec<u8>, StorageError> {
-        self.store.get(key)?.ok_or_else(|| StorageError::Io {
-            path: self.location(key),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        })
     }
 
     pub fn write_worker(&self, dir: &str, snapshot: &WorkerSnapshot) -> Result<u64, StorageError> {

@@ -7,7 +7,6 @@
 //! atomic: a reader sees the whole object or none of it.
 
 use std::fmt::Debug;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
@@ -53,19 +52,9 @@ impl FileStore {
 }
 
 impl ObjectStore for FileStore {
-    /// A temporary file renamed into place: a crash never leaves a
-    /// half-written file under its final name.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key);
-        let dir = path.parent().expect("keys name files in a folder");
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        crate::fsutil::write_atomic(&path, bytes).map_err(io(&path))
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -20,6 +20,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::{sync_dir, write_atomic};
+
 pub struct TransactionalFile {
     out: PathBuf,
     pending: PathBuf,
@@ -34,17 +36,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
-}
-
-/// Syncs a folder, so that a rename in it is durable. A bare file name's
-/// folder is the working directory.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)?.sync_all()
 }
 
 /// The committed length of `out` for each committed checkpoint id, in order.
@@ -140,17 +131,11 @@ impl TransactionalFile {
     }
 
     fn rewrite_log(&mut self, commits: &[(u64, u64)]) -> std::io::Result<()> {
-        let tmp = with_suffix(&self.log, ".tmp");
-        let mut f = BufWriter::new(File::create(&tmp)?);
-        for (id, len) in commits {
-            writeln!(f, "{id} {len}")?;
-        }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, &self.log)?;
-        if let Some(dir) = self.log.parent() {
-            sync_dir(dir)?;
-        }
-        Ok(())
+        let text: String = commits
+            .iter()
+            .map(|(id, len)| format!("{id} {len}\n"))
+            .collect();
+        write_atomic(&self.log, text.as_bytes())
     }
 
     fn open_path(&self, worker: usize) -> PathBuf {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use collector::{SinkMsg, Target};
-pub use worker::{Ack, WorkerReport};
+use collector::SinkMsg;
+use worker::WorkerReport;
 
 use crate::checkpoint::{
     read_snapshot, CheckpointStorage, Layout, Metadata, Restore, RestoreError, SnapshotKind,
@@ -428,11 +428,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     drop(senders);
     drop(ack_tx);
     let startup = started.elapsed();
+    // Every worker has its share of the snapshot: the whole of it need not
+    // stay in memory while the job runs.
+    let restored_from = restore.map(|r| r.path);
 
     let mut final_epoch = 0;
     let mut summary = RunSummary {
         startup,
-        restored_from: restore.as_ref().map(|r| r.path.clone()),
+        restored_from,
         ..Default::default()
     };
     if let Some(control) = &opts.control {
@@ -750,7 +753,9 @@ impl Coordinator<'_> {
                     }
                     _ => continue,
                 },
-                Ok(worker::Ack::Failed { id, error, .. }) => (id, Err(error)),
+                Ok(worker::Ack::Failed { worker, id, error }) => {
+                    (id, Err(format!("worker {worker}: {error}")))
+                }
                 Err(_) => continue,
             };
             // A late answer for a snapshot already abandoned is ignored.

@@ -100,7 +100,6 @@ pub struct WorkerReport {
     pub late: u64,
     pub malformed: u64,
     pub keys_spilled: u64,
-    pub watermark: i64,
     pub captured: Vec<WindowResult>,
 }
 
@@ -163,7 +162,6 @@ impl Worker {
             late: self.collector.counts.late,
             malformed: self.collector.counts.malformed,
             keys_spilled: self.op.spill_count(),
-            watermark: self.op.watermark(),
             captured: self.collector.captured.take().unwrap_or_default(),
         })
     }

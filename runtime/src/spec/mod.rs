@@ -550,34 +550,9 @@ fn yaml_error(mut path: String, err: serde_yaml::Error) -> SpecError {
 }
 
 impl SinkSpec {
-    pub fn stdout() -> Self {
-        SinkSpec {
-            stdout: Some(StdoutSinkSpec {}),
-            ..Default::default()
-        }
-    }
-
-    pub fn file(path: impl Into<String>) -> Self {
-        SinkSpec {
-            file: Some(FileSinkSpec { path: path.into() }),
-            ..Default::default()
-        }
-    }
-
     pub fn discard() -> Self {
         SinkSpec {
             discard: Some(DiscardSinkSpec {}),
-            ..Default::default()
-        }
-    }
-
-    pub fn kafka(bootstrap_servers: impl Into<String>, topic: impl Into<String>) -> Self {
-        SinkSpec {
-            kafka: Some(KafkaSinkSpec {
-                bootstrap_servers: bootstrap_servers.into(),
-                topic: topic.into(),
-                ..Default::default()
-            }),
             ..Default::default()
         }
     }

@@ -123,11 +123,14 @@ impl JobSpec {
             .name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            // It names folders and key prefixes: "." or ".." would escape
+            // them.
+            || !self.name.starts_with(|c: char| c.is_ascii_alphanumeric())
         {
             p.add(
                 "name",
                 format!(
-                    "may contain only letters, digits, '-', '_' and '.', got {:?}",
+                    "may contain only letters, digits, '-', '_' and '.', and must start with a letter or digit, got {:?}",
                     self.name
                 ),
             );
@@ -365,16 +368,8 @@ impl JobSpec {
             if c.retained == 0 {
                 p.add("checkpoints.retained", "must be at least 1, got 0");
             }
-            match c.storage.split_once("://") {
-                Some(("file", rest)) if !rest.is_empty() => {}
-                Some(("s3", rest)) if !rest.trim_matches('/').is_empty() => {}
-                _ => p.add(
-                    "checkpoints.storage",
-                    format!(
-                        "expected file:///path/to/dir or s3://bucket/prefix, got {:?}",
-                        c.storage
-                    ),
-                ),
+            if let Err(e) = crate::checkpoint::StorageUri::parse(&c.storage) {
+                p.add("checkpoints.storage", e);
             }
         }
 
