@@ -309,10 +309,6 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     .map_err(JobError::Sink)?;
     let (keep, keyed) = (sinks.keeps(), sinks.keyed());
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
-    let sink_thread = thread::Builder::new()
-        .name("sink".into())
-        .spawn(move || sinks.run(sink_rx))
-        .map_err(|e| JobError::Panic(e.to_string()))?;
 
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..parallelism).map(|_| worker::channel()).unzip();
@@ -340,7 +336,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let trigger = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let savepoint = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<worker::Ack>();
-    let mut handles = Vec::with_capacity(parallelism);
+    // Every worker is built (state opened and restored, sources positioned)
+    // before any thread starts: a failure here leaves nothing running.
+    let mut workers = Vec::with_capacity(parallelism);
     for (index, (mut split, inbox)) in splits.drain(..).zip(receivers).enumerate() {
         let op = WindowOperator::new(
             spec.window_kind(),
@@ -418,15 +416,23 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             control: opts.control.clone(),
             published: Default::default(),
         };
-        handles.push(
-            thread::Builder::new()
-                .name(format!("worker-{index}"))
-                .spawn(move || worker.run())
-                .map_err(|e| JobError::Panic(e.to_string()))?,
-        );
+        workers.push(worker);
     }
     drop(senders);
     drop(ack_tx);
+    let sink_thread = thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || sinks.run(sink_rx))
+        .map_err(|e| JobError::Panic(e.to_string()))?;
+    let handles = workers
+        .into_iter()
+        .map(|worker| {
+            thread::Builder::new()
+                .name(format!("worker-{}", worker.index))
+                .spawn(move || worker.run())
+                .map_err(|e| JobError::Panic(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let startup = started.elapsed();
     // Every worker has its share of the snapshot: the whole of it need not
     // stay in memory while the job runs.
@@ -465,10 +471,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 final_epoch = next_id;
             }
             Err(e) => {
+                // Nothing of this run may outlive it: a restart starts the
+                // next one (and fences its Kafka producer) at once.
                 abort.store(true, std::sync::atomic::Ordering::SeqCst);
                 for h in handles {
                     let _ = h.join();
                 }
+                drop(sink_tx);
+                let _ = sink_thread.join();
                 return Err(e);
             }
         }
