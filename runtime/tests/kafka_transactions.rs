@@ -18,9 +18,10 @@ use common::kafka::create_topics;
 use common::nisshi::Broker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
+use std::time::Duration;
 use streamjob_runtime::connectors::TransactionalKafka;
 use streamjob_runtime::spec::KafkaSinkSpec;
-use streamjob_runtime::JobSpec;
+use streamjob_runtime::{run, JobSpec, RunOptions};
 
 /// The committed offset (and metadata, which nisshi does not keep) of
 /// `topic`/`partition` in `group`.
@@ -91,4 +92,57 @@ fn commits_carry_offsets_and_a_zombie_is_fenced() {
     // Checkpoint 9 never committed: its offsets are not the group's.
     assert_eq!(second.committed_checkpoint().unwrap(), Some(8));
     assert_eq!(committed(b, "g", "events", 0).0, 1500);
+}
+
+/// A bounded source over a topic written with transactions ends, although
+/// its last offset is a commit marker no consumer ever receives.
+#[test]
+fn bounded_reading_of_a_transactional_topic_ends() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap.clone();
+    create_topics(&bootstrap, &[("events", 1)]);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", "writer")
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(10)).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..100 {
+        let payload = format!(r#"{{"k": "k{}", "t": {}, "a": 1}}"#, i % 3, i * 10);
+        producer
+            .send(BaseRecord::<(), String>::to("events").payload(&payload))
+            .unwrap();
+    }
+    producer
+        .commit_transaction(Duration::from_secs(10))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = JobSpec::from_yaml(&bounded_job(&bootstrap)).unwrap();
+    let opts = RunOptions {
+        base_dir: dir.path().to_path_buf(),
+        state_dir: Some(dir.path().join("state")),
+        ..Default::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            run(&spec, &opts)
+                .map(|s| s.records_in)
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let records = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the bounded job never ended");
+    assert_eq!(records, Ok(100));
+}
+
+fn bounded_job(bootstrap: &str) -> String {
+    format!(
+        "name: kb\nsource: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [events], bounded: true}}}}\n\
+         eventTime: {{field: t}}\nkey: k\nwindow: {{tumbling: {{size: 1s}}}}\n\
+         aggregates: [{{name: n, function: count}}]\nsink: {{discard: {{}}}}\n"
+    )
 }

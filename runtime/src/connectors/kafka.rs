@@ -182,6 +182,34 @@ impl KafkaSplit {
     }
 }
 
+impl KafkaSplit {
+    /// A bounded partition whose consumer position reached its end offset
+    /// has ended, even if its last record was never delivered: in a topic
+    /// written with transactions the last offsets are commit markers,
+    /// which consumers skip.
+    fn end_at_position(&mut self, out: &mut Vec<SourceItem>) -> std::io::Result<()> {
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|e| kafka_error("position", e))?;
+        for (i, p) in self.partitions.iter_mut().enumerate() {
+            if p.ended {
+                continue;
+            }
+            let position = positions
+                .find_partition(&p.topic, p.id)
+                .and_then(|e| e.offset().to_raw());
+            if let (Some(position), Some(end)) = (position, p.end) {
+                if position >= end {
+                    p.ended = true;
+                    out.push(SourceItem::PartitionEnd(i));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SourceSplit for KafkaSplit {
     fn partitions(&self) -> usize {
         self.partitions.len()
@@ -243,6 +271,9 @@ impl SourceSplit for KafkaSplit {
                 p.ended = true;
                 out.push(SourceItem::PartitionEnd(i));
             }
+        }
+        if got == 0 && self.bounded {
+            self.end_at_position(out)?;
         }
         Ok(if got > 0 { Poll::Ready } else { Poll::Pending })
     }
