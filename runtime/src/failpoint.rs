@@ -14,18 +14,22 @@ fn configured() -> &'static Option<(String, u64)> {
     })
 }
 
+/// Whether this is the configured failpoint (for work that only a crash
+/// there needs, such as making a partial write durable first).
+pub fn armed(name: &str, checkpoint: u64) -> bool {
+    matches!(configured(), Some((point, id)) if point == name && *id == checkpoint)
+}
+
 /// Aborts the process here if this is the configured failpoint.
 pub fn fail_at(name: &str, checkpoint: u64) {
-    if let Some((point, id)) = configured() {
-        if point == name && *id == checkpoint {
-            eprintln!("streamjob: failpoint {name}:{checkpoint} reached, aborting");
-            std::process::abort();
-        }
+    if armed(name, checkpoint) {
+        eprintln!("streamjob: failpoint {name}:{checkpoint} reached, aborting");
+        std::process::abort();
     }
 }
 
 /// Whether a worker should fail (return an error, as a failing connector
 /// would) at this point: for tests of restarts.
 pub fn error_at(name: &str, checkpoint: u64) -> bool {
-    matches!(configured(), Some((point, id)) if point == name && *id == checkpoint)
+    armed(name, checkpoint)
 }

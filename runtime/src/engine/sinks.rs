@@ -173,11 +173,7 @@ impl Sinks {
                     answer(reply, done)?;
                 }
                 SinkMsg::Commit { checkpoint, reply } => {
-                    let done = match &mut self.results {
-                        ResultsWriter::File(t) => t.commit(checkpoint),
-                        ResultsWriter::Kafka(k) => k.commit(checkpoint),
-                        ResultsWriter::Plain(_) => Ok(()),
-                    };
+                    let done = self.commit(checkpoint);
                     answer(reply, done)?;
                 }
                 SinkMsg::Finish { checkpoint, reply } => {
@@ -226,6 +222,8 @@ impl Sinks {
         }
     }
 
+    /// Worker `worker` reached barrier `checkpoint`: a two-phase sink seals
+    /// what it wrote so far. (Plain writers are synced once, at the commit.)
     fn sync(
         &mut self,
         worker: usize,
@@ -233,9 +231,21 @@ impl Sinks {
         offsets: Vec<(String, i32, i64)>,
     ) -> std::io::Result<()> {
         match &mut self.results {
+            ResultsWriter::Plain(_) => Ok(()),
+            ResultsWriter::File(t) => t.seal(worker, checkpoint),
+            ResultsWriter::Kafka(k) => k.seal(worker, checkpoint, offsets),
+        }
+    }
+
+    /// Every worker has passed the barrier and written its state: commit
+    /// the checkpoint's output, and make what plain writers (stdout, files,
+    /// non-transactional Kafka) hold durable: at-least-once, before the
+    /// checkpoint completes.
+    fn commit(&mut self, checkpoint: u64) -> std::io::Result<()> {
+        match &mut self.results {
             ResultsWriter::Plain(w) => w.sync()?,
-            ResultsWriter::File(t) => t.seal(worker, checkpoint)?,
-            ResultsWriter::Kafka(k) => k.seal(worker, checkpoint, offsets)?,
+            ResultsWriter::File(t) => t.commit(checkpoint)?,
+            ResultsWriter::Kafka(k) => k.commit(checkpoint)?,
         }
         self.late.sync()?;
         self.malformed.sync()
