@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{check_windows, Windows};
+use common::{check_windows, completed_checkpoints, opts, records_in, wait_until, Windows};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use streamjob_runtime::{run, JobSpec, RestoreFrom, RunOptions};
@@ -57,31 +57,9 @@ fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
     )
 }
 
-fn completed_checkpoints(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("ckpt/ck/checkpoints"))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join("_metadata").is_file())
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 fn wait_for_checkpoints(dir: &Path, n: usize, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if completed_checkpoints(dir) >= n {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
-fn records_in(stderr: &str) -> u64 {
-    let at = stderr.find(" records in").expect("a summary line");
-    stderr[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    let folder = dir.join("ckpt/ck/checkpoints");
+    wait_until(limit, || completed_checkpoints(&folder) >= n)
 }
 
 #[test]
@@ -95,6 +73,7 @@ fn kill_9_then_restore_from_the_latest_checkpoint() {
     let mut child = Command::new(bin)
         .arg("run")
         .arg(&job)
+        .args(["--control-address", "off"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -120,20 +99,25 @@ fn kill_9_then_restore_from_the_latest_checkpoint() {
 
 /// Stops an in-process run once `n` checkpoints have completed.
 fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) -> streamjob_runtime::RunSummary {
+    let folder = dir.join("ckpt/ck/checkpoints");
+    run_until(dir, spec, move || completed_checkpoints(&folder) >= n)
+}
+
+/// Stops an in-process run once `done` holds (or after a minute).
+fn run_until(
+    dir: &Path,
+    spec: &JobSpec,
+    done: impl FnMut() -> bool + Send + 'static,
+) -> streamjob_runtime::RunSummary {
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (stop, dir) = (stop.clone(), dir.to_path_buf());
+        let stop = stop.clone();
         std::thread::spawn(move || {
-            wait_for_checkpoints(&dir, n, Duration::from_secs(60));
+            wait_until(Duration::from_secs(60), done);
             stop.store(true, Ordering::SeqCst);
         })
     };
-    let opts = RunOptions {
-        base_dir: dir.to_path_buf(),
-        state_dir: Some(dir.join("state")),
-        stop,
-        ..Default::default()
-    };
+    let opts = RunOptions { stop, ..opts(dir) };
     let summary = run(spec, &opts).unwrap();
     watcher.join().unwrap();
     summary
@@ -148,6 +132,7 @@ fn restore_with_binary_env(job: &Path, env: &[(&str, String)]) -> (bool, String)
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")
         .arg(job)
+        .args(["--control-address", "off"])
         .arg("--from-latest-checkpoint")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
@@ -172,10 +157,8 @@ fn restore_at_another_parallelism() {
 
         let spec = JobSpec::from_yaml(&job_yaml(after, 64)).unwrap();
         let opts = RunOptions {
-            base_dir: dir.path().to_path_buf(),
-            state_dir: Some(dir.path().join("state")),
             restore: Some(RestoreFrom::LatestCheckpoint),
-            ..Default::default()
+            ..opts(dir.path())
         };
         let summary = run(&spec, &opts).unwrap();
         assert!(summary.restored_from.is_some());
@@ -192,10 +175,8 @@ fn a_snapshot_that_does_not_fit_is_refused_with_the_reason() {
 
     let other = JobSpec::from_yaml(&job_yaml(1, 64)).unwrap();
     let opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
         restore: Some(RestoreFrom::LatestCheckpoint),
-        ..Default::default()
+        ..opts(dir.path())
     };
     let err = run(&other, &opts).unwrap_err().to_string();
     assert!(
@@ -243,14 +224,20 @@ fn only_the_newest_checkpoints_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     write_input(dir.path(), 300_000);
     let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
-    run_until_checkpoints(dir.path(), &spec, 3);
-    std::thread::sleep(Duration::from_millis(100));
-    let ids: Vec<String> = std::fs::read_dir(dir.path().join("ckpt/ck/checkpoints"))
+    // Run until more checkpoints than are retained have completed.
+    let sixth = dir.path().join("ckpt/ck/checkpoints/chk-6/_metadata");
+    let summary = run_until(dir.path(), &spec, move || sixth.is_file());
+    assert!(summary.checkpoints >= 6, "{summary:?}");
+    let mut kept: Vec<u64> = std::fs::read_dir(dir.path().join("ckpt/ck/checkpoints"))
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.path().join("_metadata").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
         .collect();
+    kept.sort_unstable();
+    let newest = *kept.last().unwrap();
+    assert_eq!(kept, [newest - 2, newest - 1, newest], "retained: 3");
+    let ids: Vec<String> = kept.iter().map(|id| format!("chk-{id}")).collect();
     assert!(ids.len() <= 3, "retained: 3, found {ids:?}");
     let meta: Value = serde_json::from_slice(
         &std::fs::read(
@@ -314,6 +301,7 @@ fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u6
         let mut cmd = Command::new(bin);
         cmd.arg("run")
             .arg(job)
+            .args(["--control-address", "off"])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -366,6 +354,7 @@ fn every_crash_point_of_the_commit_protocol() {
         let crashed = Command::new(bin)
             .arg("run")
             .arg(&job)
+            .args(["--control-address", "off"])
             .env("STREAMJOB_FAILPOINT", format!("{point}:3"))
             .output()
             .unwrap();
@@ -406,6 +395,7 @@ fn the_restart_strategy_resumes_from_the_latest_checkpoint() {
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")
         .arg(&job)
+        .args(["--control-address", "off"])
         .env("STREAMJOB_FAILPOINT", "worker-error:3")
         .output()
         .unwrap();
@@ -480,10 +470,8 @@ fn a_restored_job_with_watermark_alignment_makes_progress() {
 
     let (tx, rx) = std::sync::mpsc::channel();
     let restore_opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
         restore: Some(RestoreFrom::LatestCheckpoint),
-        ..Default::default()
+        ..opts(dir.path())
     };
     std::thread::spawn(move || {
         let _ = tx.send(run(&spec, &restore_opts).map(|s| s.records_in));
@@ -523,6 +511,7 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
         let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
             .arg("run")
             .arg(&job)
+            .args(["--control-address", "off"])
             .env("STREAMJOB_FAILPOINT", "snapshot-write:3")
             .output()
             .unwrap();

@@ -2,12 +2,15 @@
 //! metrics, checkpoints, savepoints, and stop-with-savepoint followed by a
 //! restore from that savepoint.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::wait_until;
 use serde_json::Value;
 
 /// One HTTP/1.1 request; returns the status code and the body.
@@ -35,17 +38,6 @@ fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, St
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
-}
-
-fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// A job process that is killed if the test ends without waiting for it

@@ -6,11 +6,13 @@
 //! brute force from all elements. Parallelism, the number of partitions and
 //! the window kind are random.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use streamjob_runtime::{run, JobSpec, RunOptions};
+use streamjob_runtime::{run, JobSpec};
 
 #[derive(Debug, Clone)]
 struct Rec {
@@ -145,7 +147,7 @@ proptest! {
             names.join(", ")
         );
         let spec = JobSpec::from_yaml(&yaml).unwrap();
-        let opts = RunOptions { base_dir: dir.path().to_path_buf(), state_dir: Some(dir.path().join("state")), ..Default::default() };
+        let opts = common::opts(dir.path());
         let summary = run(&spec, &opts).unwrap();
         prop_assert_eq!(summary.late, 0);
 

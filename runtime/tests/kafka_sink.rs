@@ -11,8 +11,9 @@ mod common;
 
 use common::check_window_lines;
 use common::kafka::{produce_events, read_topic};
+use common::Windows;
 use rdkafka::mocking::MockCluster;
-use streamjob_runtime::{run, JobSpec, RunOptions};
+use streamjob_runtime::{run, JobSpec, RunSummary};
 
 fn job_yaml(bootstrap: &str, parallelism: u32, checkpoints: &str) -> String {
     format!(
@@ -24,14 +25,10 @@ fn job_yaml(bootstrap: &str, parallelism: u32, checkpoints: &str) -> String {
     )
 }
 
-fn run_job(yaml: &str) -> streamjob_runtime::RunSummary {
+fn run_job(yaml: &str) -> RunSummary {
     let dir = tempfile::tempdir().unwrap();
     let spec = JobSpec::from_yaml(yaml).unwrap();
-    let opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
-        ..Default::default()
-    };
+    let opts = common::opts(dir.path());
     run(&spec, &opts).unwrap()
 }
 
@@ -47,13 +44,29 @@ fn results(bootstrap: &str, topic: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn exactly_once_kafka_sink_writes_every_window_once() {
+type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A mock cluster with `records` events on `events` (3 partitions) and an
+/// empty `out`; returns it, its address and the expected windows.
+fn cluster_with_events(out_partitions: i32, records: u64) -> (Cluster, String, Windows) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("events", 3, 1).unwrap();
-    cluster.create_topic("out", 3, 1).unwrap();
+    cluster.create_topic("out", out_partitions, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let expected = produce_events(&bootstrap, "events", 3, 30_000);
+    let expected = produce_events(&bootstrap, "events", 3, records);
+    (cluster, bootstrap, expected)
+}
+
+/// `out` holds every result of the run once, with the expected windows.
+fn check_out(bootstrap: &str, summary: &RunSummary, expected: &Windows) {
+    let lines = results(bootstrap, "out");
+    assert_eq!(lines.len() as u64, summary.results);
+    check_window_lines(&lines, expected);
+}
+
+#[test]
+fn exactly_once_kafka_sink_writes_every_window_once() {
+    let (_cluster, bootstrap, expected) = cluster_with_events(3, 30_000);
     let summary = run_job(&job_yaml(
         &bootstrap,
         2,
@@ -61,22 +74,14 @@ fn exactly_once_kafka_sink_writes_every_window_once() {
     ));
     assert_eq!(summary.records_in, 30_000);
     assert!(summary.checkpoints >= 1, "no checkpoint committed");
-    let lines = results(&bootstrap, "out");
-    assert_eq!(lines.len() as u64, summary.results);
-    check_window_lines(&lines, &expected);
+    check_out(&bootstrap, &summary, &expected);
 }
 
 #[test]
 fn kafka_sink_without_checkpoints_writes_every_window_once() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("events", 3, 1).unwrap();
-    cluster.create_topic("out", 2, 1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    let expected = produce_events(&bootstrap, "events", 3, 10_000);
+    let (_cluster, bootstrap, expected) = cluster_with_events(2, 10_000);
     let summary = run_job(&job_yaml(&bootstrap, 1, ""));
-    let lines = results(&bootstrap, "out");
-    assert_eq!(lines.len() as u64, summary.results);
-    check_window_lines(&lines, &expected);
+    check_out(&bootstrap, &summary, &expected);
 }
 
 /// Late records go to a Kafka topic in the same transactions as results.
@@ -150,11 +155,7 @@ fn failing_end_txn_is_retried_or_fails_the_checkpoint() {
     ];
     let fatal = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE];
     for (errors, retried) in [(&transient[..], true), (&fatal[..], false)] {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("events", 3, 1).unwrap();
-        cluster.create_topic("out", 3, 1).unwrap();
-        let bootstrap = cluster.bootstrap_servers();
-        let expected = produce_events(&bootstrap, "events", 3, 30_000);
+        let (cluster, bootstrap, expected) = cluster_with_events(3, 30_000);
         cluster.request_errors(RDKafkaApiKey::EndTxn, errors);
         let dir = tempfile::tempdir().unwrap();
         let spec = JobSpec::from_yaml(&job_yaml(
@@ -163,23 +164,13 @@ fn failing_end_txn_is_retried_or_fails_the_checkpoint() {
             "checkpoints: {interval: 20ms, storage: file://ckpt}\n",
         ))
         .unwrap();
-        let opts = RunOptions {
-            base_dir: dir.path().to_path_buf(),
-            state_dir: Some(dir.path().join("state")),
-            ..Default::default()
-        };
+        let opts = common::opts(dir.path());
         let result = run(&spec, &opts);
-        let completed = std::fs::read_dir(dir.path().join("ckpt/ks/checkpoints"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().join("_metadata").is_file())
-                    .count()
-            })
-            .unwrap_or(0);
+        let completed = common::completed_checkpoints(&dir.path().join("ckpt/ks/checkpoints"));
         if retried {
             let summary = result.unwrap();
             assert!(summary.checkpoints >= 1);
-            check_window_lines(&results(&bootstrap, "out"), &expected);
+            check_out(&bootstrap, &summary, &expected);
         } else {
             let err = result.unwrap_err().to_string();
             assert!(err.contains("commit_transaction"), "{err}");

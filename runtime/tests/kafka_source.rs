@@ -8,10 +8,10 @@ mod common;
 use common::kafka::produce_events;
 use common::{check_windows, Windows};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
-use streamjob_runtime::{run, JobSpec, RunOptions};
+use streamjob_runtime::{run, JobSpec};
 
 const PARTITIONS: i32 = 3;
 
@@ -44,11 +44,7 @@ fn kafka_partitions_spread_over_workers_give_exact_windows() {
     let expected = produce(&cluster, 30_000);
     let dir = tempfile::tempdir().unwrap();
     let spec = JobSpec::from_yaml(&job_yaml(&cluster.bootstrap_servers(), 2, false)).unwrap();
-    let opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
-        ..Default::default()
-    };
+    let opts = common::opts(dir.path());
     let summary = run(&spec, &opts).unwrap();
     assert_eq!((summary.records_in, summary.late), (30_000, 0));
     check_windows(dir.path(), &expected);
@@ -60,11 +56,7 @@ fn a_missing_topic_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = job_yaml(&cluster.bootstrap_servers(), 1, false).replace("[events]", "[nope]");
     let spec = JobSpec::from_yaml(&yaml).unwrap();
-    let opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
-        ..Default::default()
-    };
+    let opts = common::opts(dir.path());
     let err = run(&spec, &opts).unwrap_err().to_string();
     assert!(err.contains("topic \"nope\" does not exist"), "{err}");
 }
@@ -88,20 +80,12 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
         .spawn()
         .unwrap();
     let checkpoints = dir.path().join("ckpt/kf/checkpoints");
-    let start = Instant::now();
-    let completed = || {
-        std::fs::read_dir(&checkpoints)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().join("_metadata").is_file())
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    while completed() < 2 && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(completed() >= 2, "no checkpoint completed");
+    assert!(
+        common::wait_until(Duration::from_secs(60), || common::completed_checkpoints(
+            &checkpoints
+        ) >= 2),
+        "no checkpoint completed"
+    );
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success(), "killed before the end");
 
@@ -113,8 +97,7 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let at = stderr.find(" records in").expect("a summary");
-    let resumed: u64 = stderr[..at].rsplit(' ').next().unwrap().parse().unwrap();
+    let resumed = common::records_in(&stderr);
     assert!(
         resumed < 300_000,
         "resumed from the checkpoint's offsets, read {resumed}"

@@ -21,7 +21,7 @@ use rdkafka::{ClientConfig, TopicPartitionList};
 use std::time::Duration;
 use streamjob_runtime::connectors::TransactionalKafka;
 use streamjob_runtime::spec::KafkaSinkSpec;
-use streamjob_runtime::{run, JobSpec, RunOptions};
+use streamjob_runtime::{run, JobSpec};
 
 /// The committed offset (and metadata, which nisshi does not keep) of
 /// `topic`/`partition` in `group`.
@@ -120,11 +120,7 @@ fn bounded_reading_of_a_transactional_topic_ends() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let spec = JobSpec::from_yaml(&bounded_job(&bootstrap)).unwrap();
-    let opts = RunOptions {
-        base_dir: dir.path().to_path_buf(),
-        state_dir: Some(dir.path().join("state")),
-        ..Default::default()
-    };
+    let opts = common::opts(dir.path());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(

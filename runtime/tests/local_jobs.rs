@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::sum_field;
+use common::{opts, sum_field};
 use serde_json::Value;
-use streamjob_runtime::{run, JobSpec, RunOptions};
+use streamjob_runtime::{run, JobSpec};
 
 /// Output lines as JSON, without `emit_time` (wall-clock).
 fn results_of(text: &str) -> Vec<Value> {
@@ -47,6 +47,7 @@ fn seed_visit_counter_prints_the_expected_windows() {
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")
         .arg(root.join("examples/visit-counter-local.yaml"))
+        .args(["--control-address", "off"])
         .arg("--state-dir")
         .arg(state.path())
         .output()
@@ -124,6 +125,7 @@ fn an_invalid_job_file_fails_with_the_field_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")
         .arg(&job)
+        .args(["--control-address", "off"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -145,14 +147,6 @@ fn write_job(dir: &Path, extra: &str, body: &str) -> JobSpec {
     );
     std::fs::write(dir.join("in.jsonl"), body).unwrap();
     JobSpec::from_yaml(&yaml).unwrap()
-}
-
-fn opts(dir: &Path) -> RunOptions {
-    RunOptions {
-        base_dir: dir.to_path_buf(),
-        state_dir: Some(dir.join("state")),
-        ..Default::default()
-    }
 }
 
 /// Bad records go to the malformed side output with their reason and line;

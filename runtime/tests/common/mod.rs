@@ -10,8 +10,10 @@ pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use streamjob_runtime::RunOptions;
 
 /// Expected final results: (key, window start in ms) → (count, sum).
 pub type Windows = BTreeMap<(String, i64), (u64, i64)>;
@@ -67,4 +69,44 @@ pub fn sum_field(lines: &[String], field: &str) -> u64 {
                 .unwrap()
         })
         .sum()
+}
+
+/// Options for an in-process run in `dir`: relative paths and state there.
+pub fn opts(dir: &Path) -> RunOptions {
+    RunOptions {
+        base_dir: dir.to_path_buf(),
+        state_dir: Some(dir.join("state")),
+        ..Default::default()
+    }
+}
+
+/// Completed snapshots (with `_metadata`) in a `checkpoints` or
+/// `savepoints` folder.
+pub fn completed_checkpoints(folder: &Path) -> usize {
+    std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().join("_metadata").is_file())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `check` until it holds or `limit` has passed.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// The records a run read, from the summary line `streamjob run` prints.
+pub fn records_in(stderr: &str) -> u64 {
+    let at = stderr.find(" records in").expect("a summary line");
+    stderr[..at].rsplit(' ').next().unwrap().parse().unwrap()
 }
