@@ -31,7 +31,8 @@ enum Command {
         /// Folder for RocksDB state; overrides the job's `state.dir`.
         #[arg(long, env = "STREAMJOB_STATE_DIR")]
         state_dir: Option<PathBuf>,
-        /// Start from a checkpoint or savepoint folder.
+        /// Start from a checkpoint or savepoint: a folder (relative to the
+        /// working directory) or its `file://` / `s3://` URI.
         #[arg(
             long,
             env = "STREAMJOB_FROM_SAVEPOINT",
@@ -105,7 +106,18 @@ fn main() -> ExitCode {
             control_address,
         } => {
             let restore = match (from_savepoint, from_latest_checkpoint) {
-                (Some(path), _) => Some(RestoreFrom::Path(path)),
+                // A path on the command line is relative to where the
+                // command runs (a URI is left as it is).
+                (Some(path), _) if !path.to_string_lossy().contains("://") => {
+                    match std::path::absolute(&path) {
+                        Ok(path) => Some(RestoreFrom::Path(path)),
+                        Err(e) => {
+                            eprintln!("streamjob: --from-savepoint {}: {e}", path.display());
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                (Some(uri), _) => Some(RestoreFrom::Path(uri)),
                 (None, true) => Some(RestoreFrom::LatestCheckpoint),
                 (None, false) => None,
             };

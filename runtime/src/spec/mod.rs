@@ -393,7 +393,8 @@ fn default_hot_keys() -> u64 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckpointSpec {
     pub interval: Duration,
-    /// `file:///abs/dir`, or `file://dir` relative to the job file.
+    /// `file:///abs/dir`, `file://dir` relative to the job file, or
+    /// `s3://bucket/prefix` (settings from the usual AWS environment).
     pub storage: String,
     #[serde(default = "default_retained")]
     pub retained: u32,
