@@ -8,9 +8,11 @@
 
 mod common;
 
-use common::{check_windows, completed_checkpoints, opts, records_in, wait_until, Windows};
+use common::{
+    check_windows, completed_checkpoints, opts, records_in, run_to_end, spawn_run, wait_until,
+    Windows,
+};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,16 +70,7 @@ fn kill_9_then_restore_from_the_latest_checkpoint() {
     let expected = write_input(dir.path(), 400_000);
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, job_yaml(2, 128)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_streamjob");
-
-    let mut child = Command::new(bin)
-        .arg("run")
-        .arg(&job)
-        .args(["--control-address", "off"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&job, &[], &[]);
     assert!(
         wait_for_checkpoints(dir.path(), 2, Duration::from_secs(60)),
         "no checkpoint completed"
@@ -128,19 +121,13 @@ fn restore_with_binary(job: &Path) -> (bool, String) {
     restore_with_binary_env(job, &[])
 }
 
+/// `streamjob run JOB` with `STREAMJOB_FAILPOINT=point`, to its end.
+fn failing_at(job: &Path, point: &str) -> (bool, String) {
+    run_to_end(job, &[], &[("STREAMJOB_FAILPOINT", point.to_string())])
+}
+
 fn restore_with_binary_env(job: &Path, env: &[(&str, String)]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
-        .arg("run")
-        .arg(job)
-        .args(["--control-address", "off"])
-        .arg("--from-latest-checkpoint")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_to_end(job, &["--from-latest-checkpoint"], env)
 }
 
 #[test]
@@ -290,7 +277,6 @@ fn exactly_once_output_across_twenty_kills_with_s3_checkpoints() {
 /// moments (`min + [0, spread)` ms after its start), each run restoring from
 /// the latest checkpoint; then runs it to its end.
 fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u64)) {
-    let bin = env!("CARGO_BIN_EXE_streamjob");
     let mut x: u64 = 12345;
     let mut restore = false;
     let mut kills = 0;
@@ -298,17 +284,12 @@ fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u6
     while kills < 20 {
         attempts += 1;
         assert!(attempts < 200, "could not kill the job 20 times");
-        let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .arg(job)
-            .args(["--control-address", "off"])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if restore {
-            cmd.arg("--from-latest-checkpoint");
-        }
-        let mut child = cmd.spawn().unwrap();
+        let args: &[&str] = if restore {
+            &["--from-latest-checkpoint"]
+        } else {
+            &[]
+        };
+        let mut child = spawn_run(job, args, env);
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -350,16 +331,8 @@ fn every_crash_point_of_the_commit_protocol() {
         let expected = write_input(dir.path(), 300_000);
         let job = dir.path().join("job.yaml");
         std::fs::write(&job, job_yaml(2, 128)).unwrap();
-        let bin = env!("CARGO_BIN_EXE_streamjob");
-        let crashed = Command::new(bin)
-            .arg("run")
-            .arg(&job)
-            .args(["--control-address", "off"])
-            .env("STREAMJOB_FAILPOINT", format!("{point}:3"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&crashed.stderr);
-        assert!(!crashed.status.success(), "{point}: {stderr}");
+        let (ok, stderr) = failing_at(&job, &format!("{point}:3"));
+        assert!(!ok, "{point}: {stderr}");
         assert!(
             stderr.contains(&format!("failpoint {point}:3 reached")),
             "{stderr}"
@@ -392,15 +365,8 @@ fn the_restart_strategy_resumes_from_the_latest_checkpoint() {
     let job = dir.path().join("job.yaml");
     let yaml = job_yaml(2, 128) + "restartStrategy: {fixedDelay: {attempts: 2, delay: 10ms}}\n";
     std::fs::write(&job, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
-        .arg("run")
-        .arg(&job)
-        .args(["--control-address", "off"])
-        .env("STREAMJOB_FAILPOINT", "worker-error:3")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = failing_at(&job, "worker-error:3");
+    assert!(ok, "{stderr}");
     assert!(
         stderr.contains(
             "failpoint worker-error:3 reached; restart 1 in 10ms from the latest checkpoint"
@@ -436,15 +402,8 @@ fn a_restart_resumes_only_from_its_own_checkpoints() {
     let job = dir.path().join("job.yaml");
     let yaml = job_yaml(2, 128) + "restartStrategy: {fixedDelay: {attempts: 2, delay: 10ms}}\n";
     std::fs::write(&job, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
-        .arg("run")
-        .arg(&job)
-        .args(["--control-address", "off"])
-        .env("STREAMJOB_FAILPOINT", format!("worker-error:{first_own}"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = failing_at(&job, &format!("worker-error:{first_own}"));
+    assert!(ok, "{stderr}");
     assert!(
         stderr.contains(&format!(
             "failpoint worker-error:{first_own} reached; restart 1 in 10ms from the start (no checkpoint yet)"
@@ -508,25 +467,18 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
             &format!("retained: 3, minPause: 10ms, tolerableFailures: {tolerated}}}"),
         );
         std::fs::write(&job, yaml).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
-            .arg("run")
-            .arg(&job)
-            .args(["--control-address", "off"])
-            .env("STREAMJOB_FAILPOINT", "snapshot-write:3")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (ok, stderr) = failing_at(&job, "snapshot-write:3");
         let chk3 = dir.path().join("ckpt/ck/checkpoints/chk-3/_metadata");
         assert!(!chk3.exists(), "checkpoint 3 never completes");
         if tolerated == 1 {
-            assert!(out.status.success(), "{stderr}");
+            assert!(ok, "{stderr}");
             assert!(
                 stderr.contains("checkpoint 3 failed (1 of 1 tolerated in a row)"),
                 "{stderr}"
             );
             check_windows(dir.path(), &expected);
         } else {
-            assert!(!out.status.success(), "{stderr}");
+            assert!(!ok, "{stderr}");
             assert!(stderr.contains("checkpoint 3 failed: "), "{stderr}");
         }
     }

@@ -7,7 +7,7 @@ mod common;
 
 use common::kafka::produce_events;
 use common::{check_windows, Windows};
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
@@ -70,15 +70,7 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, job_yaml(&cluster.bootstrap_servers(), 2, true)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_streamjob");
-    let mut child = Command::new(bin)
-        .arg("run")
-        .arg(&job)
-        .args(["--control-address", "off"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_run(&job, &[], &[]);
     let checkpoints = dir.path().join("ckpt/kf/checkpoints");
     assert!(
         common::wait_until(Duration::from_secs(60), || common::completed_checkpoints(
@@ -89,14 +81,8 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success(), "killed before the end");
 
-    let out = Command::new(bin)
-        .arg("run")
-        .arg(&job)
-        .args(["--control-address", "off", "--from-latest-checkpoint"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = common::run_to_end(&job, &["--from-latest-checkpoint"], &[]);
+    assert!(ok, "{stderr}");
     let resumed = common::records_in(&stderr);
     assert!(
         resumed < 300_000,

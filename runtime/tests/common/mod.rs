@@ -10,6 +10,7 @@ pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -109,4 +110,34 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn records_in(stderr: &str) -> u64 {
     let at = stderr.find(" records in").expect("a summary line");
     stderr[..at].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// `streamjob run JOB ARGS` with the control API off and `env` set.
+fn run_command(job: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamjob"));
+    cmd.arg("run")
+        .arg(job)
+        .args(["--control-address", "off"])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// Starts `streamjob run JOB ARGS` (stdout dropped, stderr piped), for a
+/// test that kills it.
+pub fn spawn_run(job: &Path, args: &[&str], env: &[(&str, String)]) -> Child {
+    run_command(job, args, env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `streamjob run JOB ARGS` to its end: (success, stderr).
+pub fn run_to_end(job: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let out = run_command(job, args, env).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
