@@ -340,9 +340,10 @@ impl TransactionalKafka {
     /// with nothing half-written. A fatal error (this producer was fenced by
     /// a newer run) leaves nothing to abort: the newer run did.
     fn abort_after(&self, step: &str, e: KafkaError) -> std::io::Error {
-        let fenced = e.to_string().contains("fences the current one")
-            || self.writer.producer.client().fatal_error().is_some();
         if let KafkaError::Transaction(txn) = &e {
+            // A fenced producer (a newer run took over) has nothing to abort.
+            let fenced = txn.code() == rdkafka::types::RDKafkaErrorCode::Fenced
+                || self.writer.producer.client().fatal_error().is_some();
             if txn.txn_requires_abort() && !txn.is_fatal() && !fenced {
                 // Best effort: the next run's init_transactions aborts it too.
                 let _ = self
