@@ -22,7 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
-command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]==5.2.1'
+# 5.1.22, not 5.2.x: moto 5.2 answers CompleteMultipartUpload with an XML root
+# aws-sdk-s3 rejects (CompleteMultipartUploadResponse instead of ...Result).
+moto_version=5.1.22
+if [ "$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$moto_version" ] \
+  || ! command -v moto_server >/dev/null; then
+  python3 -m pip install --quiet "moto[server]==$moto_version"
+fi
 tools="$HOME/.cache/streamjob-tools"
 if [ ! -x "$tools/bin/nisshi" ]; then
   echo "deps: building the nisshi broker (once, ~5 min)"

@@ -244,6 +244,84 @@ fn only_the_newest_checkpoints_are_kept() {
     );
 }
 
+/// Checkpoints are incremental: a checkpoint lists its RocksDB files, SST
+/// files live once under `shared/` and are referenced by every checkpoint
+/// that contains them, so the bytes uploaded are fewer than the bytes the
+/// checkpoints reference; retention removes SST files no checkpoint uses.
+#[test]
+fn checkpoints_upload_each_sst_file_once_and_retention_removes_unused_ones() {
+    use streamjob_runtime::checkpoint::{resolve_key, WorkerSnapshot};
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path(), 300_000);
+    let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
+    // Enough checkpoints for RocksDB to compact files away.
+    let fourteenth = dir.path().join("ckpt/ck/checkpoints/chk-14/_metadata");
+    run_until(dir.path(), &spec, move || fourteenth.is_file());
+
+    let root = dir.path().join("ckpt");
+    let mut referenced = std::collections::BTreeSet::new();
+    let (mut uploaded, mut listed) = (0, 0);
+    for entry in std::fs::read_dir(root.join("ck/checkpoints")).unwrap() {
+        let folder = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let dir_key = format!("ck/checkpoints/{folder}");
+        let metadata: Option<Value> = std::fs::read(root.join(&dir_key).join("_metadata"))
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap());
+        for worker in 0..2 {
+            let Ok(bytes) = std::fs::read(
+                root.join(&dir_key)
+                    .join(format!("worker-{worker}.snapshot")),
+            ) else {
+                continue;
+            };
+            let snapshot: WorkerSnapshot = postcard::from_bytes(&bytes).unwrap();
+            assert!(
+                snapshot.entries.is_empty(),
+                "a checkpoint holds files, not entries"
+            );
+            assert!(snapshot.state_files.iter().any(|f| f.name == "CURRENT"));
+            for file in &snapshot.state_files {
+                let key = resolve_key(&dir_key, &file.key);
+                let on_disk = std::fs::metadata(root.join(&key))
+                    .unwrap_or_else(|e| panic!("{key} of {folder} is missing: {e}"));
+                assert_eq!(on_disk.len(), file.bytes, "{key}");
+                if file.is_shared() {
+                    assert!(
+                        key.starts_with("ck/shared/") && key.ends_with(".sst"),
+                        "{key}"
+                    );
+                    referenced.insert(key);
+                }
+                if metadata.is_some() {
+                    listed += file.bytes;
+                }
+            }
+        }
+        if let Some(m) = metadata {
+            uploaded += m["bytes"].as_u64().unwrap();
+        }
+    }
+    assert!(
+        uploaded < listed,
+        "kept checkpoints uploaded {uploaded} bytes for {listed} bytes of files"
+    );
+    // Every SST file in shared/ is one a checkpoint still present uses.
+    let mut stored = std::collections::BTreeSet::new();
+    for run in std::fs::read_dir(root.join("ck/shared")).unwrap() {
+        let run = run.unwrap();
+        for file in std::fs::read_dir(run.path()).unwrap() {
+            let name = file.unwrap().file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".tmp") {
+                stored.insert(format!(
+                    "ck/shared/{}/{name}",
+                    run.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert_eq!(stored, referenced);
+}
+
 /// The exactly-once proof: twenty `kill -9`s at pseudo-random moments, each
 /// followed by a restart from the latest checkpoint, and the committed output
 /// is exactly the expected windows, none lost, none twice.
@@ -253,7 +331,7 @@ fn exactly_once_output_across_twenty_kills() {
     let expected = write_input(dir.path(), 400_000);
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, job_yaml(2, 128)).unwrap();
-    kill_twenty_times(&job, &[], (15, 120));
+    kill_twenty_times(&job, &[], (120, 250));
     check_windows(dir.path(), &expected);
 }
 
@@ -280,6 +358,7 @@ fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u6
     let mut x: u64 = 12345;
     let mut restore = false;
     let mut kills = 0;
+    let mut restored_kills = 0;
     let mut attempts = 0;
     while kills < 20 {
         attempts += 1;
@@ -299,6 +378,8 @@ fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u6
                 child.kill().unwrap();
                 child.wait().unwrap();
                 kills += 1;
+                // A restoring run that was still alive had found a checkpoint.
+                restored_kills += u32::from(restore);
                 restore = true;
             }
             Some(status) => {
@@ -313,7 +394,18 @@ fn kill_twenty_times(job: &Path, env: &[(&str, String)], (min, spread): (u64, u6
             }
         }
     }
-    let (ok, stderr) = restore_with_binary_env(job, env);
+    eprintln!("{restored_kills} of 20 kills hit a run restored from a checkpoint");
+    // Most kills must hit a run that resumed from a checkpoint, or the
+    // test proves little (checkpoints slower than the kill delays).
+    assert!(
+        restored_kills >= 12,
+        "only {restored_kills} of 20 kills hit a run restored from a checkpoint"
+    );
+    let (mut ok, mut stderr) = restore_with_binary_env(job, env);
+    if stderr.contains("no completed checkpoint") {
+        // The last run was a fresh start killed before its first checkpoint.
+        (ok, stderr) = run_to_end(job, &[], env);
+    }
     assert!(ok, "{stderr}");
 }
 
@@ -482,4 +574,40 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
             assert!(stderr.contains("checkpoint 3 failed: "), "{stderr}");
         }
     }
+}
+
+/// Objects above 16 MiB (large SST files, savepoints of large state) go to
+/// S3 as multipart uploads; they read back byte for byte.
+#[test]
+fn a_large_object_goes_to_s3_in_parts_and_reads_back() {
+    use streamjob_runtime::checkpoint::CheckpointStorage;
+    let s3 = common::s3::S3Server::start(&["checkpoints"]);
+    s3.set_env();
+    let storage = CheckpointStorage::from_uri("s3://checkpoints/big", Path::new(".")).unwrap();
+    let mut x: u64 = 7;
+    let bytes: Vec<u8> = (0..(20 << 20))
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect();
+    storage
+        .write("job/shared/run-w0/000042.sst", &bytes)
+        .unwrap();
+    let read = storage
+        .get("job/shared/run-w0/000042.sst")
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.len(), bytes.len());
+    assert!(read == bytes, "the object read back differs");
+    // A shared file is addressed relative to a checkpoint's folder.
+    let relative = storage
+        .get(&streamjob_runtime::checkpoint::resolve_key(
+            "job/checkpoints/chk-3",
+            "../../shared/run-w0/000042.sst",
+        ))
+        .unwrap();
+    assert_eq!(relative.map(|r| r.len()), Some(bytes.len()));
 }

@@ -4,12 +4,22 @@
 //! Layout under `<storage>/<job>/` (DESIGN.md):
 //!
 //! ```text
-//! checkpoints/chk-<id>/worker-<i>.snapshot   one per worker
+//! checkpoints/chk-<id>/worker-<i>.snapshot   one per worker: positions, and
+//!                                            the list of its state files
+//! checkpoints/chk-<id>/worker-<i>/…          its RocksDB descriptor files
 //! checkpoints/chk-<id>/_metadata             written last: the checkpoint is complete
-//! savepoints/sp-<id>/…                        the same, kept until deleted
+//! shared/<run>/<n>.sst                       RocksDB SST files, uploaded once
+//!                                            and referenced by every checkpoint
+//!                                            that still contains them
+//! savepoints/sp-<id>/…                        self-contained: every key and
+//!                                            value in the worker files, kept
+//!                                            until deleted
 //! ```
 //!
 //! A checkpoint without `_metadata` is incomplete and is never restored.
+//! Checkpoints are incremental (an SST file is immutable, so one uploaded
+//! for an earlier checkpoint is referenced, not uploaded again); savepoints
+//! are full and portable, so that deleting checkpoints never breaks them.
 
 mod s3_store;
 mod storage;
@@ -18,6 +28,7 @@ mod store;
 use serde::{Deserialize, Serialize};
 
 use crate::record::Key;
+use crate::state::StateError;
 use crate::window::KeyState;
 
 pub use storage::{read_snapshot, CheckpointStorage, StorageError, StorageUri};
@@ -43,8 +54,28 @@ pub struct WorkerSnapshot {
     /// Key groups `[first, last]` this worker owned.
     pub key_groups: (u16, u16),
     pub positions: Vec<PartitionPosition>,
-    /// Keyed window state, sorted by key group.
+    /// Keyed window state, sorted by key group (savepoints).
     pub entries: Vec<(u16, Key, KeyState)>,
+    /// Keyed window state as a RocksDB checkpoint's files (checkpoints).
+    pub state_files: Vec<StateFile>,
+}
+
+/// One file of a worker's RocksDB checkpoint, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Its name in the RocksDB folder.
+    pub name: String,
+    /// Its key relative to the snapshot's folder: `worker-<i>/<name>` for
+    /// the checkpoint's own files, `../../shared/<run>/<name>` for SST
+    /// files shared with other checkpoints.
+    pub key: String,
+    pub bytes: u64,
+}
+
+impl StateFile {
+    pub fn is_shared(&self) -> bool {
+        self.key.starts_with("../")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +151,33 @@ impl Layout {
     pub fn worker_file(index: usize) -> String {
         format!("worker-{index}.snapshot")
     }
+
+    /// The key of a worker's own state file, relative to its snapshot folder.
+    pub fn private_state_file(index: usize, name: &str) -> String {
+        format!("worker-{index}/{name}")
+    }
+
+    /// The key of a shared SST file of worker run `run`, relative to a
+    /// checkpoint's folder (`<job>/checkpoints/chk-<id>`).
+    pub fn shared_state_file(run: &str, name: &str) -> String {
+        format!("../../shared/{run}/{name}")
+    }
+}
+
+/// `dir/key` with `.` and `..` segments resolved, as far as the root allows
+/// (a key above the root keeps its leading `..`).
+pub fn resolve_key(dir: &str, key: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in dir.split('/').chain(key.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    parts.join("/")
 }
 
 /// Parses `chk-<id>` / `sp-<id>`.
@@ -139,15 +197,21 @@ pub enum RestoreError {
     NotASnapshot { path: String, reason: String },
     #[error("the snapshot at {path} does not fit this job: {reason}")]
     Mismatch { path: String, reason: String },
+    #[error("cannot read the state of the snapshot at {path}: {source}")]
+    State { path: String, source: StateError },
 }
 
-/// A snapshot chosen for restore, read in full.
+/// A snapshot chosen for restore: its metadata and worker files, read in
+/// full; state files are fetched by `load_state`.
 #[derive(Debug, Clone)]
 pub struct Restore {
     /// Folder of the snapshot (for messages).
     pub path: String,
     pub metadata: Metadata,
     pub workers: Vec<WorkerSnapshot>,
+    storage: CheckpointStorage,
+    /// The snapshot's folder in `storage`.
+    dir: String,
 }
 
 impl Restore {
@@ -159,18 +223,69 @@ impl Restore {
             .find(|p| p.id == id)
     }
 
-    /// State entries in key groups `[first, last]`, from every old worker
-    /// whose range overlaps it: this is how state moves between
-    /// parallelisms.
-    pub fn entries_for(
+    /// Calls `f` with every key and state in key groups `[first, last]`,
+    /// from every old worker whose range overlaps it: this is how state
+    /// moves between parallelisms. A worker's RocksDB files are downloaded
+    /// to `scratch` (removed again) and read from there.
+    pub fn load_state(
         &self,
         first: u16,
         last: u16,
-    ) -> impl Iterator<Item = &(u16, Key, KeyState)> {
-        self.workers
+        scratch: &std::path::Path,
+        mut f: impl FnMut(Key, KeyState) -> Result<(), StateError>,
+    ) -> Result<(), RestoreError> {
+        let overlapping = self
+            .workers
             .iter()
-            .filter(move |w| w.key_groups.0 <= last && w.key_groups.1 >= first)
-            .flat_map(|w| &w.entries)
-            .filter(move |(group, _, _)| *group >= first && *group <= last)
+            .filter(move |w| w.key_groups.0 <= last && w.key_groups.1 >= first);
+        for w in overlapping {
+            for (group, key, state) in &w.entries {
+                if (first..=last).contains(group) {
+                    f(key.clone(), state.clone()).map_err(|e| self.state_error(e))?;
+                }
+            }
+            if w.state_files.is_empty() {
+                continue;
+            }
+            let local = scratch.join(format!("from-worker-{}", w.index));
+            self.download(w, &local)?;
+            let read = crate::state::read_checkpoint(&local, first, last, &mut f);
+            let _ = std::fs::remove_dir_all(&local);
+            read.map_err(|e| self.state_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn state_error(&self, source: StateError) -> RestoreError {
+        RestoreError::State {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Fetches an old worker's state files into `local` (made afresh).
+    fn download(&self, w: &WorkerSnapshot, local: &std::path::Path) -> Result<(), RestoreError> {
+        let io = |source| StorageError::Io {
+            path: local.display().to_string(),
+            source,
+        };
+        let _ = std::fs::remove_dir_all(local);
+        std::fs::create_dir_all(local).map_err(io)?;
+        for file in &w.state_files {
+            let key = resolve_key(&self.dir, &file.key);
+            let bytes = self
+                .storage
+                .get(&key)?
+                .ok_or_else(|| RestoreError::NotASnapshot {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "state file {} of worker {} is missing",
+                        self.storage.location(&key),
+                        w.index
+                    ),
+                })?;
+            std::fs::write(local.join(&file.name), bytes).map_err(io)?;
+        }
+        Ok(())
     }
 }

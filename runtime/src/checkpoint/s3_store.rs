@@ -11,11 +11,17 @@
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
 use super::store::ObjectStore;
 use super::StorageError;
+
+/// Objects larger than this go up in parts (RocksDB's SST files are 64 MiB
+/// by default; savepoints of large state are bigger).
+const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// S3 requires parts of at least 5 MiB (all but the last).
+const PART_SIZE: usize = 8 << 20;
 
 pub struct S3Store {
     client: Client,
@@ -81,7 +87,76 @@ impl S3Store {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        if key.contains("..") {
+            // A shared state file referenced from a snapshot folder.
+            super::resolve_key(&self.prefix, key)
+        } else {
+            format!("{}{key}", self.prefix)
+        }
+    }
+
+    /// Uploads a large object in parts: one PUT is limited to 5 GiB, and a
+    /// failed part is retried alone. An upload that fails is aborted, so
+    /// that no parts linger (and are billed) in the bucket.
+    fn put_multipart(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let full = self.key(key);
+        let created = self.runtime.block_on(
+            self.client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send(),
+        );
+        let created = created.map_err(|e| self.error(key, "create multipart upload", e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let parts = self.runtime.block_on(async {
+            let mut parts = Vec::new();
+            for (i, chunk) in bytes.chunks(PART_SIZE).enumerate() {
+                let number = i as i32 + 1;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| self.error(key, "upload part", e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.error(key, "complete multipart upload", e))?;
+            Ok(())
+        });
+        if parts.is_err() {
+            let _ = self.runtime.block_on(
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .send(),
+            );
+        }
+        parts
     }
 
     fn error(&self, key: &str, what: &str, e: impl std::error::Error) -> StorageError {
@@ -94,6 +169,9 @@ impl S3Store {
 
 impl ObjectStore for S3Store {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        if bytes.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, bytes);
+        }
         let request = self
             .client
             .put_object()
@@ -150,6 +228,18 @@ impl ObjectStore for S3Store {
             }
             Ok(keys)
         })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let request = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key));
+        self.runtime
+            .block_on(request.send())
+            .map_err(|e| self.error(key, "delete", e))?;
+        Ok(())
     }
 
     fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {

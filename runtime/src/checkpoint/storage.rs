@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::s3_store::S3Store;
 use super::store::{FileStore, ObjectStore};
 use super::{
-    snapshot_id, Layout, Metadata, Restore, RestoreError, SnapshotKind, WorkerSnapshot, METADATA,
-    PENDING,
+    resolve_key, snapshot_id, Layout, Metadata, Restore, RestoreError, SnapshotKind,
+    WorkerSnapshot, METADATA, PENDING,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,10 @@ impl CheckpointStorage {
         self.store.put(key, bytes)
     }
 
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.store.get(key)
+    }
+
     pub fn reserve(&self, dir: &str) -> Result<(), StorageError> {
         self.store.put(&format!("{dir}/{STARTED}"), b"")
     }
@@ -192,13 +196,62 @@ impl CheckpointStorage {
             .len()
             .checked_sub(retained)
             .map_or(0, |i| completed[i]);
-        for (id, complete) in all {
-            if (complete && id < keep_from) || (!complete && id < newest) {
-                let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
-                self.store.delete_prefix(&format!("{dir}/"))?;
+        let (dropped, kept): (Vec<_>, Vec<_>) = all.into_iter().partition(|&(id, complete)| {
+            (complete && id < keep_from) || (!complete && id < newest)
+        });
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        // Shared state files that only dropped checkpoints use go with them.
+        // A checkpoint still being written never needs one of those: a file
+        // it shares with a dropped checkpoint was live in between, so the
+        // newest completed checkpoint (always kept) references it too.
+        let mut unused = std::collections::BTreeSet::new();
+        for &(id, _) in &dropped {
+            unused.extend(self.shared_files(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))?);
+        }
+        for &(id, complete) in &kept {
+            if complete {
+                for key in self.shared_files(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))? {
+                    unused.remove(&key);
+                }
             }
         }
+        for (id, _) in dropped {
+            let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+            self.store.delete_prefix(&format!("{dir}/"))?;
+        }
+        for key in unused {
+            self.store.delete(&key)?;
+        }
         Ok(())
+    }
+
+    /// The shared state files the worker files in `dir` reference (keys from
+    /// the storage root).
+    fn shared_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        for key in self.store.list(&format!("{dir}/"))? {
+            if !key.ends_with(".snapshot") {
+                continue;
+            }
+            let Some(bytes) = self.store.get(&key)? else {
+                continue;
+            };
+            let snapshot: WorkerSnapshot =
+                postcard::from_bytes(&bytes).map_err(|e| StorageError::Decode {
+                    path: self.location(&key),
+                    reason: e.to_string(),
+                })?;
+            keys.extend(
+                snapshot
+                    .state_files
+                    .iter()
+                    .filter(|f| f.is_shared())
+                    .map(|f| resolve_key(dir, &f.key)),
+            );
+        }
+        Ok(keys)
     }
 
     /// The newest id used by any checkpoint or savepoint of the job, so that
@@ -277,6 +330,8 @@ impl CheckpointStorage {
             path: self.location(dir),
             metadata,
             workers,
+            storage: self.clone(),
+            dir: dir.to_string(),
         })
     }
 }

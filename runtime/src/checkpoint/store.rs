@@ -18,6 +18,8 @@ pub trait ObjectStore: Send + Sync + Debug {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Every key under `prefix` (a folder: `a/b/`), in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Removes `key`; nothing happens when it does not exist.
+    fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// Removes every key under `prefix`.
     fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError>;
     /// The location of `key` as users see it (a path, an `s3://` URI).
@@ -91,6 +93,15 @@ impl ObjectStore for FileStore {
             }
         }
         Ok(keys)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
     }
 
     fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {

@@ -3,6 +3,7 @@
 
 mod collector;
 mod sinks;
+mod upload;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, M
 use crate::window::{EarlyFiring, WindowOperator, WindowResult};
 use collector::{ask_sink, Collector};
 use sinks::Sinks;
+use upload::Uploader;
 use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -333,6 +335,15 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         .collect();
 
     let owners = key_group_owners(spec.max_parallelism, parallelism);
+    // Names this run's folder of shared state files in storage.
+    let run_id = format!(
+        "{:x}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+        std::process::id()
+    );
     let trigger = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let savepoint = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<worker::Ack>();
@@ -363,11 +374,13 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         let key_groups = key_group_range(&owners, index);
         let mut op = op;
         if let Some(r) = &restore {
-            let entries = r
-                .entries_for(key_groups.0, key_groups.1)
-                .filter(|_| restore_state)
-                .map(|(_, k, v)| (k.clone(), v.clone()));
-            op.restore(entries, r.metadata.watermark)?;
+            op.restore_watermark(r.metadata.watermark);
+            if restore_state {
+                let scratch = state_root.join(format!("worker-{index}.restore"));
+                r.load_state(key_groups.0, key_groups.1, &scratch, |key, state| {
+                    op.restore_key(key, state)
+                })?;
+            }
             for (p, id) in split.partition_ids().iter().enumerate() {
                 if let Some(pos) = r.position(id) {
                     split
@@ -377,19 +390,37 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 }
             }
         }
-        let checkpointing = storage.clone().map(|storage| worker::Checkpointing {
-            trigger: trigger.clone(),
-            injected: 0,
-            storage,
-            layout: layout.clone(),
-            acks: ack_tx.clone(),
-            at_least_once: spec
-                .checkpoints
-                .as_ref()
-                .is_some_and(|c| c.mode == CheckpointMode::AtLeastOnce),
-            key_groups,
-            savepoint: savepoint.clone(),
-        });
+        let checkpointing = match &storage {
+            Some(storage) => {
+                let uploads = state_root.join(format!("worker-{index}.uploads"));
+                // RocksDB checkpoints a crashed run left behind.
+                let _ = std::fs::remove_dir_all(&uploads);
+                let uploader = Uploader::start(
+                    index,
+                    format!("{run_id}-w{index}"),
+                    storage.clone(),
+                    ack_tx.clone(),
+                    abort.clone(),
+                )
+                .map_err(|e| JobError::Panic(e.to_string()))?;
+                Some(worker::Checkpointing {
+                    trigger: trigger.clone(),
+                    injected: 0,
+                    storage: storage.clone(),
+                    layout: layout.clone(),
+                    acks: ack_tx.clone(),
+                    at_least_once: spec
+                        .checkpoints
+                        .as_ref()
+                        .is_some_and(|c| c.mode == CheckpointMode::AtLeastOnce),
+                    key_groups,
+                    savepoint: savepoint.clone(),
+                    uploader,
+                    uploads,
+                })
+            }
+            None => None,
+        };
         let worker = Worker {
             index,
             max_parallelism: spec.max_parallelism,

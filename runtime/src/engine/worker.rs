@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::collector::Collector;
+use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
     CheckpointStorage, Layout, PartitionPosition, SnapshotKind, WorkerSnapshot,
@@ -75,6 +76,10 @@ pub(crate) struct Checkpointing {
     /// The id of the newest savepoint: a barrier with this id writes to
     /// the savepoints folder.
     pub savepoint: Arc<std::sync::atomic::AtomicU64>,
+    /// Uploads checkpoints in the background.
+    pub uploader: Uploader,
+    /// Local folder for RocksDB checkpoints waiting to be uploaded.
+    pub uploads: std::path::PathBuf,
 }
 
 /// A checkpoint whose barriers are arriving.
@@ -153,6 +158,11 @@ impl Worker {
         self.publish();
         if result.is_err() {
             self.abort.store(true, Ordering::SeqCst);
+        }
+        // Checkpoints taken so far are acknowledged (or abandoned on abort)
+        // before the worker counts as finished.
+        if let Some(c) = &mut self.checkpointing {
+            c.uploader.finish();
         }
         self.collector.flush();
         result?;
@@ -514,19 +524,41 @@ impl Worker {
                 a.id
             ))));
         }
-        let entries = self.op.snapshot(self.max_parallelism)?;
-        let snapshot = WorkerSnapshot {
+        let is_savepoint = c.savepoint.load(Ordering::Acquire) == a.id;
+        let mut snapshot = WorkerSnapshot {
             index: self.index,
             key_groups: c.key_groups,
             positions: a.positions,
-            entries,
+            ..Default::default()
         };
-        let kind = if c.savepoint.load(Ordering::Acquire) == a.id {
-            SnapshotKind::Savepoint
-        } else {
-            SnapshotKind::Checkpoint
+        let failed = |error: String| Ack::Failed {
+            worker: self.index,
+            id: a.id,
+            error,
         };
-        let dir = c.layout.snapshot_dir(kind, a.id);
+        if !is_savepoint {
+            // A checkpoint: RocksDB's files, uploaded in the background.
+            let dir = c.layout.snapshot_dir(SnapshotKind::Checkpoint, a.id);
+            let local = c.uploads.join(format!("chk-{}", a.id));
+            match self.op.checkpoint_state(&local) {
+                Ok(files) => c.uploader.submit(Upload {
+                    id: a.id,
+                    dir,
+                    snapshot,
+                    local,
+                    files,
+                    watermark: self.op.watermark(),
+                }),
+                Err(e) => {
+                    let _ = c.acks.send(failed(e.to_string()));
+                }
+            }
+            return Ok(());
+        }
+        // A savepoint: every key and value in the worker file, so that it
+        // stands alone. Rare, and taken here (processing waits for it).
+        snapshot.entries = self.op.snapshot(self.max_parallelism)?;
+        let dir = c.layout.snapshot_dir(SnapshotKind::Savepoint, a.id);
         let written = if crate::failpoint::error_at("snapshot-write", a.id) {
             Err(crate::checkpoint::StorageError::Io {
                 path: c.storage.location(&dir),
@@ -542,11 +574,7 @@ impl Worker {
                 bytes,
                 watermark: self.op.watermark(),
             },
-            Err(e) => Ack::Failed {
-                worker: self.index,
-                id: a.id,
-                error: e.to_string(),
-            },
+            Err(e) => failed(e.to_string()),
         };
         let _ = c.acks.send(ack);
         Ok(())

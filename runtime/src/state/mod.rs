@@ -1,6 +1,8 @@
 //! Keyed state: a worker's per-key values, held in memory while hot and
-//! spilled to RocksDB beyond a memory budget. RocksDB is the store of record
-//! for spilled keys (and, with checkpoints, for all of them).
+//! written to RocksDB beyond a memory budget and at every checkpoint.
+//! RocksDB is the store of record: after `persist`, it holds every key's
+//! value, and a RocksDB checkpoint of it (hard links to immutable SST files)
+//! is what a checkpoint uploads, file by file, skipping files uploaded before.
 //!
 //! Storage keys start with the key group (big-endian u16), so a key group's
 //! state is one contiguous range: that is what lets state taken at one
@@ -8,23 +10,36 @@
 
 mod rocks;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hashbrown::HashMap;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::record::{Key, KeyHashBuilder};
 
-pub use rocks::{RocksState, StateError};
+pub use rocks::{read_key_groups, RocksState, StateError};
+
+/// A storage key and its encoded value.
+type Row = (Vec<u8>, Vec<u8>);
+
+/// A key's value in memory, and how it stands against RocksDB.
+struct Slot<V> {
+    value: V,
+    /// Changed since it was last written to RocksDB (or never written).
+    dirty: bool,
+    /// RocksDB has a (possibly older) value for the key.
+    in_db: bool,
+}
 
 /// Values keyed by record key, with a bounded number kept in memory.
 pub struct KeyedStore<V> {
-    hot: HashMap<Key, V, KeyHashBuilder>,
+    hot: HashMap<Key, Slot<V>, KeyHashBuilder>,
     db: RocksState,
-    /// Keys whose value is in RocksDB and not in `hot`. A key is in exactly one
-    /// of the two places, so a miss in `hot` needs a RocksDB read only when
-    /// this is non-zero.
-    spilled: u64,
+    /// Keys with a value in RocksDB (whether or not also in `hot`). A miss in
+    /// `hot` needs a RocksDB read only when this is non-zero.
+    db_keys: u64,
+    /// Keys in `hot` that RocksDB does not have.
+    hot_only: u64,
     max_hot: usize,
     max_parallelism: u32,
     key_buf: Vec<u8>,
@@ -37,7 +52,8 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         Ok(KeyedStore {
             hot: HashMap::default(),
             db: RocksState::create(dir)?,
-            spilled: 0,
+            db_keys: 0,
+            hot_only: 0,
             max_hot: max_hot.max(1),
             max_parallelism,
             key_buf: Vec::with_capacity(64),
@@ -51,51 +67,81 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         key.encode(buf);
     }
 
-    /// Moves a spilled key's value back into memory, if it has one.
+    /// Reads a key's value from RocksDB into memory, if only RocksDB has it.
     fn load(&mut self, key: &Key) -> Result<(), StateError> {
-        if self.spilled == 0 || self.hot.contains_key(key) {
+        if self.db_keys == 0 || self.hot.contains_key(key) {
             return Ok(());
         }
         Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
-        if let Some(bytes) = self.db.take(&self.key_buf)? {
+        if let Some(bytes) = self.db.get(&self.key_buf)? {
             let value = postcard::from_bytes(&bytes).map_err(StateError::decode)?;
-            self.spilled -= 1;
-            self.hot.insert(key.clone(), value);
+            self.hot.insert(
+                key.clone(),
+                Slot {
+                    value,
+                    dirty: false,
+                    in_db: true,
+                },
+            );
         }
         Ok(())
     }
 
-    /// The key's value, created with `Default` if it has none.
+    /// The key's value, created with `Default` if it has none. Taking it
+    /// mutably marks it changed.
     pub fn get_or_default(&mut self, key: &Key) -> Result<&mut V, StateError> {
         self.load(key)?;
-        Ok(self.hot.entry_ref(key).or_default())
+        if !self.hot.contains_key(key) {
+            self.hot_only += 1;
+        }
+        let slot = self.hot.entry_ref(key).or_insert_with(|| Slot {
+            value: V::default(),
+            dirty: true,
+            in_db: false,
+        });
+        slot.dirty = true;
+        Ok(&mut slot.value)
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Result<Option<&mut V>, StateError> {
         self.load(key)?;
-        Ok(self.hot.get_mut(key))
+        Ok(self.hot.get_mut(key).map(|slot| {
+            slot.dirty = true;
+            &mut slot.value
+        }))
     }
 
     pub fn remove(&mut self, key: &Key) -> Result<(), StateError> {
-        if self.hot.remove(key).is_none() && self.spilled > 0 {
-            Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
-            if self.db.take(&self.key_buf)?.is_some() {
-                self.spilled -= 1;
+        match self.hot.remove(key) {
+            Some(slot) if !slot.in_db => self.hot_only -= 1,
+            Some(_) => {
+                Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
+                self.db.delete(&self.key_buf)?;
+                self.db_keys -= 1;
             }
+            // Not in memory: RocksDB may have it.
+            None if self.db_keys > 0 => {
+                Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
+                if self.db.take(&self.key_buf)?.is_some() {
+                    self.db_keys -= 1;
+                }
+            }
+            None => {}
         }
         Ok(())
     }
 
-    /// Keys in memory plus keys spilled to RocksDB.
+    /// Keys in memory plus keys only in RocksDB.
     pub fn len(&self) -> u64 {
-        self.hot.len() as u64 + self.spilled
+        self.db_keys + self.hot_only
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// How many keys have been written out to RocksDB so far.
+    /// How many keys have been written out to RocksDB to keep within the
+    /// memory budget so far.
     pub fn spill_count(&self) -> u64 {
         self.spills
     }
@@ -103,24 +149,42 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
     /// Adds a key's value (restoring from a snapshot).
     pub fn insert(&mut self, key: Key, value: V) -> Result<(), StateError> {
         self.remove(&key)?;
-        self.hot.insert(key, value);
+        self.hot_only += 1;
+        self.hot.insert(
+            key,
+            Slot {
+                value,
+                dirty: true,
+                in_db: false,
+            },
+        );
         Ok(())
     }
 
-    /// Every key and value, in memory or spilled, for a snapshot.
+    /// Every key and value, in memory or only in RocksDB, for a savepoint.
     pub fn for_each(&mut self, mut f: impl FnMut(&Key, &V)) -> Result<(), StateError> {
-        for (key, value) in &self.hot {
-            f(key, value);
+        for (key, slot) in &self.hot {
+            f(key, &slot.value);
         }
-        if self.spilled > 0 {
+        if self.db_keys > 0 {
             for (storage_key, bytes) in self.db.entries()? {
                 let key = Key::decode(&storage_key[2..])
                     .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))?;
+                if self.hot.contains_key(&key) {
+                    continue;
+                }
                 let value: V = postcard::from_bytes(&bytes).map_err(StateError::decode)?;
                 f(&key, &value);
             }
         }
         Ok(())
+    }
+
+    fn encode(key: &Key, value: &V, max_parallelism: u32) -> Result<Row, StateError> {
+        let mut storage_key = Vec::with_capacity(32);
+        Self::storage_key(&mut storage_key, key, max_parallelism);
+        let bytes = postcard::to_allocvec(value).map_err(StateError::encode)?;
+        Ok((storage_key, bytes))
     }
 
     /// Writes keys out to RocksDB until the memory budget holds again. Called
@@ -129,21 +193,70 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         if self.hot.len() <= self.max_hot {
             return Ok(());
         }
-        // Spill down to 90% of the budget so that the next few new keys do
+        // Evict down to 90% of the budget so that the next few new keys do
         // not each cause a write.
         let target = self.max_hot - self.max_hot / 10;
         let excess = self.hot.len() - target;
         let victims: Vec<Key> = self.hot.keys().take(excess).cloned().collect();
         let mut batch = Vec::with_capacity(victims.len());
         for key in victims {
-            let value = self.hot.remove(&key).expect("listed above");
-            let mut storage_key = Vec::with_capacity(32);
-            Self::storage_key(&mut storage_key, &key, self.max_parallelism);
-            let bytes = postcard::to_allocvec(&value).map_err(StateError::encode)?;
-            batch.push((storage_key, bytes));
+            let slot = self.hot.remove(&key).expect("listed above");
+            // A clean value is in RocksDB already: dropping it is enough.
+            if slot.dirty {
+                batch.push(Self::encode(&key, &slot.value, self.max_parallelism)?);
+                if !slot.in_db {
+                    self.db_keys += 1;
+                    self.hot_only -= 1;
+                }
+            }
         }
-        self.spilled += batch.len() as u64;
         self.spills += batch.len() as u64;
         self.db.put_all(batch)
     }
+
+    /// Makes RocksDB hold every key's current value (for a checkpoint);
+    /// returns how many values were written.
+    pub fn persist(&mut self) -> Result<u64, StateError> {
+        let mut batch = Vec::new();
+        for (key, slot) in self.hot.iter_mut().filter(|(_, slot)| slot.dirty) {
+            batch.push(Self::encode(key, &slot.value, self.max_parallelism)?);
+            if !slot.in_db {
+                self.db_keys += 1;
+                self.hot_only -= 1;
+            }
+            slot.dirty = false;
+            slot.in_db = true;
+        }
+        let written = batch.len() as u64;
+        self.db.put_all(batch)?;
+        Ok(written)
+    }
+
+    /// Persists, then makes a RocksDB checkpoint in `dir` (hard links to the
+    /// live files): the files a checkpoint uploads.
+    pub fn checkpoint(&mut self, dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+        self.persist()?;
+        self.db.checkpoint(dir)
+    }
 }
+
+/// Calls `f` with every key and value of key groups `[first, last]` in a
+/// checkpoint of a `KeyedStore` (its files, downloaded to `dir`).
+pub fn read_checkpoint<V: DeserializeOwned>(
+    dir: &Path,
+    first: u16,
+    last: u16,
+    mut f: impl FnMut(Key, V) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    read_key_groups(dir, first, last, |storage_key, bytes| {
+        let key = Key::decode(&storage_key[2..])
+            .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))?;
+        f(
+            key,
+            postcard::from_bytes(bytes).map_err(StateError::decode)?,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

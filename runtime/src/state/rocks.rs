@@ -78,11 +78,53 @@ impl RocksState {
         }
     }
 
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.db.get(key).map_err(|e| self.err(e))
+    }
+
+    pub fn delete(&self, key: &[u8]) -> Result<(), StateError> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.delete_opt(key, &opts).map_err(|e| self.err(e))
+    }
+
+    /// Flushes the memtable and makes a checkpoint of the database in `dir`
+    /// (which must not exist): hard links to its immutable SST files plus
+    /// copies of its small descriptor files. Returns the files, so that they
+    /// can be uploaded while the database goes on changing.
+    pub fn checkpoint(&self, dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+        // Writes skip the write-ahead log, so only flushed data is in files.
+        self.db.flush().map_err(|e| self.err(e))?;
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StateError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(|e| self.err(e))?;
+        checkpoint
+            .create_checkpoint(dir)
+            .map_err(|source| StateError::Rocks {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let io = |source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            files.push(entry.map_err(io)?.path());
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// Reads and deletes a value.
     pub fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        let value = self.db.get(key).map_err(|e| self.err(e))?;
+        let value = self.get(key)?;
         if value.is_some() {
-            self.db.delete(key).map_err(|e| self.err(e))?;
+            self.delete(key)?;
         }
         Ok(value)
     }
@@ -102,4 +144,37 @@ impl RocksState {
         }
         self.db.write_without_wal(batch).map_err(|e| self.err(e))
     }
+}
+
+/// Calls `f` with every entry of key groups `[first, last]` in the database
+/// at `dir` (a checkpoint's files, downloaded), in key order. The database
+/// is opened read-only and left as it is.
+pub fn read_key_groups(
+    dir: &Path,
+    first: u16,
+    last: u16,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let err = |source| StateError::Rocks {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let db = DB::open_for_read_only(&Options::default(), dir, false).map_err(err)?;
+    let start = first.to_be_bytes();
+    let iter = db.iterator(rocksdb::IteratorMode::From(
+        &start,
+        rocksdb::Direction::Forward,
+    ));
+    for entry in iter {
+        let (key, value) = entry.map_err(err)?;
+        if key.len() < 2 {
+            return Err(StateError::Decode("a storage key has no key group".into()));
+        }
+        let group = u16::from_be_bytes([key[0], key[1]]);
+        if group > last {
+            break;
+        }
+        f(&key, &value)?;
+    }
+    Ok(())
 }

@@ -214,21 +214,27 @@ impl WindowOperator {
         Ok(entries)
     }
 
-    /// Loads state from a snapshot, at the watermark the snapshot had.
-    pub fn restore(
-        &mut self,
-        entries: impl Iterator<Item = (Key, KeyState)>,
-        watermark: i64,
-    ) -> Result<(), StateError> {
+    /// Starts a restore from a snapshot taken at `watermark`.
+    pub fn restore_watermark(&mut self, watermark: i64) {
         self.watermark = watermark;
-        for (key, state) in entries {
-            if let Some(due) = state.timer {
-                self.timers.push(due, key.clone());
-            }
-            self.store.insert(key, state)?;
-            self.store.enforce_budget()?;
+    }
+
+    /// Loads one key's state from a snapshot.
+    pub fn restore_key(&mut self, key: Key, state: KeyState) -> Result<(), StateError> {
+        if let Some(due) = state.timer {
+            self.timers.push(due, key.clone());
         }
-        Ok(())
+        self.store.insert(key, state)?;
+        self.store.enforce_budget()
+    }
+
+    /// Makes a RocksDB checkpoint of all keyed state in `dir` and returns
+    /// its files (see `KeyedStore::checkpoint`).
+    pub fn checkpoint_state(
+        &mut self,
+        dir: &std::path::Path,
+    ) -> Result<Vec<std::path::PathBuf>, StateError> {
+        self.store.checkpoint(dir)
     }
 
     /// Keeps the in-memory state within budget; call between batches.

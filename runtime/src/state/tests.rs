@@ -1,0 +1,142 @@
+//! The store against a plain map: whatever mix of updates, removals,
+//! evictions and checkpoints, it holds the same keys and values, and a
+//! checkpoint's files hold exactly the values at the checkpoint.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const MAX_PARALLELISM: u32 = 8;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(i64, u64),
+    Remove(i64),
+    Checkpoint,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..40i64, 1..100u64).prop_map(|(k, v)| Op::Add(k, v)),
+        2 => (0..40i64).prop_map(Op::Remove),
+        1 => Just(Op::Checkpoint),
+    ]
+}
+
+/// Everything in a checkpoint's files, for all key groups.
+fn read_all(dir: &Path) -> BTreeMap<i64, u64> {
+    let mut out = BTreeMap::new();
+    read_checkpoint(dir, 0, u16::MAX, |key: Key, value: u64| {
+        let serde_json::Value::Number(n) = key.json_parts().next().unwrap() else {
+            panic!("an int key")
+        };
+        out.insert(n.as_i64().unwrap(), value);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn contents(store: &mut KeyedStore<u64>) -> BTreeMap<i64, u64> {
+    let mut out = BTreeMap::new();
+    store
+        .for_each(|key, value| {
+            let serde_json::Value::Number(n) = key.json_parts().next().unwrap() else {
+                panic!("an int key")
+            };
+            assert!(
+                out.insert(n.as_i64().unwrap(), *value).is_none(),
+                "key twice"
+            );
+        })
+        .unwrap();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn store_matches_a_map(ops in proptest::collection::vec(op(), 1..200), max_hot in 1usize..12) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = KeyedStore::<u64>::create(&dir.path().join("db"), max_hot, MAX_PARALLELISM).unwrap();
+        let mut model = BTreeMap::new();
+        let mut checkpoints = 0;
+        for op in ops {
+            match op {
+                Op::Add(k, v) => {
+                    *store.get_or_default(&Key::int(k)).unwrap() += v;
+                    *model.entry(k).or_insert(0) += v;
+                }
+                Op::Remove(k) => {
+                    store.remove(&Key::int(k)).unwrap();
+                    model.remove(&k);
+                }
+                Op::Checkpoint => {
+                    checkpoints += 1;
+                    let at = dir.path().join(format!("chk-{checkpoints}"));
+                    let files = store.checkpoint(&at).unwrap();
+                    prop_assert!(files.iter().any(|f| f.ends_with("CURRENT")));
+                    prop_assert_eq!(&read_all(&at), &model);
+                }
+            }
+            store.enforce_budget().unwrap();
+            prop_assert_eq!(store.len(), model.len() as u64);
+        }
+        prop_assert_eq!(&contents(&mut store), &model);
+    }
+}
+
+#[test]
+fn a_checkpoint_reads_back_by_key_group_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        KeyedStore::<u64>::create(&dir.path().join("db"), 1000, MAX_PARALLELISM).unwrap();
+    for k in 0..200 {
+        *store.get_or_default(&Key::int(k)).unwrap() = k as u64;
+    }
+    let at = dir.path().join("chk");
+    store.checkpoint(&at).unwrap();
+    let mut seen = 0;
+    for group in 0..MAX_PARALLELISM as u16 {
+        read_checkpoint(&at, group, group, |key: Key, value: u64| {
+            assert_eq!(key.key_group(MAX_PARALLELISM), group);
+            assert_eq!(key, Key::int(value as i64));
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(seen, 200);
+}
+
+#[test]
+fn an_unchanged_store_checkpoints_the_same_sst_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        KeyedStore::<u64>::create(&dir.path().join("db"), 1000, MAX_PARALLELISM).unwrap();
+    for k in 0..500 {
+        *store.get_or_default(&Key::int(k)).unwrap() = 1;
+    }
+    let ssts = |files: Vec<PathBuf>| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sst"))
+            .collect()
+    };
+    let first = ssts(store.checkpoint(&dir.path().join("chk-1")).unwrap());
+    // Only reading: nothing changes, so the second checkpoint has no new file.
+    let second = ssts(store.checkpoint(&dir.path().join("chk-2")).unwrap());
+    assert!(!first.is_empty());
+    assert_eq!(first, second);
+    // One change: the old files stay, one new file holds it.
+    *store.get_or_default(&Key::int(7)).unwrap() = 2;
+    let third = ssts(store.checkpoint(&dir.path().join("chk-3")).unwrap());
+    assert!(
+        first.iter().all(|f| third.contains(f)),
+        "{first:?} {third:?}"
+    );
+    assert_eq!(third.len(), first.len() + 1);
+}
