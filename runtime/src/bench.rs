@@ -105,6 +105,7 @@ impl BenchConfig {
                 mode: CheckpointMode::ExactlyOnce,
                 min_pause: Duration::ZERO,
                 tolerable_failures: 0,
+                timeout: Duration::from_secs(600),
             }),
             restart_strategy: None,
         }

@@ -33,3 +33,11 @@ pub fn fail_at(name: &str, checkpoint: u64) {
 pub fn error_at(name: &str, checkpoint: u64) -> bool {
     armed(name, checkpoint)
 }
+
+/// Sleeps here for `duration` if this is the configured failpoint (a stalled
+/// upload, for tests of the checkpoint timeout).
+pub fn stall_at(name: &str, checkpoint: u64, duration: std::time::Duration) {
+    if armed(name, checkpoint) {
+        std::thread::sleep(duration);
+    }
+}

@@ -576,6 +576,51 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
     }
 }
 
+/// A checkpoint whose upload stalls (1 s at checkpoint 3) past
+/// `checkpoints.timeout` is abandoned and counts as failed: tolerated, the
+/// next checkpoint completes and the output is exact; not tolerated, the job
+/// fails and says why.
+#[test]
+fn a_checkpoint_past_its_timeout_is_abandoned() {
+    for tolerated in [1, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = write_input(dir.path(), 300_000);
+        let job = dir.path().join("job.yaml");
+        let yaml = job_yaml(2, 128).replace(
+            "retained: 3}",
+            &format!("retained: 3, timeout: 600ms, tolerableFailures: {tolerated}}}"),
+        );
+        std::fs::write(&job, yaml).unwrap();
+        let (ok, stderr) = failing_at(&job, "upload-stall:3");
+        let chk = |id: u64| {
+            dir.path()
+                .join(format!("ckpt/ck/checkpoints/chk-{id}/_metadata"))
+        };
+        assert!(!chk(3).exists(), "checkpoint 3 never completes");
+        let expired = "not complete after 600ms (checkpoints.timeout)";
+        if tolerated == 1 {
+            assert!(ok, "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "checkpoint 3 failed (1 of 1 tolerated in a row): {expired}"
+                )),
+                "{stderr}"
+            );
+            assert!(
+                (4..1000).any(|id| chk(id).exists()),
+                "later checkpoints complete"
+            );
+            check_windows(dir.path(), &expected);
+        } else {
+            assert!(!ok, "{stderr}");
+            assert!(
+                stderr.contains(&format!("checkpoint 3 failed: {expired}")),
+                "{stderr}"
+            );
+        }
+    }
+}
+
 /// Objects above 16 MiB (large SST files, savepoints of large state) go to
 /// S3 as multipart uploads; they read back byte for byte.
 #[test]

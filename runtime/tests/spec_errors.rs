@@ -298,6 +298,10 @@ fn checkpoint_rules() {
         "checkpoints.interval: must be greater than 0, got \"0s\""
     );
     assert_eq!(
+        error_of(&ck("{interval: 10s, timeout: 0ms, storage: file:///tmp/ck}")),
+        "checkpoints.timeout: must be greater than 0, got \"0s\""
+    );
+    assert_eq!(
         error_of(&ck("{interval: 10s, storage: /tmp/ck}")),
         "checkpoints.storage: expected file:///path/to/dir or s3://bucket/prefix, got \"/tmp/ck\""
     );

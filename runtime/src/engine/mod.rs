@@ -491,6 +491,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             interval: config.interval.as_std(),
             min_pause: config.min_pause.as_std(),
             tolerable_failures: config.tolerable_failures,
+            timeout: config.timeout.as_std(),
             retained: config.retained as usize,
             next_id: first_id,
             trigger: &trigger,
@@ -699,6 +700,8 @@ struct Coordinator<'a> {
     interval: Duration,
     min_pause: Duration,
     tolerable_failures: u32,
+    /// A checkpoint not complete this long after its trigger is abandoned.
+    timeout: Duration,
     retained: usize,
     next_id: u64,
     trigger: &'a std::sync::atomic::AtomicU64,
@@ -774,6 +777,16 @@ impl Coordinator<'_> {
                         }
                     }
                 }
+            }
+            if let Some(flight) = in_flight.take_if(|f| f.started.elapsed() > self.timeout) {
+                // Its late acknowledgements are ignored; the workers align on
+                // the next barrier.
+                let error = format!(
+                    "not complete after {:?} (checkpoints.timeout)",
+                    self.timeout
+                );
+                next_trigger = self.failed(&flight, error)?;
+                continue;
             }
             let wait = next_trigger
                 .saturating_duration_since(Instant::now())

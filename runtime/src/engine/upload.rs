@@ -117,6 +117,7 @@ fn upload(
             source: std::io::Error::other(format!("failpoint snapshot-write:{} reached", job.id)),
         });
     }
+    crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
     let mut bytes = 0;
     for path in &job.files {
         if abort.load(Ordering::Relaxed) {

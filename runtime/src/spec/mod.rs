@@ -407,10 +407,18 @@ pub struct CheckpointSpec {
     /// Consecutive failed checkpoints tolerated before the job fails.
     #[serde(default)]
     pub tolerable_failures: u32,
+    /// A checkpoint not complete this long after its trigger is abandoned
+    /// and counts as failed (default 10m, as in Flink).
+    #[serde(default = "default_checkpoint_timeout")]
+    pub timeout: Duration,
 }
 
 fn default_retained() -> u32 {
     10
+}
+
+fn default_checkpoint_timeout() -> Duration {
+    Duration::from_secs(600)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

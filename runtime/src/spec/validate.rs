@@ -365,6 +365,7 @@ impl JobSpec {
         // Checkpoints.
         if let Some(c) = &self.checkpoints {
             p.positive("checkpoints.interval", c.interval);
+            p.positive("checkpoints.timeout", c.timeout);
             if c.retained == 0 {
                 p.add("checkpoints.retained", "must be at least 1, got 0");
             }
