@@ -90,3 +90,39 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
     );
     check_windows(dir.path(), &expected);
 }
+
+/// Consumer lag is the records in a partition not read yet: the end offset
+/// librdkafka reports in its statistics minus the split's next offset.
+#[test]
+fn consumer_lag_is_what_is_not_read_yet() {
+    use streamjob_runtime::connectors::{KafkaSplit, SourceItem, SourceSplit};
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 1, 1).unwrap();
+    produce_events(&cluster.bootstrap_servers(), "events", 1, 1000);
+    let yaml = job_yaml(&cluster.bootstrap_servers(), 1, false).replace(
+        "bounded: true",
+        "properties: {statistics.interval.ms: \"100\"}",
+    );
+    let spec = JobSpec::from_yaml(&yaml).unwrap();
+    let kafka = spec.source.kafka.as_ref().unwrap();
+    let parser = streamjob_runtime::record::RecordParser::new(&spec);
+    let mut split = KafkaSplit::new(kafka, &spec.name, vec![("events".into(), 0)], parser).unwrap();
+    let mut read = 0;
+    let mut read_up_to = |split: &mut KafkaSplit, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while read < n {
+            assert!(std::time::Instant::now() < deadline, "read {read} of {n}");
+            let mut out = Vec::new();
+            split.poll(&mut out, n - read).unwrap();
+            read += out
+                .iter()
+                .filter(|i| matches!(i, SourceItem::Record { .. }))
+                .count();
+        }
+    };
+    read_up_to(&mut split, 100);
+    // Statistics come every 100 ms, and are taken in by the next polls.
+    std::thread::sleep(Duration::from_millis(300));
+    read_up_to(&mut split, 200);
+    assert_eq!(split.lag(), Some(800));
+}

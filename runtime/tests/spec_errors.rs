@@ -298,7 +298,9 @@ fn checkpoint_rules() {
         "checkpoints.interval: must be greater than 0, got \"0s\""
     );
     assert_eq!(
-        error_of(&ck("{interval: 10s, timeout: 0ms, storage: file:///tmp/ck}")),
+        error_of(&ck(
+            "{interval: 10s, timeout: 0ms, storage: file:///tmp/ck}"
+        )),
         "checkpoints.timeout: must be greater than 0, got \"0s\""
     );
     assert_eq!(

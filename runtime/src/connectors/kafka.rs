@@ -5,12 +5,13 @@
 //! not from the group's committed offsets or `earliest`.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::{Malformed, Poll, SourceItem, SourceSplit};
 use crate::record::RecordParser;
@@ -52,10 +53,37 @@ fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("isolation.level", "read_committed"),
+            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
         ],
         &spec.properties,
     )
 }
+
+/// How often librdkafka reports partition end offsets (for consumer lag),
+/// unless the job's properties set `statistics.interval.ms`.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// Keeps the end offset of each partition from librdkafka's statistics: the
+/// last stable offset, as a `read_committed` reader can read up to it.
+/// Consumer lag is that minus the next offset to read.
+#[derive(Default)]
+pub struct EndOffsets(Mutex<HashMap<(String, i32), i64>>);
+
+impl ClientContext for EndOffsets {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, topic) in statistics.topics {
+            for (id, partition) in topic.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" queue.
+                if id >= 0 && partition.ls_offset >= 0 {
+                    ends.insert((name.clone(), id), partition.ls_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for EndOffsets {}
 
 /// The topic partitions to read, in a stable order.
 pub fn partitions(spec: &KafkaSourceSpec, job: &str) -> std::io::Result<Vec<(String, i32)>> {
@@ -100,7 +128,7 @@ struct Partition {
 }
 
 pub struct KafkaSplit {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndOffsets>,
     partitions: Vec<Partition>,
     /// Topic → partition → index in `partitions` (looked up by `&str`, so
     /// no allocation per message).
@@ -118,8 +146,8 @@ impl KafkaSplit {
         assigned: Vec<(String, i32)>,
         parser: RecordParser,
     ) -> std::io::Result<Self> {
-        let consumer: BaseConsumer = consumer_config(spec, job)
-            .create()
+        let consumer: BaseConsumer<EndOffsets> = consumer_config(spec, job)
+            .create_with_context(EndOffsets::default())
             .map_err(|e| kafka_error("consumer", e))?;
         let mut index: HashMap<String, HashMap<i32, usize>> = HashMap::new();
         for (i, (topic, partition)) in assigned.iter().enumerate() {
@@ -291,6 +319,22 @@ impl SourceSplit for KafkaSplit {
             // u64::MAX: nothing read yet (resume where `startFrom` says).
             .map(|p| (p.next.map_or(u64::MAX, |o| o as u64), p.records))
             .collect()
+    }
+
+    fn lag(&self) -> Option<u64> {
+        let ends = self
+            .consumer
+            .context()
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut lag = 0;
+        for p in &self.partitions {
+            let end = *ends.get(&(p.topic.clone(), p.id))?;
+            // Nothing read yet: all of it is behind (from `startFrom`).
+            lag += (end - p.next.unwrap_or(0)).max(0) as u64;
+        }
+        Some(lag)
     }
 
     fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {

@@ -69,6 +69,10 @@ pub trait SourceSplit: Send {
     fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {
         Vec::new()
     }
+    /// Records in the source not read yet (Kafka consumer lag), when known.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Cuts the job's source into `parallelism` splits. Relative file paths are

@@ -70,6 +70,9 @@ pub struct Metrics {
     pub last_checkpoint_bytes: Gauge,
     pub last_checkpoint_duration_ms: Gauge,
     pub watermark_ms: Gauge,
+    /// Kafka records not read yet, over all partitions (absent until the
+    /// consumers first report end offsets).
+    pub consumer_lag: Gauge,
 }
 
 impl Metrics {
@@ -122,6 +125,11 @@ impl Metrics {
             "The job's event-time watermark",
             self.watermark_ms.clone(),
         );
+        r.register(
+            "consumer_lag_records",
+            "Kafka records behind the end of the source partitions (last stable offset minus next offset to read)",
+            self.consumer_lag.clone(),
+        );
         r
     }
 
@@ -147,6 +155,8 @@ pub struct JobControl {
     pub metrics: Metrics,
     /// Per-worker watermarks; the job's is their minimum.
     watermarks: Vec<AtomicI64>,
+    /// Per-worker consumer lag (-1: not known yet); the job's is their sum.
+    lags: Vec<AtomicI64>,
     shared: Mutex<Shared>,
     requests: (
         crossbeam_channel::Sender<SavepointRequest>,
@@ -174,6 +184,7 @@ impl JobControl {
             job: job.to_string(),
             metrics: Metrics::default(),
             watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),
+            lags: (0..parallelism).map(|_| AtomicI64::new(-1)).collect(),
             shared: Mutex::new(Shared {
                 state: JobState::Starting,
                 error: None,
@@ -217,6 +228,27 @@ impl JobControl {
         if let Some(min) = min {
             self.metrics.watermark_ms.set(min);
         }
+    }
+
+    pub fn set_lag(&self, worker: usize, lag: u64) {
+        if let Some(l) = self.lags.get(worker) {
+            l.store(lag as i64, Ordering::Relaxed);
+        }
+        if let Some(total) = self.lag() {
+            self.metrics.consumer_lag.set(total as i64);
+        }
+    }
+
+    /// The job's consumer lag: the sum over the workers that know theirs
+    /// (`None` before any Kafka consumer reported end offsets).
+    pub fn lag(&self) -> Option<u64> {
+        let known: Vec<i64> = self
+            .lags
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .filter(|l| *l >= 0)
+            .collect();
+        (!known.is_empty()).then(|| known.iter().sum::<i64>() as u64)
     }
 
     /// The job's watermark, once every worker has one.
@@ -309,6 +341,7 @@ impl JobControl {
             "late": self.metrics.late.get(),
             "malformed": self.metrics.malformed.get(),
             "restarts": self.metrics.restarts.get(),
+            "lag": self.lag(),
         })
     }
 }

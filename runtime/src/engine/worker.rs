@@ -363,6 +363,9 @@ impl Worker {
             malformed: counts.malformed,
         };
         control.set_watermark(self.index, self.op.watermark());
+        if let Some(lag) = self.split.lag() {
+            control.set_lag(self.index, lag);
+        }
     }
 
     /// Whether this split's watermark is too far ahead of the job's: then
