@@ -70,9 +70,11 @@ fn seed_visit_counter_prints_the_expected_windows() {
 }
 
 /// `streamjob demo`: seeds 000 and 001 on an in-process Kafka cluster. The
-/// first run counts 10 visits (partials 8 and 10), is stopped after a
+/// first run counts 10 visits (partials 8 and 10, committed to the
+/// `visits_counter` topic with its checkpoints), is stopped after a
 /// checkpoint, and the restored run reads only the 2 new visits and carries
-/// the count on to the final 12.
+/// the count on to the final 12; the results are read back from
+/// `visits_counter`.
 #[test]
 fn demo_runs_with_no_setup() {
     let dir = tempfile::tempdir().unwrap();
