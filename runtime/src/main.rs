@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use streamjob_runtime::bench::{peak_rss_mib, run_bench, run_recovery, BenchConfig, BenchWindow};
+use streamjob_runtime::bench::{
+    peak_rss_mib, run_bench, run_kafka_bench, run_recovery, BenchConfig, BenchWindow,
+};
 use streamjob_runtime::control::{serve, JobControl, JobState};
 use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
@@ -83,6 +85,12 @@ enum Command {
         /// recover (needs --checkpoint-interval).
         #[arg(long, requires = "checkpoint_interval")]
         recover: bool,
+        /// End to end through Kafka with exactly-once output (librdkafka's
+        /// in-process mock cluster): events are produced to a topic first
+        /// (untimed), results go to a topic in transactions; tumbling
+        /// windows, checkpoints every --checkpoint-interval (default 10s).
+        #[arg(long, conflicts_with_all = ["recover", "window"])]
+        kafka: bool,
     },
 }
 
@@ -139,6 +147,7 @@ fn main() -> ExitCode {
             window,
             checkpoint_interval,
             recover,
+            kafka,
         } => bench(
             BenchConfig {
                 events,
@@ -151,6 +160,7 @@ fn main() -> ExitCode {
                 checkpoint_interval,
             },
             recover,
+            kafka,
         ),
     };
     match outcome {
@@ -410,14 +420,28 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
         summary.records_in
     );
     println!("           and its count went on from the checkpointed state to the final visits=12 (partial=false).");
-    println!(
-        "           Checkpoints and state are in {}",
-        dir.display()
-    );
+    println!("           Checkpoints and state are in {}", dir.display());
     Ok(())
 }
 
-fn bench(config: BenchConfig, recover: bool) -> Result<(), String> {
+fn bench(config: BenchConfig, recover: bool, kafka: bool) -> Result<(), String> {
+    if kafka {
+        eprintln!(
+            "bench: {} events through Kafka (mock cluster), {} keys, parallelism {}, exactly-once output",
+            config.events, config.keys, config.parallelism
+        );
+        let summary = run_kafka_bench(&config)?;
+        let _ = std::fs::remove_dir_all(&config.state_dir);
+        let secs = summary.elapsed.as_secs_f64();
+        println!("elapsed_seconds={secs:.3}");
+        println!("results={}", summary.results);
+        println!("checkpoints={}", summary.checkpoints);
+        println!(
+            "events_per_second={}",
+            (summary.records_in as f64 / secs) as u64
+        );
+        return Ok(());
+    }
     eprintln!(
         "bench: {} events, {} keys, {} events per event-time ms, {:?} windows, parallelism {}{}",
         config.events,

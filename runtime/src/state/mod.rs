@@ -12,7 +12,7 @@ mod rocks;
 
 use std::path::{Path, PathBuf};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::record::{Key, KeyHashBuilder};
@@ -35,11 +35,12 @@ struct Slot<V> {
 pub struct KeyedStore<V> {
     hot: HashMap<Key, Slot<V>, KeyHashBuilder>,
     db: RocksState,
-    /// Keys with a value in RocksDB (whether or not also in `hot`). A miss in
+    /// Keys whose value is only in RocksDB (evicted from `hot`). A miss in
     /// `hot` needs a RocksDB read only when this is non-zero.
-    db_keys: u64,
-    /// Keys in `hot` that RocksDB does not have.
-    hot_only: u64,
+    cold: u64,
+    /// Removed keys whose RocksDB value is deleted at the next `persist`
+    /// (in one batch: a delete per removal would cost a write each).
+    deleted: HashSet<Key, KeyHashBuilder>,
     max_hot: usize,
     max_parallelism: u32,
     key_buf: Vec<u8>,
@@ -52,8 +53,8 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         Ok(KeyedStore {
             hot: HashMap::default(),
             db: RocksState::create(dir)?,
-            db_keys: 0,
-            hot_only: 0,
+            cold: 0,
+            deleted: HashSet::default(),
             max_hot: max_hot.max(1),
             max_parallelism,
             key_buf: Vec::with_capacity(64),
@@ -69,12 +70,13 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
 
     /// Reads a key's value from RocksDB into memory, if only RocksDB has it.
     fn load(&mut self, key: &Key) -> Result<(), StateError> {
-        if self.db_keys == 0 || self.hot.contains_key(key) {
+        if self.cold == 0 || self.hot.contains_key(key) || self.deleted.contains(key) {
             return Ok(());
         }
         Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
         if let Some(bytes) = self.db.get(&self.key_buf)? {
             let value = postcard::from_bytes(&bytes).map_err(StateError::decode)?;
+            self.cold -= 1;
             self.hot.insert(
                 key.clone(),
                 Slot {
@@ -91,9 +93,6 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
     /// mutably marks it changed.
     pub fn get_or_default(&mut self, key: &Key) -> Result<&mut V, StateError> {
         self.load(key)?;
-        if !self.hot.contains_key(key) {
-            self.hot_only += 1;
-        }
         let slot = self.hot.entry_ref(key).or_insert_with(|| Slot {
             value: V::default(),
             dirty: true,
@@ -113,17 +112,15 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
 
     pub fn remove(&mut self, key: &Key) -> Result<(), StateError> {
         match self.hot.remove(key) {
-            Some(slot) if !slot.in_db => self.hot_only -= 1,
-            Some(_) => {
-                Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
-                self.db.delete(&self.key_buf)?;
-                self.db_keys -= 1;
+            Some(slot) if slot.in_db => {
+                self.deleted.insert(key.clone());
             }
+            Some(_) => {}
             // Not in memory: RocksDB may have it.
-            None if self.db_keys > 0 => {
+            None if self.cold > 0 && !self.deleted.contains(key) => {
                 Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
                 if self.db.take(&self.key_buf)?.is_some() {
-                    self.db_keys -= 1;
+                    self.cold -= 1;
                 }
             }
             None => {}
@@ -133,7 +130,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
 
     /// Keys in memory plus keys only in RocksDB.
     pub fn len(&self) -> u64 {
-        self.db_keys + self.hot_only
+        self.hot.len() as u64 + self.cold
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,7 +146,6 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
     /// Adds a key's value (restoring from a snapshot).
     pub fn insert(&mut self, key: Key, value: V) -> Result<(), StateError> {
         self.remove(&key)?;
-        self.hot_only += 1;
         self.hot.insert(
             key,
             Slot {
@@ -166,11 +162,11 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         for (key, slot) in &self.hot {
             f(key, &slot.value);
         }
-        if self.db_keys > 0 {
+        if self.cold > 0 {
             for (storage_key, bytes) in self.db.entries()? {
                 let key = Key::decode(&storage_key[2..])
                     .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))?;
-                if self.hot.contains_key(&key) {
+                if self.hot.contains_key(&key) || self.deleted.contains(&key) {
                     continue;
                 }
                 let value: V = postcard::from_bytes(&bytes).map_err(StateError::decode)?;
@@ -204,31 +200,37 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             // A clean value is in RocksDB already: dropping it is enough.
             if slot.dirty {
                 batch.push(Self::encode(&key, &slot.value, self.max_parallelism)?);
-                if !slot.in_db {
-                    self.db_keys += 1;
-                    self.hot_only -= 1;
-                }
+                // Written now: a pending delete of its old value must not
+                // remove it at the next persist.
+                self.deleted.remove(&key);
             }
+            self.cold += 1;
         }
         self.spills += batch.len() as u64;
-        self.db.put_all(batch)
+        self.db.write(Vec::new(), batch)
     }
 
-    /// Makes RocksDB hold every key's current value (for a checkpoint);
-    /// returns how many values were written.
+    /// Makes RocksDB hold exactly the current keys and values (for a
+    /// checkpoint): pending deletes, then changed values, in one batch.
+    /// Returns how many values were written.
     pub fn persist(&mut self) -> Result<u64, StateError> {
-        let mut batch = Vec::new();
-        for (key, slot) in self.hot.iter_mut().filter(|(_, slot)| slot.dirty) {
-            batch.push(Self::encode(key, &slot.value, self.max_parallelism)?);
-            if !slot.in_db {
-                self.db_keys += 1;
-                self.hot_only -= 1;
+        let mut deletes = Vec::with_capacity(self.deleted.len());
+        for key in self.deleted.drain() {
+            // A key written again since is overwritten by its put below.
+            if !self.hot.contains_key(&key) {
+                let mut storage_key = Vec::with_capacity(32);
+                Self::storage_key(&mut storage_key, &key, self.max_parallelism);
+                deletes.push(storage_key);
             }
+        }
+        let mut puts = Vec::new();
+        for (key, slot) in self.hot.iter_mut().filter(|(_, slot)| slot.dirty) {
+            puts.push(Self::encode(key, &slot.value, self.max_parallelism)?);
             slot.dirty = false;
             slot.in_db = true;
         }
-        let written = batch.len() as u64;
-        self.db.put_all(batch)?;
+        let written = puts.len() as u64;
+        self.db.write_changes(deletes, puts)?;
         Ok(written)
     }
 

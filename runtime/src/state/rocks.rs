@@ -34,6 +34,9 @@ impl StateError {
 /// A raw (key, value) pair as RocksDB stores it.
 pub type Entry = (Box<[u8]>, Box<[u8]>);
 
+/// Changes from this many rows on are ingested as an SST file.
+const INGEST_THRESHOLD: usize = 10_000;
+
 pub struct RocksState {
     db: DB,
     path: PathBuf,
@@ -137,9 +140,58 @@ impl RocksState {
             .map_err(|e| self.err(e))
     }
 
-    pub fn put_all(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StateError> {
+    /// Writes a checkpoint's changes: the values of `puts` and deletions of
+    /// `deletes` (disjoint). A large batch is written as an SST file and
+    /// ingested: through the memtable, a million values would stall on its
+    /// flushes for seconds.
+    pub fn write_changes(
+        &self,
+        deletes: Vec<Vec<u8>>,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StateError> {
+        if deletes.len() + puts.len() < INGEST_THRESHOLD {
+            return self.write(deletes, puts);
+        }
+        let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = deletes
+            .into_iter()
+            .map(|k| (k, None))
+            .chain(puts.into_iter().map(|(k, v)| (k, Some(v))))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let file = self.path.with_extension("ingest.sst");
+        let opts = Options::default();
+        let mut writer = rocksdb::SstFileWriter::create(&opts);
+        let err = |source| StateError::Rocks {
+            path: file.clone(),
+            source,
+        };
+        writer.open(&file).map_err(err)?;
+        for (k, v) in rows {
+            match v {
+                Some(v) => writer.put(k, v).map_err(err)?,
+                None => writer.delete(k).map_err(err)?,
+            }
+        }
+        writer.finish().map_err(err)?;
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        self.db
+            .ingest_external_file_opts(&ingest, vec![&file])
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes `deletes`, then puts `puts`, in one batch (no write-ahead
+    /// log: durability comes from checkpoints).
+    pub fn write(
+        &self,
+        deletes: Vec<Vec<u8>>,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
-        for (k, v) in entries {
+        for k in deletes {
+            batch.delete(k);
+        }
+        for (k, v) in puts {
             batch.put(k, v);
         }
         self.db.write_without_wal(batch).map_err(|e| self.err(e))
