@@ -163,15 +163,17 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             f(key, &slot.value);
         }
         if self.cold > 0 {
-            for (storage_key, bytes) in self.db.entries()? {
-                let key = Key::decode(&storage_key[2..])
-                    .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))?;
-                if self.hot.contains_key(&key) || self.deleted.contains(&key) {
-                    continue;
+            let (hot, deleted) = (&self.hot, &self.deleted);
+            self.db.for_each(|storage_key, bytes| {
+                let key = decode_key(storage_key)?;
+                if !hot.contains_key(&key) && !deleted.contains(&key) {
+                    f(
+                        &key,
+                        &postcard::from_bytes(bytes).map_err(StateError::decode)?,
+                    );
                 }
-                let value: V = postcard::from_bytes(&bytes).map_err(StateError::decode)?;
-                f(&key, &value);
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -251,13 +253,17 @@ pub fn read_checkpoint<V: DeserializeOwned>(
     mut f: impl FnMut(Key, V) -> Result<(), StateError>,
 ) -> Result<(), StateError> {
     read_key_groups(dir, first, last, |storage_key, bytes| {
-        let key = Key::decode(&storage_key[2..])
-            .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))?;
         f(
-            key,
+            decode_key(storage_key)?,
             postcard::from_bytes(bytes).map_err(StateError::decode)?,
         )
     })
+}
+
+/// The key of a storage key (which starts with its two-byte key group).
+fn decode_key(storage_key: &[u8]) -> Result<Key, StateError> {
+    Key::decode(&storage_key[2..])
+        .ok_or_else(|| StateError::Decode("a storage key is not a key".into()))
 }
 
 #[cfg(test)]

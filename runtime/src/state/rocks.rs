@@ -31,8 +31,32 @@ impl StateError {
     }
 }
 
-/// A raw (key, value) pair as RocksDB stores it.
-pub type Entry = (Box<[u8]>, Box<[u8]>);
+fn rocks_error(path: &Path) -> impl Fn(rocksdb::Error) -> StateError + '_ {
+    move |source| StateError::Rocks {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Options of the state databases and of the SST files ingested into them.
+fn options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Evicted state is read back by point lookups: bloom filters make a
+    // miss cheap.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
 
 /// Changes from this many rows on are ingested as an SST file.
 const INGEST_THRESHOLD: usize = 10_000;
@@ -47,27 +71,10 @@ impl RocksState {
     /// previous run never leaks into a fresh one).
     pub fn create(dir: &Path) -> Result<Self, StateError> {
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|source| StateError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::remove_dir_all(dir).map_err(io_error(dir))?;
         }
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Spilled state is read back by point lookups: bloom filters make a
-        // miss cheap.
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        opts.set_block_based_table_factory(&table);
-        let db = DB::open(&opts, dir).map_err(|source| StateError::Rocks {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let db = DB::open(&options(), dir).map_err(rocks_error(dir))?;
         Ok(RocksState {
             db,
             path: dir.to_path_buf(),
@@ -75,10 +82,7 @@ impl RocksState {
     }
 
     fn err(&self, source: rocksdb::Error) -> StateError {
-        StateError::Rocks {
-            path: self.path.clone(),
-            source,
-        }
+        rocks_error(&self.path)(source)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -99,25 +103,15 @@ impl RocksState {
         // Writes skip the write-ahead log, so only flushed data is in files.
         self.db.flush().map_err(|e| self.err(e))?;
         if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StateError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
         }
         let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(|e| self.err(e))?;
         checkpoint
             .create_checkpoint(dir)
-            .map_err(|source| StateError::Rocks {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        let io = |source| StateError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
+            .map_err(rocks_error(dir))?;
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            files.push(entry.map_err(io)?.path());
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            files.push(entry.map_err(io_error(dir))?.path());
         }
         files.sort();
         Ok(files)
@@ -132,12 +126,12 @@ impl RocksState {
         Ok(value)
     }
 
-    /// Every entry, in key order.
-    pub fn entries(&self) -> Result<Vec<Entry>, StateError> {
-        self.db
-            .iterator(rocksdb::IteratorMode::Start)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))
+    /// Calls `f` with every entry, in key order.
+    pub fn for_each(
+        &self,
+        f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        scan(&self.db, &self.path, 0, u16::MAX, f)
     }
 
     /// Writes a checkpoint's changes: the values of `puts` and deletions of
@@ -159,20 +153,17 @@ impl RocksState {
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let file = self.path.with_extension("ingest.sst");
-        let opts = Options::default();
+        let opts = options();
         let mut writer = rocksdb::SstFileWriter::create(&opts);
-        let err = |source| StateError::Rocks {
-            path: file.clone(),
-            source,
-        };
-        writer.open(&file).map_err(err)?;
+        let err = rocks_error(&file);
+        writer.open(&file).map_err(&err)?;
         for (k, v) in rows {
             match v {
-                Some(v) => writer.put(k, v).map_err(err)?,
-                None => writer.delete(k).map_err(err)?,
+                Some(v) => writer.put(k, v).map_err(&err)?,
+                None => writer.delete(k).map_err(&err)?,
             }
         }
-        writer.finish().map_err(err)?;
+        writer.finish().map_err(&err)?;
         let mut ingest = rocksdb::IngestExternalFileOptions::default();
         ingest.set_move_files(true);
         self.db
@@ -205,20 +196,28 @@ pub fn read_key_groups(
     dir: &Path,
     first: u16,
     last: u16,
+    f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let db = DB::open_for_read_only(&options(), dir, false).map_err(rocks_error(dir))?;
+    scan(&db, dir, first, last, f)
+}
+
+/// Calls `f` with every entry of key groups `[first, last]` of `db`, in key
+/// order.
+fn scan(
+    db: &DB,
+    path: &Path,
+    first: u16,
+    last: u16,
     mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
 ) -> Result<(), StateError> {
-    let err = |source| StateError::Rocks {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let db = DB::open_for_read_only(&Options::default(), dir, false).map_err(err)?;
     let start = first.to_be_bytes();
     let iter = db.iterator(rocksdb::IteratorMode::From(
         &start,
         rocksdb::Direction::Forward,
     ));
     for entry in iter {
-        let (key, value) = entry.map_err(err)?;
+        let (key, value) = entry.map_err(rocks_error(path))?;
         if key.len() < 2 {
             return Err(StateError::Decode("a storage key has no key group".into()));
         }

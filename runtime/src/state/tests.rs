@@ -25,14 +25,19 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The integer of a `Key::int` key.
+fn int_of(key: &Key) -> i64 {
+    key.json_parts()
+        .next()
+        .and_then(|v| v.as_i64())
+        .expect("an int key")
+}
+
 /// Everything in a checkpoint's files, for all key groups.
 fn read_all(dir: &Path) -> BTreeMap<i64, u64> {
     let mut out = BTreeMap::new();
     read_checkpoint(dir, 0, u16::MAX, |key: Key, value: u64| {
-        let serde_json::Value::Number(n) = key.json_parts().next().unwrap() else {
-            panic!("an int key")
-        };
-        out.insert(n.as_i64().unwrap(), value);
+        out.insert(int_of(&key), value);
         Ok(())
     })
     .unwrap();
@@ -43,16 +48,23 @@ fn contents(store: &mut KeyedStore<u64>) -> BTreeMap<i64, u64> {
     let mut out = BTreeMap::new();
     store
         .for_each(|key, value| {
-            let serde_json::Value::Number(n) = key.json_parts().next().unwrap() else {
-                panic!("an int key")
-            };
-            assert!(
-                out.insert(n.as_i64().unwrap(), *value).is_none(),
-                "key twice"
-            );
+            assert!(out.insert(int_of(key), *value).is_none(), "key twice");
         })
         .unwrap();
     out
+}
+
+/// A store in `dir/db` holding `value(k)` for each key `k` of `keys`.
+fn store_with(
+    dir: &Path,
+    keys: std::ops::Range<i64>,
+    value: impl Fn(i64) -> u64,
+) -> KeyedStore<u64> {
+    let mut store = KeyedStore::<u64>::create(&dir.join("db"), 1_000_000, MAX_PARALLELISM).unwrap();
+    for k in keys {
+        *store.get_or_default(&Key::int(k)).unwrap() = value(k);
+    }
+    store
 }
 
 proptest! {
@@ -91,11 +103,7 @@ proptest! {
 #[test]
 fn a_checkpoint_reads_back_by_key_group_range() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store =
-        KeyedStore::<u64>::create(&dir.path().join("db"), 1000, MAX_PARALLELISM).unwrap();
-    for k in 0..200 {
-        *store.get_or_default(&Key::int(k)).unwrap() = k as u64;
-    }
+    let mut store = store_with(dir.path(), 0..200, |k| k as u64);
     let at = dir.path().join("chk");
     store.checkpoint(&at).unwrap();
     let mut seen = 0;
@@ -114,11 +122,7 @@ fn a_checkpoint_reads_back_by_key_group_range() {
 #[test]
 fn an_unchanged_store_checkpoints_the_same_sst_files() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store =
-        KeyedStore::<u64>::create(&dir.path().join("db"), 1000, MAX_PARALLELISM).unwrap();
-    for k in 0..500 {
-        *store.get_or_default(&Key::int(k)).unwrap() = 1;
-    }
+    let mut store = store_with(dir.path(), 0..500, |_| 1);
     let ssts = |files: Vec<PathBuf>| -> Vec<String> {
         files
             .iter()
@@ -146,13 +150,8 @@ fn an_unchanged_store_checkpoints_the_same_sst_files() {
 #[test]
 fn large_changes_are_ingested_with_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store =
-        KeyedStore::<u64>::create(&dir.path().join("db"), 1_000_000, MAX_PARALLELISM).unwrap();
-    let mut model = BTreeMap::new();
-    for k in 0..30_000 {
-        *store.get_or_default(&Key::int(k)).unwrap() = k as u64;
-        model.insert(k, k as u64);
-    }
+    let mut store = store_with(dir.path(), 0..30_000, |k| k as u64);
+    let mut model: BTreeMap<i64, u64> = (0..30_000).map(|k| (k, k as u64)).collect();
     store.checkpoint(&dir.path().join("chk-1")).unwrap();
     assert_eq!(read_all(&dir.path().join("chk-1")), model);
     // Remove two thirds, change the rest, add new keys: 30,000 changes.
