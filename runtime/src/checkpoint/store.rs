@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
+use crate::fsutil::absent_ok;
 
 pub trait ObjectStore: Send + Sync + Debug {
     /// Writes `bytes` at `key`, atomically and durably.
@@ -61,21 +62,15 @@ impl ObjectStore for FileStore {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.path(key);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
-        }
+        absent_ok(std::fs::read(&path)).map_err(io(&path))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let mut keys = Vec::new();
         let mut folders = vec![(self.path(prefix), prefix.trim_end_matches('/').to_string())];
         while let Some((dir, key)) = folders.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(&dir)(e)),
+            let Some(entries) = absent_ok(std::fs::read_dir(&dir)).map_err(io(&dir))? else {
+                continue;
             };
             for entry in entries {
                 let entry = entry.map_err(io(&dir))?;
@@ -97,20 +92,14 @@ impl ObjectStore for FileStore {
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(&path)(e)),
-        }
+        absent_ok(std::fs::remove_file(&path)).map_err(io(&path))?;
+        Ok(())
     }
 
     fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {
         let path = self.path(prefix);
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(&path)(e)),
-        }
+        absent_ok(std::fs::remove_dir_all(&path)).map_err(io(&path))?;
+        Ok(())
     }
 
     fn location(&self, key: &str) -> String {

@@ -20,7 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{sync_dir, write_atomic};
+use crate::fsutil::{absent_ok, folder, sync_dir, with_suffix, write_atomic};
 
 pub struct TransactionalFile {
     out: PathBuf,
@@ -32,19 +32,11 @@ pub struct TransactionalFile {
     sealed: BTreeMap<u64, Vec<PathBuf>>,
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// The committed length of `out` for each committed checkpoint id, in order.
 pub fn read_commit_log(out: &Path) -> std::io::Result<Vec<(u64, u64)>> {
     let log = with_suffix(out, ".commits");
-    let file = match File::open(&log) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(file) = absent_ok(File::open(&log))? else {
+        return Ok(Vec::new());
     };
     let mut records = Vec::new();
     for line in BufReader::new(file).lines() {
@@ -67,9 +59,7 @@ impl TransactionalFile {
     pub fn open(out: &Path, workers: usize, restored: Option<u64>) -> std::io::Result<Self> {
         let pending = with_suffix(out, ".pending");
         let log = with_suffix(out, ".commits");
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
+        std::fs::create_dir_all(folder(out))?;
         if pending.exists() {
             std::fs::remove_dir_all(&pending)?;
         }
