@@ -87,12 +87,7 @@ impl S3Store {
     }
 
     fn key(&self, key: &str) -> String {
-        if key.contains("..") {
-            // A shared state file referenced from a snapshot folder.
-            super::resolve_key(&self.prefix, key)
-        } else {
-            format!("{}{key}", self.prefix)
-        }
+        format!("{}{key}", self.prefix)
     }
 
     /// Uploads a large object in parts: one PUT is limited to 5 GiB, and a

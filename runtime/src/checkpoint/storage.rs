@@ -3,7 +3,7 @@
 //! a checkpoint whose state is written but whose output is not known to be
 //! committed yet.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::s3_store::S3Store;
@@ -89,16 +89,35 @@ impl CheckpointStorage {
         Ok(CheckpointStorage { store })
     }
 
-    /// A storage rooted at a snapshot's location: a URI, or a plain path
-    /// (relative to `base_dir`).
-    pub fn at(location: &str, base_dir: &Path) -> Result<Self, StorageError> {
-        if location.contains("://") {
-            Self::from_uri(location, base_dir)
-        } else {
-            Ok(CheckpointStorage {
-                store: Arc::new(FileStore::new(base_dir.join(location))),
-            })
-        }
+    /// The storage holding the snapshot folder at `location` (a URI, or a
+    /// plain path relative to `base_dir`), and the folder's key in it. The
+    /// storage is rooted at the bucket or the file system's root, so that
+    /// keys relative to the folder (`../../shared/…`) stay inside it.
+    fn locate(location: &str, base_dir: &Path) -> Result<(Self, String), StorageError> {
+        let uri_error = |reason| StorageError::Uri {
+            uri: location.into(),
+            reason,
+        };
+        let path = match StorageUri::parse(location) {
+            Ok(StorageUri::S3 { bucket, prefix }) => {
+                let store = Arc::new(S3Store::open(bucket, "")?);
+                return Ok((CheckpointStorage { store }, prefix.to_string()));
+            }
+            Ok(StorageUri::File(path)) => path,
+            Err(reason) if location.contains("://") => return Err(uri_error(reason)),
+            Err(_) => location,
+        };
+        let absolute =
+            std::path::absolute(base_dir.join(path)).map_err(|source| StorageError::Io {
+                path: location.into(),
+                source,
+            })?;
+        let dir = absolute
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_string();
+        let store = Arc::new(FileStore::new(PathBuf::from("/")));
+        Ok((CheckpointStorage { store }, dir))
     }
 
     /// Where `key` is, as users see it.
@@ -119,7 +138,20 @@ impl CheckpointStorage {
         self.store.put(&format!("{dir}/{STARTED}"), b"")
     }
 
-    pub fn write_worker(&self, dir: &str, snapshot: &WorkerSnapshot) -> Result<u64, StorageError> {
+    /// Writes a worker's part of snapshot `id` (its last file: the worker's
+    /// part is complete once this is there).
+    pub fn write_worker(
+        &self,
+        dir: &str,
+        id: u64,
+        snapshot: &WorkerSnapshot,
+    ) -> Result<u64, StorageError> {
+        if crate::failpoint::error_at("snapshot-write", id) {
+            return Err(StorageError::Io {
+                path: self.location(dir),
+                source: std::io::Error::other(format!("failpoint snapshot-write:{id} reached")),
+            });
+        }
         let bytes = postcard::to_allocvec(snapshot).map_err(|e| StorageError::Decode {
             path: self.location(dir),
             reason: e.to_string(),
@@ -293,13 +325,7 @@ impl CheckpointStorage {
 
     /// Reads a snapshot folder (a checkpoint or a savepoint) in full.
     pub fn read_snapshot(&self, dir: &str) -> Result<Restore, RestoreError> {
-        let key = |file: &str| {
-            if dir.is_empty() {
-                file.to_string()
-            } else {
-                format!("{dir}/{file}")
-            }
-        };
+        let key = |file: &str| resolve_key(dir, file);
         let not = |reason: String| RestoreError::NotASnapshot {
             path: self.location(dir),
             reason,
@@ -339,5 +365,6 @@ impl CheckpointStorage {
 /// Reads the snapshot at `location` (a folder path, relative to `base_dir`,
 /// or a `file://` / `s3://` URI).
 pub fn read_snapshot(location: &str, base_dir: &Path) -> Result<Restore, RestoreError> {
-    CheckpointStorage::at(location, base_dir)?.read_snapshot("")
+    let (storage, dir) = CheckpointStorage::locate(location, base_dir)?;
+    storage.read_snapshot(&dir)
 }

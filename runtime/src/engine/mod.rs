@@ -588,10 +588,12 @@ fn roll_forward(
     let committed = match (&spec.sink.file, kafka_sink) {
         (_, Some(kafka)) => kafka.committed_checkpoint().map_err(JobError::Sink)?,
         (Some(file), None) if sinks::transactional_file(spec) => {
+            // Id 0 is a fresh run's starting length, not a checkpoint.
             read_commit_log(&base.join(&file.path))
                 .map_err(JobError::Sink)?
                 .last()
                 .map(|(id, _)| *id)
+                .filter(|id| *id > 0)
         }
         _ => return Ok(()),
     };

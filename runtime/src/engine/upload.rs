@@ -111,12 +111,6 @@ fn upload(
     job: &mut Upload,
     abort: &AtomicBool,
 ) -> Result<u64, StorageError> {
-    if crate::failpoint::error_at("snapshot-write", job.id) {
-        return Err(StorageError::Io {
-            path: storage.location(&job.dir),
-            source: std::io::Error::other(format!("failpoint snapshot-write:{} reached", job.id)),
-        });
-    }
     crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
     let mut bytes = 0;
     for path in &job.files {
@@ -159,5 +153,5 @@ fn upload(
             bytes: size,
         });
     }
-    Ok(bytes + storage.write_worker(&job.dir, &job.snapshot)?)
+    Ok(bytes + storage.write_worker(&job.dir, job.id, &job.snapshot)?)
 }

@@ -562,15 +562,7 @@ impl Worker {
         // stands alone. Rare, and taken here (processing waits for it).
         snapshot.entries = self.op.snapshot(self.max_parallelism)?;
         let dir = c.layout.snapshot_dir(SnapshotKind::Savepoint, a.id);
-        let written = if crate::failpoint::error_at("snapshot-write", a.id) {
-            Err(crate::checkpoint::StorageError::Io {
-                path: c.storage.location(&dir),
-                source: std::io::Error::other(format!("failpoint snapshot-write:{} reached", a.id)),
-            })
-        } else {
-            c.storage.write_worker(&dir, &snapshot)
-        };
-        let ack = match written {
+        let ack = match c.storage.write_worker(&dir, a.id, &snapshot) {
             Ok(bytes) => Ack::Done {
                 worker: self.index,
                 id: a.id,
