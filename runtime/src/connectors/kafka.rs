@@ -67,16 +67,17 @@ const STATISTICS_INTERVAL_MS: &str = "5000";
 /// last stable offset, as a `read_committed` reader can read up to it.
 /// Consumer lag is that minus the next offset to read.
 #[derive(Default)]
-pub struct EndOffsets(Mutex<HashMap<(String, i32), i64>>);
+pub struct EndOffsets(Mutex<HashMap<String, HashMap<i32, i64>>>);
 
 impl ClientContext for EndOffsets {
     fn stats(&self, statistics: Statistics) {
         let mut ends = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for (name, topic) in statistics.topics {
+            let topic_ends = ends.entry(name).or_default();
             for (id, partition) in topic.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" queue.
                 if id >= 0 && partition.ls_offset >= 0 {
-                    ends.insert((name.clone(), id), partition.ls_offset);
+                    topic_ends.insert(id, partition.ls_offset);
                 }
             }
         }
@@ -330,7 +331,7 @@ impl SourceSplit for KafkaSplit {
             .unwrap_or_else(|e| e.into_inner());
         let mut lag = 0;
         for p in &self.partitions {
-            let end = *ends.get(&(p.topic.clone(), p.id))?;
+            let end = *ends.get(p.topic.as_str())?.get(&p.id)?;
             // Nothing read yet: all of it is behind (from `startFrom`).
             lag += (end - p.next.unwrap_or(0)).max(0) as u64;
         }

@@ -242,13 +242,11 @@ impl JobControl {
     /// The job's consumer lag: the sum over the workers that know theirs
     /// (`None` before any Kafka consumer reported end offsets).
     pub fn lag(&self) -> Option<u64> {
-        let known: Vec<i64> = self
-            .lags
+        self.lags
             .iter()
             .map(|l| l.load(Ordering::Relaxed))
             .filter(|l| *l >= 0)
-            .collect();
-        (!known.is_empty()).then(|| known.iter().sum::<i64>() as u64)
+            .fold(None, |sum, l| Some(sum.unwrap_or(0) + l as u64))
     }
 
     /// The job's watermark, once every worker has one.
