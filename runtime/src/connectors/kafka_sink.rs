@@ -147,9 +147,6 @@ pub struct TransactionalKafka {
     writer: KafkaWriter,
     group: String,
     consumer: BaseConsumer,
-    /// Where the checkpoint marker is committed (the result topic's first
-    /// partition): restore reads the checkpoint id from there.
-    marker: (String, i32),
     /// Per worker: the checkpoint whose barrier it passed, while that
     /// checkpoint has not committed; its later output waits in `held`.
     synced: Vec<Option<u64>>,
@@ -216,7 +213,6 @@ impl TransactionalKafka {
             writer,
             group: group.to_string(),
             consumer: group_consumer(spec, group)?,
-            marker: (spec.topic.clone(), 0),
             synced: vec![None; workers],
             held: vec![Vec::new(); workers],
             offsets: BTreeMap::new(),
@@ -227,12 +223,20 @@ impl TransactionalKafka {
         self.writer.writes(target)
     }
 
+    /// Where the checkpoint marker is committed: the result topic's first
+    /// partition. Restore reads the checkpoint id from there.
+    fn marker(&self) -> (&str, i32) {
+        let results = self.writer.topics[0].as_deref();
+        (results.expect("a Kafka sink writes results"), 0)
+    }
+
     /// The checkpoint whose transaction committed last: the marker's
     /// committed offset. Call after `open` (which waits for a crashed run's
     /// commit to finish).
     pub fn committed_checkpoint(&self) -> std::io::Result<Option<u64>> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.marker.0, self.marker.1);
+        let (topic, partition) = self.marker();
+        tpl.add_partition(topic, partition);
         let committed = self
             .consumer
             .committed_offsets(tpl, TXN_CALL_TIMEOUT)
@@ -301,7 +305,8 @@ impl TransactionalKafka {
         // The source offsets and the marker (validation keeps the output
         // topic out of the sources, so they never collide).
         let mut entries = self.offsets.clone();
-        entries.insert(self.marker.clone(), id as i64);
+        let (topic, partition) = self.marker();
+        entries.insert((topic.to_string(), partition), id as i64);
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), offset) in entries {
             let mut element = offsets.add_partition(&topic, partition);
