@@ -3,8 +3,9 @@
 //! a checkpoint whose state is written but whose output is not known to be
 //! committed yet.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::s3_store::S3Store;
 use super::store::{FileStore, ObjectStore};
@@ -72,9 +73,20 @@ const STARTED: &str = "_started";
 #[derive(Debug, Clone)]
 pub struct CheckpointStorage {
     store: Arc<dyn ObjectStore>,
+    /// The shared files each completed checkpoint references, by folder:
+    /// retention needs them after every checkpoint, and a completed
+    /// checkpoint's files never change, so each is read once.
+    shared_refs: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl CheckpointStorage {
+    fn new(store: Arc<dyn ObjectStore>) -> Self {
+        CheckpointStorage {
+            store,
+            shared_refs: Default::default(),
+        }
+    }
+
     /// Opens `file:///abs/dir`, `file://rel/dir` (relative to `base_dir`)
     /// or `s3://bucket/prefix`.
     pub fn from_uri(uri: &str, base_dir: &Path) -> Result<Self, StorageError> {
@@ -86,7 +98,7 @@ impl CheckpointStorage {
             StorageUri::File(path) => Arc::new(FileStore::new(base_dir.join(path))),
             StorageUri::S3 { bucket, prefix } => Arc::new(S3Store::open(bucket, prefix)?),
         };
-        Ok(CheckpointStorage { store })
+        Ok(CheckpointStorage::new(store))
     }
 
     /// The storage holding the snapshot folder at `location` (a URI, or a
@@ -101,7 +113,7 @@ impl CheckpointStorage {
         let path = match StorageUri::parse(location) {
             Ok(StorageUri::S3 { bucket, prefix }) => {
                 let store = Arc::new(S3Store::open(bucket, "")?);
-                return Ok((CheckpointStorage { store }, prefix.to_string()));
+                return Ok((CheckpointStorage::new(store), prefix.to_string()));
             }
             Ok(StorageUri::File(path)) => path,
             Err(reason) if location.contains("://") => return Err(uri_error(reason)),
@@ -117,7 +129,7 @@ impl CheckpointStorage {
             .trim_start_matches('/')
             .to_string();
         let store = Arc::new(FileStore::new(PathBuf::from("/")));
-        Ok((CheckpointStorage { store }, dir))
+        Ok((CheckpointStorage::new(store), dir))
     }
 
     /// Where `key` is, as users see it.
@@ -239,12 +251,14 @@ impl CheckpointStorage {
         // it shares with a dropped checkpoint was live in between, so the
         // newest completed checkpoint (always kept) references it too.
         let mut unused = std::collections::BTreeSet::new();
-        for &(id, _) in &dropped {
-            unused.extend(self.shared_files(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))?);
+        for &(id, complete) in &dropped {
+            let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+            unused.extend(self.shared_files(&dir, complete)?);
         }
         for &(id, complete) in &kept {
-            if complete {
-                for key in self.shared_files(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))? {
+            if complete && !unused.is_empty() {
+                let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+                for key in self.shared_files(&dir, true)? {
                     unused.remove(&key);
                 }
             }
@@ -252,6 +266,7 @@ impl CheckpointStorage {
         for (id, _) in dropped {
             let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
             self.store.delete_prefix(&format!("{dir}/"))?;
+            self.refs().remove(&dir);
         }
         for key in unused {
             self.store.delete(&key)?;
@@ -259,9 +274,24 @@ impl CheckpointStorage {
         Ok(())
     }
 
+    fn refs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.shared_refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The shared state files the worker files in `dir` reference (keys from
-    /// the storage root).
-    fn shared_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
+    /// the storage root); remembered for a `complete` checkpoint.
+    fn shared_files(&self, dir: &str, complete: bool) -> Result<Vec<String>, StorageError> {
+        if let Some(keys) = self.refs().get(dir) {
+            return Ok(keys.clone());
+        }
+        let keys = self.read_shared_files(dir)?;
+        if complete {
+            self.refs().insert(dir.to_string(), keys.clone());
+        }
+        Ok(keys)
+    }
+
+    fn read_shared_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
         let mut keys = Vec::new();
         for key in self.store.list(&format!("{dir}/"))? {
             if !key.ends_with(".snapshot") {
