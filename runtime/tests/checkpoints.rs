@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    check_windows, completed_checkpoints, opts, records_in, run_to_end, spawn_run, wait_until,
-    Windows,
+    check_windows, checkpoint_ids, completed_checkpoints, opts, records_in, run_to_end, spawn_run,
+    wait_until, Windows,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,13 +215,7 @@ fn only_the_newest_checkpoints_are_kept() {
     let sixth = dir.path().join("ckpt/ck/checkpoints/chk-6/_metadata");
     let summary = run_until(dir.path(), &spec, move || sixth.is_file());
     assert!(summary.checkpoints >= 6, "{summary:?}");
-    let mut kept: Vec<u64> = std::fs::read_dir(dir.path().join("ckpt/ck/checkpoints"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("_metadata").is_file())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-        .collect();
-    kept.sort_unstable();
+    let kept = checkpoint_ids(&dir.path().join("ckpt/ck/checkpoints"), true);
     let newest = *kept.last().unwrap();
     assert_eq!(kept, [newest - 2, newest - 1, newest], "retained: 3");
     let ids: Vec<String> = kept.iter().map(|id| format!("chk-{id}")).collect();
@@ -496,17 +490,8 @@ fn a_restart_resumes_only_from_its_own_checkpoints() {
     write_input(dir.path(), 300_000);
     let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
     run_until_checkpoints(dir.path(), &spec, 2);
-    let first_own = std::fs::read_dir(dir.path().join("ckpt/ck/checkpoints"))
-        .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("chk-")?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
+    let first_own = checkpoint_ids(&dir.path().join("ckpt/ck/checkpoints"), false)
+        .last()
         .unwrap()
         + 1;
     let job = dir.path().join("job.yaml");
@@ -568,30 +553,7 @@ fn a_restored_job_with_watermark_alignment_makes_progress() {
 /// next checkpoint), and fails the job when they are not.
 #[test]
 fn failed_checkpoints_are_tolerated_up_to_the_limit() {
-    for tolerated in [1, 0] {
-        let dir = tempfile::tempdir().unwrap();
-        let expected = write_input(dir.path(), 300_000);
-        let job = dir.path().join("job.yaml");
-        let yaml = job_yaml(2, 128).replace(
-            "retained: 3}",
-            &format!("retained: 3, minPause: 10ms, tolerableFailures: {tolerated}}}"),
-        );
-        std::fs::write(&job, yaml).unwrap();
-        let (ok, stderr) = failing_at(&job, "snapshot-write:3");
-        let chk3 = dir.path().join("ckpt/ck/checkpoints/chk-3/_metadata");
-        assert!(!chk3.exists(), "checkpoint 3 never completes");
-        if tolerated == 1 {
-            assert!(ok, "{stderr}");
-            assert!(
-                stderr.contains("checkpoint 3 failed (1 of 1 tolerated in a row)"),
-                "{stderr}"
-            );
-            check_windows(dir.path(), &expected);
-        } else {
-            assert!(!ok, "{stderr}");
-            assert!(stderr.contains("checkpoint 3 failed: "), "{stderr}");
-        }
-    }
+    checkpoint_3_fails("minPause: 10ms", "snapshot-write:3", None);
 }
 
 /// A checkpoint whose upload stalls (1 s at checkpoint 3) past
@@ -600,27 +562,38 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
 /// fails and says why.
 #[test]
 fn a_checkpoint_past_its_timeout_is_abandoned() {
+    checkpoint_3_fails(
+        "timeout: 600ms",
+        "upload-stall:3",
+        Some("not complete after 600ms (checkpoints.timeout)"),
+    );
+}
+
+/// Runs the job with `settings` added to its checkpoints and `failpoint`
+/// making checkpoint 3 fail (with `reason`, when given), once with one
+/// failure tolerated and once with none.
+fn checkpoint_3_fails(settings: &str, failpoint: &str, reason: Option<&str>) {
+    let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
     for tolerated in [1, 0] {
         let dir = tempfile::tempdir().unwrap();
         let expected = write_input(dir.path(), 300_000);
         let job = dir.path().join("job.yaml");
         let yaml = job_yaml(2, 128).replace(
             "retained: 3}",
-            &format!("retained: 3, timeout: 600ms, tolerableFailures: {tolerated}}}"),
+            &format!("retained: 3, {settings}, tolerableFailures: {tolerated}}}"),
         );
         std::fs::write(&job, yaml).unwrap();
-        let (ok, stderr) = failing_at(&job, "upload-stall:3");
+        let (ok, stderr) = failing_at(&job, failpoint);
         let chk = |id: u64| {
             dir.path()
                 .join(format!("ckpt/ck/checkpoints/chk-{id}/_metadata"))
         };
         assert!(!chk(3).exists(), "checkpoint 3 never completes");
-        let expired = "not complete after 600ms (checkpoints.timeout)";
         if tolerated == 1 {
             assert!(ok, "{stderr}");
             assert!(
                 stderr.contains(&format!(
-                    "checkpoint 3 failed (1 of 1 tolerated in a row): {expired}"
+                    "checkpoint 3 failed (1 of 1 tolerated in a row){reason}"
                 )),
                 "{stderr}"
             );
@@ -632,7 +605,10 @@ fn a_checkpoint_past_its_timeout_is_abandoned() {
         } else {
             assert!(!ok, "{stderr}");
             assert!(
-                stderr.contains(&format!("checkpoint 3 failed: {expired}")),
+                stderr.contains(&format!(
+                    "checkpoint 3 failed: {}",
+                    reason.trim_start_matches(": ")
+                )),
                 "{stderr}"
             );
         }

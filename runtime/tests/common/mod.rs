@@ -84,14 +84,21 @@ pub fn opts(dir: &Path) -> RunOptions {
 /// Completed snapshots (with `_metadata`) in a `checkpoints` or
 /// `savepoints` folder.
 pub fn completed_checkpoints(folder: &Path) -> usize {
-    std::fs::read_dir(folder)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join("_metadata").is_file())
-                .count()
-        })
-        .unwrap_or(0)
+    checkpoint_ids(folder, true).len()
+}
+
+/// Ids of the `chk-<id>` folders in `folder` (only those with `_metadata`
+/// when `completed`), ascending.
+pub fn checkpoint_ids(folder: &Path, completed: bool) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| !completed || e.path().join("_metadata").is_file())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// Polls `check` until it holds or `limit` has passed.
