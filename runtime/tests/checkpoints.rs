@@ -241,13 +241,18 @@ fn only_the_newest_checkpoints_are_kept() {
 /// Checkpoints are incremental: a checkpoint lists its RocksDB files, SST
 /// files live once under `shared/` and are referenced by every checkpoint
 /// that contains them, so the bytes uploaded are fewer than the bytes the
-/// checkpoints reference; retention removes SST files no checkpoint uses.
+/// checkpoints reference; retention removes SST files no checkpoint uses,
+/// and a new run removes files a dead run uploaded but never listed.
 #[test]
 fn checkpoints_upload_each_sst_file_once_and_retention_removes_unused_ones() {
     use streamjob_runtime::checkpoint::{resolve_key, WorkerSnapshot};
     let dir = tempfile::tempdir().unwrap();
     write_input(dir.path(), 300_000);
     let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
+    // A file a run that died mid-upload left behind, listed by no checkpoint.
+    let orphan = dir.path().join("ckpt/ck/shared/dead-run-w0/000009.sst");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"never listed").unwrap();
     // Enough checkpoints for RocksDB to compact files away.
     let fourteenth = dir.path().join("ckpt/ck/checkpoints/chk-14/_metadata");
     run_until(dir.path(), &spec, move || fourteenth.is_file());

@@ -152,6 +152,11 @@ impl Layout {
         format!("worker-{index}.snapshot")
     }
 
+    /// The folder of the SST files checkpoints share.
+    pub fn shared(&self) -> String {
+        format!("{}/shared", self.job)
+    }
+
     /// The key of a worker's own state file, relative to its snapshot folder.
     pub fn private_state_file(index: usize, name: &str) -> String {
         format!("worker-{index}/{name}")

@@ -274,6 +274,28 @@ impl CheckpointStorage {
         Ok(())
     }
 
+    /// Removes the shared state files no checkpoint folder references: what
+    /// a run that died in the middle of an upload left behind. Call before a
+    /// run uploads anything (a job has one writer: a live run's files not yet
+    /// listed would look unreferenced too). Returns how many were removed.
+    pub fn remove_unreferenced_shared_files(&self, layout: &Layout) -> Result<usize, StorageError> {
+        let stored = self.store.list(&format!("{}/", layout.shared()))?;
+        if stored.is_empty() {
+            return Ok(0);
+        }
+        let mut referenced = std::collections::HashSet::new();
+        for (id, complete) in self.snapshots(&layout.checkpoints())? {
+            let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
+            referenced.extend(self.shared_files(&dir, complete)?);
+        }
+        let mut removed = 0;
+        for key in stored.iter().filter(|k| !referenced.contains(*k)) {
+            self.store.delete(key)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     fn refs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
         self.shared_refs.lock().unwrap_or_else(|e| e.into_inner())
     }

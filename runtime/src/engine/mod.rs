@@ -296,6 +296,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             kafka_sink.as_ref(),
         )?,
     };
+    if let Some(storage) = &storage {
+        // Not essential to the run: a failure here only leaves the files.
+        match storage.remove_unreferenced_shared_files(&layout) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed state files no checkpoint references"),
+            Err(e) => tracing::warn!(%e, "could not clean up unreferenced state files"),
+        }
+    }
     let mut restore_state = true;
     if let Some(r) = &restore {
         restore_state = check_fits(spec, r, opts.allow_non_restored_state)?;
