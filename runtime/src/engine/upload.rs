@@ -1,7 +1,7 @@
-//! A worker's checkpoint upload, off the worker's thread: the worker makes a
-//! RocksDB checkpoint (hard links, milliseconds) and goes on processing while
-//! this thread uploads the files and acknowledges the checkpoint to the
-//! coordinator. SST files are immutable, so one uploaded for an earlier
+//! A worker's checkpoint upload, off the worker's thread: the worker encodes
+//! its changed state at the barrier and goes on processing while this thread
+//! writes it to RocksDB, makes a RocksDB checkpoint (hard links), uploads the
+//! files and acknowledges the checkpoint to the coordinator. SST files are immutable, so one uploaded for an earlier
 //! checkpoint of this run is referenced again, not uploaded again: the upload
 //! is incremental.
 
@@ -17,6 +17,7 @@ use super::worker::Ack;
 use crate::checkpoint::{
     resolve_key, CheckpointStorage, Layout, StateFile, StorageError, WorkerSnapshot,
 };
+use crate::state::StateCheckpoint;
 
 /// One checkpoint's files to upload.
 pub(crate) struct Upload {
@@ -25,9 +26,9 @@ pub(crate) struct Upload {
     pub dir: String,
     /// Positions and key groups; `state_files` is filled in here.
     pub snapshot: WorkerSnapshot,
-    /// The local RocksDB checkpoint, removed once uploaded.
+    /// Where the local RocksDB checkpoint is made; removed once uploaded.
     pub local: PathBuf,
-    pub files: Vec<PathBuf>,
+    pub state: StateCheckpoint,
     pub watermark: i64,
 }
 
@@ -52,23 +53,23 @@ impl Uploader {
             .name(format!("upload-{index}"))
             .spawn(move || {
                 let mut uploaded = HashSet::new();
-                for mut job in queue {
+                for job in queue {
                     if abort.load(Ordering::Relaxed) {
-                        let _ = std::fs::remove_dir_all(&job.local);
                         continue;
                     }
-                    let result = upload(&storage, &run, &mut uploaded, &mut job, &abort);
-                    let _ = std::fs::remove_dir_all(&job.local);
+                    let (id, watermark, local) = (job.id, job.watermark, job.local.clone());
+                    let result = upload(&storage, &run, &mut uploaded, job, &abort);
+                    let _ = std::fs::remove_dir_all(&local);
                     let ack = match result {
                         Ok(bytes) => Ack::Done {
                             worker: index,
-                            id: job.id,
+                            id,
                             bytes,
-                            watermark: job.watermark,
+                            watermark,
                         },
                         Err(e) => Ack::Failed {
                             worker: index,
-                            id: job.id,
+                            id,
                             error: e.to_string(),
                         },
                     };
@@ -102,18 +103,22 @@ impl Drop for Uploader {
     }
 }
 
-/// Uploads the files of one checkpoint, then the worker file listing them;
-/// returns the bytes uploaded.
+/// Writes the worker's state to RocksDB and checkpoints it, uploads the
+/// files, then the worker file listing them; returns the bytes uploaded.
 fn upload(
     storage: &CheckpointStorage,
     run: &str,
     uploaded: &mut HashSet<String>,
-    job: &mut Upload,
+    mut job: Upload,
     abort: &AtomicBool,
 ) -> Result<u64, StorageError> {
+    let files = job.state.run(&job.local).map_err(|e| StorageError::Io {
+        path: job.local.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
     let mut bytes = 0;
-    for path in &job.files {
+    for path in &files {
         if abort.load(Ordering::Relaxed) {
             return Err(StorageError::Io {
                 path: storage.location(&job.dir),

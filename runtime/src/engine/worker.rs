@@ -540,16 +540,17 @@ impl Worker {
             error,
         };
         if !is_savepoint {
-            // A checkpoint: RocksDB's files, uploaded in the background.
+            // A checkpoint: the changed state, written to RocksDB and
+            // uploaded in the background.
             let dir = c.layout.snapshot_dir(SnapshotKind::Checkpoint, a.id);
             let local = c.uploads.join(format!("chk-{}", a.id));
-            match self.op.checkpoint_state(&local) {
-                Ok(files) => c.uploader.submit(Upload {
+            match self.op.checkpoint_state() {
+                Ok(state) => c.uploader.submit(Upload {
                     id: a.id,
                     dir,
                     snapshot,
                     local,
-                    files,
+                    state,
                     watermark: self.op.watermark(),
                 }),
                 Err(e) => {

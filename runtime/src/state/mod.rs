@@ -4,6 +4,12 @@
 //! value, and a RocksDB checkpoint of it (hard links to immutable SST files)
 //! is what a checkpoint uploads, file by file, skipping files uploaded before.
 //!
+//! At a barrier the worker only encodes the changed values; writing them to
+//! RocksDB and the RocksDB checkpoint run on the upload thread
+//! (`StateCheckpoint`). Until that is done the worker writes nothing to
+//! RocksDB (evictions and deletions wait), so the checkpoint holds exactly
+//! the state at the barrier and reads never miss a value still being written.
+//!
 //! Storage keys start with the key group (big-endian u16), so a key group's
 //! state is one contiguous range: that is what lets state taken at one
 //! parallelism be split up again at another.
@@ -12,15 +18,19 @@ mod rocks;
 
 use std::path::{Path, PathBuf};
 
+use crossbeam_channel::{Receiver, Sender};
 use hashbrown::{HashMap, HashSet};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::record::{Key, KeyHashBuilder};
 
-pub use rocks::{read_key_groups, RocksState, StateError};
+pub use rocks::{read_key_groups, RocksState, StateError, StateWrite};
 
 /// A storage key and its encoded value.
 type Row = (Vec<u8>, Vec<u8>);
+
+/// How a checkpoint's state write ended.
+type WriteResult = Result<(), String>;
 
 /// A key's value in memory, and how it stands against RocksDB.
 struct Slot<V> {
@@ -38,9 +48,15 @@ pub struct KeyedStore<V> {
     /// Keys whose value is only in RocksDB (evicted from `hot`). A miss in
     /// `hot` needs a RocksDB read only when this is non-zero.
     cold: u64,
-    /// Removed keys whose RocksDB value is deleted at the next `persist`
+    /// Removed keys whose RocksDB value is deleted at the next checkpoint
     /// (in one batch: a delete per removal would cost a write each).
     deleted: HashSet<Key, KeyHashBuilder>,
+    /// Removed keys whose deletion is in a checkpoint write still running:
+    /// RocksDB may still hold their old values.
+    deleting: HashSet<Key, KeyHashBuilder>,
+    /// Checkpoint writes handed out and not finished yet.
+    writes_running: u64,
+    writes_done: (Sender<WriteResult>, Receiver<WriteResult>),
     max_hot: usize,
     max_parallelism: u32,
     key_buf: Vec<u8>,
@@ -55,6 +71,9 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             db: RocksState::create(dir)?,
             cold: 0,
             deleted: HashSet::default(),
+            deleting: HashSet::default(),
+            writes_running: 0,
+            writes_done: crossbeam_channel::unbounded(),
             max_hot: max_hot.max(1),
             max_parallelism,
             key_buf: Vec::with_capacity(64),
@@ -70,7 +89,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
 
     /// Reads a key's value from RocksDB into memory, if only RocksDB has it.
     fn load(&mut self, key: &Key) -> Result<(), StateError> {
-        if self.cold == 0 || self.hot.contains_key(key) || self.deleted.contains(key) {
+        if self.cold == 0 || self.hot.contains_key(key) || self.is_removed(key) {
             return Ok(());
         }
         Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
@@ -110,6 +129,11 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         }))
     }
 
+    /// Removed, with the deletion of its RocksDB value still to come.
+    fn is_removed(&self, key: &Key) -> bool {
+        self.deleted.contains(key) || self.deleting.contains(key)
+    }
+
     pub fn remove(&mut self, key: &Key) -> Result<(), StateError> {
         match self.hot.remove(key) {
             Some(slot) if slot.in_db => {
@@ -117,10 +141,11 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             }
             Some(_) => {}
             // Not in memory: RocksDB may have it.
-            None if self.cold > 0 && !self.deleted.contains(key) => {
+            None if self.cold > 0 && !self.is_removed(key) => {
                 Self::storage_key(&mut self.key_buf, key, self.max_parallelism);
-                if self.db.take(&self.key_buf)?.is_some() {
+                if self.db.get(&self.key_buf)?.is_some() {
                     self.cold -= 1;
+                    self.deleted.insert(key.clone());
                 }
             }
             None => {}
@@ -163,10 +188,10 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             f(key, &slot.value);
         }
         if self.cold > 0 {
-            let (hot, deleted) = (&self.hot, &self.deleted);
+            let (hot, deleted, deleting) = (&self.hot, &self.deleted, &self.deleting);
             self.db.for_each(|storage_key, bytes| {
                 let key = decode_key(storage_key)?;
-                if !hot.contains_key(&key) && !deleted.contains(&key) {
+                if !hot.contains_key(&key) && !deleted.contains(&key) && !deleting.contains(&key) {
                     f(
                         &key,
                         &postcard::from_bytes(bytes).map_err(StateError::decode)?,
@@ -191,6 +216,15 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         if self.hot.len() <= self.max_hot {
             return Ok(());
         }
+        self.poll_writes()?;
+        if self.writes_running > 0 {
+            // RocksDB is being written for a checkpoint: hold evictions back
+            // unless memory is far over budget.
+            if !self.must_wait_for_writes() {
+                return Ok(());
+            }
+            self.wait_for_writes()?;
+        }
         // Evict down to 90% of the budget so that the next few new keys do
         // not each cause a write.
         let target = self.max_hot - self.max_hot / 10;
@@ -212,10 +246,46 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         self.db.write(Vec::new(), batch)
     }
 
-    /// Makes RocksDB hold exactly the current keys and values (for a
-    /// checkpoint): pending deletes, then changed values, in one batch.
-    /// Returns how many values were written.
-    pub fn persist(&mut self) -> Result<u64, StateError> {
+    /// Whether evictions held back by a running checkpoint write have let
+    /// memory grow to twice its budget, so that processing must wait.
+    pub(crate) fn must_wait_for_writes(&self) -> bool {
+        self.writes_running > 0 && self.hot.len() >= 2 * self.max_hot
+    }
+
+    /// Counts the checkpoint writes that finished; a failed one leaves
+    /// RocksDB without values the store counts as written, so it fails the
+    /// store (and the job, which restarts from a checkpoint).
+    fn poll_writes(&mut self) -> Result<(), StateError> {
+        while let Ok(result) = self.writes_done.1.try_recv() {
+            self.finish_write(result)?;
+        }
+        Ok(())
+    }
+
+    fn finish_write(&mut self, result: WriteResult) -> Result<(), StateError> {
+        self.writes_running -= 1;
+        if self.writes_running == 0 {
+            self.deleting.clear();
+        }
+        result.map_err(StateError::CheckpointWrite)
+    }
+
+    /// Waits until no checkpoint write is running.
+    pub fn wait_for_writes(&mut self) -> Result<(), StateError> {
+        while self.writes_running > 0 {
+            let result = self.writes_done.1.recv().expect("the store holds a sender");
+            self.finish_write(result)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the checkpoint at a barrier: encodes the values changed since
+    /// the last one and the deletions, and returns them as a write to run on
+    /// another thread, which then makes a RocksDB checkpoint (see
+    /// `StateCheckpoint::run`). Processing goes on meanwhile.
+    pub fn checkpoint(&mut self) -> Result<StateCheckpoint, StateError> {
+        let started = std::time::Instant::now();
+        self.poll_writes()?;
         let mut deletes = Vec::with_capacity(self.deleted.len());
         for key in self.deleted.drain() {
             // A key written again since is overwritten by its put below.
@@ -223,6 +293,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
                 let mut storage_key = Vec::with_capacity(32);
                 Self::storage_key(&mut storage_key, &key, self.max_parallelism);
                 deletes.push(storage_key);
+                self.deleting.insert(key);
             }
         }
         let mut puts = Vec::new();
@@ -231,24 +302,48 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             slot.dirty = false;
             slot.in_db = true;
         }
-        let written = puts.len() as u64;
-        self.db.write_changes(deletes, puts)?;
-        Ok(written)
-    }
-
-    /// Persists, then makes a RocksDB checkpoint in `dir` (hard links to the
-    /// live files): the files a checkpoint uploads.
-    pub fn checkpoint(&mut self, dir: &Path) -> Result<Vec<PathBuf>, StateError> {
-        let started = std::time::Instant::now();
-        let written = self.persist()?;
-        let files = self.db.checkpoint(dir)?;
         // What processing waits for at a barrier (STREAMJOB_LOG=debug).
         tracing::debug!(
-            keys_written = written,
+            keys_written = puts.len(),
             ms = started.elapsed().as_millis() as u64,
             "state checkpointed at the barrier"
         );
-        Ok(files)
+        self.writes_running += 1;
+        Ok(StateCheckpoint {
+            write: Some(self.db.prepare_write(deletes, puts)),
+            done: self.writes_done.0.clone(),
+        })
+    }
+}
+
+/// The part of a checkpoint of a `KeyedStore` that runs off the worker's
+/// thread: writing the changed values to RocksDB and making a RocksDB
+/// checkpoint. The store learns when it is done, or dropped unrun.
+pub struct StateCheckpoint {
+    write: Option<StateWrite>,
+    done: Sender<WriteResult>,
+}
+
+impl StateCheckpoint {
+    /// Writes the changes and makes the RocksDB checkpoint in `dir`;
+    /// returns its files.
+    pub fn run(mut self, dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+        let write = self.write.take().expect("run once");
+        let result = write.run(dir);
+        let _ = self
+            .done
+            .send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        result
+    }
+}
+
+impl Drop for StateCheckpoint {
+    fn drop(&mut self) {
+        if self.write.is_some() {
+            let _ = self
+                .done
+                .send(Err("a checkpoint's state write was abandoned".into()));
+        }
     }
 }
 

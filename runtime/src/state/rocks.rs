@@ -1,6 +1,7 @@
 //! The RocksDB instance behind one worker's keyed state.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{Options, WriteBatch, DB};
 
@@ -20,6 +21,8 @@ pub enum StateError {
     Encode(String),
     #[error("state value cannot be decoded (written by another version?): {0}")]
     Decode(String),
+    #[error("writing a checkpoint's state to RocksDB failed: {0}")]
+    CheckpointWrite(String),
 }
 
 impl StateError {
@@ -62,7 +65,8 @@ fn options() -> Options {
 const INGEST_THRESHOLD: usize = 10_000;
 
 pub struct RocksState {
-    db: DB,
+    /// Shared with the checkpoint writes running on the upload thread.
+    db: Arc<DB>,
     path: PathBuf,
 }
 
@@ -76,7 +80,7 @@ impl RocksState {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let db = DB::open(&options(), dir).map_err(rocks_error(dir))?;
         Ok(RocksState {
-            db,
+            db: Arc::new(db),
             path: dir.to_path_buf(),
         })
     }
@@ -89,23 +93,72 @@ impl RocksState {
         self.db.get(key).map_err(|e| self.err(e))
     }
 
-    pub fn delete(&self, key: &[u8]) -> Result<(), StateError> {
-        let mut opts = rocksdb::WriteOptions::default();
-        opts.disable_wal(true);
-        self.db.delete_opt(key, &opts).map_err(|e| self.err(e))
+    /// Calls `f` with every entry, in key order.
+    pub fn for_each(
+        &self,
+        f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        scan(&self.db, &self.path, 0, u16::MAX, f)
     }
 
-    /// Flushes the memtable and makes a checkpoint of the database in `dir`
-    /// (which must not exist): hard links to its immutable SST files plus
-    /// copies of its small descriptor files. Returns the files, so that they
-    /// can be uploaded while the database goes on changing.
-    pub fn checkpoint(&self, dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+    /// A checkpoint's changes to this database (the values of `puts`, the
+    /// deletions of `deletes`, disjoint), to be written off this thread by
+    /// `StateWrite::run`.
+    pub fn prepare_write(
+        &self,
+        deletes: Vec<Vec<u8>>,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> StateWrite {
+        StateWrite {
+            db: Arc::clone(&self.db),
+            path: self.path.clone(),
+            deletes,
+            puts,
+        }
+    }
+
+    /// Deletes `deletes`, then puts `puts`, in one batch (no write-ahead
+    /// log: durability comes from checkpoints).
+    pub fn write(
+        &self,
+        deletes: Vec<Vec<u8>>,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StateError> {
+        self.db
+            .write_without_wal(batch(deletes, puts))
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A checkpoint's changes to a worker's database, written and then
+/// checkpointed by the upload thread while the worker goes on. The worker
+/// writes nothing to the database until this is done (see `KeyedStore`), so
+/// the RocksDB checkpoint holds exactly the state at the barrier.
+pub struct StateWrite {
+    db: Arc<DB>,
+    path: PathBuf,
+    deletes: Vec<Vec<u8>>,
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl StateWrite {
+    /// How many values the write puts.
+    pub fn puts(&self) -> usize {
+        self.puts.len()
+    }
+
+    /// Writes the changes, then makes a RocksDB checkpoint in `dir` (which
+    /// must not exist): hard links to the immutable SST files plus copies of
+    /// the small descriptor files. Returns the checkpoint's files.
+    pub fn run(mut self, dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+        self.write_changes().map_err(rocks_error(&self.path))?;
+        let err = rocks_error(&self.path);
         // Writes skip the write-ahead log, so only flushed data is in files.
-        self.db.flush().map_err(|e| self.err(e))?;
+        self.db.flush().map_err(&err)?;
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(io_error(parent))?;
         }
-        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(|e| self.err(e))?;
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(&err)?;
         checkpoint
             .create_checkpoint(dir)
             .map_err(rocks_error(dir))?;
@@ -117,34 +170,17 @@ impl RocksState {
         Ok(files)
     }
 
-    /// Reads and deletes a value.
-    pub fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        let value = self.get(key)?;
-        if value.is_some() {
-            self.delete(key)?;
-        }
-        Ok(value)
-    }
-
-    /// Calls `f` with every entry, in key order.
-    pub fn for_each(
-        &self,
-        f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
-    ) -> Result<(), StateError> {
-        scan(&self.db, &self.path, 0, u16::MAX, f)
-    }
-
-    /// Writes a checkpoint's changes: the values of `puts` and deletions of
-    /// `deletes` (disjoint). A large batch is written as an SST file and
-    /// ingested: through the memtable, a million values would stall on its
-    /// flushes for seconds.
-    pub fn write_changes(
-        &self,
-        deletes: Vec<Vec<u8>>,
-        puts: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StateError> {
+    /// A small change goes through the memtable; from `INGEST_THRESHOLD`
+    /// rows on it is written as a sorted SST file and ingested: through the
+    /// memtable, a million values stall on its flushes for seconds.
+    fn write_changes(&mut self) -> Result<(), rocksdb::Error> {
+        let (db, path) = (&self.db, &self.path);
+        let (deletes, puts) = (
+            std::mem::take(&mut self.deletes),
+            std::mem::take(&mut self.puts),
+        );
         if deletes.len() + puts.len() < INGEST_THRESHOLD {
-            return self.write(deletes, puts);
+            return db.write_without_wal(batch(deletes, puts));
         }
         let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = deletes
             .into_iter()
@@ -152,41 +188,33 @@ impl RocksState {
             .chain(puts.into_iter().map(|(k, v)| (k, Some(v))))
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let file = self.path.with_extension("ingest.sst");
+        let file = path.with_extension("ingest.sst");
         let opts = options();
         let mut writer = rocksdb::SstFileWriter::create(&opts);
-        let err = rocks_error(&file);
-        writer.open(&file).map_err(&err)?;
+        writer.open(&file)?;
         for (k, v) in rows {
             match v {
-                Some(v) => writer.put(k, v).map_err(&err)?,
-                None => writer.delete(k).map_err(&err)?,
+                Some(v) => writer.put(k, v)?,
+                None => writer.delete(k)?,
             }
         }
-        writer.finish().map_err(&err)?;
+        writer.finish()?;
         let mut ingest = rocksdb::IngestExternalFileOptions::default();
         ingest.set_move_files(true);
-        self.db
-            .ingest_external_file_opts(&ingest, vec![&file])
-            .map_err(|e| self.err(e))
+        db.ingest_external_file_opts(&ingest, vec![&file])
     }
+}
 
-    /// Deletes `deletes`, then puts `puts`, in one batch (no write-ahead
-    /// log: durability comes from checkpoints).
-    pub fn write(
-        &self,
-        deletes: Vec<Vec<u8>>,
-        puts: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StateError> {
-        let mut batch = WriteBatch::default();
-        for k in deletes {
-            batch.delete(k);
-        }
-        for (k, v) in puts {
-            batch.put(k, v);
-        }
-        self.db.write_without_wal(batch).map_err(|e| self.err(e))
+/// Deletes `deletes`, then puts `puts`.
+fn batch(deletes: Vec<Vec<u8>>, puts: Vec<(Vec<u8>, Vec<u8>)>) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for k in deletes {
+        batch.delete(k);
     }
+    for (k, v) in puts {
+        batch.put(k, v);
+    }
+    batch
 }
 
 /// Calls `f` with every entry of key groups `[first, last]` in the database

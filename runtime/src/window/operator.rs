@@ -33,7 +33,7 @@ use super::{align_down, Aligned, WindowKind};
 use crate::aggregate::{Accumulator, AggregateValue};
 use crate::record::{Event, Key, KeyHashBuilder};
 use crate::spec::AggregateFunction;
-use crate::state::{KeyedStore, StateError};
+use crate::state::{KeyedStore, StateCheckpoint, StateError};
 use crate::time::MIN_WATERMARK;
 
 /// When partial results are emitted before a window's end.
@@ -228,13 +228,10 @@ impl WindowOperator {
         self.store.enforce_budget()
     }
 
-    /// Makes a RocksDB checkpoint of all keyed state in `dir` and returns
-    /// its files (see `KeyedStore::checkpoint`).
-    pub fn checkpoint_state(
-        &mut self,
-        dir: &std::path::Path,
-    ) -> Result<Vec<std::path::PathBuf>, StateError> {
-        self.store.checkpoint(dir)
+    /// Takes the keyed state's part of a checkpoint; its RocksDB write and
+    /// checkpoint run on the upload thread (see `KeyedStore::checkpoint`).
+    pub fn checkpoint_state(&mut self) -> Result<StateCheckpoint, StateError> {
+        self.store.checkpoint()
     }
 
     /// Keeps the in-memory state within budget; call between batches.
