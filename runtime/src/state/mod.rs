@@ -14,6 +14,7 @@
 //! state is one contiguous range: that is what lets state taken at one
 //! parallelism be split up again at another.
 
+mod changes;
 mod rocks;
 
 use std::path::{Path, PathBuf};
@@ -23,11 +24,9 @@ use hashbrown::{HashMap, HashSet};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::record::{Key, KeyHashBuilder};
+use changes::ChangeSet;
 
 pub use rocks::{read_key_groups, RocksState, StateError, StateWrite};
-
-/// A storage key and its encoded value.
-type Row = (Vec<u8>, Vec<u8>);
 
 /// How a checkpoint's state write ended.
 type WriteResult = Result<(), String>;
@@ -57,6 +56,9 @@ pub struct KeyedStore<V> {
     /// Checkpoint writes handed out and not finished yet.
     writes_running: u64,
     writes_done: (Sender<WriteResult>, Receiver<WriteResult>),
+    /// Rows and bytes of the last checkpoint's changes: the next one's
+    /// buffer starts that size.
+    last_changes: (usize, usize),
     max_hot: usize,
     max_parallelism: u32,
     key_buf: Vec<u8>,
@@ -74,6 +76,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             deleting: HashSet::default(),
             writes_running: 0,
             writes_done: crossbeam_channel::unbounded(),
+            last_changes: (0, 0),
             max_hot: max_hot.max(1),
             max_parallelism,
             key_buf: Vec::with_capacity(64),
@@ -83,6 +86,10 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
 
     fn storage_key(buf: &mut Vec<u8>, key: &Key, max_parallelism: u32) {
         buf.clear();
+        Self::append_storage_key(buf, key, max_parallelism);
+    }
+
+    fn append_storage_key(buf: &mut Vec<u8>, key: &Key, max_parallelism: u32) {
         buf.extend_from_slice(&key.key_group(max_parallelism).to_be_bytes());
         key.encode(buf);
     }
@@ -203,11 +210,21 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         Ok(())
     }
 
-    fn encode(key: &Key, value: &V, max_parallelism: u32) -> Result<Row, StateError> {
-        let mut storage_key = Vec::with_capacity(32);
-        Self::storage_key(&mut storage_key, key, max_parallelism);
-        let bytes = postcard::to_allocvec(value).map_err(StateError::encode)?;
-        Ok((storage_key, bytes))
+    /// Adds a put of `key`'s value to `changes`.
+    fn encode(
+        changes: &mut ChangeSet,
+        key: &Key,
+        value: &V,
+        max_parallelism: u32,
+    ) -> Result<(), StateError> {
+        changes.put(
+            |buf| Self::append_storage_key(buf, key, max_parallelism),
+            |buf| {
+                postcard::to_io(value, buf)
+                    .map(|_| ())
+                    .map_err(StateError::encode)
+            },
+        )
     }
 
     /// Writes keys out to RocksDB until the memory budget holds again. Called
@@ -230,12 +247,12 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         let target = self.max_hot - self.max_hot / 10;
         let excess = self.hot.len() - target;
         let victims: Vec<Key> = self.hot.keys().take(excess).cloned().collect();
-        let mut batch = Vec::with_capacity(victims.len());
+        let mut batch = ChangeSet::default();
         for key in victims {
             let slot = self.hot.remove(&key).expect("listed above");
             // A clean value is in RocksDB already: dropping it is enough.
             if slot.dirty {
-                batch.push(Self::encode(&key, &slot.value, self.max_parallelism)?);
+                Self::encode(&mut batch, &key, &slot.value, self.max_parallelism)?;
                 // Written now: a pending delete of its old value must not
                 // remove it at the next persist.
                 self.deleted.remove(&key);
@@ -243,7 +260,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             self.cold += 1;
         }
         self.spills += batch.len() as u64;
-        self.db.write(Vec::new(), batch)
+        self.db.write(&batch)
     }
 
     /// Whether evictions held back by a running checkpoint write have let
@@ -286,31 +303,31 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
     pub fn checkpoint(&mut self) -> Result<StateCheckpoint, StateError> {
         let started = std::time::Instant::now();
         self.poll_writes()?;
-        let mut deletes = Vec::with_capacity(self.deleted.len());
+        let (rows, bytes) = self.last_changes;
+        let mut changes = ChangeSet::with_capacity(rows, bytes);
+        let max_parallelism = self.max_parallelism;
         for key in self.deleted.drain() {
             // A key written again since is overwritten by its put below.
             if !self.hot.contains_key(&key) {
-                let mut storage_key = Vec::with_capacity(32);
-                Self::storage_key(&mut storage_key, &key, self.max_parallelism);
-                deletes.push(storage_key);
+                changes.delete(|buf| Self::append_storage_key(buf, &key, max_parallelism));
                 self.deleting.insert(key);
             }
         }
-        let mut puts = Vec::new();
         for (key, slot) in self.hot.iter_mut().filter(|(_, slot)| slot.dirty) {
-            puts.push(Self::encode(key, &slot.value, self.max_parallelism)?);
+            Self::encode(&mut changes, key, &slot.value, max_parallelism)?;
             slot.dirty = false;
             slot.in_db = true;
         }
+        self.last_changes = (changes.len(), changes.byte_len());
         // What processing waits for at a barrier (STREAMJOB_LOG=debug).
         tracing::debug!(
-            keys_written = puts.len(),
+            keys_written = changes.len(),
             ms = started.elapsed().as_millis() as u64,
             "state checkpointed at the barrier"
         );
         self.writes_running += 1;
         Ok(StateCheckpoint {
-            write: Some(self.db.prepare_write(deletes, puts)),
+            write: Some(self.db.prepare_write(changes)),
             done: self.writes_done.0.clone(),
         })
     }

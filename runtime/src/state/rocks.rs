@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use rocksdb::{Options, WriteBatch, DB};
 
+use super::changes::ChangeSet;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("RocksDB at {path}: {source}")]
@@ -101,31 +103,21 @@ impl RocksState {
         scan(&self.db, &self.path, 0, u16::MAX, f)
     }
 
-    /// A checkpoint's changes to this database (the values of `puts`, the
-    /// deletions of `deletes`, disjoint), to be written off this thread by
-    /// `StateWrite::run`.
-    pub fn prepare_write(
-        &self,
-        deletes: Vec<Vec<u8>>,
-        puts: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> StateWrite {
+    /// A checkpoint's changes to this database (keys distinct), to be
+    /// written off this thread by `StateWrite::run`.
+    pub fn prepare_write(&self, changes: ChangeSet) -> StateWrite {
         StateWrite {
             db: Arc::clone(&self.db),
             path: self.path.clone(),
-            deletes,
-            puts,
+            changes,
         }
     }
 
-    /// Deletes `deletes`, then puts `puts`, in one batch (no write-ahead
-    /// log: durability comes from checkpoints).
-    pub fn write(
-        &self,
-        deletes: Vec<Vec<u8>>,
-        puts: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StateError> {
+    /// Writes `changes` in one batch (no write-ahead log: durability comes
+    /// from checkpoints).
+    pub fn write(&self, changes: &ChangeSet) -> Result<(), StateError> {
         self.db
-            .write_without_wal(batch(deletes, puts))
+            .write_without_wal(batch(changes))
             .map_err(|e| self.err(e))
     }
 }
@@ -137,16 +129,10 @@ impl RocksState {
 pub struct StateWrite {
     db: Arc<DB>,
     path: PathBuf,
-    deletes: Vec<Vec<u8>>,
-    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    changes: ChangeSet,
 }
 
 impl StateWrite {
-    /// How many values the write puts.
-    pub fn puts(&self) -> usize {
-        self.puts.len()
-    }
-
     /// Writes the changes, then makes a RocksDB checkpoint in `dir` (which
     /// must not exist): hard links to the immutable SST files plus copies of
     /// the small descriptor files. Returns the checkpoint's files.
@@ -174,45 +160,33 @@ impl StateWrite {
     /// rows on it is written as a sorted SST file and ingested: through the
     /// memtable, a million values stall on its flushes for seconds.
     fn write_changes(&mut self) -> Result<(), rocksdb::Error> {
-        let (db, path) = (&self.db, &self.path);
-        let (deletes, puts) = (
-            std::mem::take(&mut self.deletes),
-            std::mem::take(&mut self.puts),
-        );
-        if deletes.len() + puts.len() < INGEST_THRESHOLD {
-            return db.write_without_wal(batch(deletes, puts));
+        if self.changes.len() < INGEST_THRESHOLD {
+            return self.db.write_without_wal(batch(&self.changes));
         }
-        let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = deletes
-            .into_iter()
-            .map(|k| (k, None))
-            .chain(puts.into_iter().map(|(k, v)| (k, Some(v))))
-            .collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let file = path.with_extension("ingest.sst");
+        let file = self.path.with_extension("ingest.sst");
         let opts = options();
         let mut writer = rocksdb::SstFileWriter::create(&opts);
         writer.open(&file)?;
-        for (k, v) in rows {
-            match v {
-                Some(v) => writer.put(k, v)?,
-                None => writer.delete(k)?,
+        for (key, value) in self.changes.sorted_rows() {
+            match value {
+                Some(value) => writer.put(key, value)?,
+                None => writer.delete(key)?,
             }
         }
         writer.finish()?;
         let mut ingest = rocksdb::IngestExternalFileOptions::default();
         ingest.set_move_files(true);
-        db.ingest_external_file_opts(&ingest, vec![&file])
+        self.db.ingest_external_file_opts(&ingest, vec![&file])
     }
 }
 
-/// Deletes `deletes`, then puts `puts`.
-fn batch(deletes: Vec<Vec<u8>>, puts: Vec<(Vec<u8>, Vec<u8>)>) -> WriteBatch {
+fn batch(changes: &ChangeSet) -> WriteBatch {
     let mut batch = WriteBatch::default();
-    for k in deletes {
-        batch.delete(k);
-    }
-    for (k, v) in puts {
-        batch.put(k, v);
+    for (key, value) in changes.rows() {
+        match value {
+            Some(value) => batch.put(key, value),
+            None => batch.delete(key),
+        }
     }
     batch
 }
