@@ -1,6 +1,6 @@
 //! Keyed state: a worker's per-key values, held in memory while hot and
 //! written to RocksDB beyond a memory budget and at every checkpoint.
-//! RocksDB is the store of record: after `persist`, it holds every key's
+//! RocksDB is the store of record: after a checkpoint's write, it holds every key's
 //! value, and a RocksDB checkpoint of it (hard links to immutable SST files)
 //! is what a checkpoint uploads, file by file, skipping files uploaded before.
 //!
@@ -254,7 +254,7 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
             if slot.dirty {
                 Self::encode(&mut batch, &key, &slot.value, self.max_parallelism)?;
                 // Written now: a pending delete of its old value must not
-                // remove it at the next persist.
+                // remove it at the next checkpoint.
                 self.deleted.remove(&key);
             }
             self.cold += 1;
