@@ -1,5 +1,13 @@
-//! The Streamjob Kubernetes operator. It reconciles `StreamJob` resources
-//! into runtime pods; the controller comes with the operator issue. The job's
-//! pipeline is the runtime's spec type, so the two cannot disagree.
+//! The Streamjob Kubernetes operator: it reconciles `StreamJob` resources
+//! into runtime pods, rolls spec changes out through savepoints and brings
+//! failed jobs back from their latest checkpoint.
 
+pub mod controller;
+pub mod crd;
+pub mod lifecycle;
+pub mod metrics;
+pub mod resources;
+pub mod runtime_api;
+
+pub use crd::{StreamJob, StreamJobSpec, StreamJobStatus};
 pub use streamjob_runtime::spec::JobSpec as PipelineSpec;

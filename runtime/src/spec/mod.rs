@@ -16,6 +16,8 @@ pub use validate::{FieldError, SpecError};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
     /// Job name: names the local state directory (and the checkpoint prefix).
+    /// In a StreamJob the operator sets it to the StreamJob's name.
+    #[serde(default)]
     pub name: String,
     /// Number of workers (threads) the keyed work is spread over.
     #[serde(default = "default_parallelism")]

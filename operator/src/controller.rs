@@ -1,0 +1,394 @@
+//! The controller: for each StreamJob it observes (StatefulSet, pod, the
+//! runtime's control API, checkpoint storage), asks `lifecycle::decide` what
+//! to do, writes the status, records the events, and only then acts.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use crate::crd::{SnapshotRef, StreamJob, StreamJobStatus};
+use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth, RuntimeStatus};
+use crate::resources::{self, Restore, JOB_LABEL};
+use crate::runtime_api::RuntimeApi;
+
+/// Server-side apply's field manager: one for every write of the operator.
+pub const FIELD_MANAGER: &str = "streamjob-operator";
+pub const FINALIZER: &str = "streamjob.io/finalizer";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("the StreamJob has no namespace")]
+    NoNamespace,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub runtime: Arc<dyn RuntimeApi>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Context {
+    pub fn new(client: Client, runtime: Arc<dyn RuntimeApi>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            runtime,
+            metrics: Arc::default(),
+        }
+    }
+}
+
+/// Runs the controller until the process stops.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let (jobs, sets) = match &namespace {
+        Some(ns) => (
+            Api::<StreamJob>::namespaced(ctx.client.clone(), ns),
+            Api::<StatefulSet>::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (
+            Api::<StreamJob>::all(ctx.client.clone()),
+            Api::<StatefulSet>::all(ctx.client.clone()),
+        ),
+    };
+    Controller::new(jobs, watcher::Config::default())
+        .owns(sets, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn error_policy(_job: Arc<StreamJob>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(%error, "reconcile failed");
+    ctx.metrics.reconcile_errors.inc();
+    Requeue::requeue(std::time::Duration::from_secs(15))
+}
+
+pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = std::time::Instant::now();
+    ctx.metrics.reconciles.inc();
+    let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let jobs: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&jobs, FINALIZER, job, |event| async {
+        match event {
+            Finalizer::Apply(job) => apply(&job, &ctx).await,
+            Finalizer::Cleanup(job) => cleanup(&job, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// One reconcile of a live StreamJob: decide, write the status, act. An
+/// action whose outcome matters (a savepoint) is followed by a second
+/// decision on that outcome, whose status is written before anything else.
+async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
+    let observed = observe(job, ctx).await?;
+    let plan = lifecycle::decide(job, &observed);
+    let job = commit(job, &plan, ctx).await?;
+    let requeue = plan.requeue;
+    let follow_up = match plan.action {
+        Action::None => None,
+        Action::Deploy(restore) => {
+            deploy(&job, &restore, 1, ctx).await?;
+            None
+        }
+        Action::Undeploy => {
+            let restore = Restore::LatestCheckpoint;
+            deploy(&job, &restore, 0, ctx).await?;
+            None
+        }
+        Action::StopWithSavepoint => {
+            let outcome = ctx
+                .runtime
+                .stop_with_savepoint(&resources::control_url(&job), savepoint_timeout(&job))
+                .await;
+            Some(lifecycle::stopped(&job, &observed, outcome))
+        }
+        Action::TriggerSavepoint => {
+            let outcome = ctx
+                .runtime
+                .savepoint(&resources::control_url(&job), savepoint_timeout(&job))
+                .await;
+            Some(lifecycle::savepoint_taken(&job, &observed, outcome))
+        }
+    };
+    if let Some(plan) = follow_up {
+        commit(&job, &plan, ctx).await?;
+        // The recorded savepoint is acted on at once.
+        return Ok(Requeue::requeue(std::time::Duration::from_millis(100)));
+    }
+    Ok(Requeue::requeue(requeue))
+}
+
+fn savepoint_timeout(job: &StreamJob) -> std::time::Duration {
+    job.spec.savepoints.timeout.as_std()
+}
+
+/// Deletion: an optional last savepoint, then the finalizer goes (owned
+/// objects are garbage-collected through their owner references). A failed
+/// savepoint is reported and does not block the deletion: the latest
+/// checkpoint stays in storage, and a finalizer that never lets go is worse.
+async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
+    if job.spec.savepoints.on_delete {
+        let outcome = ctx
+            .runtime
+            .stop_with_savepoint(&resources::control_url(job), savepoint_timeout(job))
+            .await;
+        let (kind, reason, note) = match outcome {
+            Ok(sp) => (
+                KubeEventType::Normal,
+                "SavepointCompleted",
+                format!("savepoint {} at {} before deletion", sp.id, sp.path),
+            ),
+            Err(e) => (
+                KubeEventType::Warning,
+                "SavepointFailed",
+                format!(
+                    "no savepoint before deletion ({e}); the latest checkpoint stays in storage"
+                ),
+            ),
+        };
+        publish(ctx, job, kind, reason, note).await;
+    }
+    Ok(Requeue::await_change())
+}
+
+/// Writes the plan's status and events; returns the job as it now stands.
+async fn commit(job: &StreamJob, plan: &Plan, ctx: &Context) -> Result<StreamJob, Error> {
+    let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let jobs: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut job = job.clone();
+    if job.status.as_ref() != Some(&plan.status) {
+        let patch = serde_json::json!({
+            "apiVersion": "streamjob.io/v1alpha1",
+            "kind": "StreamJob",
+            "status": with_conditions(plan.status.clone(), job.metadata.generation),
+        });
+        job = jobs
+            .patch_status(
+                &job.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    for event in &plan.events {
+        let kind = match event.kind {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        };
+        publish(ctx, &job, kind, event.reason, event.note.clone()).await;
+    }
+    Ok(job)
+}
+
+/// The `Ready` condition follows the phase.
+fn with_conditions(mut status: StreamJobStatus, generation: Option<i64>) -> StreamJobStatus {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    let ready = status.phase == crate::crd::Phase::Running;
+    let condition = Condition {
+        type_: "Ready".into(),
+        status: if ready { "True" } else { "False" }.into(),
+        reason: status.phase.to_string(),
+        message: status.error.clone().unwrap_or_default(),
+        observed_generation: generation,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    match status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+        Some(old) if old.status == condition.status => {
+            old.reason = condition.reason;
+            old.message = condition.message;
+            old.observed_generation = generation;
+        }
+        Some(old) => *old = condition,
+        None => status.conditions.push(condition),
+    }
+    status
+}
+
+async fn publish(ctx: &Context, job: &StreamJob, kind: KubeEventType, reason: &str, note: String) {
+    let event = KubeEvent {
+        type_: kind,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // An event that cannot be written must not stop the reconcile.
+    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot record event");
+    }
+}
+
+/// Applies the job's objects: the ConfigMap and Service, then the
+/// StatefulSet, built from the spec recorded as deployed.
+async fn deploy(
+    job: &StreamJob,
+    restore: &Restore,
+    replicas: i32,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let deployed = deployed_job(job);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let name = job.name_any();
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+        .patch(
+            &resources::config_map_name(job),
+            &params,
+            &Patch::Apply(&resources::config_map(&deployed)),
+        )
+        .await?;
+    Api::<Service>::namespaced(ctx.client.clone(), &ns)
+        .patch(
+            &name,
+            &params,
+            &Patch::Apply(&resources::service(&deployed)),
+        )
+        .await?;
+    let mut set = resources::stateful_set(&deployed, restore, replicas);
+    // Each deployment replaces the pod, even with the same arguments (a
+    // recovery from the latest checkpoint).
+    if let (Some(spec), Some(dep)) = (
+        set.spec.as_mut(),
+        job.status.as_ref().and_then(|s| s.deployment.as_ref()),
+    ) {
+        spec.template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("streamjob.io/deployed-at".into(), dep.started_at.clone());
+    }
+    Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+        .patch(&name, &params, &Patch::Apply(&set))
+        .await?;
+    Ok(())
+}
+
+/// The job with the spec its status records as deployed (a recovery keeps
+/// the old spec while an upgrade waits for its savepoint).
+fn deployed_job(job: &StreamJob) -> StreamJob {
+    let mut deployed = job.clone();
+    if let Some(spec) = job
+        .status
+        .as_ref()
+        .and_then(|s| s.last_reconciled_spec.as_deref())
+        .and_then(|s| serde_json::from_str(s).ok())
+    {
+        deployed.spec = spec;
+    }
+    deployed
+}
+
+/// What the decision needs to know, read from the cluster, the runtime and
+/// the storage.
+async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
+    let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let name = job.name_any();
+    let set = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let replicas = set.map(|s| s.spec.and_then(|s| s.replicas).unwrap_or(1));
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}")))
+        .await?;
+    let pod = pods
+        .items
+        .first()
+        .map(pod_health)
+        .unwrap_or(PodHealth::Absent);
+    let runtime = if pod == PodHealth::Absent {
+        None
+    } else {
+        ctx.runtime.status(&resources::control_url(job)).await
+    };
+    let latest_checkpoint = match &job.spec.checkpoints {
+        Some(checkpoints) => {
+            ctx.runtime
+                .latest_checkpoint(&checkpoints.storage, &name)
+                .await
+        }
+        None => None,
+    };
+    Ok(Observed {
+        now: chrono::Utc::now(),
+        replicas,
+        pod,
+        runtime,
+        latest_checkpoint,
+    })
+}
+
+/// A pod is failing when its container waits in CrashLoopBackOff or ended
+/// with an error; ready when its readiness probe passes.
+pub fn pod_health(pod: &Pod) -> PodHealth {
+    let Some(status) = &pod.status else {
+        return PodHealth::Starting;
+    };
+    for c in status.container_statuses.iter().flatten() {
+        if let Some(waiting) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            if waiting.reason.as_deref() == Some("CrashLoopBackOff") {
+                return PodHealth::Failing {
+                    reason: format!(
+                        "CrashLoopBackOff after {} restarts: {}",
+                        c.restart_count,
+                        waiting.message.clone().unwrap_or_default()
+                    ),
+                };
+            }
+        }
+        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            if t.exit_code != 0 {
+                return PodHealth::Failing {
+                    reason: format!("the job exited with code {}", t.exit_code),
+                };
+            }
+        }
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready {
+        PodHealth::Ready
+    } else {
+        PodHealth::Starting
+    }
+}
+
+/// The runtime's `/status` JSON, as the lifecycle reads it.
+pub fn runtime_status(json: &serde_json::Value) -> Option<RuntimeStatus> {
+    let state = json.get("state")?.as_str()?.to_string();
+    let last_checkpoint = json
+        .get("lastCheckpoint")
+        .and_then(|c| serde_json::from_value::<SnapshotRef>(c.clone()).ok());
+    Some(RuntimeStatus {
+        state,
+        last_checkpoint,
+    })
+}

@@ -1,0 +1,270 @@
+//! The `StreamJob` custom resource: what users apply (spec) and what the
+//! operator reports (status). The pipeline is the runtime's own spec type,
+//! so a job the operator accepts is a job the runtime accepts.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use streamjob_runtime::spec::{CheckpointSpec, Duration, JobSpec};
+
+/// A keyed, event-time windowed stream job, run and upgraded by the operator.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "streamjob.io",
+    version = "v1alpha1",
+    kind = "StreamJob",
+    namespaced,
+    shortname = "sj",
+    status = "StreamJobStatus",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Parallelism", type_ = "integer", json_path = ".spec.parallelism"),
+    printcolumn(name = "Last checkpoint", type_ = "integer", json_path = ".status.lastCheckpoint.id"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.spec.upgradeMode == 'stateless' || has(self.spec.checkpoints)")
+        .message("spec.checkpoints is required unless upgradeMode is stateless: savepoints and recovery need checkpoint storage"),
+    validation = Rule::new("!has(self.spec.pipeline.checkpoints)")
+        .message("set checkpoints at spec.checkpoints, not spec.pipeline.checkpoints"),
+    validation = Rule::new("!has(self.spec.checkpoints) || self.spec.checkpoints.storage.startsWith('s3://') || self.spec.checkpoints.storage.startsWith('file:///')")
+        .message("spec.checkpoints.storage must be s3://bucket[/prefix] (or file:///absolute/dir on a shared volume)"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSpec {
+    /// The runtime image (it runs `streamjob run`).
+    pub image: String,
+    /// Number of workers the keyed work is spread over.
+    #[schemars(range(min = 1))]
+    pub parallelism: u32,
+    /// `running`, or `suspended` (stopped with a savepoint, no pods).
+    #[serde(default)]
+    pub state: DesiredState,
+    /// How a spec change is rolled out.
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+    /// Checkpoint interval and storage; savepoints go to the same storage.
+    pub checkpoints: Option<CheckpointSpec>,
+    /// The job: source, key, window, aggregates, sink. Its `name`,
+    /// `parallelism` and `checkpoints` are set from the StreamJob.
+    pub pipeline: JobSpec,
+    /// Change it to restart the job (from the latest checkpoint).
+    pub restart_nonce: Option<i64>,
+    /// Change it to take a savepoint now.
+    pub savepoint_trigger_nonce: Option<i64>,
+    /// A savepoint to start the job from the first time it is deployed.
+    pub initial_savepoint_path: Option<String>,
+    /// Let a savepoint restore even if some of its state has no place in the
+    /// job any more (Flink's allowNonRestoredState).
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+    /// Savepoints taken by the operator: how long to wait and how many to keep.
+    #[serde(default)]
+    pub savepoints: SavepointPolicy,
+    /// Recovery after failures.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Resources of the runtime container.
+    pub resources: Option<ResourceRequirements>,
+    /// A pod template merged into the runtime pods (labels, annotations,
+    /// node selection, extra env, volumes …).
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub pod_template: Option<serde_json::Value>,
+}
+
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesiredState {
+    #[default]
+    Running,
+    Suspended,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Stop with a savepoint, redeploy from it (waits if none can be taken).
+    #[default]
+    Savepoint,
+    /// Redeploy from the latest completed checkpoint.
+    LastState,
+    /// Redeploy with no state.
+    Stateless,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointPolicy {
+    /// A savepoint not completed in this time has failed.
+    #[serde(default = "default_savepoint_timeout")]
+    pub timeout: Duration,
+    /// Savepoints kept in the status history (older entries are dropped
+    /// from the history; their files are kept).
+    #[serde(default = "default_savepoints_retained")]
+    #[schemars(range(min = 1))]
+    pub retained: u32,
+    /// Take a savepoint before the StreamJob is deleted.
+    #[serde(default)]
+    pub on_delete: bool,
+}
+
+impl Default for SavepointPolicy {
+    fn default() -> Self {
+        SavepointPolicy {
+            timeout: default_savepoint_timeout(),
+            retained: default_savepoints_retained(),
+            on_delete: false,
+        }
+    }
+}
+
+fn default_savepoint_timeout() -> Duration {
+    Duration::from_millis(5 * 60_000)
+}
+
+fn default_savepoints_retained() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartPolicy {
+    /// Recoveries allowed before the job is left Failed (reset once the job
+    /// has run stably for `stableAfter`).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first recovery; doubled each time, up to `maxBackoff`.
+    #[serde(default = "default_backoff")]
+    pub backoff: Duration,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// A job running this long counts as recovered: the budget is whole again.
+    #[serde(default = "default_stable_after")]
+    pub stable_after: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            stable_after: default_stable_after(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff() -> Duration {
+    Duration::from_millis(10_000)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_millis(5 * 60_000)
+}
+fn default_stable_after() -> Duration {
+    Duration::from_millis(10 * 60_000)
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    #[default]
+    Created,
+    Deploying,
+    Running,
+    Upgrading,
+    Suspended,
+    Failed,
+    Recovering,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A checkpoint or savepoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRef {
+    pub id: u64,
+    pub path: String,
+    /// RFC 3339.
+    pub time: Option<String>,
+}
+
+/// How the pods now deployed were started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// The spec generation deployed.
+    pub generation: i64,
+    /// `savepoint`, `latest-checkpoint` or `none`.
+    pub restore: String,
+    /// The savepoint restored from, if any.
+    pub savepoint_path: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
+/// An upgrade or suspension in progress (written before each step, so an
+/// operator restarted half-way finishes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStatus {
+    /// The generation being rolled out.
+    pub target_generation: i64,
+    /// `stopping` (stop-with-savepoint requested), `redeploying`.
+    pub step: String,
+    /// RFC 3339: when the savepoint was requested.
+    pub requested_at: Option<String>,
+    /// The savepoint taken for it, once known.
+    pub savepoint_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    pub observed_generation: Option<i64>,
+    pub last_checkpoint: Option<SnapshotRef>,
+    pub last_savepoint: Option<SnapshotRef>,
+    #[serde(default)]
+    pub savepoint_history: Vec<SnapshotRef>,
+    pub upgrade: Option<UpgradeStatus>,
+    /// The nonce of the last manual savepoint taken (or attempted).
+    pub savepoint_trigger_nonce: Option<i64>,
+    pub restart_nonce: Option<i64>,
+    pub deployment: Option<Deployment>,
+    /// The spec last deployed (JSON).
+    pub last_reconciled_spec: Option<String>,
+    /// The spec last seen running stably (JSON).
+    pub last_stable_spec: Option<String>,
+    /// Recoveries since the job last ran stably.
+    #[serde(default)]
+    pub restarts: u32,
+    /// RFC 3339: no recovery before this time (backoff).
+    pub next_recovery_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The CRD as checked in at crds/streamjob.yaml.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    format!(
+        "# Generated by `crdgen` (scripts/crdgen.sh): do not edit.\n{}",
+        serde_yaml::to_string(&StreamJob::crd()).expect("the CRD serializes")
+    )
+}

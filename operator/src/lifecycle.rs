@@ -1,0 +1,683 @@
+//! The job's lifecycle as a pure decision: from the StreamJob (spec and last
+//! status) and what was observed (pod, runtime, storage), the next status,
+//! the one action to take and the events to record. The controller writes
+//! the status *before* it acts, so an operator restarted half-way through an
+//! upgrade reads where it was and carries on; the decision never depends on
+//! anything but these inputs, which is what makes every path testable.
+
+use chrono::{DateTime, Utc};
+
+use crate::crd::{
+    DesiredState, Phase, SnapshotRef, StreamJob, StreamJobSpec, StreamJobStatus, UpgradeMode,
+    UpgradeStatus,
+};
+use crate::resources::Restore;
+
+/// What the controller saw of the job's pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodHealth {
+    /// No pod (not deployed, or scaled to zero).
+    Absent,
+    /// Created, not ready yet.
+    Starting,
+    Ready,
+    /// Crash-looping, or its container ended with an error.
+    Failing {
+        reason: String,
+    },
+}
+
+/// The runtime's `/status`, as far as the operator uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    /// `running`, `restoring`, `stopping`, `stopped`, `failed` …
+    pub state: String,
+    pub last_checkpoint: Option<SnapshotRef>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub now: DateTime<Utc>,
+    /// Replicas of the StatefulSet; `None` when there is none.
+    pub replicas: Option<i32>,
+    pub pod: PodHealth,
+    /// `None` when the control API does not answer.
+    pub runtime: Option<RuntimeStatus>,
+    /// The newest completed checkpoint in the job's storage.
+    pub latest_checkpoint: Option<SnapshotRef>,
+}
+
+/// The one thing to do after the status is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// Apply the ConfigMap, Service and StatefulSet (one replica), the pod
+    /// starting as given. A new deployment replaces the pod.
+    Deploy(Restore),
+    /// Scale the StatefulSet to zero.
+    Undeploy,
+    /// `POST /stop {"savepoint": true}`; its outcome goes to `stopped`.
+    StopWithSavepoint,
+    /// `POST /savepoints` and wait; its outcome goes to `savepoint_taken`.
+    TriggerSavepoint,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventType,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub status: StreamJobStatus,
+    pub action: Action,
+    pub events: Vec<Event>,
+    /// When to look again (sooner if something changes).
+    pub requeue: std::time::Duration,
+}
+
+/// Upgrade steps recorded in `status.upgrade.step`.
+pub mod step {
+    /// Stop-with-savepoint requested; its path is not known yet.
+    pub const STOPPING: &str = "stopping";
+    /// The savepoint failed or timed out; the old spec keeps running and the
+    /// savepoint is tried again.
+    pub const SAVEPOINT_FAILED: &str = "savepoint-failed";
+    /// Stopping to suspend.
+    pub const SUSPENDING: &str = "suspending";
+}
+
+const POLL: std::time::Duration = std::time::Duration::from_secs(10);
+const SAVEPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The spec as far as a deployment goes: nonces and `state` are handled on
+/// their own, so changing them is not an upgrade.
+pub fn deployable_spec(spec: &StreamJobSpec) -> String {
+    let mut spec = spec.clone();
+    spec.savepoint_trigger_nonce = None;
+    spec.restart_nonce = None;
+    spec.state = DesiredState::Running;
+    serde_json::to_string(&spec).expect("a spec serializes")
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn parse_time(s: &Option<String>) -> Option<DateTime<Utc>> {
+    s.as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+struct Decision<'a> {
+    job: &'a StreamJob,
+    obs: &'a Observed,
+    status: StreamJobStatus,
+    events: Vec<Event>,
+}
+
+impl Decision<'_> {
+    fn event(&mut self, kind: EventType, reason: &'static str, note: impl Into<String>) {
+        self.events.push(Event {
+            kind,
+            reason,
+            note: note.into(),
+        });
+    }
+
+    fn plan(self, action: Action, requeue: std::time::Duration) -> Plan {
+        Plan {
+            status: self.status,
+            action,
+            events: self.events,
+            requeue,
+        }
+    }
+
+    fn generation(&self) -> i64 {
+        self.job.metadata.generation.unwrap_or(0)
+    }
+
+    /// Records a deployment of the current spec and returns the action.
+    fn deploy(&mut self, restore: Restore, phase: Phase) -> Action {
+        self.status.phase = phase;
+        self.status.deployment = Some(crate::crd::Deployment {
+            generation: self.generation(),
+            restore: match &restore {
+                Restore::Fresh => "none",
+                Restore::Savepoint(_) => "savepoint",
+                Restore::LatestCheckpoint => "latest-checkpoint",
+            }
+            .into(),
+            savepoint_path: match &restore {
+                Restore::Savepoint(path) => Some(path.clone()),
+                _ => None,
+            },
+            started_at: rfc3339(self.obs.now),
+        });
+        self.status.last_reconciled_spec = Some(deployable_spec(&self.job.spec));
+        self.status.upgrade = None;
+        self.status.error = None;
+        Action::Deploy(restore)
+    }
+
+    /// Where a redeploy from "the latest checkpoint" really starts.
+    fn describe_latest(&self) -> String {
+        match &self.obs.latest_checkpoint {
+            Some(c) => format!("checkpoint {} ({})", c.id, c.path),
+            None => "no completed checkpoint yet: the job starts with empty state".into(),
+        }
+    }
+
+    /// Checkpoints this job completed are gone from storage: restoring
+    /// "the latest" would silently start from scratch.
+    fn checkpoints_lost(&self) -> bool {
+        self.obs.latest_checkpoint.is_none() && self.status.last_checkpoint.is_some()
+    }
+
+    fn running(&self) -> bool {
+        self.obs.pod == PodHealth::Ready
+            && self
+                .obs
+                .runtime
+                .as_ref()
+                .is_some_and(|r| r.state == "running")
+    }
+}
+
+/// Decides the next step for `job` given what was observed.
+pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
+    let mut d = Decision {
+        job,
+        obs,
+        status: job.status.clone().unwrap_or_default(),
+        events: Vec::new(),
+    };
+    d.status.observed_generation = job.metadata.generation;
+    if let Some(c) = obs.runtime.as_ref().and_then(|r| r.last_checkpoint.clone()) {
+        d.status.last_checkpoint = Some(c);
+    } else if d.status.last_checkpoint.is_none() {
+        d.status.last_checkpoint = obs.latest_checkpoint.clone();
+    }
+    let spec = &job.spec;
+
+    // An upgrade or suspension under way goes on first.
+    if let Some(upgrade) = d.status.upgrade.clone() {
+        return continue_upgrade(d, upgrade);
+    }
+
+    // Never deployed: the first deployment.
+    if d.status.deployment.is_none() {
+        if spec.state == DesiredState::Suspended {
+            d.status.phase = Phase::Suspended;
+            return d.plan(Action::None, POLL);
+        }
+        let restore = match &spec.initial_savepoint_path {
+            Some(path) => Restore::Savepoint(path.clone()),
+            None => Restore::Fresh,
+        };
+        let note = match &restore {
+            Restore::Savepoint(path) => format!("deploying from savepoint {path}"),
+            _ => "deploying with empty state".into(),
+        };
+        d.event(EventType::Normal, "Deploying", note);
+        d.status.restart_nonce = spec.restart_nonce;
+        d.status.savepoint_trigger_nonce = spec.savepoint_trigger_nonce;
+        let action = d.deploy(restore, Phase::Deploying);
+        return d.plan(action, POLL);
+    }
+
+    let deployed = d.obs.replicas.unwrap_or(0) > 0;
+
+    // Suspend and resume.
+    if spec.state == DesiredState::Suspended {
+        if !deployed {
+            d.status.phase = Phase::Suspended;
+            return d.plan(Action::None, POLL);
+        }
+        if spec.upgrade_mode == UpgradeMode::Savepoint && d.running() {
+            d.status.phase = Phase::Upgrading;
+            d.status.upgrade = Some(UpgradeStatus {
+                target_generation: d.generation(),
+                step: step::SUSPENDING.into(),
+                requested_at: Some(rfc3339(obs.now)),
+                savepoint_path: None,
+            });
+            d.event(
+                EventType::Normal,
+                "Suspending",
+                "stopping the job with a savepoint",
+            );
+            return d.plan(Action::StopWithSavepoint, POLL);
+        }
+        d.status.phase = Phase::Suspended;
+        d.event(
+            EventType::Normal,
+            "Suspended",
+            format!("pods removed; resuming starts from {}", d.describe_latest()),
+        );
+        return d.plan(Action::Undeploy, POLL);
+    }
+    if !deployed && d.status.phase == Phase::Suspended {
+        let restore = match (&spec.upgrade_mode, &d.status.last_savepoint) {
+            (UpgradeMode::Savepoint, Some(sp)) if upgraded_by(&d.status, sp) => {
+                Restore::Savepoint(sp.path.clone())
+            }
+            (UpgradeMode::Stateless, _) => Restore::Fresh,
+            _ => Restore::LatestCheckpoint,
+        };
+        d.event(EventType::Normal, "Resuming", describe(&restore, &d));
+        let action = d.deploy(restore, Phase::Deploying);
+        return d.plan(action, POLL);
+    }
+
+    // A spec change: an upgrade, by the upgrade mode.
+    if d.status.last_reconciled_spec.as_deref() != Some(deployable_spec(spec).as_str()) {
+        return start_upgrade(d);
+    }
+
+    // A restart asked for.
+    if spec.restart_nonce != d.status.restart_nonce {
+        d.status.restart_nonce = spec.restart_nonce;
+        if d.checkpoints_lost() {
+            return refuse_lost_checkpoints(d);
+        }
+        d.event(
+            EventType::Normal,
+            "Restarting",
+            format!("restart requested; restoring {}", d.describe_latest()),
+        );
+        let action = d.deploy(Restore::LatestCheckpoint, Phase::Deploying);
+        return d.plan(action, POLL);
+    }
+
+    health(d)
+}
+
+/// Whether `savepoint` is the one the job was last stopped with.
+fn upgraded_by(status: &StreamJobStatus, savepoint: &SnapshotRef) -> bool {
+    status.last_savepoint.as_ref() == Some(savepoint)
+}
+
+fn describe(restore: &Restore, d: &Decision) -> String {
+    match restore {
+        Restore::Fresh => "starting with empty state (upgradeMode stateless)".into(),
+        Restore::Savepoint(path) => format!("starting from savepoint {path}"),
+        Restore::LatestCheckpoint => format!("starting from {}", d.describe_latest()),
+    }
+}
+
+fn refuse_lost_checkpoints(mut d: Decision) -> Plan {
+    let last = d.status.last_checkpoint.clone().unwrap_or_default();
+    let error = format!(
+        "no completed checkpoint found in storage, though checkpoint {} ({}) completed before: \
+         not starting without state. Restore it, or set initialSavepointPath, or upgradeMode: stateless",
+        last.id, last.path
+    );
+    d.event(EventType::Warning, "CheckpointsMissing", error.clone());
+    d.status.error = Some(error);
+    d.plan(Action::None, SAVEPOINT_RETRY)
+}
+
+fn start_upgrade(mut d: Decision) -> Plan {
+    let spec = &d.job.spec;
+    match spec.upgrade_mode {
+        UpgradeMode::Savepoint => {
+            if !d.running() {
+                // Never a silent stateless start: wait, and say how to go on.
+                let error = "the spec changed but the job is not running, so no savepoint can be \
+                             taken: the upgrade waits. To redeploy from the latest checkpoint \
+                             instead, set upgradeMode: last-state"
+                    .to_string();
+                if d.status.error.as_deref() != Some(error.as_str()) {
+                    d.event(EventType::Warning, "UpgradeWaiting", error.clone());
+                }
+                d.status.error = Some(error);
+                d.status.phase = Phase::Upgrading;
+                // A failing job still recovers (with the deployed spec).
+                return health_only(d);
+            }
+            d.status.phase = Phase::Upgrading;
+            d.status.upgrade = Some(UpgradeStatus {
+                target_generation: d.generation(),
+                step: step::STOPPING.into(),
+                requested_at: Some(rfc3339(d.obs.now)),
+                savepoint_path: None,
+            });
+            d.event(
+                EventType::Normal,
+                "UpgradeStarted",
+                format!(
+                    "spec generation {} changed: stopping the job with a savepoint",
+                    d.generation()
+                ),
+            );
+            d.plan(Action::StopWithSavepoint, POLL)
+        }
+        UpgradeMode::LastState => {
+            if d.checkpoints_lost() {
+                return refuse_lost_checkpoints(d);
+            }
+            d.event(
+                EventType::Normal,
+                "Upgrading",
+                format!(
+                    "spec generation {} changed: redeploying from {}",
+                    d.generation(),
+                    d.describe_latest()
+                ),
+            );
+            let action = d.deploy(Restore::LatestCheckpoint, Phase::Upgrading);
+            d.plan(action, POLL)
+        }
+        UpgradeMode::Stateless => {
+            d.event(
+                EventType::Normal,
+                "Upgrading",
+                format!(
+                    "spec generation {} changed: redeploying with empty state (upgradeMode stateless)",
+                    d.generation()
+                ),
+            );
+            let action = d.deploy(Restore::Fresh, Phase::Upgrading);
+            d.plan(action, POLL)
+        }
+    }
+}
+
+fn continue_upgrade(mut d: Decision, upgrade: UpgradeStatus) -> Plan {
+    // The path is recorded: redeploy (or scale down) from it.
+    if let Some(path) = upgrade.savepoint_path.clone() {
+        if upgrade.step == step::SUSPENDING {
+            d.status.upgrade = None;
+            d.status.phase = Phase::Suspended;
+            d.event(
+                EventType::Normal,
+                "Suspended",
+                format!("pods removed; resuming starts from savepoint {path}"),
+            );
+            return d.plan(Action::Undeploy, POLL);
+        }
+        d.event(
+            EventType::Normal,
+            "Redeploying",
+            format!(
+                "deploying spec generation {} from savepoint {path}",
+                d.generation()
+            ),
+        );
+        let action = d.deploy(Restore::Savepoint(path), Phase::Deploying);
+        return d.plan(action, POLL);
+    }
+    // The user changed course: another mode, or suspended while upgrading.
+    let suspending = upgrade.step == step::SUSPENDING;
+    if d.job.spec.upgrade_mode != UpgradeMode::Savepoint
+        || (suspending && d.job.spec.state == DesiredState::Running)
+    {
+        d.status.upgrade = None;
+        d.status.error = None;
+        return decide_again(d);
+    }
+    let requested = parse_time(&upgrade.requested_at).unwrap_or(d.obs.now);
+    if upgrade.step == step::SAVEPOINT_FAILED {
+        let retry_at = requested + chrono::Duration::from_std(SAVEPOINT_RETRY).unwrap();
+        if d.obs.now < retry_at || !d.running() {
+            return d.plan(Action::None, SAVEPOINT_RETRY);
+        }
+        let mut upgrade = upgrade;
+        upgrade.step = step::STOPPING.into();
+        upgrade.requested_at = Some(rfc3339(d.obs.now));
+        upgrade.target_generation = d.generation();
+        d.status.upgrade = Some(upgrade);
+        d.event(
+            EventType::Normal,
+            "UpgradeRetrying",
+            "trying the savepoint again",
+        );
+        return d.plan(Action::StopWithSavepoint, POLL);
+    }
+    // Stopping, and no path recorded: the operator may have restarted in the
+    // middle of the request. Ask again (a running job takes another
+    // savepoint; a job already stopped answers with an error and waits).
+    let timeout = chrono::Duration::from_std(d.job.spec.savepoints.timeout.as_std()).unwrap();
+    if d.obs.now > requested + timeout {
+        return savepoint_failed(d, upgrade, "timed out".into());
+    }
+    if !d.running() {
+        return savepoint_failed(d, upgrade, "the job is not running".into());
+    }
+    d.plan(Action::StopWithSavepoint, POLL)
+}
+
+/// A decision as if no upgrade had been under way.
+fn decide_again(d: Decision) -> Plan {
+    let mut job = d.job.clone();
+    job.status = Some(d.status);
+    let mut plan = decide(&job, d.obs);
+    let mut events = d.events;
+    events.append(&mut plan.events);
+    plan.events = events;
+    plan
+}
+
+fn savepoint_failed(mut d: Decision, mut upgrade: UpgradeStatus, reason: String) -> Plan {
+    let error = format!(
+        "savepoint for spec generation {} failed: {reason}. The job keeps running the old spec; \
+         the savepoint is tried again in {} s (set upgradeMode: last-state to redeploy from the \
+         latest checkpoint instead)",
+        upgrade.target_generation,
+        SAVEPOINT_RETRY.as_secs()
+    );
+    d.event(EventType::Warning, "SavepointFailed", error.clone());
+    d.status.error = Some(error);
+    upgrade.step = step::SAVEPOINT_FAILED.into();
+    upgrade.requested_at = Some(rfc3339(d.obs.now));
+    d.status.upgrade = Some(upgrade);
+    d.status.phase = if d.running() {
+        Phase::Upgrading
+    } else {
+        Phase::Failed
+    };
+    d.plan(Action::None, SAVEPOINT_RETRY)
+}
+
+/// The outcome of `Action::StopWithSavepoint`: the path is recorded in the
+/// status (which is written before anything is redeployed), or the failure.
+pub fn stopped(job: &StreamJob, obs: &Observed, outcome: Result<SnapshotRef, String>) -> Plan {
+    let mut status = job.status.clone().unwrap_or_default();
+    let Some(mut upgrade) = status.upgrade.clone() else {
+        return decide(job, obs);
+    };
+    match outcome {
+        Ok(savepoint) => {
+            upgrade.savepoint_path = Some(savepoint.path.clone());
+            status.upgrade = Some(upgrade);
+            record_savepoint(&mut status, savepoint.clone(), job.spec.savepoints.retained);
+            let d = Decision {
+                job,
+                obs,
+                status,
+                events: vec![Event {
+                    kind: EventType::Normal,
+                    reason: "SavepointCompleted",
+                    note: format!("savepoint {} at {}", savepoint.id, savepoint.path),
+                }],
+            };
+            d.plan(Action::None, std::time::Duration::ZERO)
+        }
+        Err(reason) => {
+            let d = Decision {
+                job,
+                obs,
+                status,
+                events: Vec::new(),
+            };
+            savepoint_failed(d, upgrade, reason)
+        }
+    }
+}
+
+/// The outcome of `Action::TriggerSavepoint` (a manual savepoint).
+pub fn savepoint_taken(
+    job: &StreamJob,
+    obs: &Observed,
+    outcome: Result<SnapshotRef, String>,
+) -> Plan {
+    let mut status = job.status.clone().unwrap_or_default();
+    let event = match outcome {
+        Ok(savepoint) => {
+            let note = format!("savepoint {} at {}", savepoint.id, savepoint.path);
+            record_savepoint(&mut status, savepoint, job.spec.savepoints.retained);
+            Event {
+                kind: EventType::Normal,
+                reason: "SavepointCompleted",
+                note,
+            }
+        }
+        Err(reason) => Event {
+            kind: EventType::Warning,
+            reason: "SavepointFailed",
+            note: format!("the savepoint asked for by savepointTriggerNonce failed: {reason}"),
+        },
+    };
+    let d = Decision {
+        job,
+        obs,
+        status,
+        events: vec![event],
+    };
+    d.plan(Action::None, POLL)
+}
+
+fn record_savepoint(status: &mut StreamJobStatus, savepoint: SnapshotRef, retained: u32) {
+    status.last_savepoint = Some(savepoint.clone());
+    status.savepoint_history.push(savepoint);
+    let excess = status
+        .savepoint_history
+        .len()
+        .saturating_sub(retained.max(1) as usize);
+    status.savepoint_history.drain(..excess);
+}
+
+/// Health of a deployed job with nothing else to do: running, failing
+/// (recovered from the latest checkpoint with backoff and a budget), and a
+/// manual savepoint when asked for.
+fn health(mut d: Decision) -> Plan {
+    if d.running() && d.job.spec.savepoint_trigger_nonce != d.status.savepoint_trigger_nonce {
+        d.status.savepoint_trigger_nonce = d.job.spec.savepoint_trigger_nonce;
+        d.status.phase = Phase::Running;
+        d.event(
+            EventType::Normal,
+            "SavepointTriggered",
+            "taking a savepoint",
+        );
+        return d.plan(Action::TriggerSavepoint, POLL);
+    }
+    health_only(d)
+}
+
+fn health_only(mut d: Decision) -> Plan {
+    let upgrading = d.status.phase == Phase::Upgrading;
+    match d.obs.pod.clone() {
+        PodHealth::Ready if d.running() => {
+            if !upgrading {
+                d.status.phase = Phase::Running;
+                d.status.error = None;
+            }
+            d.status.next_recovery_at = None;
+            let started = d
+                .status
+                .deployment
+                .as_ref()
+                .and_then(|dep| parse_time(&Some(dep.started_at.clone())));
+            let stable_after =
+                chrono::Duration::from_std(d.job.spec.restart_policy.stable_after.as_std())
+                    .unwrap();
+            if started.is_some_and(|s| d.obs.now >= s + stable_after) {
+                d.status.restarts = 0;
+                d.status.last_stable_spec = d.status.last_reconciled_spec.clone();
+            }
+            d.plan(Action::None, POLL)
+        }
+        PodHealth::Failing { reason } => recover(d, reason),
+        _ if d.obs.runtime.as_ref().is_some_and(|r| r.state == "failed") => {
+            recover(d, "the job failed".into())
+        }
+        _ => d.plan(Action::None, POLL),
+    }
+}
+
+fn recover(mut d: Decision, reason: String) -> Plan {
+    let policy = &d.job.spec.restart_policy;
+    if d.status.restarts >= policy.attempts {
+        if d.status.phase != Phase::Failed {
+            d.event(
+                EventType::Warning,
+                "RestartBudgetExhausted",
+                format!(
+                    "{reason}; {} recoveries did not help: the job stays Failed until the spec \
+                     or restartNonce changes",
+                    policy.attempts
+                ),
+            );
+        }
+        d.status.phase = Phase::Failed;
+        d.status.error = Some(reason);
+        return d.plan(Action::None, POLL);
+    }
+    let Some(at) = parse_time(&d.status.next_recovery_at) else {
+        // First sight of this failure: wait the backoff, doubling each time.
+        let backoff = policy.backoff.as_std() * 2u32.saturating_pow(d.status.restarts);
+        let backoff = backoff.min(policy.max_backoff.as_std());
+        let at = d.obs.now + chrono::Duration::from_std(backoff).unwrap();
+        d.status.next_recovery_at = Some(rfc3339(at));
+        d.status.phase = Phase::Recovering;
+        d.status.error = Some(reason.clone());
+        d.event(
+            EventType::Warning,
+            "JobFailed",
+            format!(
+                "{reason}; recovering from the latest checkpoint in {} s (attempt {} of {})",
+                backoff.as_secs(),
+                d.status.restarts + 1,
+                policy.attempts
+            ),
+        );
+        return d.plan(Action::None, backoff);
+    };
+    if d.obs.now < at {
+        let wait = (at - d.obs.now).to_std().unwrap_or_default();
+        return d.plan(Action::None, wait);
+    }
+    if d.checkpoints_lost() {
+        return refuse_lost_checkpoints(d);
+    }
+    d.status.restarts += 1;
+    d.status.next_recovery_at = None;
+    let note = format!(
+        "redeploying from {} (attempt {} of {})",
+        d.describe_latest(),
+        d.status.restarts,
+        policy.attempts
+    );
+    d.event(EventType::Normal, "Recovering", note);
+    // Recovery keeps the spec deployed before: a spec change still goes
+    // through its upgrade path.
+    let reconciled = d.status.last_reconciled_spec.clone();
+    let action = d.deploy(Restore::LatestCheckpoint, Phase::Recovering);
+    d.status.last_reconciled_spec = reconciled;
+    d.status.error = Some(reason);
+    d.plan(action, POLL)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,442 @@
+//! Every lifecycle path, as exact statuses, actions and events. Each test
+//! feeds the plan's status back in as the next reconcile would, so the
+//! sequences are the ones the controller goes through.
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::resources::tests::example_job;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn checkpoint(id: u64) -> SnapshotRef {
+    SnapshotRef {
+        id,
+        path: format!("s3://streamjob-checkpoints/jobs/visit-counter/checkpoints/chk-{id}"),
+        time: None,
+    }
+}
+
+fn savepoint(id: u64) -> SnapshotRef {
+    SnapshotRef {
+        id,
+        path: format!("s3://streamjob-checkpoints/jobs/visit-counter/savepoints/sp-{id}"),
+        time: None,
+    }
+}
+
+/// A running job, as observed at `secs`.
+fn running(secs: i64, last: u64) -> Observed {
+    Observed {
+        now: at(secs),
+        replicas: Some(1),
+        pod: PodHealth::Ready,
+        runtime: Some(RuntimeStatus {
+            state: "running".into(),
+            last_checkpoint: Some(checkpoint(last)),
+        }),
+        latest_checkpoint: Some(checkpoint(last)),
+    }
+}
+
+fn crashing(secs: i64, last: u64) -> Observed {
+    Observed {
+        pod: PodHealth::Failing {
+            reason: "CrashLoopBackOff: exit code 1".into(),
+        },
+        runtime: None,
+        ..running(secs, last)
+    }
+}
+
+fn nothing_deployed(secs: i64) -> Observed {
+    Observed {
+        now: at(secs),
+        replicas: None,
+        pod: PodHealth::Absent,
+        runtime: None,
+        latest_checkpoint: None,
+    }
+}
+
+/// Applies the plan's status to the job, as the controller's status write does.
+fn apply(job: &mut StreamJob, plan: &Plan) {
+    job.status = Some(plan.status.clone());
+}
+
+fn reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason).collect()
+}
+
+/// A job deployed and running, checkpoint 3 complete.
+fn deployed_job() -> StreamJob {
+    deployed(example_job())
+}
+
+/// `job` deployed and running, checkpoint 3 complete.
+fn deployed(mut job: StreamJob) -> StreamJob {
+    let plan = decide(&job, &nothing_deployed(0));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &running(30, 3));
+    apply(&mut job, &plan);
+    job
+}
+
+fn change_parallelism(job: &mut StreamJob, parallelism: u32) {
+    job.spec.parallelism = parallelism;
+    *job.metadata.generation.as_mut().unwrap() += 1;
+}
+
+#[test]
+fn create_deploys_fresh_then_runs() {
+    let mut job = example_job();
+    let plan = decide(&job, &nothing_deployed(0));
+    assert_eq!(plan.action, Action::Deploy(Restore::Fresh));
+    assert_eq!(plan.status.phase, Phase::Deploying);
+    assert_eq!(reasons(&plan), ["Deploying"]);
+    assert_eq!(plan.status.observed_generation, Some(1));
+    let deployment = plan.status.deployment.clone().unwrap();
+    assert_eq!(
+        (deployment.generation, deployment.restore.as_str()),
+        (1, "none")
+    );
+    apply(&mut job, &plan);
+
+    let starting = Observed {
+        pod: PodHealth::Starting,
+        runtime: None,
+        ..running(10, 0)
+    };
+    let plan = decide(&job, &starting);
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.phase, Phase::Deploying);
+
+    let plan = decide(&job, &running(30, 3));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert_eq!(plan.status.last_checkpoint, Some(checkpoint(3)));
+    assert!(plan.events.is_empty());
+}
+
+#[test]
+fn an_initial_savepoint_is_restored_on_first_deploy() {
+    let mut job = example_job();
+    job.spec.initial_savepoint_path = Some(savepoint(9).path);
+    let plan = decide(&job, &nothing_deployed(0));
+    assert_eq!(
+        plan.action,
+        Action::Deploy(Restore::Savepoint(savepoint(9).path))
+    );
+}
+
+#[test]
+fn a_spec_change_goes_through_a_savepoint_recorded_before_redeploy() {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::StopWithSavepoint);
+    assert_eq!(plan.status.phase, Phase::Upgrading);
+    assert_eq!(reasons(&plan), ["UpgradeStarted"]);
+    let upgrade = plan.status.upgrade.clone().unwrap();
+    assert_eq!(
+        (upgrade.target_generation, upgrade.step.as_str()),
+        (2, step::STOPPING)
+    );
+    apply(&mut job, &plan);
+
+    // The stop answers with the savepoint: its path is recorded first …
+    let plan = stopped(&job, &running(65, 4), Ok(savepoint(5)));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(
+        plan.status.upgrade.as_ref().unwrap().savepoint_path,
+        Some(savepoint(5).path)
+    );
+    assert_eq!(plan.status.last_savepoint, Some(savepoint(5)));
+    assert_eq!(plan.status.savepoint_history, [savepoint(5)]);
+    assert_eq!(reasons(&plan), ["SavepointCompleted"]);
+    apply(&mut job, &plan);
+
+    // … and the redeploy from it comes next.
+    let stopped_pod = Observed {
+        runtime: None,
+        pod: PodHealth::Starting,
+        ..running(66, 4)
+    };
+    let plan = decide(&job, &stopped_pod);
+    assert_eq!(
+        plan.action,
+        Action::Deploy(Restore::Savepoint(savepoint(5).path))
+    );
+    assert_eq!(plan.status.phase, Phase::Deploying);
+    assert_eq!(plan.status.upgrade, None);
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 2);
+    assert_eq!(reasons(&plan), ["Redeploying"]);
+    apply(&mut job, &plan);
+
+    let plan = decide(&job, &running(90, 6));
+    assert_eq!(
+        (plan.action.clone(), plan.status.phase),
+        (Action::None, Phase::Running)
+    );
+}
+
+#[test]
+fn an_operator_restarted_mid_upgrade_asks_for_the_savepoint_again() {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    apply(&mut job, &plan);
+    // The operator died during the stop request: the status says stopping,
+    // with no path. The next reconcile repeats the request.
+    let plan = decide(&job, &running(70, 4));
+    assert_eq!(plan.action, Action::StopWithSavepoint);
+    assert_eq!(plan.status.upgrade.unwrap().step, step::STOPPING);
+    assert!(plan.events.is_empty());
+}
+
+#[test]
+fn a_failed_savepoint_waits_and_never_starts_stateless() {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    apply(&mut job, &plan);
+
+    let plan = stopped(
+        &job,
+        &running(65, 4),
+        Err("savepoint 5 failed: S3 unreachable".into()),
+    );
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.phase, Phase::Upgrading);
+    assert_eq!(reasons(&plan), ["SavepointFailed"]);
+    assert_eq!(plan.events[0].kind, EventType::Warning);
+    assert!(plan
+        .status
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("S3 unreachable"));
+    assert_eq!(
+        plan.status.upgrade.as_ref().unwrap().step,
+        step::SAVEPOINT_FAILED
+    );
+    // The old deployment stays.
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
+    apply(&mut job, &plan);
+
+    // Before the retry delay: nothing.
+    let plan = decide(&job, &running(100, 4));
+    assert_eq!(plan.action, Action::None);
+    // After it: the savepoint is tried again.
+    let plan = decide(&job, &running(130, 4));
+    assert_eq!(plan.action, Action::StopWithSavepoint);
+    assert_eq!(reasons(&plan), ["UpgradeRetrying"]);
+}
+
+#[test]
+fn a_savepoint_that_takes_too_long_times_out() {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    apply(&mut job, &plan);
+    // Default timeout 5 minutes; the stop never answered.
+    let plan = decide(&job, &running(60 + 301, 4));
+    assert_eq!(reasons(&plan), ["SavepointFailed"]);
+    assert!(plan.status.error.unwrap().contains("timed out"));
+}
+
+#[test]
+fn switching_to_last_state_mid_upgrade_redeploys_from_the_latest_checkpoint() {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    apply(&mut job, &plan);
+    let plan = stopped(&job, &running(65, 4), Err("timed out".into()));
+    apply(&mut job, &plan);
+
+    job.spec.upgrade_mode = UpgradeMode::LastState;
+    *job.metadata.generation.as_mut().unwrap() += 1;
+    let plan = decide(&job, &running(70, 7));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(plan.status.upgrade, None);
+    assert_eq!(plan.status.error, None);
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 3);
+    assert_eq!(reasons(&plan), ["Upgrading"]);
+    assert!(plan.events[0].note.contains("checkpoint 7"));
+}
+
+#[test]
+fn a_spec_change_while_the_job_is_down_waits_for_a_savepoint() {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &crashing(60, 4));
+    assert_eq!(plan.status.phase, Phase::Recovering);
+    assert_eq!(reasons(&plan), ["UpgradeWaiting", "JobFailed"]);
+    assert!(
+        plan.status
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("the job failed")
+            || plan
+                .status
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("CrashLoopBackOff")
+    );
+    // No redeploy of the new spec, and no stateless start.
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
+}
+
+#[test]
+fn stateless_upgrades_start_fresh() {
+    let mut job = deployed_job();
+    job.spec.upgrade_mode = UpgradeMode::Stateless;
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::Fresh));
+    assert_eq!(plan.status.phase, Phase::Upgrading);
+}
+
+#[test]
+fn suspend_takes_a_savepoint_and_resume_starts_from_it() {
+    let mut job = deployed_job();
+    job.spec.state = DesiredState::Suspended;
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::StopWithSavepoint);
+    assert_eq!(reasons(&plan), ["Suspending"]);
+    apply(&mut job, &plan);
+    let plan = stopped(&job, &running(62, 4), Ok(savepoint(5)));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &running(63, 4));
+    assert_eq!(plan.action, Action::Undeploy);
+    assert_eq!(plan.status.phase, Phase::Suspended);
+    assert_eq!(reasons(&plan), ["Suspended"]);
+    apply(&mut job, &plan);
+
+    let scaled_down = Observed {
+        replicas: Some(0),
+        pod: PodHealth::Absent,
+        runtime: None,
+        ..running(70, 4)
+    };
+    let plan = decide(&job, &scaled_down);
+    assert_eq!(
+        (plan.action.clone(), plan.status.phase),
+        (Action::None, Phase::Suspended)
+    );
+    assert!(plan.events.is_empty());
+
+    job.spec.state = DesiredState::Running;
+    let plan = decide(&job, &scaled_down);
+    assert_eq!(
+        plan.action,
+        Action::Deploy(Restore::Savepoint(savepoint(5).path))
+    );
+    assert_eq!(reasons(&plan), ["Resuming"]);
+}
+
+#[test]
+fn a_failed_job_recovers_from_the_latest_checkpoint_with_backoff_and_a_budget() {
+    let mut job = example_job();
+    job.spec.restart_policy.attempts = 2;
+    let mut job = deployed(job);
+    // Failure seen: wait 10 s.
+    let plan = decide(&job, &crashing(100, 4));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.phase, Phase::Recovering);
+    assert_eq!(plan.requeue, std::time::Duration::from_secs(10));
+    assert_eq!(reasons(&plan), ["JobFailed"]);
+    assert!(plan.events[0].note.contains("attempt 1 of 2"));
+    apply(&mut job, &plan);
+    assert_eq!(decide(&job, &crashing(105, 4)).action, Action::None);
+    // After the backoff: redeploy from the latest checkpoint.
+    let plan = decide(&job, &crashing(110, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(plan.status.restarts, 1);
+    assert_eq!(reasons(&plan), ["Recovering"]);
+    assert!(plan.events[0].note.contains("checkpoint 4"));
+    apply(&mut job, &plan);
+    // Fails again: the backoff doubles.
+    let plan = decide(&job, &crashing(120, 4));
+    assert_eq!(plan.requeue, std::time::Duration::from_secs(20));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &crashing(140, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    apply(&mut job, &plan);
+    // Budget spent: Failed, once.
+    let plan = decide(&job, &crashing(150, 4));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.phase, Phase::Failed);
+    assert_eq!(reasons(&plan), ["RestartBudgetExhausted"]);
+    apply(&mut job, &plan);
+    assert!(decide(&job, &crashing(160, 4)).events.is_empty());
+}
+
+#[test]
+fn recovery_refuses_to_start_empty_when_checkpoints_vanished() {
+    let mut job = deployed_job();
+    let plan = decide(&job, &crashing(100, 4));
+    apply(&mut job, &plan);
+    let gone = Observed {
+        latest_checkpoint: None,
+        ..crashing(200, 4)
+    };
+    let plan = decide(&job, &gone);
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(reasons(&plan), ["CheckpointsMissing"]);
+}
+
+#[test]
+fn a_stable_run_restores_the_restart_budget() {
+    let mut job = deployed_job();
+    let plan = decide(&job, &crashing(100, 4));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &crashing(110, 4));
+    apply(&mut job, &plan);
+    assert_eq!(job.status.as_ref().unwrap().restarts, 1);
+    // Ten minutes running after the recovery.
+    let plan = decide(&job, &running(110 + 600, 9));
+    assert_eq!(plan.status.restarts, 0);
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert_eq!(
+        plan.status.last_stable_spec,
+        plan.status.last_reconciled_spec
+    );
+}
+
+#[test]
+fn nonces_restart_and_take_savepoints() {
+    let mut job = deployed_job();
+    job.spec.restart_nonce = Some(1);
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(reasons(&plan), ["Restarting"]);
+    apply(&mut job, &plan);
+
+    job.spec.savepoint_trigger_nonce = Some(7);
+    let plan = decide(&job, &running(90, 5));
+    assert_eq!(plan.action, Action::TriggerSavepoint);
+    apply(&mut job, &plan);
+    let plan = savepoint_taken(&job, &running(95, 5), Ok(savepoint(6)));
+    assert_eq!(plan.status.last_savepoint, Some(savepoint(6)));
+    apply(&mut job, &plan);
+    // Taken once per nonce.
+    assert_eq!(decide(&job, &running(100, 5)).action, Action::None);
+}
+
+#[test]
+fn the_savepoint_history_keeps_the_newest() {
+    let mut status = StreamJobStatus::default();
+    for id in 1..=7 {
+        record_savepoint(&mut status, savepoint(id), 3);
+    }
+    let ids: Vec<u64> = status.savepoint_history.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [5, 6, 7]);
+    assert_eq!(status.last_savepoint, Some(savepoint(7)));
+}

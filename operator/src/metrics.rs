@@ -1,0 +1,60 @@
+//! The operator's own metrics (`/metrics`) and `/healthz`.
+
+use std::sync::Arc;
+
+use axum::{routing::get, Router};
+use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    pub reconciles: Counter,
+    pub reconcile_errors: Counter,
+    pub reconcile_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            reconciles: Counter::default(),
+            reconcile_errors: Counter::default(),
+            reconcile_seconds: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of the metrics.
+    pub fn encode(&self) -> String {
+        let mut registry = Registry::with_prefix("streamjob_operator");
+        registry.register("reconciles", "Reconciles run", self.reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed",
+            self.reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconcile took",
+            self.reconcile_seconds.clone(),
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String");
+        text
+    }
+}
+
+/// `/metrics` and `/healthz` on `address`.
+pub async fn serve(address: String, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move { metrics.encode() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(address.as_str()).await?;
+    axum::serve(listener, app).await
+}

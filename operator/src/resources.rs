@@ -1,0 +1,279 @@
+//! The Kubernetes objects a `StreamJob` is reconciled into: a ConfigMap with
+//! the job file, a headless Service, and a StatefulSet whose one pod runs
+//! `streamjob run` with `parallelism` workers. Pure functions of the
+//! StreamJob and of how the pod must start, so they are tested as values.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::StreamJob;
+
+/// The control API port of the runtime pods.
+pub const CONTROL_PORT: i32 = 8081;
+/// Where the job file is mounted in the runtime container.
+pub const JOB_FILE: &str = "/etc/streamjob/job.yaml";
+/// Where RocksDB keeps the job's local state.
+pub const STATE_DIR: &str = "/var/lib/streamjob";
+/// The label naming the StreamJob an object belongs to.
+pub const JOB_LABEL: &str = "streamjob.io/job";
+
+/// How the runtime pod starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// No state.
+    Fresh,
+    /// From a savepoint (or any snapshot) at this URI.
+    Savepoint(String),
+    /// From the latest completed checkpoint in storage (a fresh start when
+    /// there is none yet).
+    LatestCheckpoint,
+}
+
+/// The labels of every object of the job (and the pod selector).
+pub fn labels(job: &StreamJob) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "streamjob".into()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "streamjob-operator".into(),
+        ),
+        (JOB_LABEL.into(), job.name_any()),
+    ])
+}
+
+fn metadata(job: &StreamJob, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: job.namespace(),
+        labels: Some(labels(job)),
+        owner_references: owner_reference(job).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// Owned objects are deleted with the StreamJob (garbage collection).
+fn owner_reference(job: &StreamJob) -> Option<OwnerReference> {
+    job.controller_owner_ref(&())
+}
+
+/// The job file the runtime runs: the pipeline, with the name, parallelism
+/// and checkpoints the StreamJob sets.
+pub fn job_file(job: &StreamJob) -> String {
+    let mut pipeline = job.spec.pipeline.clone();
+    pipeline.name = job.name_any();
+    pipeline.parallelism = job.spec.parallelism;
+    pipeline.checkpoints = job.spec.checkpoints.clone();
+    pipeline.state.dir = Some(STATE_DIR.into());
+    serde_yaml::to_string(&pipeline).expect("a job spec serializes")
+}
+
+pub fn config_map(job: &StreamJob) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(job, config_map_name(job)),
+        data: Some(BTreeMap::from([("job.yaml".into(), job_file(job))])),
+        ..Default::default()
+    }
+}
+
+pub fn config_map_name(job: &StreamJob) -> String {
+    format!("{}-job", job.name_any())
+}
+
+/// Headless: it gives the pod a stable DNS name for the control API.
+pub fn service(job: &StreamJob) -> Service {
+    Service {
+        metadata: metadata(job, job.name_any()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(labels(job)),
+            ports: Some(vec![ServicePort {
+                name: Some("control".into()),
+                port: CONTROL_PORT,
+                target_port: Some(IntOrString::Int(CONTROL_PORT)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The control API of the job's pod, through the headless Service.
+pub fn control_url(job: &StreamJob) -> String {
+    format!(
+        "http://{name}-0.{name}.{ns}.svc:{CONTROL_PORT}",
+        name = job.name_any(),
+        ns = job.namespace().unwrap_or_else(|| "default".into()),
+    )
+}
+
+/// The StatefulSet: `replicas` is 1 while the job runs and 0 when it is
+/// stopped (suspended, or between stop-with-savepoint and redeploy).
+pub fn stateful_set(job: &StreamJob, restore: &Restore, replicas: i32) -> StatefulSet {
+    let mut args = vec![
+        "run".to_string(),
+        JOB_FILE.into(),
+        "--control-address".into(),
+        format!("0.0.0.0:{CONTROL_PORT}"),
+    ];
+    match restore {
+        Restore::Fresh => {}
+        Restore::Savepoint(path) => {
+            args.push("--from-savepoint".into());
+            args.push(path.clone());
+        }
+        Restore::LatestCheckpoint => args.push("--from-latest-checkpoint".into()),
+    }
+    if job.spec.allow_non_restored_state && *restore != Restore::Fresh {
+        args.push("--allow-non-restored-state".into());
+    }
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(CONTROL_PORT),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "streamjob".into(),
+        image: Some(job.spec.image.clone()),
+        args: Some(args),
+        env: Some(vec![EnvVar {
+            name: "STREAMJOB_LOG".into(),
+            value: Some("info".into()),
+            ..Default::default()
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("control".into()),
+            container_port: CONTROL_PORT,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(Probe {
+            failure_threshold: Some(6),
+            ..probe("/healthz", 10)
+        }),
+        resources: job.spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "job".into(),
+                mount_path: "/etc/streamjob".into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "state".into(),
+                mount_path: STATE_DIR.into(),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "job".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_map_name(job),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            // State is rebuilt from the checkpoint on every start: local
+            // disk only has to outlive the process, not the pod.
+            Volume {
+                name: "state".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+        ]),
+        // A stop-with-savepoint drains and exits: give it time.
+        termination_grace_period_seconds: Some(120),
+        ..Default::default()
+    };
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(job)),
+            ..Default::default()
+        }),
+        spec: Some(pod),
+    };
+    if let Some(overlay) = &job.spec.pod_template {
+        template = merge_pod_template(template, overlay);
+    }
+    StatefulSet {
+        metadata: metadata(job, job.name_any()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(job.name_any()),
+            selector: LabelSelector {
+                match_labels: Some(labels(job)),
+                ..Default::default()
+            },
+            template,
+            volume_claim_templates: None::<Vec<PersistentVolumeClaim>>,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Merges the user's pod template into the operator's: maps merge key by
+/// key, the user's values win, except that containers and volumes are
+/// merged by name and the operator's labels stay (the selector needs them).
+fn merge_pod_template(base: PodTemplateSpec, overlay: &serde_json::Value) -> PodTemplateSpec {
+    let mut merged = serde_json::to_value(&base).expect("a pod template serializes");
+    merge_json(&mut merged, overlay);
+    let mut template: PodTemplateSpec =
+        serde_json::from_value(merged).unwrap_or_else(|_| base.clone());
+    if let Some(meta) = &mut template.metadata {
+        let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in base.metadata.and_then(|m| m.labels).unwrap_or_default() {
+            labels.insert(k, v);
+        }
+    }
+    template
+}
+
+fn merge_json(base: &mut serde_json::Value, overlay: &serde_json::Value) {
+    use serde_json::Value;
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                merge_json(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (Value::Array(base), Value::Array(overlay)) if is_named_list(base, overlay) => {
+            for item in overlay {
+                let name = &item["name"];
+                match base.iter_mut().find(|b| &b["name"] == name) {
+                    Some(existing) => merge_json(existing, item),
+                    None => base.push(item.clone()),
+                }
+            }
+        }
+        (base, overlay) => *base = overlay.clone(),
+    }
+}
+
+/// Lists of objects with a `name` (containers, volumes, env) merge by name.
+fn is_named_list(base: &[serde_json::Value], overlay: &[serde_json::Value]) -> bool {
+    base.iter()
+        .chain(overlay)
+        .all(|v| v.get("name").is_some_and(|n| n.is_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

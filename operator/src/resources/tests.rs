@@ -1,0 +1,146 @@
+//! The objects built for the example StreamJob, field by field.
+
+use super::*;
+use crate::crd::StreamJob;
+
+/// The example manifest from examples/, as the API server would hand it
+/// over (with a uid, so that owner references can be made).
+pub(crate) fn example_job() -> StreamJob {
+    let text = include_str!("../../../examples/streamjob-visit-counter.yaml");
+    let mut job: StreamJob = serde_yaml::from_str(text).expect("the example parses");
+    job.metadata.uid = Some("0e5c2a34-1111-4b7c-9a52-6f1de3b1c0aa".into());
+    job.metadata.generation = Some(1);
+    job
+}
+
+fn container(set: &StatefulSet) -> &Container {
+    &set.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
+
+#[test]
+fn the_job_file_is_the_pipeline_with_the_streamjobs_settings() {
+    let job = example_job();
+    let file: streamjob_runtime::spec::JobSpec =
+        serde_yaml::from_str(&job_file(&job)).expect("the runtime reads it");
+    assert_eq!(file.name, "visit-counter");
+    assert_eq!(file.parallelism, 2);
+    assert_eq!(file.state.dir.as_deref(), Some(STATE_DIR));
+    let checkpoints = file.checkpoints.clone().expect("checkpoints");
+    assert_eq!(checkpoints.storage, "s3://streamjob-checkpoints/jobs");
+    assert_eq!(checkpoints.interval.as_millis(), 10_000);
+    // The runtime accepts it as it stands.
+    file.validate().expect("valid");
+}
+
+#[test]
+fn the_pod_runs_the_job_file_restored_as_asked() {
+    let job = example_job();
+    let args = |restore: &Restore| {
+        container(&stateful_set(&job, restore, 1))
+            .args
+            .clone()
+            .unwrap()
+    };
+    let base = ["run", JOB_FILE, "--control-address", "0.0.0.0:8081"];
+    assert_eq!(args(&Restore::Fresh), base);
+    assert_eq!(
+        args(&Restore::Savepoint(
+            "s3://b/visit-counter/savepoints/sp-7".into()
+        ))[4..],
+        ["--from-savepoint", "s3://b/visit-counter/savepoints/sp-7"]
+    );
+    assert_eq!(
+        args(&Restore::LatestCheckpoint)[4..],
+        ["--from-latest-checkpoint"]
+    );
+}
+
+#[test]
+fn the_stateful_set_is_owned_labelled_and_probed() {
+    let job = example_job();
+    let set = stateful_set(&job, &Restore::Fresh, 1);
+    let owner = &set.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.kind, "StreamJob");
+    assert_eq!(owner.name, "visit-counter");
+    assert_eq!(owner.controller, Some(true));
+    let spec = set.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.service_name.as_deref(), Some("visit-counter"));
+    assert_eq!(spec.selector.match_labels, Some(labels(&job)));
+    let c = container(&set);
+    assert_eq!(
+        c.image.as_deref(),
+        Some("ghcr.io/streamjob/streamjob:0.1.0")
+    );
+    let path = |p: &Option<Probe>| p.as_ref().unwrap().http_get.as_ref().unwrap().path.clone();
+    assert_eq!(path(&c.readiness_probe).as_deref(), Some("/readyz"));
+    assert_eq!(path(&c.liveness_probe).as_deref(), Some("/healthz"));
+    let cpu = &c.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"];
+    assert_eq!(cpu.0, "1");
+}
+
+#[test]
+fn the_pod_template_merges_into_the_container_by_name() {
+    let job = example_job();
+    let set = stateful_set(&job, &Restore::Fresh, 1);
+    let c = container(&set);
+    let env: Vec<(&str, Option<&str>)> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("STREAMJOB_LOG", Some("info")),
+            ("AWS_REGION", Some("us-east-1")),
+            ("AWS_ENDPOINT_URL", Some("http://minio.storage.svc:9000")),
+        ]
+    );
+    assert_eq!(
+        c.env_from.as_ref().unwrap()[0]
+            .secret_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "streamjob-s3-credentials"
+    );
+    // Still one container, still the operator's args and mounts.
+    let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 1);
+    assert_eq!(c.args.as_ref().unwrap()[0], "run");
+    assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 2);
+}
+
+#[test]
+fn a_pod_template_cannot_take_the_selector_labels_away() {
+    let mut job = example_job();
+    job.spec.pod_template = Some(serde_json::json!({
+        "metadata": {"labels": {"team": "web", "streamjob.io/job": "other"}}
+    }));
+    let set = stateful_set(&job, &Restore::Fresh, 1);
+    let labels = set.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels["team"], "web");
+    assert_eq!(labels[JOB_LABEL], "visit-counter");
+}
+
+#[test]
+fn the_service_is_headless_on_the_control_port() {
+    let job = example_job();
+    let spec = service(&job).spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.ports.unwrap()[0].port, CONTROL_PORT);
+    assert_eq!(
+        control_url(&job),
+        "http://visit-counter-0.visit-counter.default.svc:8081"
+    );
+}

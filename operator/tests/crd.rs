@@ -1,0 +1,50 @@
+//! The checked-in CRD (and the chart's copy) is what the Rust types generate.
+
+use streamjob_operator::crd::crd_yaml;
+
+#[test]
+fn checked_in_crds_are_current() {
+    let generated = crd_yaml();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "crds/streamjob.yaml",
+        "charts/streamjob-operator/crds/streamjob.yaml",
+    ] {
+        let checked_in = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{file} is stale: run scripts/crdgen.sh and commit the result"
+        );
+    }
+}
+
+#[test]
+fn crd_has_the_contracted_names_and_columns() {
+    let crd: serde_json::Value = serde_yaml::from_str(&crd_yaml()).unwrap();
+    assert_eq!(crd["spec"]["group"], "streamjob.io");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(crd["spec"]["names"]["shortNames"][0], "sj");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Phase", "Parallelism", "Last checkpoint", "Age"]);
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(
+        spec["properties"]["parallelism"]["minimum"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        spec["properties"]["upgradeMode"]["enum"],
+        serde_json::json!(["savepoint", "last-state", "stateless"])
+    );
+    let rules = version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules.len(), 3);
+}
