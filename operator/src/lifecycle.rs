@@ -43,7 +43,9 @@ pub struct Observed {
     pub pod: PodHealth,
     /// `None` when the control API does not answer.
     pub runtime: Option<RuntimeStatus>,
-    /// The newest completed checkpoint in the job's storage.
+    /// The newest completed snapshot in the job's storage: its newest
+    /// checkpoint, or a savepoint taken after it (what
+    /// `--from-latest-checkpoint` restores).
     pub latest_checkpoint: Option<SnapshotRef>,
 }
 
@@ -112,9 +114,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn parse_time(s: &Option<String>) -> Option<DateTime<Utc>> {
-    s.as_deref()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
 }
 
@@ -147,11 +148,26 @@ impl Decision<'_> {
         self.job.metadata.generation.unwrap_or(0)
     }
 
-    /// Records a deployment of the current spec and returns the action.
+    /// Rolls the current spec out: records it as deployed and returns the
+    /// action.
     fn deploy(&mut self, restore: Restore, phase: Phase) -> Action {
+        self.status.last_reconciled_spec = Some(deployable_spec(&self.job.spec));
+        let generation = self.generation();
+        self.record_deployment(restore, phase, generation)
+    }
+
+    /// Starts the deployed spec again (a recovery): a spec change waiting
+    /// for its savepoint stays waiting, the controller deploys
+    /// `lastReconciledSpec`.
+    fn redeploy(&mut self, restore: Restore, phase: Phase) -> Action {
+        let generation = self.status.deployment.as_ref().map_or(0, |d| d.generation);
+        self.record_deployment(restore, phase, generation)
+    }
+
+    fn record_deployment(&mut self, restore: Restore, phase: Phase, generation: i64) -> Action {
         self.status.phase = phase;
         self.status.deployment = Some(crate::crd::Deployment {
-            generation: self.generation(),
+            generation,
             restore: match &restore {
                 Restore::Fresh => "none",
                 Restore::Savepoint(_) => "savepoint",
@@ -164,7 +180,6 @@ impl Decision<'_> {
             },
             started_at: rfc3339(self.obs.now),
         });
-        self.status.last_reconciled_spec = Some(deployable_spec(&self.job.spec));
         self.status.upgrade = None;
         self.status.error = None;
         Action::Deploy(restore)
@@ -268,8 +283,12 @@ pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
         return d.plan(Action::Undeploy, POLL);
     }
     if !deployed && d.status.phase == Phase::Suspended {
+        // The savepoint the job was suspended with is the newest snapshot in
+        // storage (ids count checkpoints and savepoints together); an older
+        // one (a suspension without a savepoint came after it) is not.
+        let newest = d.obs.latest_checkpoint.as_ref().map_or(0, |c| c.id);
         let restore = match (&spec.upgrade_mode, &d.status.last_savepoint) {
-            (UpgradeMode::Savepoint, Some(sp)) if upgraded_by(&d.status, sp) => {
+            (UpgradeMode::Savepoint, Some(sp)) if sp.id >= newest => {
                 Restore::Savepoint(sp.path.clone())
             }
             (UpgradeMode::Stateless, _) => Restore::Fresh,
@@ -301,11 +320,6 @@ pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
     }
 
     health(d)
-}
-
-/// Whether `savepoint` is the one the job was last stopped with.
-fn upgraded_by(status: &StreamJobStatus, savepoint: &SnapshotRef) -> bool {
-    status.last_savepoint.as_ref() == Some(savepoint)
 }
 
 fn describe(restore: &Restore, d: &Decision) -> String {
@@ -427,7 +441,7 @@ fn continue_upgrade(mut d: Decision, upgrade: UpgradeStatus) -> Plan {
         d.status.error = None;
         return decide_again(d);
     }
-    let requested = parse_time(&upgrade.requested_at).unwrap_or(d.obs.now);
+    let requested = parse_time(upgrade.requested_at.as_deref()).unwrap_or(d.obs.now);
     if upgrade.step == step::SAVEPOINT_FAILED {
         let retry_at = requested + chrono::Duration::from_std(SAVEPOINT_RETRY).unwrap();
         if d.obs.now < retry_at || !d.running() {
@@ -598,7 +612,7 @@ fn health_only(mut d: Decision) -> Plan {
                 .status
                 .deployment
                 .as_ref()
-                .and_then(|dep| parse_time(&Some(dep.started_at.clone())));
+                .and_then(|dep| parse_time(Some(&dep.started_at)));
             let stable_after =
                 chrono::Duration::from_std(d.job.spec.restart_policy.stable_after.as_std())
                     .unwrap();
@@ -634,7 +648,7 @@ fn recover(mut d: Decision, reason: String) -> Plan {
         d.status.error = Some(reason);
         return d.plan(Action::None, POLL);
     }
-    let Some(at) = parse_time(&d.status.next_recovery_at) else {
+    let Some(at) = parse_time(d.status.next_recovery_at.as_deref()) else {
         // First sight of this failure: wait the backoff, doubling each time.
         let backoff = policy.backoff.as_std() * 2u32.saturating_pow(d.status.restarts);
         let backoff = backoff.min(policy.max_backoff.as_std());
@@ -672,9 +686,7 @@ fn recover(mut d: Decision, reason: String) -> Plan {
     d.event(EventType::Normal, "Recovering", note);
     // Recovery keeps the spec deployed before: a spec change still goes
     // through its upgrade path.
-    let reconciled = d.status.last_reconciled_spec.clone();
-    let action = d.deploy(Restore::LatestCheckpoint, Phase::Recovering);
-    d.status.last_reconciled_spec = reconciled;
+    let action = d.redeploy(Restore::LatestCheckpoint, Phase::Recovering);
     d.status.error = Some(reason);
     d.plan(action, POLL)
 }

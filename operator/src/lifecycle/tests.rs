@@ -84,6 +84,17 @@ fn deployed(mut job: StreamJob) -> StreamJob {
     job
 }
 
+/// A deployed job whose parallelism changed to 4 at 60 s: the stop with a
+/// savepoint was asked for (status written), its answer not seen yet.
+fn stopping_for_an_upgrade() -> StreamJob {
+    let mut job = deployed_job();
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::StopWithSavepoint);
+    apply(&mut job, &plan);
+    job
+}
+
 fn change_parallelism(job: &mut StreamJob, parallelism: u32) {
     job.spec.parallelism = parallelism;
     *job.metadata.generation.as_mut().unwrap() += 1;
@@ -185,10 +196,7 @@ fn a_spec_change_goes_through_a_savepoint_recorded_before_redeploy() {
 
 #[test]
 fn an_operator_restarted_mid_upgrade_asks_for_the_savepoint_again() {
-    let mut job = deployed_job();
-    change_parallelism(&mut job, 4);
-    let plan = decide(&job, &running(60, 4));
-    apply(&mut job, &plan);
+    let job = stopping_for_an_upgrade();
     // The operator died during the stop request: the status says stopping,
     // with no path. The next reconcile repeats the request.
     let plan = decide(&job, &running(70, 4));
@@ -199,10 +207,7 @@ fn an_operator_restarted_mid_upgrade_asks_for_the_savepoint_again() {
 
 #[test]
 fn a_failed_savepoint_waits_and_never_starts_stateless() {
-    let mut job = deployed_job();
-    change_parallelism(&mut job, 4);
-    let plan = decide(&job, &running(60, 4));
-    apply(&mut job, &plan);
+    let mut job = stopping_for_an_upgrade();
 
     let plan = stopped(
         &job,
@@ -238,10 +243,7 @@ fn a_failed_savepoint_waits_and_never_starts_stateless() {
 
 #[test]
 fn a_savepoint_that_takes_too_long_times_out() {
-    let mut job = deployed_job();
-    change_parallelism(&mut job, 4);
-    let plan = decide(&job, &running(60, 4));
-    apply(&mut job, &plan);
+    let job = stopping_for_an_upgrade();
     // Default timeout 5 minutes; the stop never answered.
     let plan = decide(&job, &running(60 + 301, 4));
     assert_eq!(reasons(&plan), ["SavepointFailed"]);
@@ -250,10 +252,7 @@ fn a_savepoint_that_takes_too_long_times_out() {
 
 #[test]
 fn switching_to_last_state_mid_upgrade_redeploys_from_the_latest_checkpoint() {
-    let mut job = deployed_job();
-    change_parallelism(&mut job, 4);
-    let plan = decide(&job, &running(60, 4));
-    apply(&mut job, &plan);
+    let mut job = stopping_for_an_upgrade();
     let plan = stopped(&job, &running(65, 4), Err("timed out".into()));
     apply(&mut job, &plan);
 
@@ -291,6 +290,46 @@ fn a_spec_change_while_the_job_is_down_waits_for_a_savepoint() {
     // No redeploy of the new spec, and no stateless start.
     assert_eq!(plan.action, Action::None);
     assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
+    apply(&mut job, &plan);
+    // The recovery restarts the deployed spec (generation 1), not the new one.
+    let deployed_spec = plan.status.last_reconciled_spec.clone();
+    let plan = decide(&job, &crashing(70, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
+    assert_eq!(plan.status.last_reconciled_spec, deployed_spec);
+    apply(&mut job, &plan);
+    // Running again: now the savepoint upgrade starts.
+    assert_eq!(
+        decide(&job, &running(90, 5)).action,
+        Action::StopWithSavepoint
+    );
+}
+
+#[test]
+fn resuming_after_a_suspension_without_a_savepoint_uses_the_latest_checkpoint() {
+    let mut job = deployed_job();
+    job.spec.savepoint_trigger_nonce = Some(1);
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::TriggerSavepoint);
+    apply(&mut job, &plan);
+    let plan = savepoint_taken(&job, &running(61, 4), Ok(savepoint(5)));
+    apply(&mut job, &plan);
+    // Suspended while the job was down: no savepoint could be taken.
+    job.spec.state = DesiredState::Suspended;
+    let plan = decide(&job, &crashing(200, 9));
+    assert_eq!(plan.action, Action::Undeploy);
+    apply(&mut job, &plan);
+    job.spec.state = DesiredState::Running;
+    let scaled_down = Observed {
+        replicas: Some(0),
+        pod: PodHealth::Absent,
+        runtime: None,
+        ..running(300, 9)
+    };
+    // Savepoint 5 is older than checkpoint 9: resuming from it would go back.
+    let plan = decide(&job, &scaled_down);
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert!(plan.events[0].note.contains("checkpoint 9"));
 }
 
 #[test]
