@@ -31,6 +31,8 @@ pub enum Error {
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the StreamJob has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    InvalidSpec(String),
 }
 
 /// What every reconcile shares.
@@ -269,7 +271,8 @@ async fn deploy(
             &Patch::Apply(&resources::service(&deployed)),
         )
         .await?;
-    let mut set = resources::stateful_set(&deployed, restore, replicas);
+    let mut set =
+        resources::stateful_set(&deployed, restore, replicas).map_err(Error::InvalidSpec)?;
     // Each deployment replaces the pod, even with the same arguments (a
     // recovery from the latest checkpoint).
     if let (Some(spec), Some(dep)) = (

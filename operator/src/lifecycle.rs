@@ -225,6 +225,12 @@ pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
     }
     let spec = &job.spec;
 
+    // A spec that cannot be deployed is never rolled out; the deployed one
+    // keeps running (and recovering).
+    if let Some(error) = crate::resources::pod_template_error(job) {
+        return invalid_spec(d, error);
+    }
+
     // An upgrade or suspension under way goes on first.
     if let Some(upgrade) = d.status.upgrade.clone() {
         return continue_upgrade(d, upgrade);
@@ -328,6 +334,19 @@ fn describe(restore: &Restore, d: &Decision) -> String {
         Restore::Savepoint(path) => format!("starting from savepoint {path}"),
         Restore::LatestCheckpoint => format!("starting from {}", d.describe_latest()),
     }
+}
+
+fn invalid_spec(mut d: Decision, error: String) -> Plan {
+    if d.status.error.as_deref() != Some(error.as_str()) {
+        d.event(
+            EventType::Warning,
+            "InvalidSpec",
+            format!("{error}; the deployed spec keeps running until this is fixed"),
+        );
+    }
+    let mut plan = health_only(d);
+    plan.status.error = Some(error);
+    plan
 }
 
 fn refuse_lost_checkpoints(mut d: Decision) -> Plan {

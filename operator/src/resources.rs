@@ -117,8 +117,13 @@ pub fn control_url(job: &StreamJob) -> String {
 }
 
 /// The StatefulSet: `replicas` is 1 while the job runs and 0 when it is
-/// stopped (suspended, or between stop-with-savepoint and redeploy).
-pub fn stateful_set(job: &StreamJob, restore: &Restore, replicas: i32) -> StatefulSet {
+/// stopped (suspended, or between stop-with-savepoint and redeploy). Fails
+/// when `podTemplate` does not make a pod template (see `pod_template_error`).
+pub fn stateful_set(
+    job: &StreamJob,
+    restore: &Restore,
+    replicas: i32,
+) -> Result<StatefulSet, String> {
     let mut args = vec![
         "run".to_string(),
         JOB_FILE.into(),
@@ -211,9 +216,9 @@ pub fn stateful_set(job: &StreamJob, restore: &Restore, replicas: i32) -> Statef
         spec: Some(pod),
     };
     if let Some(overlay) = &job.spec.pod_template {
-        template = merge_pod_template(template, overlay);
+        template = merge_pod_template(template, overlay)?;
     }
-    StatefulSet {
+    Ok(StatefulSet {
         metadata: metadata(job, job.name_any()),
         spec: Some(StatefulSetSpec {
             replicas: Some(replicas),
@@ -227,24 +232,34 @@ pub fn stateful_set(job: &StreamJob, restore: &Restore, replicas: i32) -> Statef
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
+}
+
+/// Why the StreamJob's `podTemplate` cannot be used, naming the field
+/// (checked before a spec is rolled out, so a bad edit never replaces a
+/// running pod).
+pub fn pod_template_error(job: &StreamJob) -> Option<String> {
+    stateful_set(job, &Restore::Fresh, 1).err()
 }
 
 /// Merges the user's pod template into the operator's: maps merge key by
 /// key, the user's values win, except that containers and volumes are
 /// merged by name and the operator's labels stay (the selector needs them).
-fn merge_pod_template(base: PodTemplateSpec, overlay: &serde_json::Value) -> PodTemplateSpec {
+fn merge_pod_template(
+    base: PodTemplateSpec,
+    overlay: &serde_json::Value,
+) -> Result<PodTemplateSpec, String> {
     let mut merged = serde_json::to_value(&base).expect("a pod template serializes");
     merge_json(&mut merged, overlay);
-    let mut template: PodTemplateSpec =
-        serde_json::from_value(merged).unwrap_or_else(|_| base.clone());
+    let mut template: PodTemplateSpec = serde_path_to_error::deserialize(merged)
+        .map_err(|e| format!("spec.podTemplate.{}: {}", e.path(), e.inner()))?;
     if let Some(meta) = &mut template.metadata {
         let labels = meta.labels.get_or_insert_with(BTreeMap::new);
         for (k, v) in base.metadata.and_then(|m| m.labels).unwrap_or_default() {
             labels.insert(k, v);
         }
     }
-    template
+    Ok(template)
 }
 
 fn merge_json(base: &mut serde_json::Value, overlay: &serde_json::Value) {

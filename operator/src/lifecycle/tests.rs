@@ -479,3 +479,24 @@ fn the_savepoint_history_keeps_the_newest() {
     assert_eq!(ids, [5, 6, 7]);
     assert_eq!(status.last_savepoint, Some(savepoint(7)));
 }
+
+#[test]
+fn an_invalid_pod_template_is_reported_and_never_rolled_out() {
+    let mut job = deployed_job();
+    job.spec.pod_template = Some(serde_json::json!({"spec": {"containers": "streamjob"}}));
+    *job.metadata.generation.as_mut().unwrap() += 1;
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(reasons(&plan), ["InvalidSpec"]);
+    assert_eq!(plan.events[0].kind, EventType::Warning);
+    assert!(plan
+        .status
+        .error
+        .as_ref()
+        .unwrap()
+        .starts_with("spec.podTemplate.spec.containers: invalid type"));
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
+    apply(&mut job, &plan);
+    // Said once, not at every reconcile.
+    assert!(decide(&job, &running(70, 4)).events.is_empty());
+}

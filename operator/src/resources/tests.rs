@@ -43,7 +43,7 @@ fn the_job_file_is_the_pipeline_with_the_streamjobs_settings() {
 fn the_pod_runs_the_job_file_restored_as_asked() {
     let job = example_job();
     let args = |restore: &Restore| {
-        container(&stateful_set(&job, restore, 1))
+        container(&stateful_set(&job, restore, 1).unwrap())
             .args
             .clone()
             .unwrap()
@@ -65,7 +65,7 @@ fn the_pod_runs_the_job_file_restored_as_asked() {
 #[test]
 fn the_stateful_set_is_owned_labelled_and_probed() {
     let job = example_job();
-    let set = stateful_set(&job, &Restore::Fresh, 1);
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
     let owner = &set.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(owner.kind, "StreamJob");
     assert_eq!(owner.name, "visit-counter");
@@ -89,7 +89,7 @@ fn the_stateful_set_is_owned_labelled_and_probed() {
 #[test]
 fn the_pod_template_merges_into_the_container_by_name() {
     let job = example_job();
-    let set = stateful_set(&job, &Restore::Fresh, 1);
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
     let c = container(&set);
     let env: Vec<(&str, Option<&str>)> = c
         .env
@@ -127,7 +127,7 @@ fn a_pod_template_cannot_take_the_selector_labels_away() {
     job.spec.pod_template = Some(serde_json::json!({
         "metadata": {"labels": {"team": "web", "streamjob.io/job": "other"}}
     }));
-    let set = stateful_set(&job, &Restore::Fresh, 1);
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
     let labels = set.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     assert_eq!(labels["team"], "web");
     assert_eq!(labels[JOB_LABEL], "visit-counter");
@@ -143,4 +143,18 @@ fn the_service_is_headless_on_the_control_port() {
         control_url(&job),
         "http://visit-counter-0.visit-counter.default.svc:8081"
     );
+}
+
+#[test]
+fn a_pod_template_that_is_no_pod_template_is_an_error_naming_the_field() {
+    let mut job = example_job();
+    job.spec.pod_template = Some(serde_json::json!({
+        "spec": {"containers": [{"name": "streamjob", "ports": "8081"}]}
+    }));
+    let error = pod_template_error(&job).expect("rejected");
+    assert!(
+        error.starts_with("spec.podTemplate.spec.containers[0].ports: invalid type"),
+        "{error}"
+    );
+    assert_eq!(pod_template_error(&example_job()), None);
 }
