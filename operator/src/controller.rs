@@ -14,8 +14,8 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::crd::{SnapshotRef, StreamJob, StreamJobStatus};
-use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth, RuntimeStatus};
+use crate::crd::{StreamJob, StreamJobStatus};
+use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth};
 use crate::resources::{self, Restore, JOB_LABEL};
 use crate::runtime_api::RuntimeApi;
 
@@ -33,6 +33,9 @@ pub enum Error {
     NoNamespace,
     #[error("{0}")]
     InvalidSpec(String),
+    /// Storage that cannot be read: no decision is taken on a guess.
+    #[error("checkpoint storage: {0}")]
+    Storage(String),
 }
 
 /// What every reconcile shares.
@@ -330,11 +333,11 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
         ctx.runtime.status(&resources::control_url(job)).await
     };
     let latest_checkpoint = match &job.spec.checkpoints {
-        Some(checkpoints) => {
-            ctx.runtime
-                .latest_checkpoint(&checkpoints.storage, &name)
-                .await
-        }
+        Some(checkpoints) => ctx
+            .runtime
+            .latest_checkpoint(&checkpoints.storage, &name)
+            .await
+            .map_err(Error::Storage)?,
         None => None,
     };
     Ok(Observed {
@@ -382,16 +385,4 @@ pub fn pod_health(pod: &Pod) -> PodHealth {
     } else {
         PodHealth::Starting
     }
-}
-
-/// The runtime's `/status` JSON, as the lifecycle reads it.
-pub fn runtime_status(json: &serde_json::Value) -> Option<RuntimeStatus> {
-    let state = json.get("state")?.as_str()?.to_string();
-    let last_checkpoint = json
-        .get("lastCheckpoint")
-        .and_then(|c| serde_json::from_value::<SnapshotRef>(c.clone()).ok());
-    Some(RuntimeStatus {
-        state,
-        last_checkpoint,
-    })
 }

@@ -2,6 +2,8 @@
 //! "Runtime contract") and its checkpoint storage, the only two things the
 //! operator and the runtime share.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -27,12 +29,13 @@ pub trait RuntimeApi: Send + Sync {
         url: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>>;
-    /// The newest completed snapshot of job `job` in storage `uri`.
+    /// The newest completed snapshot of job `job` in storage `uri`, or why
+    /// the storage cannot be read.
     fn latest_checkpoint<'a>(
         &'a self,
         uri: &'a str,
         job: &'a str,
-    ) -> BoxFuture<'a, Option<SnapshotRef>>;
+    ) -> BoxFuture<'a, Result<Option<SnapshotRef>, String>>;
 }
 
 /// The real thing: HTTP to the pod, and the storage read with the runtime's
@@ -40,30 +43,47 @@ pub trait RuntimeApi: Send + Sync {
 #[derive(Default)]
 pub struct HttpRuntime {
     http: reqwest::Client,
+    /// Storage clients by URI: making one (an S3 client, its credentials)
+    /// at every reconcile would be slow.
+    storages: Arc<Mutex<HashMap<String, CheckpointStorage>>>,
 }
 
-async fn error_text(response: reqwest::Response) -> String {
-    let code = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let message = body
-        .get("error")
-        .and_then(|e| e.as_str())
-        .unwrap_or("no reason given");
-    format!("{code}: {message}")
+impl HttpRuntime {
+    /// Sends a request and reads the JSON answer; a non-2xx answer is an
+    /// error with the runtime's reason.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let response = request.timeout(timeout).send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("timed out after {} s", timeout.as_secs())
+            } else {
+                format!("the control API does not answer: {e}")
+            }
+        })?;
+        let code = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if !code.is_success() {
+            let reason = body["error"].as_str().unwrap_or("no reason given");
+            return Err(format!("{code}: {reason}"));
+        }
+        Ok(body)
+    }
 }
 
 impl RuntimeApi for HttpRuntime {
     fn status<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Option<RuntimeStatus>> {
         Box::pin(async move {
-            let response = self
-                .http
-                .get(format!("{url}/status"))
-                .timeout(Duration::from_secs(5))
-                .send()
+            let json = self
+                .call(
+                    self.http.get(format!("{url}/status")),
+                    Duration::from_secs(5),
+                )
                 .await
                 .ok()?;
-            let json: serde_json::Value = response.json().await.ok()?;
-            crate::controller::runtime_status(&json)
+            runtime_status(&json)
         })
     }
 
@@ -73,24 +93,11 @@ impl RuntimeApi for HttpRuntime {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
-            let response = self
+            let request = self
                 .http
                 .post(format!("{url}/stop"))
-                .json(&serde_json::json!({ "savepoint": true }))
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        format!("timed out after {} s", timeout.as_secs())
-                    } else {
-                        format!("the control API at {url} does not answer: {e}")
-                    }
-                })?;
-            if !response.status().is_success() {
-                return Err(error_text(response).await);
-            }
-            let json: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+                .json(&serde_json::json!({ "savepoint": true }));
+            let json = self.call(request, timeout).await?;
             serde_json::from_value(json["savepoint"].clone())
                 .map_err(|e| format!("unexpected answer from /stop: {e}"))
         })
@@ -103,29 +110,20 @@ impl RuntimeApi for HttpRuntime {
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
-            let response = self
-                .http
-                .post(format!("{url}/savepoints"))
-                .timeout(Duration::from_secs(40))
-                .send()
-                .await
-                .map_err(|e| format!("the control API at {url} does not answer: {e}"))?;
-            if !response.status().is_success() {
-                return Err(error_text(response).await);
-            }
-            let json: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+            let json = self
+                .call(
+                    self.http.post(format!("{url}/savepoints")),
+                    Duration::from_secs(40),
+                )
+                .await?;
             let id = json["id"].as_u64().ok_or("no savepoint id in the answer")?;
             while tokio::time::Instant::now() < deadline {
-                let status: serde_json::Value = self
-                    .http
-                    .get(format!("{url}/savepoints/{id}"))
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let status = self
+                    .call(
+                        self.http.get(format!("{url}/savepoints/{id}")),
+                        Duration::from_secs(5),
+                    )
+                    .await?;
                 match status["state"].as_str() {
                     Some("completed") => {
                         return Ok(SnapshotRef {
@@ -151,31 +149,39 @@ impl RuntimeApi for HttpRuntime {
         &'a self,
         uri: &'a str,
         job: &'a str,
-    ) -> BoxFuture<'a, Option<SnapshotRef>> {
+    ) -> BoxFuture<'a, Result<Option<SnapshotRef>, String>> {
         let (uri, job) = (uri.to_string(), job.to_string());
+        let storages = Arc::clone(&self.storages);
         Box::pin(async move {
             // The storage client blocks (and runs its own runtime for S3):
             // a thread of its own keeps it off the reconciler's.
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
-                let _ = tx.send(find_latest(&uri, &job));
+                let storage = storages
+                    .lock()
+                    .expect("storage cache")
+                    .get(&uri)
+                    .cloned()
+                    .map(Ok)
+                    .unwrap_or_else(|| {
+                        CheckpointStorage::from_uri(&uri, std::path::Path::new("/"))
+                            .map_err(|e| e.to_string())
+                    });
+                let result = storage.and_then(|storage| {
+                    let latest = find_latest(&storage, &job);
+                    storages.lock().expect("storage cache").insert(uri, storage);
+                    latest
+                });
+                let _ = tx.send(result);
             });
-            match rx.await {
-                Ok(Ok(latest)) => latest,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot list checkpoints");
-                    None
-                }
-                Err(_) => None,
-            }
+            rx.await
+                .unwrap_or_else(|_| Err("the storage lookup died".into()))
         })
     }
 }
 
-/// The newest completed checkpoint (or later savepoint) of `job` in `uri`.
-pub fn find_latest(uri: &str, job: &str) -> Result<Option<SnapshotRef>, String> {
-    let storage =
-        CheckpointStorage::from_uri(uri, std::path::Path::new("/")).map_err(|e| e.to_string())?;
+/// The newest completed checkpoint (or later savepoint) of `job`.
+pub fn find_latest(storage: &CheckpointStorage, job: &str) -> Result<Option<SnapshotRef>, String> {
     let layout = Layout::new(job);
     Ok(storage
         .newest(&layout)
@@ -185,4 +191,16 @@ pub fn find_latest(uri: &str, job: &str) -> Result<Option<SnapshotRef>, String> 
             path: storage.location(&layout.snapshot_dir(kind, id)),
             time: None,
         }))
+}
+
+/// The runtime's `/status` JSON, as the lifecycle reads it.
+pub fn runtime_status(json: &serde_json::Value) -> Option<RuntimeStatus> {
+    let state = json.get("state")?.as_str()?.to_string();
+    let last_checkpoint = json
+        .get("lastCheckpoint")
+        .and_then(|c| serde_json::from_value::<SnapshotRef>(c.clone()).ok());
+    Some(RuntimeStatus {
+        state,
+        last_checkpoint,
+    })
 }

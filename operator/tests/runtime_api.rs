@@ -1,0 +1,70 @@
+//! The operator reads the runtime's storage layout and `/status` the way the
+//! runtime writes them.
+
+use streamjob_operator::runtime_api::{find_latest, runtime_status};
+use streamjob_runtime::checkpoint::CheckpointStorage;
+
+#[test]
+fn the_latest_snapshot_is_the_newest_complete_one_savepoints_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    let storage = CheckpointStorage::from_uri(&uri, std::path::Path::new("/")).unwrap();
+    assert_eq!(find_latest(&storage, "visit-counter").unwrap(), None);
+    let job = dir.path().join("visit-counter");
+    for (folder, complete) in [
+        ("checkpoints/chk-3", true),
+        ("checkpoints/chk-4", true),
+        ("savepoints/sp-2", true),
+        // Incomplete: never restored.
+        ("checkpoints/chk-7", false),
+    ] {
+        std::fs::create_dir_all(job.join(folder)).unwrap();
+        let file = if complete {
+            "_metadata"
+        } else {
+            "worker-0.snapshot"
+        };
+        std::fs::write(job.join(folder).join(file), b"{}").unwrap();
+    }
+    let latest = find_latest(&storage, "visit-counter").unwrap().unwrap();
+    assert_eq!(latest.id, 4);
+    assert!(
+        latest.path.ends_with("visit-counter/checkpoints/chk-4"),
+        "{}",
+        latest.path
+    );
+    // A savepoint after the newest checkpoint is what a restore starts from.
+    std::fs::create_dir_all(job.join("savepoints/sp-5")).unwrap();
+    std::fs::write(job.join("savepoints/sp-5/_metadata"), b"{}").unwrap();
+    let latest = find_latest(&storage, "visit-counter").unwrap().unwrap();
+    assert_eq!(latest.id, 5);
+    assert!(
+        latest.path.ends_with("visit-counter/savepoints/sp-5"),
+        "{}",
+        latest.path
+    );
+}
+
+#[test]
+fn runtime_status_reads_the_control_apis_answer() {
+    let json = serde_json::json!({
+        "job": "visit-counter",
+        "state": "running",
+        "error": null,
+        "lastCheckpoint": {"id": 12, "path": "s3://b/visit-counter/checkpoints/chk-12", "time": "2026-11-22T10:00:00Z"},
+        "watermark": "2026-11-22T09:59:00Z",
+        "recordsIn": 10,
+    });
+    let status = runtime_status(&json).unwrap();
+    assert_eq!(status.state, "running");
+    let last = status.last_checkpoint.unwrap();
+    assert_eq!(
+        (last.id, last.time.as_deref()),
+        (12, Some("2026-11-22T10:00:00Z"))
+    );
+    assert_eq!(runtime_status(&serde_json::json!({"job": "x"})), None);
+    // And the runtime's own answer has the shape read here.
+    let control = streamjob_runtime::control::JobControl::new("visit-counter", 1);
+    let status = runtime_status(&control.status()).expect("a state");
+    assert_eq!(status.last_checkpoint, None);
+}
