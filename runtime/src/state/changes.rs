@@ -2,8 +2,6 @@
 //! million changed keys would otherwise allocate two million small vectors
 //! on the worker's thread (and free them on another).
 
-use std::cmp::Ordering;
-
 use super::StateError;
 
 /// Rows to put or delete, keys and values back to back in `bytes`.
@@ -32,10 +30,6 @@ impl ChangeSet {
 
     pub fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     pub fn byte_len(&self) -> usize {
@@ -75,33 +69,28 @@ impl ChangeSet {
         });
     }
 
-    fn key(&self, row: &ChangeRow) -> &[u8] {
-        &self.bytes[row.start..row.start + row.key_len as usize]
-    }
-
-    fn value(&self, row: &ChangeRow) -> Option<&[u8]> {
-        let start = row.start + row.key_len as usize;
-        row.value_len
-            .map(|len| &self.bytes[start..start + len as usize])
-    }
-
-    /// Every row as key and value (`None`: delete), deletes first in the
-    /// order added: a key deleted and then put again ends up put.
+    /// Every row as key and value (`None`: delete), in the order added.
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        let deletes = self.rows.iter().filter(|r| r.value_len.is_none());
-        let puts = self.rows.iter().filter(|r| r.value_len.is_some());
-        deletes
-            .chain(puts)
-            .map(|row| (self.key(row), self.value(row)))
+        self.rows.iter().map(|row| row.read(&self.bytes))
     }
 
     /// Every row in key order (as an SST file needs them; keys are distinct).
     pub fn sorted_rows(&mut self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        let mut rows = std::mem::take(&mut self.rows);
         let bytes = &self.bytes;
-        let key = |row: &ChangeRow| &bytes[row.start..row.start + row.key_len as usize];
-        rows.sort_unstable_by(|a, b| -> Ordering { key(a).cmp(key(b)) });
-        self.rows = rows;
-        self.rows.iter().map(|row| (self.key(row), self.value(row)))
+        self.rows
+            .sort_unstable_by(|a, b| a.read(bytes).0.cmp(b.read(bytes).0));
+        self.rows()
+    }
+}
+
+impl ChangeRow {
+    /// The row's key and value (`None`: delete) in `bytes`.
+    fn read<'b>(&self, bytes: &'b [u8]) -> (&'b [u8], Option<&'b [u8]>) {
+        let value_start = self.start + self.key_len as usize;
+        (
+            &bytes[self.start..value_start],
+            self.value_len
+                .map(|len| &bytes[value_start..value_start + len as usize]),
+        )
     }
 }
