@@ -274,21 +274,7 @@ async fn deploy(
             &Patch::Apply(&resources::service(&deployed)),
         )
         .await?;
-    let mut set =
-        resources::stateful_set(&deployed, restore, replicas).map_err(Error::InvalidSpec)?;
-    // Each deployment replaces the pod, even with the same arguments (a
-    // recovery from the latest checkpoint).
-    if let (Some(spec), Some(dep)) = (
-        set.spec.as_mut(),
-        job.status.as_ref().and_then(|s| s.deployment.as_ref()),
-    ) {
-        spec.template
-            .metadata
-            .get_or_insert_with(Default::default)
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert("streamjob.io/deployed-at".into(), dep.started_at.clone());
-    }
+    let set = resources::stateful_set(&deployed, restore, replicas).map_err(Error::InvalidSpec)?;
     Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .patch(&name, &params, &Patch::Apply(&set))
         .await?;

@@ -214,6 +214,12 @@ pub struct Deployment {
     pub savepoint_path: Option<String>,
     /// RFC 3339.
     pub started_at: String,
+    /// Names this rollout for the runtime (`STREAMJOB_DEPLOYMENT`): a
+    /// restarted container or a recreated pod of the same rollout resumes
+    /// from the rollout's own newest checkpoint instead of starting over
+    /// from its savepoint.
+    #[serde(default)]
+    pub id: String,
 }
 
 /// An upgrade or suspension in progress (written before each step, so an

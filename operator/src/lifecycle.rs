@@ -33,6 +33,9 @@ pub struct RuntimeStatus {
     /// `running`, `restoring`, `stopping`, `stopped`, `failed` …
     pub state: String,
     pub last_checkpoint: Option<SnapshotRef>,
+    /// The newest savepoint this run took (a stopped job's is the one it
+    /// stopped with).
+    pub last_savepoint: Option<SnapshotRef>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +182,7 @@ impl Decision<'_> {
                 _ => None,
             },
             started_at: rfc3339(self.obs.now),
+            id: format!("{}-g{generation}", self.obs.now.timestamp_millis()),
         });
         self.status.upgrade = None;
         self.status.error = None;
@@ -479,8 +483,15 @@ fn continue_upgrade(mut d: Decision, upgrade: UpgradeStatus) -> Plan {
         return d.plan(Action::StopWithSavepoint, POLL);
     }
     // Stopping, and no path recorded: the operator may have restarted in the
-    // middle of the request. Ask again (a running job takes another
-    // savepoint; a job already stopped answers with an error and waits).
+    // middle of the request. A job that has stopped with a savepoint since
+    // says which; a running one is asked again.
+    if let Some(savepoint) = stopped_with_savepoint_since(d.obs, requested) {
+        let note = format!(
+            "the job stopped with savepoint {} at {} (found after the operator restarted)",
+            savepoint.id, savepoint.path
+        );
+        return record_stop_savepoint(d, upgrade, savepoint, note);
+    }
     let timeout = chrono::Duration::from_std(d.job.spec.savepoints.timeout.as_std()).unwrap();
     if d.obs.now > requested + timeout {
         return savepoint_failed(d, upgrade, "timed out".into());
@@ -526,37 +537,47 @@ fn savepoint_failed(mut d: Decision, mut upgrade: UpgradeStatus, reason: String)
 /// The outcome of `Action::StopWithSavepoint`: the path is recorded in the
 /// status (which is written before anything is redeployed), or the failure.
 pub fn stopped(job: &StreamJob, obs: &Observed, outcome: Result<SnapshotRef, String>) -> Plan {
-    let mut status = job.status.clone().unwrap_or_default();
-    let Some(mut upgrade) = status.upgrade.clone() else {
+    let status = job.status.clone().unwrap_or_default();
+    let Some(upgrade) = status.upgrade.clone() else {
         return decide(job, obs);
+    };
+    let d = Decision {
+        job,
+        obs,
+        status,
+        events: Vec::new(),
     };
     match outcome {
         Ok(savepoint) => {
-            upgrade.savepoint_path = Some(savepoint.path.clone());
-            status.upgrade = Some(upgrade);
-            record_savepoint(&mut status, savepoint.clone(), job.spec.savepoints.retained);
-            let d = Decision {
-                job,
-                obs,
-                status,
-                events: vec![Event {
-                    kind: EventType::Normal,
-                    reason: "SavepointCompleted",
-                    note: format!("savepoint {} at {}", savepoint.id, savepoint.path),
-                }],
-            };
-            d.plan(Action::None, std::time::Duration::ZERO)
+            let note = format!("savepoint {} at {}", savepoint.id, savepoint.path);
+            record_stop_savepoint(d, upgrade, savepoint, note)
         }
-        Err(reason) => {
-            let d = Decision {
-                job,
-                obs,
-                status,
-                events: Vec::new(),
-            };
-            savepoint_failed(d, upgrade, reason)
-        }
+        Err(reason) => savepoint_failed(d, upgrade, reason),
     }
+}
+
+/// The savepoint a stopped job reports, when it was taken after `since`.
+fn stopped_with_savepoint_since(obs: &Observed, since: DateTime<Utc>) -> Option<SnapshotRef> {
+    let runtime = obs.runtime.as_ref().filter(|r| r.state == "finished")?;
+    let savepoint = runtime.last_savepoint.clone()?;
+    let taken = parse_time(savepoint.time.as_deref())?;
+    // `since` is recorded to the second.
+    (taken >= since).then_some(savepoint)
+}
+
+/// Records the savepoint the job stopped with; the next decision redeploys
+/// (or scales down) from it.
+fn record_stop_savepoint(
+    mut d: Decision,
+    mut upgrade: UpgradeStatus,
+    savepoint: SnapshotRef,
+    note: String,
+) -> Plan {
+    upgrade.savepoint_path = Some(savepoint.path.clone());
+    d.status.upgrade = Some(upgrade);
+    record_savepoint(&mut d.status, savepoint, d.job.spec.savepoints.retained);
+    d.event(EventType::Normal, "SavepointCompleted", note);
+    d.plan(Action::None, std::time::Duration::ZERO)
 }
 
 /// The outcome of `Action::TriggerSavepoint` (a manual savepoint).

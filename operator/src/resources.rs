@@ -154,11 +154,7 @@ pub fn stateful_set(
         name: "streamjob".into(),
         image: Some(job.spec.image.clone()),
         args: Some(args),
-        env: Some(vec![EnvVar {
-            name: "STREAMJOB_LOG".into(),
-            value: Some("info".into()),
-            ..Default::default()
-        }]),
+        env: Some(env(job)),
         ports: Some(vec![ContainerPort {
             name: Some("control".into()),
             container_port: CONTROL_PORT,
@@ -208,9 +204,14 @@ pub fn stateful_set(
         termination_grace_period_seconds: Some(120),
         ..Default::default()
     };
+    // Each rollout replaces the pod, even with the same arguments (a
+    // recovery from the latest checkpoint).
+    let annotations = deployment(job)
+        .map(|d| BTreeMap::from([("streamjob.io/deployed-at".to_string(), d.started_at.clone())]));
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(job)),
+            annotations,
             ..Default::default()
         }),
         spec: Some(pod),
@@ -233,6 +234,25 @@ pub fn stateful_set(
         }),
         ..Default::default()
     })
+}
+
+fn deployment(job: &StreamJob) -> Option<&crate::crd::Deployment> {
+    job.status.as_ref()?.deployment.as_ref()
+}
+
+/// The container's environment: the log level, and the rollout it belongs
+/// to (see `Deployment::id`).
+fn env(job: &StreamJob) -> Vec<EnvVar> {
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    let mut env = vec![var("STREAMJOB_LOG", "info")];
+    if let Some(d) = deployment(job).filter(|d| !d.id.is_empty()) {
+        env.push(var("STREAMJOB_DEPLOYMENT", &d.id));
+    }
+    env
 }
 
 /// Why the StreamJob's `podTemplate` cannot be used, naming the field

@@ -196,11 +196,13 @@ pub fn find_latest(storage: &CheckpointStorage, job: &str) -> Result<Option<Snap
 /// The runtime's `/status` JSON, as the lifecycle reads it.
 pub fn runtime_status(json: &serde_json::Value) -> Option<RuntimeStatus> {
     let state = json.get("state")?.as_str()?.to_string();
-    let last_checkpoint = json
-        .get("lastCheckpoint")
-        .and_then(|c| serde_json::from_value::<SnapshotRef>(c.clone()).ok());
+    let snapshot = |field: &str| {
+        json.get(field)
+            .and_then(|c| serde_json::from_value::<SnapshotRef>(c.clone()).ok())
+    };
     Some(RuntimeStatus {
         state,
-        last_checkpoint,
+        last_checkpoint: snapshot("lastCheckpoint"),
+        last_savepoint: snapshot("lastSavepoint"),
     })
 }

@@ -57,6 +57,16 @@ enum Command {
             default_value = "127.0.0.1:8081"
         )]
         control_address: String,
+        /// The deployment this process belongs to, for a supervisor that
+        /// restarts processes (the operator sets one per rollout). A later
+        /// process of the same deployment resumes from the newest snapshot
+        /// the deployment completed instead of starting over from
+        /// `--from-savepoint`; and once the job stops or finishes, the
+        /// process stays up (control API answering, state `finished`)
+        /// instead of exiting, so a pod's restart policy does not start the
+        /// job again. A failed job still exits non-zero.
+        #[arg(long, env = "STREAMJOB_DEPLOYMENT")]
+        deployment: Option<String>,
     },
     /// Run the visit-counter scenario end to end, with no set-up.
     Demo {
@@ -112,6 +122,7 @@ fn main() -> ExitCode {
             from_latest_checkpoint,
             allow_non_restored_state,
             control_address,
+            deployment,
         } => {
             let restore = match (from_savepoint, from_latest_checkpoint) {
                 // A path on the command line is relative to where the
@@ -136,6 +147,7 @@ fn main() -> ExitCode {
                 state_dir,
                 restore,
                 Some(&control_address),
+                deployment,
             )
         }
         Command::Demo { dir } => demo(dir),
@@ -214,6 +226,7 @@ fn run_job(
     state_dir: Option<PathBuf>,
     restore: Option<(RestoreFrom, bool)>,
     control_address: Option<&str>,
+    deployment: Option<String>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
     let control = JobControl::new(&spec.name, spec.parallelism as usize);
@@ -234,6 +247,7 @@ fn run_job(
         allow_non_restored_state: restore.as_ref().is_some_and(|r| r.1),
         restore: restore.map(|r| r.0),
         control: Some(control.clone()),
+        deployment: deployment.clone(),
         ..Default::default()
     };
     let outcome = run_with_restarts(&spec, &opts);
@@ -241,14 +255,30 @@ fn run_job(
         Ok(_) => control.set_state(JobState::Finished, None),
         Err(e) => control.set_state(JobState::Failed, Some(e.to_string())),
     }
-    if let Some(server) = server {
-        server.shutdown(std::time::Duration::from_secs(5));
-    }
-    let summary = outcome.map_err(|e| format!("job {} failed: {e}", spec.name))?;
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Some(server) = server {
+                server.shutdown(std::time::Duration::from_secs(5));
+            }
+            return Err(format!("job {} failed: {e}", spec.name));
+        }
+    };
     if let Some(from) = &summary.restored_from {
         eprintln!("streamjob: job {} restored from {from}", spec.name);
     }
     eprintln!("streamjob: {}", summary_line(&spec, &summary));
+    if let Some(deployment) = deployment {
+        // Exiting would have the pod's container started again, and the
+        // job with it: stay up, answering `finished`, until terminated.
+        eprintln!("streamjob: deployment {deployment} done; waiting to be terminated");
+        loop {
+            std::thread::park();
+        }
+    }
+    if let Some(server) = server {
+        server.shutdown(std::time::Duration::from_secs(5));
+    }
     Ok(())
 }
 

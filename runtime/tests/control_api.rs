@@ -229,3 +229,76 @@ fn savepoints_need_checkpoint_storage() {
     assert_eq!(code, 200);
     assert!(child.wait().success());
 }
+
+/// Reads the job's stderr until a line contains `needle`; returns that line.
+fn read_until(stderr: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("no line with {needle:?} in:\n{seen}");
+        }
+        if line.contains(needle) {
+            return line;
+        }
+        seen.push_str(&line);
+    }
+}
+
+/// Under a supervisor (`--deployment`), a restarted process never rewinds
+/// to the savepoint its deployment started from, and a stopped job's process
+/// stays up, answering `finished`, instead of exiting to be started again.
+#[test]
+fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path());
+    let (mut child, api, _stderr) = start(&job, &[]);
+    assert!(wait_until(Duration::from_secs(10), || http(
+        &api, "GET", "/readyz", None
+    )
+    .0 == 200));
+    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
+    assert_eq!(code, 200, "{body}");
+    let savepoint = json(&body)["savepoint"].clone();
+    let savepoint_path = savepoint["path"].as_str().unwrap().to_string();
+    assert!(child.wait().success());
+
+    // The deployment's first process starts from the savepoint, checkpoints
+    // past it, and is killed.
+    let args = ["--from-savepoint", &savepoint_path, "--deployment", "d1"];
+    let (child, api, _stderr) = start(&job, &args);
+    assert!(wait_until(Duration::from_secs(20), || {
+        json(&http(&api, "GET", "/status", None).1)["lastCheckpoint"]["id"].as_u64()
+            > savepoint["id"].as_u64()
+    }));
+    drop(child); // kill -9
+
+    // Started again with the same arguments, it resumes from the newest
+    // checkpoint of the deployment, not from the savepoint.
+    let (mut child, api, mut stderr) = start(&job, &args);
+    assert!(wait_until(Duration::from_secs(10), || http(
+        &api, "GET", "/readyz", None
+    )
+    .0 == 200));
+    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
+    assert_eq!(code, 200, "{body}");
+    let stop_path = json(&body)["savepoint"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let restored = read_until(&mut stderr, "restored from");
+    assert!(restored.contains("/checkpoints/chk-"), "{restored}");
+    read_until(&mut stderr, "deployment d1 done");
+    // Still up, the control API saying what happened.
+    assert!(matches!(child.0.try_wait(), Ok(None)));
+    let status = json(&http(&api, "GET", "/status", None).1);
+    assert_eq!(status["state"], "finished", "{status}");
+    assert_eq!(
+        status["lastSavepoint"]["path"],
+        stop_path.as_str(),
+        "{status}"
+    );
+    assert_eq!(http(&api, "GET", "/readyz", None).0, 503);
+    child.0.kill().unwrap();
+    child.wait();
+}

@@ -36,6 +36,7 @@ fn running(secs: i64, last: u64) -> Observed {
         runtime: Some(RuntimeStatus {
             state: "running".into(),
             last_checkpoint: Some(checkpoint(last)),
+            last_savepoint: None,
         }),
         latest_checkpoint: Some(checkpoint(last)),
     }
@@ -113,6 +114,7 @@ fn create_deploys_fresh_then_runs() {
         (deployment.generation, deployment.restore.as_str()),
         (1, "none")
     );
+    assert_eq!(deployment.id, format!("{}-g1", at(0).timestamp_millis()));
     apply(&mut job, &plan);
 
     let starting = Observed {
@@ -203,6 +205,48 @@ fn an_operator_restarted_mid_upgrade_asks_for_the_savepoint_again() {
     assert_eq!(plan.action, Action::StopWithSavepoint);
     assert_eq!(plan.status.upgrade.unwrap().step, step::STOPPING);
     assert!(plan.events.is_empty());
+}
+
+#[test]
+fn an_operator_restarted_after_the_stop_redeploys_from_the_savepoint_the_job_reports() {
+    let mut job = stopping_for_an_upgrade();
+    // The stop completed but the operator died before recording its answer:
+    // the stopped job reports the savepoint it stopped with.
+    let stopped_at = |secs: i64, savepoint_secs: i64| Observed {
+        pod: PodHealth::Starting,
+        runtime: Some(RuntimeStatus {
+            state: "finished".into(),
+            last_checkpoint: Some(checkpoint(4)),
+            last_savepoint: Some(SnapshotRef {
+                time: Some(rfc3339(at(savepoint_secs))),
+                ..savepoint(5)
+            }),
+        }),
+        ..running(secs, 4)
+    };
+    // A savepoint older than the request is not the upgrade's.
+    let plan = decide(&job, &stopped_at(70, 50));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(reasons(&plan), ["SavepointFailed"]);
+
+    let plan = decide(&job, &stopped_at(70, 61));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(reasons(&plan), ["SavepointCompleted"]);
+    assert_eq!(
+        plan.events[0].note,
+        format!(
+            "the job stopped with savepoint 5 at {} (found after the operator restarted)",
+            savepoint(5).path
+        )
+    );
+    assert_eq!(plan.status.last_savepoint.as_ref().unwrap().id, 5);
+    apply(&mut job, &plan);
+    let plan = decide(&job, &stopped_at(71, 61));
+    assert_eq!(
+        plan.action,
+        Action::Deploy(Restore::Savepoint(savepoint(5).path))
+    );
+    assert_eq!(reasons(&plan), ["Redeploying"]);
 }
 
 #[test]

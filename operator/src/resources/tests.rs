@@ -158,3 +158,45 @@ fn a_pod_template_that_is_no_pod_template_is_an_error_naming_the_field() {
     );
     assert_eq!(pod_template_error(&example_job()), None);
 }
+
+#[test]
+fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
+    let mut job = example_job();
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let env = |set: &StatefulSet| {
+        container(set)
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.name.starts_with("STREAMJOB_"))
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    // Not deployed yet (the podTemplate check): no rollout to name.
+    assert_eq!(env(&set), [("STREAMJOB_LOG".into(), "info".into())]);
+
+    job.status = Some(crate::crd::StreamJobStatus {
+        deployment: Some(crate::crd::Deployment {
+            generation: 1,
+            restore: "none".into(),
+            savepoint_path: None,
+            started_at: "2026-11-22T06:00:00Z".into(),
+            id: "1795413600000-g1".into(),
+        }),
+        ..Default::default()
+    });
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    assert_eq!(
+        env(&set),
+        [
+            ("STREAMJOB_LOG".into(), "info".into()),
+            ("STREAMJOB_DEPLOYMENT".into(), "1795413600000-g1".into())
+        ]
+    );
+    let annotations = set.spec.unwrap().template.metadata.unwrap().annotations;
+    assert_eq!(
+        annotations.unwrap()["streamjob.io/deployed-at"],
+        "2026-11-22T06:00:00Z"
+    );
+}

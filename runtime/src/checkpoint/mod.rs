@@ -152,6 +152,12 @@ impl Layout {
         format!("worker-{index}.snapshot")
     }
 
+    /// Where a deployment records the first snapshot id its processes may
+    /// resume from (see `RunOptions::deployment`).
+    pub fn deployment_marker(&self, deployment: &str) -> String {
+        format!("{}/deployments/{deployment}.json", self.job)
+    }
+
     /// The folder of the SST files checkpoints share.
     pub fn shared(&self) -> String {
         format!("{}/shared", self.job)

@@ -326,13 +326,22 @@ impl JobControl {
             .iter()
             .rev()
             .find(|c| c.kind == crate::checkpoint::SnapshotKind::Checkpoint);
+        let last_savepoint = s
+            .checkpoints
+            .iter()
+            .rev()
+            .find(|c| c.kind == crate::checkpoint::SnapshotKind::Savepoint);
+        let snapshot = |c: &SnapshotRecord| {
+            serde_json::json!({
+                "id": c.id, "path": c.path, "time": crate::time::format_time(c.completed_at),
+            })
+        };
         serde_json::json!({
             "job": self.job,
             "state": s.state,
             "error": s.error,
-            "lastCheckpoint": last.map(|c| serde_json::json!({
-                "id": c.id, "path": c.path, "time": crate::time::format_time(c.completed_at),
-            })),
+            "lastCheckpoint": last.map(snapshot),
+            "lastSavepoint": last_savepoint.map(snapshot),
             "watermark": self.watermark().map(crate::time::format_time),
             "recordsIn": self.metrics.records_in.get(),
             "recordsOut": self.metrics.results.get(),

@@ -87,6 +87,13 @@ pub struct RunOptions {
     /// Restore a snapshot whose window state does not fit the job: drop the
     /// state, keep the source positions (Flink's allowNonRestoredState).
     pub allow_non_restored_state: bool,
+    /// The deployment this process belongs to (the operator sets one per
+    /// rollout). Its first process starts from `restore`; a later one (the
+    /// container restarted, the pod recreated) resumes like an in-process
+    /// restart: from the newest snapshot the deployment completed, never by
+    /// rewinding to where the deployment started. Needs checkpoint storage,
+    /// where the deployment is recorded.
+    pub deployment: Option<String>,
 }
 
 /// What a finished job did.
@@ -178,6 +185,13 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
         None => 0,
     };
     let started_from = opts.restore.clone();
+    if let (Some(storage), Some(deployment)) = (&storage, &opts.deployment) {
+        let since = deployment_start(storage, &layout, deployment, since)?;
+        opts.restore = Some(RestoreFrom::Recovery {
+            since,
+            started_from: started_from.clone().map(Box::new),
+        });
+    }
     let mut attempt = 0;
     loop {
         let error = match run(spec, &opts) {
@@ -225,6 +239,32 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
         );
         thread::sleep(delay);
     }
+}
+
+/// The first snapshot id of `deployment`: recorded by its first process
+/// (as `since`), read back by every later one.
+fn deployment_start(
+    storage: &CheckpointStorage,
+    layout: &Layout,
+    deployment: &str,
+    since: u64,
+) -> Result<u64, JobError> {
+    let key = layout.deployment_marker(deployment);
+    let recorded = storage.get(&key)?.and_then(|bytes| {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()?
+            .get("since")?
+            .as_u64()
+    });
+    if let Some(since) = recorded {
+        eprintln!("streamjob: deployment {deployment} started before: resuming from its newest snapshot (ids from {since})");
+        return Ok(since);
+    }
+    storage.write(
+        &key,
+        serde_json::json!({ "since": since }).to_string().as_bytes(),
+    )?;
+    Ok(since)
 }
 
 /// The snapshot to start from, after rolling forward a checkpoint whose
