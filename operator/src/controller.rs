@@ -41,22 +41,25 @@ pub enum Error {
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who records the events (a Recorder is made per event, see `publish`).
+    pub reporter: Reporter,
     pub runtime: Arc<dyn RuntimeApi>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The time decisions are taken at (tests move it on by hand).
+    pub clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
 }
 
 impl Context {
     pub fn new(client: Client, runtime: Arc<dyn RuntimeApi>) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter: Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
             client,
             runtime,
             metrics: Arc::default(),
+            clock: Arc::new(chrono::Utc::now),
         }
     }
 }
@@ -114,17 +117,13 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     let plan = lifecycle::decide(job, &observed);
     let job = commit(job, &plan, ctx).await?;
     let requeue = plan.requeue;
+    // The objects follow the deployment the status records, at every
+    // reconcile: a write that failed after the status was written (the
+    // operator died, the API server refused) is made by the next one.
+    apply_deployment(&job, ctx).await?;
     let follow_up = match plan.action {
-        Action::None => None,
-        Action::Deploy(restore) => {
-            deploy(&job, &restore, 1, ctx).await?;
-            None
-        }
-        Action::Undeploy => {
-            let restore = Restore::LatestCheckpoint;
-            deploy(&job, &restore, 0, ctx).await?;
-            None
-        }
+        // Done by `apply_deployment`, from the status just written.
+        Action::None | Action::Deploy(_) | Action::Undeploy => None,
         Action::StopWithSavepoint => {
             let outcome = ctx
                 .runtime
@@ -242,20 +241,35 @@ async fn publish(ctx: &Context, job: &StreamJob, kind: KubeEventType, reason: &s
         action: "Reconcile".into(),
         secondary: None,
     };
+    // kube's Recorder folds events of the same reason into one series and
+    // keeps the first note, so a second upgrade's `SavepointCompleted` would
+    // show the first one's path. The lifecycle emits an event per
+    // transition, never per poll: one Recorder per event, no folding.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     // An event that cannot be written must not stop the reconcile.
-    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&event, &job.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "cannot record event");
     }
 }
 
-/// Applies the job's objects: the ConfigMap and Service, then the
-/// StatefulSet, built from the spec recorded as deployed.
-async fn deploy(
-    job: &StreamJob,
-    restore: &Restore,
-    replicas: i32,
-    ctx: &Context,
-) -> Result<(), Error> {
+/// Applies the job's objects as its status records them: the ConfigMap
+/// and Service, then the StatefulSet, from the spec recorded as deployed,
+/// started as the deployment says, scaled to zero while suspended. Nothing
+/// before the first deployment. Server-side apply of unchanged objects
+/// changes nothing.
+async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
+    let Some(status) = &job.status else {
+        return Ok(());
+    };
+    let Some(deployment) = &status.deployment else {
+        return Ok(());
+    };
+    let restore = Restore::of(deployment);
+    let replicas = if status.phase == crate::crd::Phase::Suspended {
+        0
+    } else {
+        1
+    };
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let deployed = deployed_job(job);
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -274,7 +288,7 @@ async fn deploy(
             &Patch::Apply(&resources::service(&deployed)),
         )
         .await?;
-    let set = resources::stateful_set(&deployed, restore, replicas).map_err(Error::InvalidSpec)?;
+    let set = resources::stateful_set(&deployed, &restore, replicas).map_err(Error::InvalidSpec)?;
     Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .patch(&name, &params, &Patch::Apply(&set))
         .await?;
@@ -327,7 +341,7 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
         None => None,
     };
     Ok(Observed {
-        now: chrono::Utc::now(),
+        now: (ctx.clock)(),
         replicas,
         pod,
         runtime,

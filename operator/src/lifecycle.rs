@@ -52,14 +52,17 @@ pub struct Observed {
     pub latest_checkpoint: Option<SnapshotRef>,
 }
 
-/// The one thing to do after the status is written.
+/// The one thing to do after the status is written. The objects always
+/// follow `status.deployment` (the controller applies them at every
+/// reconcile), so `Deploy` and `Undeploy` say what the new status means
+/// rather than ask for a separate step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     None,
-    /// Apply the ConfigMap, Service and StatefulSet (one replica), the pod
-    /// starting as given. A new deployment replaces the pod.
+    /// A new deployment is recorded: ConfigMap, Service and StatefulSet (one
+    /// replica), the pod starting as given; the pod is replaced.
     Deploy(Restore),
-    /// Scale the StatefulSet to zero.
+    /// Suspended: the StatefulSet scales to zero.
     Undeploy,
     /// `POST /stop {"savepoint": true}`; its outcome goes to `stopped`.
     StopWithSavepoint,

@@ -38,6 +38,17 @@ pub enum Restore {
     LatestCheckpoint,
 }
 
+impl Restore {
+    /// How a recorded deployment started.
+    pub fn of(deployment: &crate::crd::Deployment) -> Restore {
+        match (deployment.restore.as_str(), &deployment.savepoint_path) {
+            ("savepoint", Some(path)) => Restore::Savepoint(path.clone()),
+            ("latest-checkpoint", _) => Restore::LatestCheckpoint,
+            _ => Restore::Fresh,
+        }
+    }
+}
+
 /// The labels of every object of the job (and the pod selector).
 pub fn labels(job: &StreamJob) -> BTreeMap<String, String> {
     BTreeMap::from([
