@@ -58,6 +58,8 @@ mod status_subresource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodState {
     Absent,
+    /// Running, not ready.
+    Starting,
     Ready,
     CrashLooping,
 }
@@ -114,6 +116,10 @@ impl Cluster {
 
     pub fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap()
+    }
+
+    pub fn set_now(&self, now: DateTime<Utc>) {
+        *self.now.lock().unwrap() = now;
     }
 
     pub fn advance(&self, secs: i64) {
@@ -245,6 +251,7 @@ impl Cluster {
         pod.metadata.namespace = Some(self.ns.clone());
         pod.metadata.labels = Some([(JOB_LABEL.to_string(), self.name.clone())].into());
         pod.status = Some(match state {
+            PodState::Starting => PodStatus::default(),
             PodState::Ready => PodStatus {
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),

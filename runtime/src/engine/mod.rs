@@ -336,6 +336,10 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             kafka_sink.as_ref(),
         )?,
     };
+    match &restore {
+        Some(r) => tracing::info!(from = %r.path, "job {} starting from a snapshot", spec.name),
+        None => tracing::info!("job {} starting with empty state", spec.name),
+    }
     if let Some(storage) = &storage {
         // Not essential to the run: a failure here only leaves the files.
         match storage.remove_unreferenced_shared_files(&layout) {
