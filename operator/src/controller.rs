@@ -140,11 +140,46 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         }
     };
     if let Some(plan) = follow_up {
-        commit(&job, &plan, ctx).await?;
+        let job = commit(&job, &plan, ctx).await?;
+        dispose(&job, &plan.dispose, ctx).await;
         // The recorded savepoint is acted on at once.
         return Ok(Requeue::requeue(std::time::Duration::from_millis(100)));
     }
     Ok(Requeue::requeue(requeue))
+}
+
+/// Deletes the savepoints that left the history (the status no longer
+/// lists them). One that cannot be deleted is reported with its path, for
+/// deletion by hand; it never blocks the job.
+async fn dispose(job: &StreamJob, savepoints: &[crate::crd::SnapshotRef], ctx: &Context) {
+    let Some(checkpoints) = &job.spec.checkpoints else {
+        return;
+    };
+    for savepoint in savepoints {
+        let outcome = ctx
+            .runtime
+            .dispose_savepoint(&checkpoints.storage, &job.name_any(), savepoint)
+            .await;
+        let (kind, reason, note) = match outcome {
+            Ok(()) => (
+                KubeEventType::Normal,
+                "SavepointDisposed",
+                format!(
+                    "savepoint {} at {} deleted: beyond the {} kept (savepoints.retained)",
+                    savepoint.id, savepoint.path, job.spec.savepoints.retained
+                ),
+            ),
+            Err(e) => (
+                KubeEventType::Warning,
+                "SavepointDisposalFailed",
+                format!(
+                    "savepoint {} at {} left the history but could not be deleted ({e}); delete it by hand",
+                    savepoint.id, savepoint.path
+                ),
+            ),
+        };
+        publish(ctx, job, kind, reason, note).await;
+    }
 }
 
 fn savepoint_timeout(job: &StreamJob) -> std::time::Duration {

@@ -90,6 +90,10 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// When to look again (sooner if something changes).
     pub requeue: std::time::Duration,
+    /// Savepoints the operator took that left the history (beyond
+    /// `savepoints.retained`): deleted from storage once the status is
+    /// written.
+    pub dispose: Vec<SnapshotRef>,
 }
 
 /// Upgrade steps recorded in `status.upgrade.step`.
@@ -106,13 +110,19 @@ pub mod step {
 const POLL: std::time::Duration = std::time::Duration::from_secs(10);
 const SAVEPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The spec as far as a deployment goes: nonces and `state` are handled on
-/// their own, so changing them is not an upgrade.
+/// The spec as far as the pods go. Nonces and `state` are handled on their
+/// own, and the operator's own settings (how to upgrade, savepoint and
+/// restart policies, the first deployment's savepoint) change nothing in a
+/// pod: changing any of them is not an upgrade.
 pub fn deployable_spec(spec: &StreamJobSpec) -> String {
     let mut spec = spec.clone();
     spec.savepoint_trigger_nonce = None;
     spec.restart_nonce = None;
     spec.state = DesiredState::Running;
+    spec.upgrade_mode = UpgradeMode::default();
+    spec.savepoints = Default::default();
+    spec.restart_policy = Default::default();
+    spec.initial_savepoint_path = None;
     serde_json::to_string(&spec).expect("a spec serializes")
 }
 
@@ -130,9 +140,20 @@ struct Decision<'a> {
     obs: &'a Observed,
     status: StreamJobStatus,
     events: Vec<Event>,
+    dispose: Vec<SnapshotRef>,
 }
 
-impl Decision<'_> {
+impl<'a> Decision<'a> {
+    fn new(job: &'a StreamJob, obs: &'a Observed) -> Self {
+        Decision {
+            job,
+            obs,
+            status: job.status.clone().unwrap_or_default(),
+            events: Vec::new(),
+            dispose: Vec::new(),
+        }
+    }
+
     fn event(&mut self, kind: EventType, reason: &'static str, note: impl Into<String>) {
         self.events.push(Event {
             kind,
@@ -147,6 +168,7 @@ impl Decision<'_> {
             action,
             events: self.events,
             requeue,
+            dispose: self.dispose,
         }
     }
 
@@ -218,12 +240,7 @@ impl Decision<'_> {
 
 /// Decides the next step for `job` given what was observed.
 pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
-    let mut d = Decision {
-        job,
-        obs,
-        status: job.status.clone().unwrap_or_default(),
-        events: Vec::new(),
-    };
+    let mut d = Decision::new(job, obs);
     d.status.observed_generation = job.metadata.generation;
     if let Some(c) = obs.runtime.as_ref().and_then(|r| r.last_checkpoint.clone()) {
         d.status.last_checkpoint = Some(c);
@@ -540,15 +557,9 @@ fn savepoint_failed(mut d: Decision, mut upgrade: UpgradeStatus, reason: String)
 /// The outcome of `Action::StopWithSavepoint`: the path is recorded in the
 /// status (which is written before anything is redeployed), or the failure.
 pub fn stopped(job: &StreamJob, obs: &Observed, outcome: Result<SnapshotRef, String>) -> Plan {
-    let status = job.status.clone().unwrap_or_default();
-    let Some(upgrade) = status.upgrade.clone() else {
+    let d = Decision::new(job, obs);
+    let Some(upgrade) = d.status.upgrade.clone() else {
         return decide(job, obs);
-    };
-    let d = Decision {
-        job,
-        obs,
-        status,
-        events: Vec::new(),
     };
     match outcome {
         Ok(savepoint) => {
@@ -578,7 +589,7 @@ fn record_stop_savepoint(
 ) -> Plan {
     upgrade.savepoint_path = Some(savepoint.path.clone());
     d.status.upgrade = Some(upgrade);
-    record_savepoint(&mut d.status, savepoint, d.job.spec.savepoints.retained);
+    d.record_savepoint(savepoint);
     d.event(EventType::Normal, "SavepointCompleted", note);
     d.plan(Action::None, std::time::Duration::ZERO)
 }
@@ -589,40 +600,43 @@ pub fn savepoint_taken(
     obs: &Observed,
     outcome: Result<SnapshotRef, String>,
 ) -> Plan {
-    let mut status = job.status.clone().unwrap_or_default();
-    let event = match outcome {
+    let mut d = Decision::new(job, obs);
+    match outcome {
         Ok(savepoint) => {
             let note = format!("savepoint {} at {}", savepoint.id, savepoint.path);
-            record_savepoint(&mut status, savepoint, job.spec.savepoints.retained);
-            Event {
-                kind: EventType::Normal,
-                reason: "SavepointCompleted",
-                note,
-            }
+            d.record_savepoint(savepoint);
+            d.event(EventType::Normal, "SavepointCompleted", note);
         }
-        Err(reason) => Event {
-            kind: EventType::Warning,
-            reason: "SavepointFailed",
-            note: format!("the savepoint asked for by savepointTriggerNonce failed: {reason}"),
-        },
-    };
-    let d = Decision {
-        job,
-        obs,
-        status,
-        events: vec![event],
-    };
+        Err(reason) => d.event(
+            EventType::Warning,
+            "SavepointFailed",
+            format!("the savepoint asked for by savepointTriggerNonce failed: {reason}"),
+        ),
+    }
     d.plan(Action::None, POLL)
 }
 
-fn record_savepoint(status: &mut StreamJobStatus, savepoint: SnapshotRef, retained: u32) {
-    status.last_savepoint = Some(savepoint.clone());
-    status.savepoint_history.push(savepoint);
-    let excess = status
-        .savepoint_history
-        .len()
-        .saturating_sub(retained.max(1) as usize);
-    status.savepoint_history.drain(..excess);
+impl Decision<'_> {
+    /// Adds a savepoint to the history; the oldest beyond
+    /// `savepoints.retained` leave it and are disposed of, except one the
+    /// deployment started from (a restarted container may still need it).
+    fn record_savepoint(&mut self, savepoint: SnapshotRef) {
+        let status = &mut self.status;
+        status.last_savepoint = Some(savepoint.clone());
+        status.savepoint_history.push(savepoint);
+        let retained = self.job.spec.savepoints.retained.max(1) as usize;
+        let excess = status.savepoint_history.len().saturating_sub(retained);
+        let in_use = status
+            .deployment
+            .as_ref()
+            .and_then(|d| d.savepoint_path.clone());
+        self.dispose.extend(
+            status
+                .savepoint_history
+                .drain(..excess)
+                .filter(|sp| Some(&sp.path) != in_use.as_ref()),
+        );
+    }
 }
 
 /// Health of a deployed job with nothing else to do: running, failing

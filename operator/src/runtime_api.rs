@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use streamjob_runtime::checkpoint::{CheckpointStorage, Layout};
+use streamjob_runtime::checkpoint::{CheckpointStorage, Layout, SnapshotKind};
 
 use crate::crd::SnapshotRef;
 use crate::lifecycle::RuntimeStatus;
@@ -36,6 +36,13 @@ pub trait RuntimeApi: Send + Sync {
         uri: &'a str,
         job: &'a str,
     ) -> BoxFuture<'a, Result<Option<SnapshotRef>, String>>;
+    /// Deletes savepoint `savepoint` of job `job` from storage `uri`.
+    fn dispose_savepoint<'a>(
+        &'a self,
+        uri: &'a str,
+        job: &'a str,
+        savepoint: &'a SnapshotRef,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// The real thing: HTTP to the pod, and the storage read with the runtime's
@@ -150,34 +157,70 @@ impl RuntimeApi for HttpRuntime {
         uri: &'a str,
         job: &'a str,
     ) -> BoxFuture<'a, Result<Option<SnapshotRef>, String>> {
-        let (uri, job) = (uri.to_string(), job.to_string());
-        let storages = Arc::clone(&self.storages);
-        Box::pin(async move {
-            // The storage client blocks (and runs its own runtime for S3):
-            // a thread of its own keeps it off the reconciler's.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let storage = storages
-                    .lock()
-                    .expect("storage cache")
-                    .get(&uri)
-                    .cloned()
-                    .map(Ok)
-                    .unwrap_or_else(|| {
-                        CheckpointStorage::from_uri(&uri, std::path::Path::new("/"))
-                            .map_err(|e| e.to_string())
-                    });
-                let result = storage.and_then(|storage| {
-                    let latest = find_latest(&storage, &job);
-                    storages.lock().expect("storage cache").insert(uri, storage);
-                    latest
-                });
-                let _ = tx.send(result);
-            });
-            rx.await
-                .unwrap_or_else(|_| Err("the storage lookup died".into()))
-        })
+        let job = job.to_string();
+        Box::pin(self.on_storage(uri, move |storage| find_latest(storage, &job)))
     }
+
+    fn dispose_savepoint<'a>(
+        &'a self,
+        uri: &'a str,
+        job: &'a str,
+        savepoint: &'a SnapshotRef,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let (job, savepoint) = (job.to_string(), savepoint.clone());
+        Box::pin(self.on_storage(uri, move |storage| {
+            dispose_savepoint(storage, &job, &savepoint)
+        }))
+    }
+}
+
+impl HttpRuntime {
+    /// Runs `work` on the storage at `uri`. The storage client blocks (and
+    /// runs its own runtime for S3): a thread of its own keeps it off the
+    /// reconciler's.
+    async fn on_storage<T: Send + 'static>(
+        &self,
+        uri: &str,
+        work: impl FnOnce(&CheckpointStorage) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let uri = uri.to_string();
+        let storages = Arc::clone(&self.storages);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let cached = storages.lock().expect("storage cache").get(&uri).cloned();
+            let storage = cached.map(Ok).unwrap_or_else(|| {
+                CheckpointStorage::from_uri(&uri, std::path::Path::new("/"))
+                    .map_err(|e| e.to_string())
+            });
+            let result = storage.and_then(|storage| {
+                let result = work(&storage);
+                storages.lock().expect("storage cache").insert(uri, storage);
+                result
+            });
+            let _ = tx.send(result);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err("the storage thread died".into()))
+    }
+}
+
+/// Deletes a savepoint the operator took, after checking that `savepoint`
+/// names this job's savepoint folder in this storage (a storage URI changed
+/// since must not delete something else).
+pub fn dispose_savepoint(
+    storage: &CheckpointStorage,
+    job: &str,
+    savepoint: &SnapshotRef,
+) -> Result<(), String> {
+    let dir = Layout::new(job).snapshot_dir(SnapshotKind::Savepoint, savepoint.id);
+    let location = storage.location(&dir);
+    if location != savepoint.path {
+        return Err(format!(
+            "{} is not where savepoint {} of job {job} is kept ({location}); left alone",
+            savepoint.path, savepoint.id
+        ));
+    }
+    storage.delete_snapshot(&dir).map_err(|e| e.to_string())
 }
 
 /// The newest completed checkpoint (or later savepoint) of `job`.

@@ -82,6 +82,15 @@ impl RuntimeApi for LocalRuntime {
     ) -> BoxFuture<'a, Result<Option<SnapshotRef>, String>> {
         self.http.latest_checkpoint(uri, job)
     }
+
+    fn dispose_savepoint<'a>(
+        &'a self,
+        uri: &'a str,
+        job: &'a str,
+        savepoint: &'a SnapshotRef,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.http.dispose_savepoint(uri, job, savepoint)
+    }
 }
 
 /// The kubelet's part for the one pod: runs the StatefulSet's container as a

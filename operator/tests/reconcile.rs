@@ -161,6 +161,23 @@ impl RuntimeApi for FakeRuntime {
         );
         Box::pin(async move { Ok(self.state.lock().unwrap().latest.clone()) })
     }
+
+    fn dispose_savepoint<'a>(
+        &'a self,
+        uri: &'a str,
+        job: &'a str,
+        savepoint: &'a SnapshotRef,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        assert_eq!(
+            (uri, job),
+            ("s3://streamjob-checkpoints/jobs", "visit-counter")
+        );
+        Box::pin(async move {
+            let call = format!("dispose {}", savepoint.id);
+            self.note(&call, CONTROL_URL).await;
+            Ok(())
+        })
+    }
 }
 
 /// The example job in a fresh cluster, with its finalizer in place.
@@ -534,6 +551,44 @@ async fn a_manual_savepoint_is_taken_once_per_nonce() {
     assert_eq!(cluster.status().await.savepoint_history, [savepoint(4)]);
     cluster.reconcile().await.unwrap();
     assert!(runtime.calls().is_empty(), "not again for the same nonce");
+}
+
+#[tokio::test]
+async fn savepoints_beyond_the_retained_ones_are_deleted_after_the_status_drops_them() {
+    let (cluster, runtime) = running().await;
+    cluster.edit(|spec| spec.savepoints.retained = 2).await;
+    for (nonce, id) in [(1, 4), (2, 5), (3, 6)] {
+        cluster
+            .edit(|spec| spec.savepoint_trigger_nonce = Some(nonce))
+            .await;
+        runtime.answer_savepoint(Ok(savepoint(id)));
+        cluster.reconcile().await.unwrap();
+    }
+    // The third savepoint pushes the first out; the status no longer lists
+    // it when the deletion is asked for.
+    assert_eq!(
+        runtime.calls(),
+        [
+            "savepoint (Running )",
+            "savepoint (Running )",
+            "savepoint (Running )",
+            "dispose 4 (Running )"
+        ]
+    );
+    let status = cluster.status().await;
+    assert_eq!(status.savepoint_history, [savepoint(5), savepoint(6)]);
+    let events = cluster.new_events().await;
+    assert_eq!(
+        events.last().unwrap(),
+        &(
+            "Normal".into(),
+            "SavepointDisposed".into(),
+            format!(
+                "savepoint 4 at {} deleted: beyond the 2 kept (savepoints.retained)",
+                savepoint(4).path
+            )
+        )
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The operator reads the runtime's storage layout and `/status` the way the
 //! runtime writes them.
 
-use streamjob_operator::runtime_api::{find_latest, runtime_status};
+use streamjob_operator::crd::SnapshotRef;
+use streamjob_operator::runtime_api::{dispose_savepoint, find_latest, runtime_status};
 use streamjob_runtime::checkpoint::CheckpointStorage;
 
 #[test]
@@ -67,4 +68,32 @@ fn runtime_status_reads_the_control_apis_answer() {
     let control = streamjob_runtime::control::JobControl::new("visit-counter", 1);
     let status = runtime_status(&control.status()).expect("a state");
     assert_eq!(status.last_checkpoint, None);
+}
+
+#[test]
+fn a_disposed_savepoint_is_gone_and_only_this_jobs_savepoint_folder_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    let storage = CheckpointStorage::from_uri(&uri, std::path::Path::new("/")).unwrap();
+    let folder = dir.path().join("visit-counter/savepoints/sp-4");
+    std::fs::create_dir_all(folder.join("worker-0")).unwrap();
+    std::fs::write(folder.join("worker-0.snapshot"), b"{}").unwrap();
+    std::fs::write(folder.join("_metadata"), b"{}").unwrap();
+    let latest = find_latest(&storage, "visit-counter").unwrap().unwrap();
+
+    // A path that is not this job's savepoint 4 here is refused.
+    let elsewhere = SnapshotRef {
+        path: "s3://other/visit-counter/savepoints/sp-4".into(),
+        ..latest.clone()
+    };
+    let error = dispose_savepoint(&storage, "visit-counter", &elsewhere).unwrap_err();
+    assert!(
+        error.contains("is not where savepoint 4 of job visit-counter is kept"),
+        "{error}"
+    );
+    assert!(folder.join("_metadata").is_file());
+
+    dispose_savepoint(&storage, "visit-counter", &latest).unwrap();
+    assert!(!folder.exists());
+    assert_eq!(find_latest(&storage, "visit-counter").unwrap(), None);
 }

@@ -514,13 +514,22 @@ fn nonces_restart_and_take_savepoints() {
 }
 
 #[test]
-fn the_savepoint_history_keeps_the_newest() {
-    let mut status = StreamJobStatus::default();
+fn the_savepoint_history_keeps_the_newest_and_disposes_of_the_rest() {
+    let mut job = deployed_job();
+    job.spec.savepoints.retained = 3;
+    // The pods were started from savepoint 2: it is never deleted.
+    let status = job.status.as_mut().unwrap();
+    status.deployment.as_mut().unwrap().savepoint_path = Some(savepoint(2).path);
+    let mut disposed = Vec::new();
     for id in 1..=7 {
-        record_savepoint(&mut status, savepoint(id), 3);
+        let plan = savepoint_taken(&job, &running(100, 3), Ok(savepoint(id)));
+        disposed.extend(plan.dispose.iter().map(|s| s.id));
+        apply(&mut job, &plan);
     }
-    let ids: Vec<u64> = status.savepoint_history.iter().map(|s| s.id).collect();
-    assert_eq!(ids, [5, 6, 7]);
+    let status = job.status.unwrap();
+    let kept: Vec<u64> = status.savepoint_history.iter().map(|s| s.id).collect();
+    assert_eq!(kept, [5, 6, 7]);
+    assert_eq!(disposed, [1, 3, 4]);
     assert_eq!(status.last_savepoint, Some(savepoint(7)));
 }
 
@@ -543,4 +552,19 @@ fn an_invalid_pod_template_is_reported_and_never_rolled_out() {
     apply(&mut job, &plan);
     // Said once, not at every reconcile.
     assert!(decide(&job, &running(70, 4)).events.is_empty());
+}
+
+#[test]
+fn the_operators_own_settings_are_no_upgrade() {
+    let mut job = deployed_job();
+    job.spec.savepoints.retained = 2;
+    job.spec.savepoints.on_delete = true;
+    job.spec.restart_policy.attempts = 9;
+    job.spec.upgrade_mode = UpgradeMode::LastState;
+    job.spec.initial_savepoint_path = Some(savepoint(1).path);
+    *job.metadata.generation.as_mut().unwrap() += 1;
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::None);
+    assert!(plan.events.is_empty());
+    assert_eq!(plan.status.phase, Phase::Running);
 }

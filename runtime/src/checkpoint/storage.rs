@@ -142,6 +142,14 @@ impl CheckpointStorage {
         self.store.put(key, bytes)
     }
 
+    /// Deletes a snapshot folder, `_metadata` first: a deletion cut short
+    /// leaves an incomplete snapshot, never restored, rather than a broken
+    /// complete one.
+    pub fn delete_snapshot(&self, dir: &str) -> Result<(), StorageError> {
+        self.store.delete(&format!("{dir}/{METADATA}"))?;
+        self.store.delete_prefix(&format!("{dir}/"))
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.store.get(key)
     }
