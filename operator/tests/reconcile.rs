@@ -693,8 +693,9 @@ async fn an_operator_restarted_during_the_stop_takes_the_savepoint_the_job_repor
     assert_eq!(restore_args(&set), ["--from-savepoint", &savepoint(5).path]);
 }
 
-#[tokio::test]
-async fn deletion_takes_a_last_savepoint_then_lets_go() {
+/// The example job with `savepoints.onDelete`, deleted (its finalizer
+/// holding it).
+async fn being_deleted() -> (Cluster, Arc<FakeRuntime>) {
     let mut job = common::example_job();
     job.spec.savepoints.on_delete = true;
     job.metadata.finalizers = Some(vec![FINALIZER.into()]);
@@ -704,6 +705,12 @@ async fn deletion_takes_a_last_savepoint_then_lets_go() {
     let runtime = FakeRuntime::new();
     let cluster = Cluster::new(job, runtime.clone()).await;
     assert!(runtime.client.set(cluster.client.clone()).is_ok());
+    (cluster, runtime)
+}
+
+#[tokio::test]
+async fn deletion_takes_a_last_savepoint_then_lets_go() {
+    let (cluster, runtime) = being_deleted().await;
     runtime.running(3);
     runtime.answer_stop(Ok(savepoint(4)));
 
@@ -722,15 +729,7 @@ async fn deletion_takes_a_last_savepoint_then_lets_go() {
 
 #[tokio::test]
 async fn deletion_is_not_held_up_by_a_failed_savepoint() {
-    let mut job = common::example_job();
-    job.spec.savepoints.on_delete = true;
-    job.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
-    let runtime = FakeRuntime::new();
-    let cluster = Cluster::new(job, runtime.clone()).await;
-    assert!(runtime.client.set(cluster.client.clone()).is_ok());
+    let (cluster, runtime) = being_deleted().await;
     runtime.answer_stop(Err("the control API does not answer".into()));
 
     cluster.reconcile().await.unwrap();

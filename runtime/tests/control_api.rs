@@ -36,6 +36,17 @@ fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, St
     (status, body)
 }
 
+/// Waits (up to 10 s) for `/readyz` to answer 200.
+fn wait_ready(api: &str) {
+    assert!(
+        wait_until(Duration::from_secs(10), || http(
+            api, "GET", "/readyz", None
+        )
+        .0 == 200),
+        "{api} never became ready"
+    );
+}
+
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
 }
@@ -117,10 +128,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
         panic!("exited {status}: {rest}");
     }
     assert_eq!(http(&api, "GET", "/healthz", None), (200, "ok".to_string()));
-    assert!(wait_until(Duration::from_secs(10), || http(
-        &api, "GET", "/readyz", None
-    )
-    .0 == 200));
+    wait_ready(&api);
 
     // Status: running, records flowing, a checkpoint completed.
     assert!(wait_until(Duration::from_secs(20), || {
@@ -194,10 +202,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
 
     // The job resumes from that savepoint.
     let (mut child, api, _stderr) = start(&job, &["--from-savepoint", &stop_path]);
-    assert!(wait_until(Duration::from_secs(10), || http(
-        &api, "GET", "/readyz", None
-    )
-    .0 == 200));
+    wait_ready(&api);
     assert!(wait_until(Duration::from_secs(10), || {
         json(&http(&api, "GET", "/status", None).1)["recordsIn"].as_u64() > Some(0)
     }));
@@ -253,10 +258,7 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
     let dir = tempfile::tempdir().unwrap();
     let job = write_job(dir.path());
     let (mut child, api, _stderr) = start(&job, &[]);
-    assert!(wait_until(Duration::from_secs(10), || http(
-        &api, "GET", "/readyz", None
-    )
-    .0 == 200));
+    wait_ready(&api);
     let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
     assert_eq!(code, 200, "{body}");
     let savepoint = json(&body)["savepoint"].clone();
@@ -276,10 +278,7 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
     // Started again with the same arguments, it resumes from the newest
     // checkpoint of the deployment, not from the savepoint.
     let (mut child, api, mut stderr) = start(&job, &args);
-    assert!(wait_until(Duration::from_secs(10), || http(
-        &api, "GET", "/readyz", None
-    )
-    .0 == 200));
+    wait_ready(&api);
     let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
     assert_eq!(code, 200, "{body}");
     let stop_path = json(&body)["savepoint"]["path"]
