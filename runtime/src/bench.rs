@@ -72,6 +72,8 @@ impl BenchConfig {
                     disorder: Duration::ZERO,
                     rate: None,
                     seed: 42,
+                    late_fraction: 0.0,
+                    late_by: Duration::ZERO,
                 }),
                 ..Default::default()
             },

@@ -413,3 +413,16 @@ fn every_problem_is_reported_at_once() {
     let e = error_of(&yaml);
     assert_eq!(e.lines().count(), 2, "{e}");
 }
+
+#[test]
+fn a_late_fraction_outside_zero_to_one() {
+    let yaml = with(
+        "  file:\n    path: visits.jsonl\n",
+        "  generator: {keys: 10, lateFraction: 1.5}\n",
+    )
+    .replace("eventTime:\n  field: event_time\n", "");
+    assert_eq!(
+        error_of(&yaml),
+        "source.generator.lateFraction: must be between 0 and 1 (a share of the events, e.g. 0.01), got 1.5"
+    );
+}

@@ -18,6 +18,9 @@ pub struct GeneratorSplit {
     events_per_ms: u64,
     start_time: i64,
     disorder: u64,
+    /// Events whose hash falls below this are stamped `late_by` earlier.
+    late_below: u64,
+    late_by: i64,
     seed: u64,
     aggregates: usize,
     /// `next / events_per_ms` and its remainder, kept incrementally.
@@ -28,6 +31,9 @@ pub struct GeneratorSplit {
     produced: u64,
     id: String,
 }
+
+/// Decorrelates the "is it late" draw from the other draws of an event.
+const LATE_SALT: u64 = 0x6c61_7465_2d64_7261;
 
 /// A fast, well-mixed hash of an index (SplitMix64's finaliser).
 fn mix(mut z: u64) -> u64 {
@@ -47,6 +53,8 @@ impl GeneratorSplit {
             events_per_ms: spec.events_per_ms as u64,
             start_time: spec.start_time,
             disorder: spec.disorder.as_millis() as u64,
+            late_below: (spec.late_fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
+            late_by: spec.late_by.as_millis() as i64,
             seed: spec.seed,
             aggregates,
             ms: index as u64 / spec.events_per_ms as u64,
@@ -67,6 +75,9 @@ impl GeneratorSplit {
         let mut ts = self.start_time + ms as i64;
         if self.disorder > 0 {
             ts -= (mix(h) % (self.disorder + 1)) as i64;
+        }
+        if self.late_below > 0 && mix(h ^ LATE_SALT) < self.late_below {
+            ts -= self.late_by;
         }
         let value = FieldValue::Num(Num::Int(((h >> 32) % 100) as i64));
         Event {
@@ -128,5 +139,39 @@ impl SourceSplit for GeneratorSplit {
         self.ms = offset / self.events_per_ms;
         self.ms_rem = offset % self.events_per_ms;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A late event is its on-time self (same key, same value) stamped
+    /// exactly `lateBy` earlier; about `lateFraction` of them are late.
+    #[test]
+    fn late_events_are_on_time_events_stamped_late_by_earlier() {
+        let late: GeneratorSpec = serde_yaml::from_str(
+            "{keys: 50, eventsPerMs: 1, disorder: 20ms, lateFraction: 0.25, lateBy: 1h}",
+        )
+        .unwrap();
+        let on_time = GeneratorSpec {
+            late_fraction: 0.0,
+            ..late.clone()
+        };
+        let (late, on_time) = (
+            GeneratorSplit::new(&late, 1, 0, 1),
+            GeneratorSplit::new(&on_time, 1, 0, 1),
+        );
+        let mut stamped_late = 0;
+        for i in 0..10_000 {
+            let (a, b) = (on_time.event(i, i), late.event(i, i));
+            assert_eq!((a.key.clone(), a.values.clone()), (b.key, b.values));
+            match a.ts - b.ts {
+                0 => {}
+                3_600_000 => stamped_late += 1,
+                d => panic!("event {i} moved by {d} ms"),
+            }
+        }
+        assert!((2_300..=2_700).contains(&stamped_late), "{stamped_late}");
     }
 }

@@ -151,6 +151,18 @@ pub struct GeneratorSpec {
     pub rate: Option<u64>,
     #[serde(default)]
     pub seed: u64,
+    /// The share of events (0 to 1) stamped `lateBy` earlier than their
+    /// place in the stream: behind the watermark, so the job's late
+    /// handling (allowed lateness, the late side output) gets work.
+    #[serde(default)]
+    pub late_fraction: f64,
+    /// How far back a late event is stamped (on top of `disorder`).
+    #[serde(default = "default_late_by")]
+    pub late_by: Duration,
+}
+
+fn default_late_by() -> Duration {
+    Duration::from_millis(60 * 60_000)
 }
 
 fn default_generator_keys() -> u64 {

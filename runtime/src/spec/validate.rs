@@ -197,6 +197,15 @@ impl JobSpec {
             if gen.events_per_ms == 0 {
                 p.add("source.generator.eventsPerMs", "must be at least 1, got 0");
             }
+            if !(0.0..=1.0).contains(&gen.late_fraction) {
+                p.add(
+                    "source.generator.lateFraction",
+                    format!(
+                        "must be between 0 and 1 (a share of the events, e.g. 0.01), got {}",
+                        gen.late_fraction
+                    ),
+                );
+            }
             if gen.rate == Some(0) {
                 p.add(
                     "source.generator.rate",
