@@ -54,7 +54,7 @@ impl GeneratorSplit {
             start_time: spec.start_time,
             disorder: spec.disorder.as_millis() as u64,
             late_below: (spec.late_fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
-            late_by: spec.late_by.as_millis() as i64,
+            late_by: spec.late_by.as_millis(),
             seed: spec.seed,
             aggregates,
             ms: index as u64 / spec.events_per_ms as u64,
