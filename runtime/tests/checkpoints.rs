@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    check_windows, checkpoint_ids, completed_checkpoints, opts, records_in, run_to_end, spawn_run,
-    wait_until, Windows,
+    check_windows, checkpoint_ids, completed_checkpoints, kill_repeatedly, kill_test_records, opts,
+    records_in, run_to_end, spawn_run, wait_until, write_input,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,34 +19,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use streamjob_runtime::{run, JobSpec, RestoreFrom, RunOptions};
-
-const KEYS: u64 = 40;
-
-/// In-order-enough input: times move 1 ms a record, jittered back by up to
-/// 200 ms, under a 500 ms out-of-orderness bound, so nothing is late.
-fn write_input(dir: &Path, records: u64) -> Windows {
-    let mut lines = String::new();
-    let mut expected = Windows::new();
-    let mut x: u64 = 1;
-    for i in 0..records {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let key = format!("k{}", (x >> 33) % KEYS);
-        let ts = i as i64 - ((x >> 20) % 200) as i64;
-        let amount = ((x >> 40) % 10) as i64;
-        lines.push_str(&format!(
-            "{{\"k\": \"{key}\", \"t\": {ts}, \"a\": {amount}}}\n"
-        ));
-        let e = expected
-            .entry((key, ts.div_euclid(1000) * 1000))
-            .or_default();
-        e.0 += 1;
-        e.1 += amount;
-    }
-    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
-    expected
-}
 
 fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
     format!(
@@ -321,20 +293,6 @@ fn checkpoints_upload_each_sst_file_once_and_retention_removes_unused_ones() {
     assert_eq!(stored, referenced);
 }
 
-/// Kills per kill test: 20 in CI; `scripts/soak.sh` sets
-/// `STREAMJOB_SOAK_KILLS` for long runs by hand (with input to match).
-fn kills() -> u32 {
-    std::env::var("STREAMJOB_SOAK_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(20)
-}
-
-/// Input records for the kill tests: enough that the job outlives its kills.
-fn kill_test_records() -> u64 {
-    400_000.max(u64::from(kills()) * 20_000)
-}
-
 /// The exactly-once proof: twenty `kill -9`s at pseudo-random moments, each
 /// followed by a restart from the latest checkpoint, and the committed output
 /// is exactly the expected windows, none lost, none twice.
@@ -344,7 +302,7 @@ fn exactly_once_output_across_twenty_kills() {
     let expected = write_input(dir.path(), kill_test_records());
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, job_yaml(2, 128)).unwrap();
-    kill_repeatedly(&job, &[], (120, 250));
+    kill_repeatedly(&job, &[], (120, 250), false);
     check_windows(dir.path(), &expected);
 }
 
@@ -360,70 +318,8 @@ fn exactly_once_output_across_twenty_kills_with_s3_checkpoints() {
     std::fs::write(&job, yaml).unwrap();
     // An S3 checkpoint (moto: a few requests of ~10 ms) takes ~100 ms:
     // the runs live longer, so that some complete checkpoints.
-    kill_repeatedly(&job, &s3.env(), (150, 500));
+    kill_repeatedly(&job, &s3.env(), (150, 500), false);
     check_windows(dir.path(), &expected);
-}
-
-/// Runs the job and kills it (`kill -9`) `kills()` times at pseudo-random
-/// moments (`min + [0, spread)` ms after its start), each run restoring from
-/// the latest checkpoint; then runs it to its end.
-fn kill_repeatedly(job: &Path, env: &[(&str, String)], (min, spread): (u64, u64)) {
-    let target = kills();
-    let mut x: u64 = 12345;
-    let mut restore = false;
-    let mut kills = 0;
-    let mut restored_kills = 0;
-    let mut attempts = 0;
-    while kills < target {
-        attempts += 1;
-        assert!(
-            attempts < target * 10,
-            "could not kill the job {target} times"
-        );
-        let args: &[&str] = if restore {
-            &["--from-latest-checkpoint"]
-        } else {
-            &[]
-        };
-        let mut child = spawn_run(job, args, env);
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(min + (x >> 33) % spread));
-        match child.try_wait().unwrap() {
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                // A restoring run that was still alive had found a checkpoint.
-                restored_kills += u32::from(restore);
-                restore = true;
-            }
-            Some(status) => {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-                if stderr.contains("no completed checkpoint") {
-                    restore = false; // killed before its first checkpoint
-                } else {
-                    assert!(status.success(), "{stderr}");
-                    restore = true; // it finished; a restart replays its tail
-                }
-            }
-        }
-    }
-    eprintln!("{restored_kills} of {target} kills hit a run restored from a checkpoint");
-    // Most kills must hit a run that resumed from a checkpoint, or the
-    // test proves little (checkpoints slower than the kill delays).
-    assert!(
-        restored_kills * 5 >= target * 3,
-        "only {restored_kills} of {target} kills hit a run restored from a checkpoint"
-    );
-    let (mut ok, mut stderr) = restore_with_binary_env(job, env);
-    if stderr.contains("no completed checkpoint") {
-        // The last run was a fresh start killed before its first checkpoint.
-        (ok, stderr) = run_to_end(job, &[], env);
-    }
-    assert!(ok, "{stderr}");
 }
 
 /// The job dies at each point of the commit protocol for checkpoint 3; the

@@ -5,6 +5,7 @@ mod file;
 mod generator;
 mod kafka;
 mod kafka_sink;
+mod postgres;
 mod sink;
 mod txn_file;
 
@@ -14,6 +15,7 @@ pub use file::FileSplit;
 pub use generator::GeneratorSplit;
 pub use kafka::KafkaSplit;
 pub use kafka_sink::{KafkaWriter, TransactionalKafka};
+pub use postgres::{committed_epoch, postgres_fields, result_fields, PostgresSink};
 pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
 pub use txn_file::{read_commit_log, TransactionalFile};
 

@@ -639,6 +639,10 @@ fn roll_forward(
 ) -> Result<(), JobError> {
     let committed = match (&spec.sink.file, kafka_sink) {
         (_, Some(kafka)) => kafka.committed_checkpoint().map_err(JobError::Sink)?,
+        (_, None) if sinks::two_phase(spec) && spec.sink.postgres.is_some() => {
+            let pg = spec.sink.postgres.as_ref().expect("checked");
+            crate::connectors::committed_epoch(pg, &spec.name).map_err(JobError::Sink)?
+        }
         (Some(file), None) if sinks::transactional_file(spec) => {
             // Id 0 is a fresh run's starting length, not a checkpoint.
             read_commit_log(&base.join(&file.path))

@@ -7,15 +7,17 @@ use std::path::Path;
 use crossbeam_channel::Receiver;
 
 use super::collector::{SinkMsg, Target};
-use crate::connectors::{SinkWriter, TransactionalFile, TransactionalKafka};
+use crate::connectors::{PostgresSink, SinkWriter, TransactionalFile, TransactionalKafka};
 use crate::spec::{CheckpointMode, JobSpec, SinkSpec};
 
 /// Where results go: a plain writer, or a two-phase sink when the job takes
-/// exactly-once checkpoints and writes to a file or to Kafka.
+/// exactly-once checkpoints and writes to a file or to Kafka. PostgreSQL is
+/// two-phase with exactly-once checkpoints, at-least-once without.
 enum ResultsWriter {
     Plain(SinkWriter),
     File(TransactionalFile),
     Kafka(TransactionalKafka),
+    Postgres(PostgresSink),
 }
 
 /// Where a side output goes: a writer of its own, or the results' Kafka
@@ -56,7 +58,8 @@ pub(crate) fn transactional_file(spec: &JobSpec) -> bool {
 /// Whether results go through a two-phase sink (file or Kafka), which
 /// commits with each checkpoint and once more when the input ends.
 pub(crate) fn two_phase(spec: &JobSpec) -> bool {
-    (spec.sink.file.is_some() || spec.sink.kafka.is_some()) && exactly_once(spec)
+    let sink = &spec.sink;
+    (sink.file.is_some() || sink.kafka.is_some() || sink.postgres.is_some()) && exactly_once(spec)
 }
 
 /// Opens the exactly-once Kafka sink, when the job has one. This fences a
@@ -99,8 +102,15 @@ impl Sinks {
         restored: Option<u64>,
         kafka: Option<TransactionalKafka>,
     ) -> std::io::Result<Self> {
+        let workers = spec.parallelism as usize;
         let results = match (&spec.sink.file, kafka) {
             (_, Some(kafka)) => ResultsWriter::Kafka(kafka),
+            _ if spec.sink.postgres.is_some() => ResultsWriter::Postgres(PostgresSink::open(
+                spec,
+                workers,
+                restored,
+                exactly_once(spec),
+            )?),
             (Some(file), None) if transactional_file(spec) => {
                 ResultsWriter::File(TransactionalFile::open(
                     &base.join(&file.path),
@@ -129,7 +139,7 @@ impl Sinks {
     pub fn keeps(&self) -> [bool; 3] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => !w.discards(),
-            ResultsWriter::File(_) | ResultsWriter::Kafka(_) => true,
+            ResultsWriter::File(_) | ResultsWriter::Kafka(_) | ResultsWriter::Postgres(_) => true,
         };
         let side = |s: &SideWriter| match s {
             SideWriter::Own(w) => !w.discards(),
@@ -143,7 +153,7 @@ impl Sinks {
     pub fn keyed(&self) -> [bool; 3] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => matches!(w, SinkWriter::Kafka(_)),
-            ResultsWriter::File(_) => false,
+            ResultsWriter::File(_) | ResultsWriter::Postgres(_) => false,
             ResultsWriter::Kafka(_) => true,
         };
         let late = matches!(
@@ -180,6 +190,7 @@ impl Sinks {
                     let done = match &mut self.results {
                         ResultsWriter::File(t) => t.finish(checkpoint),
                         ResultsWriter::Kafka(k) => k.finish(checkpoint),
+                        ResultsWriter::Postgres(p) => p.finish(checkpoint),
                         ResultsWriter::Plain(_) => Ok(()),
                     };
                     answer(reply, done)?;
@@ -191,7 +202,8 @@ impl Sinks {
             // What is open was written after the last commit: a restore
             // produces it again.
             ResultsWriter::Kafka(k) => k.abort()?,
-            ResultsWriter::File(_) => {}
+            // Rows not committed are dropped: a restore produces them again.
+            ResultsWriter::File(_) | ResultsWriter::Postgres(_) => {}
         }
         self.late.sync()?;
         self.malformed.sync()
@@ -213,6 +225,7 @@ impl Sinks {
             (Some(SideWriter::Own(w)), _) => w.write_lines(&lines, &keys),
             (None, ResultsWriter::Plain(w)) => w.write_lines(&lines, &keys),
             (None, ResultsWriter::File(t)) => t.write(worker, &lines),
+            (None, ResultsWriter::Postgres(p)) => p.write(worker, &lines),
             (None | Some(SideWriter::InTransaction), ResultsWriter::Kafka(k)) => {
                 k.write(worker, target as usize, lines, keys)
             }
@@ -234,6 +247,10 @@ impl Sinks {
             ResultsWriter::Plain(_) => Ok(()),
             ResultsWriter::File(t) => t.seal(worker, checkpoint),
             ResultsWriter::Kafka(k) => k.seal(worker, checkpoint, offsets),
+            ResultsWriter::Postgres(p) => {
+                p.seal(worker, checkpoint);
+                Ok(())
+            }
         }
     }
 
@@ -246,6 +263,7 @@ impl Sinks {
             ResultsWriter::Plain(w) => w.sync()?,
             ResultsWriter::File(t) => t.commit(checkpoint)?,
             ResultsWriter::Kafka(k) => k.commit(checkpoint)?,
+            ResultsWriter::Postgres(p) => p.commit(checkpoint)?,
         }
         self.late.sync()?;
         self.malformed.sync()

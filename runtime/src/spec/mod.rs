@@ -324,6 +324,37 @@ pub struct SinkSpec {
     /// Discards records (they are still counted): for benchmarks.
     pub discard: Option<DiscardSinkSpec>,
     pub kafka: Option<KafkaSinkSpec>,
+    pub postgres: Option<PostgresSinkSpec>,
+}
+
+/// Window results as rows of a PostgreSQL table. With exactly-once
+/// checkpoints each checkpoint's rows are inserted in one transaction that
+/// also records the checkpoint in `streamjob_commits`, the commit point of
+/// the checkpoint (DESIGN.md "Exactly-once, precisely").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresSinkSpec {
+    /// libpq connection string or URL, e.g.
+    /// `host=127.0.0.1 port=5432 user=streamjob dbname=analytics`; the
+    /// password may come from `PGPASSWORD`.
+    pub url: String,
+    /// The table, optionally `schema.table`.
+    pub table: String,
+    /// Result fields to write, each to the column of the same name (default:
+    /// the key fields, `window_start`, `window_end`, the aggregates and
+    /// `partial`). `emit_time` may be added.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Create the table when it does not exist (keys as `text`, window
+    /// bounds as `timestamptz`, counts as `bigint`, other aggregates as
+    /// `double precision`, `partial` as `boolean`).
+    #[serde(default)]
+    pub create_table: bool,
+    /// Columns that identify a row: a row with the same values is updated
+    /// instead of inserted again (`ON CONFLICT … DO UPDATE`); the table needs
+    /// a unique index on them (a created table gets them as primary key).
+    #[serde(default)]
+    pub upsert_key: Vec<String>,
 }
 
 /// JSON records to a Kafka topic, keyed by the record's key. With

@@ -91,8 +91,20 @@ impl Problems {
                 ("file", sink.file.is_some()),
                 ("discard", sink.discard.is_some()),
                 ("kafka", sink.kafka.is_some()),
+                ("postgres", sink.postgres.is_some()),
             ],
         );
+        if let Some(pg) = &sink.postgres {
+            if pg.url.trim().is_empty() {
+                self.add(
+                    format!("{path}.postgres.url"),
+                    "must not be empty, e.g. \"host=127.0.0.1 port=5432 user=streamjob dbname=analytics\"",
+                );
+            }
+            if pg.table.trim().is_empty() {
+                self.add(format!("{path}.postgres.table"), "must not be empty");
+            }
+        }
         if let Some(kafka) = &sink.kafka {
             if kafka.bootstrap_servers.trim().is_empty() {
                 self.add(
@@ -351,6 +363,42 @@ impl JobSpec {
 
         // Sinks.
         p.sink("sink", &self.sink);
+        for (name, side) in [
+            ("late", &self.side_outputs.late),
+            ("malformed", &self.side_outputs.malformed),
+        ] {
+            if side.as_ref().is_some_and(|s| s.postgres.is_some()) {
+                p.add(
+                    format!("sideOutputs.{name}.postgres"),
+                    "side outputs go to stdout, a file or Kafka; postgres takes the results only",
+                );
+            }
+        }
+        if let Some(pg) = &self.sink.postgres {
+            let fields = crate::connectors::postgres_fields(self, pg);
+            for (i, column) in pg.columns.iter().enumerate() {
+                if !crate::connectors::result_fields(self).contains(column) {
+                    p.add(
+                        format!("sink.postgres.columns[{i}]"),
+                        format!(
+                            "{column:?} is not a field of the results; they have {}",
+                            crate::connectors::result_fields(self).join(", ")
+                        ),
+                    );
+                }
+            }
+            for (i, column) in pg.upsert_key.iter().enumerate() {
+                if !fields.contains(column) {
+                    p.add(
+                        format!("sink.postgres.upsertKey[{i}]"),
+                        format!(
+                            "{column:?} is not among the columns written ({})",
+                            fields.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(late) = &self.side_outputs.late {
             p.sink("sideOutputs.late", late);
         }

@@ -6,6 +6,7 @@
 
 pub mod kafka;
 pub mod nisshi;
+pub mod postgres;
 pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -147,4 +148,130 @@ pub fn run_to_end(job: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, S
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Keys of `write_input`'s records.
+const WRITE_INPUT_KEYS: u64 = 40;
+
+/// In-order-enough input (`in.jsonl`: key `k`, time `t`, amount `a`): times move 1 ms a record, jittered back by up to
+/// 200 ms, under a 500 ms out-of-orderness bound, so nothing is late.
+pub fn write_input(dir: &Path, records: u64) -> Windows {
+    let mut lines = String::new();
+    let mut expected = Windows::new();
+    let mut x: u64 = 1;
+    for i in 0..records {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let key = format!("k{}", (x >> 33) % WRITE_INPUT_KEYS);
+        let ts = i as i64 - ((x >> 20) % 200) as i64;
+        let amount = ((x >> 40) % 10) as i64;
+        lines.push_str(&format!(
+            "{{\"k\": \"{key}\", \"t\": {ts}, \"a\": {amount}}}\n"
+        ));
+        let e = expected
+            .entry((key, ts.div_euclid(1000) * 1000))
+            .or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    expected
+}
+
+/// Kills per kill test: 20 in CI; `scripts/soak.sh` sets
+/// `STREAMJOB_SOAK_KILLS` for long runs by hand (with input to match).
+pub fn kills() -> u32 {
+    std::env::var("STREAMJOB_SOAK_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Input records for the kill tests: enough that the job outlives its kills.
+pub fn kill_test_records() -> u64 {
+    400_000.max(u64::from(kills()) * 20_000)
+}
+
+/// Runs the job and kills it (`kill -9`) `kills()` times at pseudo-random
+/// moments (`min + [0, spread)` ms after its start), each run restoring from
+/// the latest checkpoint; then runs it to its end. A run that finishes is
+/// restarted too (replaying its tail), unless `finished_is_final`: a sink
+/// that cannot take rows back refuses that replay, and a finished job is
+/// done.
+pub fn kill_repeatedly(
+    job: &Path,
+    env: &[(&str, String)],
+    (min, spread): (u64, u64),
+    finished_is_final: bool,
+) {
+    let target = kills();
+    let mut x: u64 = 12345;
+    let mut restore = false;
+    let mut kills = 0;
+    let mut restored_kills = 0;
+    let mut attempts = 0;
+    while kills < target {
+        attempts += 1;
+        assert!(
+            attempts < target * 10,
+            "could not kill the job {target} times"
+        );
+        let args: &[&str] = if restore {
+            &["--from-latest-checkpoint"]
+        } else {
+            &[]
+        };
+        let mut child = spawn_run(job, args, env);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(min + (x >> 33) % spread));
+        match child.try_wait().unwrap() {
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                // A restoring run that was still alive had found a checkpoint.
+                restored_kills += u32::from(restore);
+                restore = true;
+            }
+            Some(status) => {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                if stderr.contains("no completed checkpoint") {
+                    restore = false; // killed before its first checkpoint
+                } else {
+                    assert!(status.success(), "{stderr}");
+                    if finished_is_final {
+                        eprintln!("the job finished after {kills} kills");
+                        return;
+                    }
+                    restore = true; // it finished; a restart replays its tail
+                }
+            }
+        }
+    }
+    eprintln!("{restored_kills} of {target} kills hit a run restored from a checkpoint");
+    // Most kills must hit a run that resumed from a checkpoint, or the
+    // test proves little (checkpoints slower than the kill delays).
+    assert!(
+        restored_kills * 5 >= target * 3,
+        "only {restored_kills} of {target} kills hit a run restored from a checkpoint"
+    );
+    let (mut ok, mut stderr) = run_to_end(job, &["--from-latest-checkpoint"], env);
+    if stderr.contains("no completed checkpoint") {
+        // The last run was a fresh start killed before its first checkpoint.
+        (ok, stderr) = run_to_end(job, &[], env);
+    }
+    assert!(ok, "{stderr}");
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -1,0 +1,148 @@
+//! A real PostgreSQL server on 127.0.0.1 for the tests: PostgreSQL 15's
+//! `initdb` and `pg_ctl` (Debian's postgresql-15, installed by
+//! scripts/deps.sh), a fresh cluster per test in a temporary folder, stopped
+//! when dropped. PostgreSQL refuses to run as root, so as root the server
+//! runs as the `postgres` user the package creates.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+/// Where PostgreSQL's programs are: `$STREAMJOB_PG_BIN`, or the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("STREAMJOB_PG_BIN") {
+        return dir.into();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed by scripts/deps.sh (apt-get install postgresql-15)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl PgServer {
+    /// Starts a new cluster; the user `streamjob` may do anything (trust).
+    pub fn start() -> PgServer {
+        let dir = tempfile::tempdir().unwrap();
+        let server = PgServer {
+            bin: bin_dir(),
+            port: super::free_port(),
+            dir,
+        };
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(server.dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown the cluster's folder to postgres");
+        }
+        let data = server.dir.path().join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "streamjob",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            server.port,
+            server.dir.path().display()
+        );
+        let log = server.dir.path().join("log");
+        server.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        server
+    }
+
+    /// Runs one of PostgreSQL's programs, as `postgres` when we are root.
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let output = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&program).args(args).output()
+        }
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{} {args:?}: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The connection string of the `postgres` database.
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=streamjob dbname=postgres",
+            self.port
+        )
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let data = data.to_str().unwrap().to_string();
+        let bin = self.bin.join("pg_ctl");
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let _ = command
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .output();
+    }
+}
