@@ -229,7 +229,7 @@ fn sink_rules() {
             "  stdout: {}",
             "  stdout: {}\n  file:\n    path: out.jsonl"
         )),
-        "sink: set only one of stdout, file, discard, kafka, got stdout and file"
+        "sink: set only one of stdout, file, discard, kafka, postgres, got stdout and file"
     );
     assert_eq!(
         error_of(&with("  stdout: {}", "  stdout: {}\nsideOutputs:\n  malformed:\n    stdout: {}\n  failOnMalformed: true")),
