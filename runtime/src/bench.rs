@@ -110,6 +110,7 @@ impl BenchConfig {
                 timeout: Duration::from_secs(600),
             }),
             restart_strategy: None,
+            select: Vec::new(),
         }
     }
 }

@@ -271,6 +271,8 @@ pub struct RecordParser {
     time_format: TimeFormat,
     aggregates: Vec<(AggregateFunction, Option<FieldPath>)>,
     keep_raw: bool,
+    /// A select job's fields: the event carries their projection as `raw`.
+    select: Vec<FieldPath>,
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +321,7 @@ impl RecordParser {
                 .map(|a| (a.function, a.field.as_deref().map(FieldPath::new)))
                 .collect(),
             keep_raw: spec.side_outputs.late.is_some(),
+            select: spec.select.iter().map(|f| FieldPath::new(f)).collect(),
         }
     }
 
@@ -329,10 +332,23 @@ impl RecordParser {
             return Err(RecordError::NotAnObject);
         }
         let mut event = self.from_value(&value)?;
-        if self.keep_raw {
+        if !self.select.is_empty() {
+            event.raw = Some(self.project(&value).into());
+        } else if self.keep_raw {
             event.raw = Some(line.trim_end().into());
         }
         Ok(event)
+    }
+
+    /// The selected fields of a record as a JSON object (a missing one as
+    /// null), keyed by their paths.
+    fn project(&self, value: &Value) -> String {
+        let mut out = serde_json::Map::with_capacity(self.select.len());
+        for path in &self.select {
+            let v = path.get(value).cloned().unwrap_or(Value::Null);
+            out.insert(path.name.clone(), v);
+        }
+        Value::Object(out).to_string()
     }
 
     pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {

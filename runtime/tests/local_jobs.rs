@@ -449,3 +449,30 @@ fn the_generated_visits_example_runs() {
     assert_eq!(summary.results, 3_000, "1,000 visitors in 3 windows");
     assert!((1_600..=2_400).contains(&summary.late), "{}", summary.late);
 }
+
+/// A select job: each record's selected fields (a dotted path reaches into
+/// an object; a missing field is null) pass straight to the sink, no key,
+/// no window, no event time needed.
+#[test]
+fn a_select_job_passes_the_selected_fields_through() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"event_id\": \"e1\", \"user\": {\"name\": \"ann\"}, \"location\": \"oslo\", \"extra\": 1}\n\
+         {\"event_id\": \"e2\", \"user\": {\"name\": \"bo\"}}\n\
+         not json\n",
+    )
+    .unwrap();
+    let spec = JobSpec::from_yaml(
+        "name: sel\nsource: {file: {path: in.jsonl}}\nselect: [event_id, user.name, location]\n\
+         sink: {file: {path: out.jsonl}}\nsideOutputs: {malformed: {file: {path: bad.jsonl}}}\n",
+    )
+    .unwrap();
+    let summary = run(&spec, &opts(dir.path())).unwrap();
+    assert_eq!((summary.results, summary.malformed), (2, 1));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap(),
+        "{\"event_id\":\"e1\",\"user.name\":\"ann\",\"location\":\"oslo\"}\n\
+         {\"event_id\":\"e2\",\"user.name\":\"bo\",\"location\":null}\n"
+    );
+}

@@ -11,6 +11,9 @@ use common::postgres::PgServer;
 use common::{kill_repeatedly, kill_test_records, opts, run_to_end, write_input};
 use streamjob_runtime::{run, JobSpec};
 
+type MockCluster =
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
 const VISITS: &str = include_str!("../../examples/visits.jsonl");
 
 /// The seed's visit counter writing to `sink` (with exactly-once
@@ -307,4 +310,106 @@ fn exactly_once_rows_across_kills() {
     let job = kill_test_job(dir.path(), &pg);
     kill_repeatedly(&job, &[], (150, 300), true);
     check_rows(&pg, &expected);
+}
+
+/// Seed 003's events: `n` records with more fields than the table wants,
+/// produced to `events` (two partitions).
+fn produce_seed_events(cluster: &MockCluster, n: u64) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    cluster.create_topic("events", 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    for i in 0..n {
+        let payload = format!(
+            r#"{{"event_id": "e{i}", "user_name": "user{}", "location": "city{}", "amount": {i}, "device": {{"os": "linux"}}}}"#,
+            i % 10,
+            i % 5
+        );
+        while producer
+            .send(
+                BaseRecord::<(), String>::to("events")
+                    .partition((i % 2) as i32)
+                    .payload(&payload),
+            )
+            .is_err()
+        {
+            producer.poll(std::time::Duration::from_millis(10));
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+}
+
+/// The select job of seed 003: Kafka events, three fields each, into the
+/// seed's `events` table (its own `id SERIAL`, `NOT NULL` columns).
+fn seed_003_job(bootstrap: &str, pg: &PgServer) -> String {
+    format!(
+        "name: events-to-postgres\nparallelism: 2\n\
+         source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [events], bounded: true}}}}\n\
+         select: [event_id, user_name, location]\n\
+         sink: {{postgres: {{url: \"{}\", table: events}}}}\n\
+         checkpoints: {{interval: 50ms, storage: file://ckpt}}\n",
+        pg.url()
+    )
+}
+
+fn create_seed_table(pg: &PgServer) {
+    pg.client()
+        .batch_execute(
+            "CREATE TABLE events (id SERIAL PRIMARY KEY, event_id VARCHAR(50) NOT NULL, \
+             user_name VARCHAR(50) NOT NULL, location VARCHAR(100) NOT NULL)",
+        )
+        .unwrap();
+}
+
+#[test]
+fn seed_003_kafka_events_parsed_and_selected_into_a_table() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce_seed_events(&cluster, 1_000);
+    let pg = PgServer::start();
+    create_seed_table(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = JobSpec::from_yaml(&seed_003_job(&bootstrap, &pg)).unwrap();
+    let summary = run(&spec, &opts(dir.path())).unwrap();
+    assert_eq!((summary.records_in, summary.results), (1_000, 1_000));
+    assert_eq!(
+        rows(
+            &pg,
+            "SELECT count(*)::text, count(DISTINCT event_id)::text, count(DISTINCT id)::text FROM events"
+        ),
+        ["1000|1000|1000"]
+    );
+    assert_eq!(
+        rows(
+            &pg,
+            "SELECT event_id, user_name, location FROM events WHERE event_id IN ('e0', 'e17') ORDER BY event_id"
+        ),
+        ["e0|user0|city0", "e17|user7|city2"]
+    );
+}
+
+/// Seed 003 under `kill -9`s: every event's row exactly once.
+#[test]
+fn seed_003_rows_exactly_once_across_kills() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let events = 60_000;
+    produce_seed_events(&cluster, events);
+    let pg = PgServer::start();
+    create_seed_table(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(&job, seed_003_job(&bootstrap, &pg)).unwrap();
+    kill_repeatedly(&job, &[], (700, 800), true);
+    assert_eq!(
+        rows(
+            &pg,
+            "SELECT count(*)::text, count(DISTINCT event_id)::text FROM events"
+        ),
+        [format!("{events}|{events}")]
+    );
 }

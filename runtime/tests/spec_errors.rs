@@ -78,8 +78,11 @@ fn unknown_fields_are_rejected() {
 
 #[test]
 fn missing_required_field() {
+    let e = error_of(&with("sink:\n  stdout: {}\n", ""));
+    assert!(e.contains("missing field `sink`"), "{e}");
+    // Required of windowed jobs only (a select job has none).
     let e = error_of(&with("key: visit_id\n", ""));
-    assert!(e.contains("missing field `key`"), "{e}");
+    assert!(e.contains("key: name at least one field to key by"), "{e}");
 }
 
 #[test]
@@ -425,4 +428,49 @@ fn a_late_fraction_outside_zero_to_one() {
         error_of(&yaml),
         "source.generator.lateFraction: must be between 0 and 1 (a share of the events, e.g. 0.01), got 1.5"
     );
+}
+
+#[test]
+fn a_select_job_has_no_key_window_or_aggregates() {
+    let yaml = VALID.replace(
+        "key: visit_id\n",
+        "key: visit_id\nselect: [visit_id, \"\"]\n",
+    );
+    let e = error_of(&yaml);
+    for expected in [
+        "select[1]: must not be empty",
+        "key: a select job passes records through unkeyed and unwindowed",
+        "window: a select job passes records through unkeyed and unwindowed",
+        "trigger: a select job passes records through unkeyed and unwindowed",
+        "aggregates: a select job passes records through unkeyed and unwindowed",
+    ] {
+        assert!(e.contains(expected), "{expected:?} not in:\n{e}");
+    }
+}
+
+#[test]
+fn a_windowed_job_still_needs_key_window_and_aggregates() {
+    let yaml =
+        "name: j\nsource: {file: {path: in.jsonl}}\neventTime: {field: t}\nsink: {stdout: {}}\n";
+    let e = error_of(yaml);
+    for expected in [
+        "key: name at least one field to key by",
+        "window: set one of tumbling, sliding, session",
+        "aggregates: name at least one aggregate",
+    ] {
+        assert!(e.contains(expected), "{expected:?} not in:\n{e}");
+    }
+}
+
+/// The examples in examples/ are valid jobs.
+#[test]
+fn the_example_jobs_are_valid() {
+    for text in [
+        include_str!("../../examples/visit-counter-local.yaml"),
+        include_str!("../../examples/visit-counter-postgres.yaml"),
+        include_str!("../../examples/events-to-postgres.yaml"),
+        include_str!("../../examples/generated-visits.yaml"),
+    ] {
+        JobSpec::from_yaml(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
 }

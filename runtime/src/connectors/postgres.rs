@@ -1,4 +1,5 @@
-//! Window results as rows of a PostgreSQL table.
+//! Window results (or a select job's records) as rows of a PostgreSQL
+//! table.
 //!
 //! With exactly-once checkpoints the sink is two-phase, like the file and
 //! Kafka sinks: a worker's rows since its last barrier are held in memory,
@@ -35,6 +36,9 @@ type Row = Vec<Option<String>>;
 
 /// The fields of a window result, in the order they are written.
 pub fn result_fields(spec: &JobSpec) -> Vec<String> {
+    if !spec.select.is_empty() {
+        return spec.select.clone();
+    }
     let mut fields = spec.key.clone();
     fields.extend(["window_start".into(), "window_end".into()]);
     fields.extend(spec.aggregates.iter().map(|a| a.name.clone()));
@@ -56,7 +60,7 @@ pub fn postgres_fields(spec: &JobSpec, pg: &PostgresSinkSpec) -> Vec<String> {
 /// For a result field: the type a created table gives its column, and the
 /// type categories (`pg_type.typcategory`) its values can be cast to.
 fn field_type(spec: &JobSpec, field: &str) -> (&'static str, &'static str) {
-    if spec.key.iter().any(|k| k == field) {
+    if spec.key.iter().any(|k| k == field) || spec.select.iter().any(|f| f == field) {
         return ("text", "");
     }
     match field {

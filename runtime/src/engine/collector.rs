@@ -152,6 +152,15 @@ impl Collector {
         })
     }
 
+    /// A select job's record: its projection, made by the parser.
+    pub fn record(&mut self, event: Event) {
+        self.counts.results += 1;
+        if self.keep[Target::Results as usize] {
+            let line = event.raw.map(String::from).unwrap_or_default();
+            self.push(Target::Results, line, String::new);
+        }
+    }
+
     pub fn malformed(&mut self, m: &Malformed) {
         self.counts.malformed += 1;
         if self.keep[Target::Malformed as usize] {

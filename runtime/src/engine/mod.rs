@@ -2,6 +2,7 @@
 //! sink thread, and waits for the job to finish.
 
 mod collector;
+mod operator;
 mod sinks;
 mod upload;
 mod worker;
@@ -26,6 +27,7 @@ use crate::state::StateError;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
 use crate::window::{EarlyFiring, WindowOperator, WindowResult};
 use collector::{ask_sink, Collector};
+use operator::Operator;
 use sinks::Sinks;
 use upload::Uploader;
 use worker::Worker;
@@ -403,15 +405,23 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // before any thread starts: a failure here leaves nothing running.
     let mut workers = Vec::with_capacity(parallelism);
     for (index, (mut split, inbox)) in splits.drain(..).zip(receivers).enumerate() {
-        let op = WindowOperator::new(
-            spec.window_kind(),
-            spec.allowed_lateness.as_millis(),
-            early,
-            functions.clone(),
-            &state_root.join(format!("worker-{index}")),
-            spec.state.max_keys_in_memory as usize,
-            spec.max_parallelism,
-        )?;
+        let state_dir = state_root.join(format!("worker-{index}"));
+        let max_keys = spec.state.max_keys_in_memory as usize;
+        let op = if spec.select.is_empty() {
+            Operator::Window(WindowOperator::new(
+                spec.window_kind(),
+                spec.allowed_lateness.as_millis(),
+                early,
+                functions.clone(),
+                &state_dir,
+                max_keys,
+                spec.max_parallelism,
+            )?)
+        } else {
+            let store =
+                crate::state::KeyedStore::create(&state_dir, max_keys, spec.max_parallelism)?;
+            Operator::Select(operator::Select::new(store))
+        };
         let mut collector = Collector::new(index, format.clone(), sink_tx.clone(), keep, keyed);
         if opts.capture_results {
             collector.captured = Some(Vec::new());

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::collector::Collector;
+use super::operator::Operator;
 use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
@@ -25,7 +26,7 @@ use crate::connectors::{Poll, SourceItem, SourceSplit};
 use crate::control::JobControl;
 use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
-use crate::window::{WindowOperator, WindowResult};
+use crate::window::WindowResult;
 
 /// Records read from a split per poll.
 const POLL_BATCH: usize = 1024;
@@ -116,7 +117,7 @@ pub(crate) struct Worker {
     pub split: Box<dyn SourceSplit>,
     pub split_watermarks: PartitionWatermarks,
     pub split_done: bool,
-    pub op: WindowOperator,
+    pub op: Operator,
     pub inputs: MinWatermark,
     pub inbox: Receiver<Message>,
     pub peers: Vec<Sender<Message>>,
@@ -302,7 +303,11 @@ impl Worker {
     }
 
     fn route(&mut self, event: Event) -> Result<(), JobError> {
-        let owner = self.owner(&event);
+        let owner = if self.op.is_local() {
+            self.index
+        } else {
+            self.owner(&event)
+        };
         if owner == self.index {
             self.op.process(event, &mut self.collector)?;
             return Ok(());

@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use duration::{Duration, ParseDurationError};
 pub use validate::{FieldError, SpecError};
 
-/// A keyed, event-time windowed job: source → key → window → aggregate → sink.
+/// A keyed, event-time windowed job: source → key → window → aggregate →
+/// sink; or a select job: source → the selected fields of each record → sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
@@ -32,17 +33,25 @@ pub struct JobSpec {
     #[serde(default)]
     pub watermark: WatermarkSpec,
     /// The field(s) the stream is keyed by; dotted paths reach nested fields.
-    #[serde(deserialize_with = "one_or_many")]
-    #[schemars(length(min = 1))]
+    /// Required unless the job is a select job.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub key: Vec<String>,
+    /// Required unless the job is a select job.
+    #[serde(default)]
     pub window: WindowSpec,
     #[serde(default)]
     pub trigger: TriggerSpec,
     /// How long after a window's end late elements still update it.
     #[serde(default)]
     pub allowed_lateness: Duration,
-    #[schemars(length(min = 1))]
+    /// Required unless the job is a select job.
+    #[serde(default)]
     pub aggregates: Vec<AggregateSpec>,
+    /// A select job: instead of key, window and aggregates, each record's
+    /// fields at these dotted paths pass straight to the sink (a missing one
+    /// as null), as `{"<path>": value, …}`.
+    #[serde(default)]
+    pub select: Vec<String>,
     pub sink: SinkSpec,
     #[serde(default)]
     pub side_outputs: SideOutputsSpec,
@@ -554,6 +563,9 @@ impl JobSpec {
     /// What the keyed window state depends on: restoring state built for
     /// another shape would give wrong results, so snapshots record it.
     pub fn state_shape(&self) -> String {
+        if !self.select.is_empty() {
+            return format!("select {:?}", self.select);
+        }
         let window = self.window.describe();
         let aggregates: Vec<String> = self
             .aggregates

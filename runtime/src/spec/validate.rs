@@ -185,7 +185,7 @@ impl JobSpec {
             if kafka.topics.is_empty() {
                 p.add("source.kafka.topics", "name at least one topic");
             }
-            if self.event_time.field.is_none() {
+            if self.event_time.field.is_none() && self.select.is_empty() {
                 p.add(
                     "eventTime.field",
                     "required for a kafka source: name the field that holds each record's event time",
@@ -198,7 +198,7 @@ impl JobSpec {
                 (Some(_), false) => p.add("source.file", "set only one of path, paths"),
                 _ => {}
             }
-            if self.event_time.field.is_none() {
+            if self.event_time.field.is_none() && self.select.is_empty() {
                 p.add("eventTime.field", "required for a file source: name the field that holds each record's event time");
             }
         }
@@ -224,7 +224,7 @@ impl JobSpec {
                     "must be at least 1 event per second, or left out for no pacing",
                 );
             }
-            if self.key.len() != 1 {
+            if self.key.len() != 1 && self.select.is_empty() {
                 p.add(
                     "key",
                     "a generator source produces one integer key: name exactly one key field",
@@ -241,124 +241,10 @@ impl JobSpec {
             p.positive("watermark.maxDrift", drift);
         }
 
-        // Key.
-        if self.key.is_empty() {
-            p.add("key", "name at least one field to key by");
-        }
-        for (i, field) in self.key.iter().enumerate() {
-            if field.trim().is_empty() {
-                p.add(format!("key[{i}]"), "must not be empty");
-            }
-        }
-
-        // Window.
-        let w = &self.window;
-        p.one_of(
-            "window",
-            &[
-                ("tumbling", w.tumbling.is_some()),
-                ("sliding", w.sliding.is_some()),
-                ("session", w.session.is_some()),
-            ],
-        );
-        if let Some(t) = &w.tumbling {
-            p.positive("window.tumbling.size", t.size);
-            if t.size.as_millis() > 0 && t.offset >= t.size {
-                p.add(
-                    "window.tumbling.offset",
-                    format!(
-                        "must be smaller than the size ({}), got \"{}\"",
-                        t.size, t.offset
-                    ),
-                );
-            }
-        }
-        if let Some(s) = &w.sliding {
-            p.positive("window.sliding.size", s.size);
-            p.positive("window.sliding.slide", s.slide);
-            if s.slide > s.size && s.size.as_millis() > 0 {
-                p.add(
-                    "window.sliding.slide",
-                    format!("must not exceed the size ({}), got \"{}\"", s.size, s.slide),
-                );
-            }
-            if s.slide.as_millis() > 0 && s.offset >= s.slide {
-                p.add(
-                    "window.sliding.offset",
-                    format!(
-                        "must be smaller than the slide ({}), got \"{}\"",
-                        s.slide, s.offset
-                    ),
-                );
-            }
-        }
-        if let Some(s) = &w.session {
-            p.positive("window.session.gap", s.gap);
-        }
-
-        // Trigger.
-        if let Some(early) = &self.trigger.early {
-            p.one_of(
-                "trigger.early",
-                &[
-                    ("everyEventTime", early.every_event_time.is_some()),
-                    ("everyProcessingTime", early.every_processing_time.is_some()),
-                    ("everyElements", early.every_elements.is_some()),
-                ],
-            );
-            if let Some(d) = early.every_event_time {
-                p.positive("trigger.early.everyEventTime", d);
-            }
-            if let Some(d) = early.every_processing_time {
-                p.positive("trigger.early.everyProcessingTime", d);
-            }
-            if early.every_elements == Some(0) {
-                p.add("trigger.early.everyElements", "must be at least 1, got 0");
-            }
-        }
-
-        // Aggregates.
-        if self.aggregates.is_empty() {
-            p.add(
-                "aggregates",
-                "name at least one aggregate, e.g. {name: events, function: count}",
-            );
-        }
-        let reserved = ["window_start", "window_end", "partial", "emit_time"];
-        let mut seen: Vec<&str> = Vec::new();
-        for (i, agg) in self.aggregates.iter().enumerate() {
-            let path = format!("aggregates[{i}]");
-            if agg.name.trim().is_empty() {
-                p.add(format!("{path}.name"), "must not be empty");
-            } else if reserved.contains(&agg.name.as_str()) || self.key.contains(&agg.name) {
-                p.add(
-                    format!("{path}.name"),
-                    format!("{:?} is already a field of the output record (key, window_start, window_end, partial, emit_time); choose another name", agg.name),
-                );
-            } else if seen.contains(&agg.name.as_str()) {
-                p.add(
-                    format!("{path}.name"),
-                    format!("{:?} is used by an earlier aggregate", agg.name),
-                );
-            }
-            seen.push(&agg.name);
-            match (&agg.field, agg.function.needs_field()) {
-                (None, true) => p.add(
-                    format!("{path}.field"),
-                    format!(
-                        "required for function {}",
-                        crate::record::aggregate_name(agg.function)
-                    ),
-                ),
-                (Some(_), false) => {
-                    p.add(format!("{path}.field"), "count takes no field; remove it")
-                }
-                (Some(field), true) if src.generator.is_some() && field != "value" => p.add(
-                    format!("{path}.field"),
-                    format!("a generator source has only the field \"value\", got {field:?}"),
-                ),
-                _ => {}
-            }
+        if self.select.is_empty() {
+            self.validate_windowing(&mut p);
+        } else {
+            self.validate_select(&mut p);
         }
 
         // Sinks.
@@ -527,3 +413,167 @@ impl JobSpec {
 /// Time allowed for a crashed job to come back before its open transaction
 /// times out (the transaction timeout must exceed interval + this).
 const RECOVERY_ALLOWANCE_MS: u64 = 60_000;
+
+impl JobSpec {
+    /// Key, window, trigger and aggregates of a windowed job.
+    fn validate_windowing(&self, p: &mut Problems) {
+        let src = &self.source;
+        // Key.
+        if self.key.is_empty() {
+            p.add("key", "name at least one field to key by");
+        }
+        for (i, field) in self.key.iter().enumerate() {
+            if field.trim().is_empty() {
+                p.add(format!("key[{i}]"), "must not be empty");
+            }
+        }
+
+        // Window.
+        let w = &self.window;
+        p.one_of(
+            "window",
+            &[
+                ("tumbling", w.tumbling.is_some()),
+                ("sliding", w.sliding.is_some()),
+                ("session", w.session.is_some()),
+            ],
+        );
+        if let Some(t) = &w.tumbling {
+            p.positive("window.tumbling.size", t.size);
+            if t.size.as_millis() > 0 && t.offset >= t.size {
+                p.add(
+                    "window.tumbling.offset",
+                    format!(
+                        "must be smaller than the size ({}), got \"{}\"",
+                        t.size, t.offset
+                    ),
+                );
+            }
+        }
+        if let Some(s) = &w.sliding {
+            p.positive("window.sliding.size", s.size);
+            p.positive("window.sliding.slide", s.slide);
+            if s.slide > s.size && s.size.as_millis() > 0 {
+                p.add(
+                    "window.sliding.slide",
+                    format!("must not exceed the size ({}), got \"{}\"", s.size, s.slide),
+                );
+            }
+            if s.slide.as_millis() > 0 && s.offset >= s.slide {
+                p.add(
+                    "window.sliding.offset",
+                    format!(
+                        "must be smaller than the slide ({}), got \"{}\"",
+                        s.slide, s.offset
+                    ),
+                );
+            }
+        }
+        if let Some(s) = &w.session {
+            p.positive("window.session.gap", s.gap);
+        }
+
+        // Trigger.
+        if let Some(early) = &self.trigger.early {
+            p.one_of(
+                "trigger.early",
+                &[
+                    ("everyEventTime", early.every_event_time.is_some()),
+                    ("everyProcessingTime", early.every_processing_time.is_some()),
+                    ("everyElements", early.every_elements.is_some()),
+                ],
+            );
+            if let Some(d) = early.every_event_time {
+                p.positive("trigger.early.everyEventTime", d);
+            }
+            if let Some(d) = early.every_processing_time {
+                p.positive("trigger.early.everyProcessingTime", d);
+            }
+            if early.every_elements == Some(0) {
+                p.add("trigger.early.everyElements", "must be at least 1, got 0");
+            }
+        }
+
+        // Aggregates.
+        if self.aggregates.is_empty() {
+            p.add(
+                "aggregates",
+                "name at least one aggregate, e.g. {name: events, function: count}",
+            );
+        }
+        let reserved = ["window_start", "window_end", "partial", "emit_time"];
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, agg) in self.aggregates.iter().enumerate() {
+            let path = format!("aggregates[{i}]");
+            if agg.name.trim().is_empty() {
+                p.add(format!("{path}.name"), "must not be empty");
+            } else if reserved.contains(&agg.name.as_str()) || self.key.contains(&agg.name) {
+                p.add(
+                    format!("{path}.name"),
+                    format!("{:?} is already a field of the output record (key, window_start, window_end, partial, emit_time); choose another name", agg.name),
+                );
+            } else if seen.contains(&agg.name.as_str()) {
+                p.add(
+                    format!("{path}.name"),
+                    format!("{:?} is used by an earlier aggregate", agg.name),
+                );
+            }
+            seen.push(&agg.name);
+            match (&agg.field, agg.function.needs_field()) {
+                (None, true) => p.add(
+                    format!("{path}.field"),
+                    format!(
+                        "required for function {}",
+                        crate::record::aggregate_name(agg.function)
+                    ),
+                ),
+                (Some(_), false) => {
+                    p.add(format!("{path}.field"), "count takes no field; remove it")
+                }
+                (Some(field), true) if src.generator.is_some() && field != "value" => p.add(
+                    format!("{path}.field"),
+                    format!("a generator source has only the field \"value\", got {field:?}"),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// A select job passes each record's `select` fields through: nothing
+    /// of a windowed job applies.
+    fn validate_select(&self, p: &mut Problems) {
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, field) in self.select.iter().enumerate() {
+            if field.trim().is_empty() {
+                p.add(format!("select[{i}]"), "must not be empty");
+            } else if seen.contains(&field.as_str()) {
+                p.add(
+                    format!("select[{i}]"),
+                    format!("{field:?} is selected twice"),
+                );
+            }
+            seen.push(field);
+        }
+        let windowing = [
+            ("key", !self.key.is_empty()),
+            (
+                "window",
+                self.window.tumbling.is_some()
+                    || self.window.sliding.is_some()
+                    || self.window.session.is_some(),
+            ),
+            ("trigger", self.trigger.early.is_some()),
+            ("allowedLateness", self.allowed_lateness.as_millis() > 0),
+            ("aggregates", !self.aggregates.is_empty()),
+            ("sideOutputs.late", self.side_outputs.late.is_some()),
+        ];
+        for (field, set) in windowing {
+            if set {
+                p.add(
+                    field,
+                    "a select job passes records through unkeyed and unwindowed: remove it, or select nothing and window the stream",
+                );
+            }
+        }
+    }
+}
