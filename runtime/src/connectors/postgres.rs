@@ -161,7 +161,12 @@ pub struct PostgresSink {
     client: Client,
     job: String,
     fields: Vec<String>,
-    insert: Statement,
+    insert: InsertSql,
+    /// Rows per `INSERT` statement, and the statement for a full batch.
+    batch: usize,
+    insert_batch: Statement,
+    /// Positions of `upsertKey` in `fields`.
+    upsert_key: Vec<usize>,
     exactly_once: bool,
     /// Per worker, its rows since its last barrier.
     open: Vec<Vec<Row>>,
@@ -198,12 +203,17 @@ impl PostgresSink {
             columns = table_columns(&mut client, &pg.table)?;
         }
         check_columns(spec, pg, &fields, &columns)?;
-        let insert = client
-            .prepare_typed(
-                &insert_sql(pg, &fields, &columns),
-                &vec![Type::TEXT; fields.len()],
-            )
+        let insert = InsertSql::new(pg, &fields, &columns);
+        // PostgreSQL takes at most 65535 parameters a statement.
+        let batch = (65_535 / fields.len()).clamp(1, MAX_BATCH);
+        let insert_batch = insert
+            .prepare(&mut client, batch)
             .map_err(|e| pg_error(&format!("cannot insert into {}", pg.table), e))?;
+        let upsert_key = pg
+            .upsert_key
+            .iter()
+            .filter_map(|k| fields.iter().position(|f| f == k))
+            .collect();
         if exactly_once {
             client
                 .batch_execute(&format!(
@@ -225,6 +235,9 @@ impl PostgresSink {
             job: spec.name.clone(),
             fields,
             insert,
+            batch,
+            insert_batch,
+            upsert_key,
             exactly_once,
             open: vec![Vec::new(); workers],
             sealed: BTreeMap::new(),
@@ -306,11 +319,25 @@ impl PostgresSink {
                 return Ok(()); // dropping the transaction rolls it back
             }
         }
-        for (i, row) in rows.iter().enumerate() {
-            let params: Vec<&(dyn ToSql + Sync)> =
-                row.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            tx.execute(&self.insert, &params)
-                .map_err(|e| pg_error("cannot insert a row", e))?;
+        let rows = if self.upsert_key.is_empty() {
+            rows
+        } else {
+            last_per_key(rows, &self.upsert_key)
+        };
+        for (i, chunk) in rows.chunks(self.batch).enumerate() {
+            let params: Vec<&(dyn ToSql + Sync)> = chunk
+                .iter()
+                .flatten()
+                .map(|v| v as &(dyn ToSql + Sync))
+                .collect();
+            let done = if chunk.len() == self.batch {
+                tx.execute(&self.insert_batch, &params)
+            } else {
+                let sql = self.insert.for_rows(chunk.len());
+                tx.prepare_typed(&sql, &vec![Type::TEXT; params.len()])
+                    .and_then(|statement| tx.execute(&statement, &params))
+            };
+            done.map_err(|e| pg_error("cannot insert rows", e))?;
             if i == 0 {
                 // A crash with part of the epoch sent and not committed.
                 crate::failpoint::fail_at("mid-commit", epoch.unwrap_or_default());
@@ -396,46 +423,89 @@ fn check_columns(
     Ok(())
 }
 
-/// `INSERT … VALUES (CAST($1 AS type), …)`, upserting on `upsertKey`.
-fn insert_sql(
-    pg: &PostgresSinkSpec,
-    fields: &[String],
-    columns: &[(String, String, String)],
-) -> String {
-    let type_of = |field: &String| {
-        columns
+/// Rows per `INSERT` at most: a few round trips per checkpoint instead of
+/// one per row.
+const MAX_BATCH: usize = 500;
+
+/// `INSERT … VALUES (CAST($1 AS type), …), (…)`, upserting on `upsertKey`.
+struct InsertSql {
+    head: String,
+    types: Vec<String>,
+    tail: String,
+}
+
+impl InsertSql {
+    fn new(pg: &PostgresSinkSpec, fields: &[String], columns: &[(String, String, String)]) -> Self {
+        let types = fields
             .iter()
-            .find(|(name, ..)| name == field)
-            .map(|(_, t, _)| t.clone())
-            .expect("checked columns")
-    };
-    let names: Vec<String> = fields.iter().map(|f| quote(f)).collect();
-    let values: Vec<String> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| format!("CAST(${} AS {})", i + 1, type_of(f)))
-        .collect();
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        quote_table(&pg.table),
-        names.join(", "),
-        values.join(", ")
-    );
-    if !pg.upsert_key.is_empty() {
-        let key: Vec<String> = pg.upsert_key.iter().map(|k| quote(k)).collect();
-        let updates: Vec<String> = fields
-            .iter()
-            .filter(|f| !pg.upsert_key.contains(f))
-            .map(|f| format!("{0} = EXCLUDED.{0}", quote(f)))
+            .map(|field| {
+                columns
+                    .iter()
+                    .find(|(name, ..)| name == field)
+                    .map(|(_, t, _)| t.clone())
+                    .expect("checked columns")
+            })
             .collect();
-        sql.push_str(&format!(" ON CONFLICT ({}) ", key.join(", ")));
-        if updates.is_empty() {
-            sql.push_str("DO NOTHING");
-        } else {
-            sql.push_str(&format!("DO UPDATE SET {}", updates.join(", ")));
+        let names: Vec<String> = fields.iter().map(|f| quote(f)).collect();
+        let head = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            quote_table(&pg.table),
+            names.join(", ")
+        );
+        let mut tail = String::new();
+        if !pg.upsert_key.is_empty() {
+            let key: Vec<String> = pg.upsert_key.iter().map(|k| quote(k)).collect();
+            let updates: Vec<String> = fields
+                .iter()
+                .filter(|f| !pg.upsert_key.contains(f))
+                .map(|f| format!("{0} = EXCLUDED.{0}", quote(f)))
+                .collect();
+            tail = format!(" ON CONFLICT ({}) ", key.join(", "));
+            if updates.is_empty() {
+                tail.push_str("DO NOTHING");
+            } else {
+                tail.push_str(&format!("DO UPDATE SET {}", updates.join(", ")));
+            }
         }
+        InsertSql { head, types, tail }
     }
-    sql
+
+    fn for_rows(&self, rows: usize) -> String {
+        let width = self.types.len();
+        let tuples: Vec<String> = (0..rows)
+            .map(|r| {
+                let values: Vec<String> = self
+                    .types
+                    .iter()
+                    .enumerate()
+                    .map(|(c, t)| format!("CAST(${} AS {t})", r * width + c + 1))
+                    .collect();
+                format!("({})", values.join(", "))
+            })
+            .collect();
+        format!("{}{}{}", self.head, tuples.join(", "), self.tail)
+    }
+
+    fn prepare(&self, client: &mut Client, rows: usize) -> Result<Statement, postgres::Error> {
+        client.prepare_typed(
+            &self.for_rows(rows),
+            &vec![Type::TEXT; rows * self.types.len()],
+        )
+    }
+}
+
+/// With upserts a row replaces any earlier one of its key, and one
+/// statement may not touch a row twice: of each key only its last row, in
+/// the order those came.
+fn last_per_key(rows: Vec<Row>, key: &[usize]) -> Vec<Row> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<Row> = rows
+        .into_iter()
+        .rev()
+        .filter(|row| seen.insert(key.iter().map(|&i| row[i].clone()).collect::<Vec<_>>()))
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// Rows cannot be taken back: a run that would insert rows the table holds

@@ -17,7 +17,7 @@ enum ResultsWriter {
     Plain(SinkWriter),
     File(TransactionalFile),
     Kafka(TransactionalKafka),
-    Postgres(PostgresSink),
+    Postgres(Box<PostgresSink>),
 }
 
 /// Where a side output goes: a writer of its own, or the results' Kafka
@@ -105,12 +105,9 @@ impl Sinks {
         let workers = spec.parallelism as usize;
         let results = match (&spec.sink.file, kafka) {
             (_, Some(kafka)) => ResultsWriter::Kafka(kafka),
-            _ if spec.sink.postgres.is_some() => ResultsWriter::Postgres(PostgresSink::open(
-                spec,
-                workers,
-                restored,
-                exactly_once(spec),
-            )?),
+            _ if spec.sink.postgres.is_some() => ResultsWriter::Postgres(Box::new(
+                PostgresSink::open(spec, workers, restored, exactly_once(spec))?,
+            )),
             (Some(file), None) if transactional_file(spec) => {
                 ResultsWriter::File(TransactionalFile::open(
                     &base.join(&file.path),
