@@ -746,3 +746,45 @@ async fn deletion_is_not_held_up_by_a_failed_savepoint() {
     );
     assert!(!cluster.job_exists().await);
 }
+
+#[tokio::test]
+async fn reconciles_are_counted_and_served_on_metrics_with_healthz() {
+    let (cluster, _runtime) = running().await;
+    let text = cluster.ctx.metrics.encode();
+    assert!(
+        text.contains("streamjob_operator_reconciles_total 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("streamjob_operator_reconcile_duration_seconds_count 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("streamjob_operator_reconcile_errors_total 0\n"),
+        "{text}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = tokio::spawn(streamjob_operator::metrics::serve(
+        format!("127.0.0.1:{port}"),
+        cluster.ctx.metrics.clone(),
+    ));
+    let get = |path: &'static str| async move {
+        for _ in 0..50 {
+            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
+                return response.text().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("nothing answers on port {port}");
+    };
+    assert_eq!(get("/healthz").await, "ok");
+    assert!(get("/metrics")
+        .await
+        .contains("streamjob_operator_reconciles_total 2\n"));
+    server.abort();
+}
