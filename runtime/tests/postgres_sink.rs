@@ -209,6 +209,22 @@ fn a_table_that_does_not_fit_is_named_column_by_column() {
     );
     let counted = rows(&pg, "SELECT count(*)::text FROM int_start");
     assert_eq!(counted, ["0"], "nothing half-written");
+
+    // A date would drop the time of day: refused too.
+    pg.client()
+        .batch_execute(
+            "CREATE TABLE date_start (visit_id text, window_start date, \
+             window_end timestamptz, visits bigint, partial boolean)",
+        )
+        .unwrap();
+    let error = run_error(
+        &visit_counter(dir.path(), &sink("date_start"), false),
+        dir.path(),
+    );
+    assert!(
+        error.contains("column \"window_start\" of table date_start is date"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -411,5 +427,35 @@ fn seed_003_rows_exactly_once_across_kills() {
             "SELECT count(*)::text, count(DISTINCT event_id)::text FROM events"
         ),
         [format!("{events}|{events}")]
+    );
+}
+
+/// A select job's object and string values into a `jsonb` column arrive as
+/// JSON (the string as a JSON string), other columns as text.
+#[test]
+fn values_for_json_columns_go_as_json() {
+    let pg = PgServer::start();
+    pg.client()
+        .batch_execute("CREATE TABLE profiles (event_id text, \"user\" jsonb)")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"event_id\": \"e1\", \"user\": {\"name\": \"ann\"}}\n{\"event_id\": \"e2\", \"user\": \"bo\"}\n",
+    )
+    .unwrap();
+    let spec = JobSpec::from_yaml(&format!(
+        "name: sel\nsource: {{file: {{path: in.jsonl}}}}\nselect: [event_id, user]\n\
+         sink: {{postgres: {{url: \"{}\", table: profiles}}}}\n",
+        pg.url()
+    ))
+    .unwrap();
+    run(&spec, &opts(dir.path())).unwrap();
+    assert_eq!(
+        rows(
+            &pg,
+            "SELECT event_id, \"user\"::text, jsonb_typeof(\"user\") FROM profiles ORDER BY event_id"
+        ),
+        ["e1|{\"name\": \"ann\"}|object", "e2|\"bo\"|string"]
     );
 }

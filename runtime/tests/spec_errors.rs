@@ -474,3 +474,12 @@ fn the_example_jobs_are_valid() {
         JobSpec::from_yaml(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
 }
+
+#[test]
+fn a_generator_has_nothing_to_select() {
+    let yaml = "name: g\nsource: {generator: {keys: 5}}\nselect: [value]\nsink: {stdout: {}}\n";
+    assert_eq!(
+        error_of(yaml),
+        "select: a generator's events have no fields to select: use a file or kafka source, or window the generated stream"
+    );
+}

@@ -102,7 +102,8 @@ impl KafkaWriter {
             .expect("only targets with a topic are produced");
         for (i, line) in lines.iter().enumerate() {
             let mut record = BaseRecord::<str, str>::to(topic).payload(line.as_str());
-            if let Some(key) = keys.get(i) {
+            // An empty key (a select job's records) is no key.
+            if let Some(key) = keys.get(i).filter(|k| !k.is_empty()) {
                 record = record.key(key.as_str());
             }
             // A full local queue drains as the background thread delivers.

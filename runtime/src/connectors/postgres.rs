@@ -50,7 +50,9 @@ pub fn result_fields(spec: &JobSpec) -> Vec<String> {
 pub fn postgres_fields(spec: &JobSpec, pg: &PostgresSinkSpec) -> Vec<String> {
     if pg.columns.is_empty() {
         let mut fields = result_fields(spec);
-        fields.retain(|f| f != "emit_time");
+        if spec.select.is_empty() {
+            fields.retain(|f| f != "emit_time");
+        }
         fields
     } else {
         pg.columns.clone()
@@ -58,14 +60,18 @@ pub fn postgres_fields(spec: &JobSpec, pg: &PostgresSinkSpec) -> Vec<String> {
 }
 
 /// For a result field: the type a created table gives its column, and the
-/// type categories (`pg_type.typcategory`) its values can be cast to.
-fn field_type(spec: &JobSpec, field: &str) -> (&'static str, &'static str) {
+/// column types that hold its values without loss (string types always
+/// do); `None` for any type.
+fn field_type(spec: &JobSpec, field: &str) -> (&'static str, Option<&'static [&'static str]>) {
+    const TIMESTAMPS: &[&str] = &["timestamp with time zone", "timestamp without time zone"];
+    const INTEGERS: &[&str] = &["bigint", "integer", "numeric", "double precision", "real"];
+    const NUMBERS: &[&str] = &["numeric", "double precision", "real"];
     if spec.key.iter().any(|k| k == field) || spec.select.iter().any(|f| f == field) {
-        return ("text", "");
+        return ("text", None);
     }
     match field {
-        "window_start" | "window_end" | "emit_time" => ("timestamptz", "DS"),
-        "partial" => ("boolean", "BS"),
+        "window_start" | "window_end" | "emit_time" => ("timestamptz", Some(TIMESTAMPS)),
+        "partial" => ("boolean", Some(&["boolean"])),
         _ => match spec.aggregates.iter().find(|a| a.name == field) {
             Some(a)
                 if matches!(
@@ -73,9 +79,9 @@ fn field_type(spec: &JobSpec, field: &str) -> (&'static str, &'static str) {
                     AggregateFunction::Count | AggregateFunction::CountDistinct
                 ) =>
             {
-                ("bigint", "NS")
+                ("bigint", Some(INTEGERS))
             }
-            _ => ("double precision", "NS"),
+            _ => ("double precision", Some(NUMBERS)),
         },
     }
 }
@@ -117,11 +123,14 @@ fn connect(pg: &PostgresSinkSpec) -> io::Result<Client> {
         .map_err(|e| pg_error("cannot connect (sink.postgres.url)", e))
 }
 
-/// A table's columns: name, type, type category; none when it does not exist.
+/// A table's columns: name, type (without its modifier: a `varchar(10)`
+/// column is cast to `character varying`, so that an over-long value fails
+/// at the insert instead of being cut), type category; none when it does
+/// not exist.
 fn table_columns(client: &mut Client, table: &str) -> io::Result<Vec<(String, String, String)>> {
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typcategory::text \
+            "SELECT a.attname::text, format_type(a.atttypid, NULL), t.typcategory::text \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
@@ -167,6 +176,8 @@ pub struct PostgresSink {
     insert_batch: Statement,
     /// Positions of `upsertKey` in `fields`.
     upsert_key: Vec<usize>,
+    /// Fields whose column is `json`/`jsonb`: their values go as JSON text.
+    json: Vec<bool>,
     exactly_once: bool,
     /// Per worker, its rows since its last barrier.
     open: Vec<Vec<Row>>,
@@ -209,6 +220,14 @@ impl PostgresSink {
         let insert_batch = insert
             .prepare(&mut client, batch)
             .map_err(|e| pg_error(&format!("cannot insert into {}", pg.table), e))?;
+        let json = fields
+            .iter()
+            .map(|f| {
+                columns
+                    .iter()
+                    .any(|(name, type_, _)| name == f && (type_ == "json" || type_ == "jsonb"))
+            })
+            .collect();
         let upsert_key = pg
             .upsert_key
             .iter()
@@ -238,6 +257,7 @@ impl PostgresSink {
             batch,
             insert_batch,
             upsert_key,
+            json,
             exactly_once,
             open: vec![Vec::new(); workers],
             sealed: BTreeMap::new(),
@@ -263,9 +283,10 @@ impl PostgresSink {
         Ok(self
             .fields
             .iter()
-            .map(|f| match &value[f] {
+            .zip(&self.json)
+            .map(|(f, json)| match &value[f] {
                 Value::Null => None,
-                Value::String(s) => Some(s.clone()),
+                Value::String(s) if !json => Some(s.clone()),
                 other => Some(other.to_string()),
             })
             .collect())
@@ -314,9 +335,25 @@ impl PostgresSink {
                 )
                 .map_err(|e| pg_error("cannot read streamjob_commits", e))?
                 .map(|r| r.get(0));
-            if done.is_some_and(|done| done >= epoch as i64) {
-                tracing::warn!(epoch, "checkpoint's rows already committed: skipped");
-                return Ok(()); // dropping the transaction rolls it back
+            match done {
+                // This very checkpoint is in: its rows must not go in twice.
+                Some(done) if done == epoch as i64 => {
+                    tracing::warn!(epoch, "checkpoint's rows already committed: skipped");
+                    return Ok(()); // dropping the transaction rolls it back
+                }
+                // Ids only grow within one checkpoint storage: a later
+                // commit recorded means another storage, or another job of
+                // the same name, wrote this table.
+                Some(done) if done > epoch as i64 => {
+                    return Err(io::Error::other(format!(
+                        "sink.postgres: {COMMITS} records checkpoint {done} of job {}, after this \
+                         run's checkpoint {epoch}: its rows come from another checkpoint storage \
+                         or another job of the same name. Give the job its own name, or restore \
+                         from the storage that wrote them",
+                        self.job
+                    )));
+                }
+                _ => {}
             }
         }
         let rows = if self.upsert_key.is_empty() {
@@ -411,8 +448,9 @@ fn check_columns(
                 names.join(", ")
             )));
         };
-        let (wanted, categories) = field_type(spec, field);
-        if !categories.is_empty() && !categories.contains(category.as_str()) {
+        let (wanted, holds) = field_type(spec, field);
+        let string = category == "S";
+        if holds.is_some_and(|types| !string && !types.contains(&type_.as_str())) {
             return Err(io::Error::other(format!(
                 "sink.postgres: column {field:?} of table {} is {type_}, which cannot hold the \
                  field's values: make it {wanted} (or text)",
@@ -497,12 +535,18 @@ impl InsertSql {
 /// With upserts a row replaces any earlier one of its key, and one
 /// statement may not touch a row twice: of each key only its last row, in
 /// the order those came.
+/// Keys are compared as sent (text); a key with a NULL matches nothing in
+/// PostgreSQL, so such rows are all kept.
 fn last_per_key(rows: Vec<Row>, key: &[usize]) -> Vec<Row> {
     let mut seen = std::collections::HashSet::new();
     let mut kept: Vec<Row> = rows
         .into_iter()
         .rev()
-        .filter(|row| seen.insert(key.iter().map(|&i| row[i].clone()).collect::<Vec<_>>()))
+        .filter(|row| {
+            let key: Vec<&Option<String>> = key.iter().map(|&i| &row[i]).collect();
+            key.iter().any(|v| v.is_none())
+                || seen.insert(key.iter().map(|v| (*v).clone()).collect::<Vec<_>>())
+        })
         .collect();
     kept.reverse();
     kept

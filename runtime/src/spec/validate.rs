@@ -542,6 +542,12 @@ impl JobSpec {
     /// A select job passes each record's `select` fields through: nothing
     /// of a windowed job applies.
     fn validate_select(&self, p: &mut Problems) {
+        if self.source.generator.is_some() {
+            p.add(
+                "select",
+                "a generator's events have no fields to select: use a file or kafka source, or window the generated stream",
+            );
+        }
         let mut seen: Vec<&str> = Vec::new();
         for (i, field) in self.select.iter().enumerate() {
             if field.trim().is_empty() {
