@@ -205,7 +205,17 @@ pub fn kill_repeatedly(
     (min, spread): (u64, u64),
     finished_is_final: bool,
 ) {
-    let target = kills();
+    kill_n_times(job, env, (min, spread), finished_is_final, kills());
+}
+
+/// `kill_repeatedly` with `target` kills.
+pub fn kill_n_times(
+    job: &Path,
+    env: &[(&str, String)],
+    (min, spread): (u64, u64),
+    finished_is_final: bool,
+    target: u32,
+) {
     let mut x: u64 = 12345;
     let mut restore = false;
     let mut kills = 0;
@@ -244,6 +254,12 @@ pub fn kill_repeatedly(
                 } else {
                     assert!(status.success(), "{stderr}");
                     if finished_is_final {
+                        // Finishing early would prove little: the input must
+                        // outlast the kills.
+                        assert!(
+                            kills * 4 >= target * 3,
+                            "the job finished after only {kills} of {target} kills: give it more input"
+                        );
                         eprintln!("the job finished after {kills} kills");
                         return;
                     }
