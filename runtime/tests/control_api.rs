@@ -47,6 +47,13 @@ fn wait_ready(api: &str) {
     );
 }
 
+/// `POST /stop {"savepoint": true}`, answered 200; the savepoint `{id, path}`.
+fn stop_with_savepoint(api: &str) -> Value {
+    let (code, body) = http(api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
+    assert_eq!(code, 200, "{body}");
+    json(&body)["savepoint"].clone()
+}
+
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
 }
@@ -188,9 +195,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
     assert_eq!(code, 404, "{body}");
 
     // Stop with a savepoint: answers with its path, exits 0.
-    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
-    assert_eq!(code, 200, "{body}");
-    let stop_path = json(&body)["savepoint"]["path"]
+    let stop_path = stop_with_savepoint(&api)["path"]
         .as_str()
         .unwrap()
         .to_string();
@@ -259,9 +264,7 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
     let job = write_job(dir.path());
     let (mut child, api, _stderr) = start(&job, &[]);
     wait_ready(&api);
-    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
-    assert_eq!(code, 200, "{body}");
-    let savepoint = json(&body)["savepoint"].clone();
+    let savepoint = stop_with_savepoint(&api);
     let savepoint_path = savepoint["path"].as_str().unwrap().to_string();
     assert!(child.wait().success());
 
@@ -279,9 +282,7 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
     // checkpoint of the deployment, not from the savepoint.
     let (mut child, api, mut stderr) = start(&job, &args);
     wait_ready(&api);
-    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
-    assert_eq!(code, 200, "{body}");
-    let stop_path = json(&body)["savepoint"]["path"]
+    let stop_path = stop_with_savepoint(&api)["path"]
         .as_str()
         .unwrap()
         .to_string();

@@ -205,17 +205,7 @@ pub fn kill_repeatedly(
     (min, spread): (u64, u64),
     finished_is_final: bool,
 ) {
-    kill_n_times(job, env, (min, spread), finished_is_final, kills());
-}
-
-/// `kill_repeatedly` with `target` kills.
-pub fn kill_n_times(
-    job: &Path,
-    env: &[(&str, String)],
-    (min, spread): (u64, u64),
-    finished_is_final: bool,
-    target: u32,
-) {
+    let target = kills();
     let mut x: u64 = 12345;
     let mut restore = false;
     let mut kills = 0;
