@@ -112,7 +112,12 @@ fn demo_runs_with_no_setup() {
         stdout.contains("the restored job read 2 records"),
         "{stdout}"
     );
-    assert!(stdout.contains("[demo 6/6]"), "{stdout}");
+    assert!(stdout.contains("[demo 6/7]"), "{stdout}");
+    // The generator step: every generated visit counted once or late.
+    assert!(
+        stdout.contains(" = 100000 visits, each in exactly one place."),
+        "{stdout}"
+    );
 }
 
 #[test]
