@@ -410,6 +410,46 @@ fn a_restart_resumes_only_from_its_own_checkpoints() {
     assert_eq!(records_in(&stderr), 300_000, "{stderr}");
 }
 
+/// Under a supervisor (`--deployment`), a process that restored the
+/// deployment's checkpoint and fails before completing one of its own
+/// restarts from that checkpoint: the deployment's checkpoints count as its
+/// own, so a restart never rewinds to where the deployment started.
+#[test]
+fn a_restart_under_a_deployment_resumes_from_the_deployments_checkpoints() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    write_input(dir.path(), 300_000);
+    let job = dir.path().join("job.yaml");
+    let yaml = job_yaml(2, 128) + "restartStrategy: {fixedDelay: {attempts: 2, delay: 10ms}}\n";
+    std::fs::write(&job, yaml).unwrap();
+    let deployment = ["--deployment", "d1"];
+    let mut first = spawn_run(&job, &deployment, &[]);
+    assert!(
+        wait_for_checkpoints(dir.path(), 2, Duration::from_secs(60)),
+        "no checkpoint completed"
+    );
+    first.kill().unwrap(); // kill -9
+    first.wait().unwrap();
+    let first_own = checkpoint_ids(&dir.path().join("ckpt/ck/checkpoints"), false)
+        .last()
+        .unwrap()
+        + 1;
+    let failpoint = [("STREAMJOB_FAILPOINT", format!("worker-error:{first_own}"))];
+    let mut second = spawn_run(&job, &deployment, &failpoint);
+    let stderr = std::io::BufReader::new(second.stderr.take().unwrap());
+    let restart = stderr
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.contains("restart 1 in"))
+        .expect("a restart");
+    second.kill().unwrap(); // it would wait to be terminated once done
+    second.wait().unwrap();
+    assert!(
+        restart.ends_with("restart 1 in 10ms from the latest checkpoint"),
+        "{restart}"
+    );
+}
+
 /// A generator job with watermark alignment restores and runs to its end:
 /// the restored split watermark must not look "ahead" of the job.
 #[test]

@@ -182,17 +182,23 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
         Some(c) => Some(CheckpointStorage::from_uri(&c.storage, &opts.base_dir)?),
         None => None,
     };
-    let since = match &storage {
-        Some(storage) => storage.last_id(&layout)? + 1,
-        None => 0,
+    // Under a supervisor the deployment's first process sets it, for every
+    // process of the deployment (see `RunOptions::deployment`).
+    let since = match (&storage, &opts.deployment) {
+        (Some(storage), Some(deployment)) => {
+            let own = storage.last_id(&layout)? + 1;
+            Some(deployment_start(storage, &layout, deployment, own)?)
+        }
+        (Some(storage), None) => Some(storage.last_id(&layout)? + 1),
+        (None, _) => None,
     };
     let started_from = opts.restore.clone();
-    if let (Some(storage), Some(deployment)) = (&storage, &opts.deployment) {
-        let since = deployment_start(storage, &layout, deployment, since)?;
-        opts.restore = Some(RestoreFrom::Recovery {
-            since,
-            started_from: started_from.clone().map(Box::new),
-        });
+    let recovery = since.map(|since| RestoreFrom::Recovery {
+        since,
+        started_from: started_from.clone().map(Box::new),
+    });
+    if opts.deployment.is_some() {
+        opts.restore = recovery.clone().or(opts.restore);
     }
     let mut attempt = 0;
     loop {
@@ -212,12 +218,9 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
             return Err(error);
         };
         // Only to say where the restart resumes; `run` decides the same way.
-        let resumes_from = match &storage {
-            Some(storage) => {
-                opts.restore = Some(RestoreFrom::Recovery {
-                    since,
-                    started_from: started_from.clone().map(Box::new),
-                });
+        let resumes_from = match (&storage, since) {
+            (Some(storage), Some(since)) => {
+                opts.restore = recovery.clone();
                 match storage.newest(&layout) {
                     Ok(Some((_, id))) if id >= since => "the latest checkpoint",
                     Ok(_) if started_from.is_some() => "where it started",
@@ -225,7 +228,7 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
                     Err(_) => "the latest checkpoint, once its storage answers",
                 }
             }
-            None => "the start (no checkpoints)",
+            _ => "the start (no checkpoints)",
         };
         if let Some(control) = &opts.control {
             control.metrics.restarts.inc();
