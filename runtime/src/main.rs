@@ -257,31 +257,27 @@ fn run_job(
         Ok(_) => control.set_state(JobState::Finished, None),
         Err(e) => control.set_state(JobState::Failed, Some(e.to_string())),
     }
-    let summary = match outcome {
-        Ok(summary) => summary,
-        Err(e) => {
-            if let Some(server) = server {
-                server.shutdown(std::time::Duration::from_secs(5));
-            }
-            return Err(format!("job {} failed: {e}", spec.name));
+    if let Ok(summary) = &outcome {
+        if let Some(from) = &summary.restored_from {
+            eprintln!("streamjob: job {} restored from {from}", spec.name);
         }
-    };
-    if let Some(from) = &summary.restored_from {
-        eprintln!("streamjob: job {} restored from {from}", spec.name);
-    }
-    eprintln!("streamjob: {}", summary_line(&spec, &summary));
-    if let Some(deployment) = deployment {
-        // Exiting would have the pod's container started again, and the
-        // job with it: stay up, answering `finished`, until terminated.
-        eprintln!("streamjob: deployment {deployment} done; waiting to be terminated");
-        loop {
-            std::thread::park();
+        eprintln!("streamjob: {}", summary_line(&spec, summary));
+        if let Some(deployment) = deployment {
+            // Exiting would have the pod's container started again, and
+            // the job with it: stay up, answering `finished`, until
+            // terminated.
+            eprintln!("streamjob: deployment {deployment} done; waiting to be terminated");
+            loop {
+                std::thread::park();
+            }
         }
     }
     if let Some(server) = server {
         server.shutdown(std::time::Duration::from_secs(5));
     }
-    Ok(())
+    outcome
+        .map(drop)
+        .map_err(|e| format!("job {} failed: {e}", spec.name))
 }
 
 /// The seed's visits (../shared/seeds/000), shipped in the binary so the demo

@@ -273,7 +273,7 @@ impl CheckpointStorage {
         }
         for (id, _) in dropped {
             let dir = layout.snapshot_dir(SnapshotKind::Checkpoint, id);
-            self.store.delete_prefix(&format!("{dir}/"))?;
+            self.delete_snapshot(&dir)?;
             self.refs().remove(&dir);
         }
         for key in unused {

@@ -102,8 +102,7 @@ impl KafkaWriter {
             .expect("only targets with a topic are produced");
         for (i, line) in lines.iter().enumerate() {
             let mut record = BaseRecord::<str, str>::to(topic).payload(line.as_str());
-            // An empty key (a select job's records) is no key.
-            if let Some(key) = keys.get(i).filter(|k| !k.is_empty()) {
+            if let Some(key) = keys.get(i) {
                 record = record.key(key.as_str());
             }
             // A full local queue drains as the background thread delivers.

@@ -366,7 +366,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         kafka_sink,
     )
     .map_err(JobError::Sink)?;
-    let (keep, keyed) = (sinks.keeps(), sinks.keyed());
+    let (keep, mut keyed) = (sinks.keeps(), sinks.keyed());
+    // A select job's records have no key: none is sent with them.
+    keyed[collector::Target::Results as usize] &= spec.select.is_empty();
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
 
     let (senders, receivers): (Vec<_>, Vec<_>) =

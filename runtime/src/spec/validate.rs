@@ -185,21 +185,12 @@ impl JobSpec {
             if kafka.topics.is_empty() {
                 p.add("source.kafka.topics", "name at least one topic");
             }
-            if self.event_time.field.is_none() && self.select.is_empty() {
-                p.add(
-                    "eventTime.field",
-                    "required for a kafka source: name the field that holds each record's event time",
-                );
-            }
         }
         if let Some(file) = &src.file {
             match (&file.path, file.paths.is_empty()) {
                 (None, true) => p.add("source.file", "set path or paths"),
                 (Some(_), false) => p.add("source.file", "set only one of path, paths"),
                 _ => {}
-            }
-            if self.event_time.field.is_none() && self.select.is_empty() {
-                p.add("eventTime.field", "required for a file source: name the field that holds each record's event time");
             }
         }
         if let Some(gen) = &src.generator {
@@ -222,12 +213,6 @@ impl JobSpec {
                 p.add(
                     "source.generator.rate",
                     "must be at least 1 event per second, or left out for no pacing",
-                );
-            }
-            if self.key.len() != 1 && self.select.is_empty() {
-                p.add(
-                    "key",
-                    "a generator source produces one integer key: name exactly one key field",
                 );
             }
         }
@@ -418,6 +403,24 @@ impl JobSpec {
     /// Key, window, trigger and aggregates of a windowed job.
     fn validate_windowing(&self, p: &mut Problems) {
         let src = &self.source;
+        // Event time and key, as far as the source decides them.
+        let read = match (&src.kafka, &src.file) {
+            (Some(_), _) => Some("kafka"),
+            (None, Some(_)) => Some("file"),
+            _ => None,
+        };
+        if let (Some(source), None) = (read, &self.event_time.field) {
+            p.add(
+                "eventTime.field",
+                format!("required for a {source} source: name the field that holds each record's event time"),
+            );
+        }
+        if src.generator.is_some() && self.key.len() != 1 {
+            p.add(
+                "key",
+                "a generator source produces one integer key: name exactly one key field",
+            );
+        }
         // Key.
         if self.key.is_empty() {
             p.add("key", "name at least one field to key by");
