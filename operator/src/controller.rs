@@ -140,8 +140,7 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         }
     };
     if let Some(plan) = follow_up {
-        let job = commit(&job, &plan, ctx).await?;
-        dispose(&job, &plan.dispose, ctx).await;
+        commit(&job, &plan, ctx).await?;
         // The recorded savepoint is acted on at once.
         return Ok(Requeue::requeue(std::time::Duration::from_millis(100)));
     }
@@ -215,7 +214,8 @@ async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     Ok(Requeue::await_change())
 }
 
-/// Writes the plan's status and events; returns the job as it now stands.
+/// Writes the plan's status and events, then deletes the savepoints the
+/// status no longer lists; returns the job as it now stands.
 async fn commit(job: &StreamJob, plan: &Plan, ctx: &Context) -> Result<StreamJob, Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let jobs: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
@@ -224,7 +224,7 @@ async fn commit(job: &StreamJob, plan: &Plan, ctx: &Context) -> Result<StreamJob
         let patch = serde_json::json!({
             "apiVersion": "streamjob.io/v1alpha1",
             "kind": "StreamJob",
-            "status": with_conditions(plan.status.clone(), job.metadata.generation),
+            "status": with_conditions(plan.status.clone(), job.metadata.generation, (ctx.clock)()),
         });
         job = jobs
             .patch_status(
@@ -241,11 +241,16 @@ async fn commit(job: &StreamJob, plan: &Plan, ctx: &Context) -> Result<StreamJob
         };
         publish(ctx, &job, kind, event.reason, event.note.clone()).await;
     }
+    dispose(&job, &plan.dispose, ctx).await;
     Ok(job)
 }
 
 /// The `Ready` condition follows the phase.
-fn with_conditions(mut status: StreamJobStatus, generation: Option<i64>) -> StreamJobStatus {
+fn with_conditions(
+    mut status: StreamJobStatus,
+    generation: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StreamJobStatus {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     let ready = status.phase == crate::crd::Phase::Running;
     let condition = Condition {
@@ -254,7 +259,10 @@ fn with_conditions(mut status: StreamJobStatus, generation: Option<i64>) -> Stre
         reason: status.phase.to_string(),
         message: status.error.clone().unwrap_or_default(),
         observed_generation: generation,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        last_transition_time: Time(
+            k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
+                .expect("a time within jiff's range"),
+        ),
     };
     match status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
         Some(old) if old.status == condition.status => {
@@ -384,8 +392,10 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
     })
 }
 
-/// A pod is failing when its container waits in CrashLoopBackOff or ended
-/// with an error; ready when its readiness probe passes.
+/// A pod is failing when its container waits in CrashLoopBackOff: one exit
+/// is the kubelet's to restart (the restarted process resumes from its
+/// rollout's checkpoint), repeated ones are the operator's. Ready when its
+/// readiness probe passes.
 pub fn pod_health(pod: &Pod) -> PodHealth {
     let Some(status) = &pod.status else {
         return PodHealth::Starting;
@@ -399,13 +409,6 @@ pub fn pod_health(pod: &Pod) -> PodHealth {
                         c.restart_count,
                         waiting.message.clone().unwrap_or_default()
                     ),
-                };
-            }
-        }
-        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
-            if t.exit_code != 0 {
-                return PodHealth::Failing {
-                    reason: format!("the job exited with code {}", t.exit_code),
                 };
             }
         }

@@ -104,8 +104,9 @@ pub struct SavepointPolicy {
     /// A savepoint not completed in this time has failed.
     #[serde(default = "default_savepoint_timeout")]
     pub timeout: Duration,
-    /// Savepoints kept in the status history (older entries are dropped
-    /// from the history; their files are kept).
+    /// Savepoints the operator took kept in the status history; older ones
+    /// are deleted from storage once the history drops them (never the one
+    /// the running pods started from).
     #[serde(default = "default_savepoints_retained")]
     #[schemars(range(min = 1))]
     pub retained: u32,

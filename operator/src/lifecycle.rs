@@ -180,6 +180,11 @@ impl<'a> Decision<'a> {
     /// action.
     fn deploy(&mut self, restore: Restore, phase: Phase) -> Action {
         self.status.last_reconciled_spec = Some(deployable_spec(&self.job.spec));
+        // A new spec or a restart asked for: the restart budget is whole,
+        // and a restart asked for at the same time is this rollout.
+        self.status.restarts = 0;
+        self.status.next_recovery_at = None;
+        self.status.restart_nonce = self.job.spec.restart_nonce;
         let generation = self.generation();
         self.record_deployment(restore, phase, generation)
     }
@@ -275,7 +280,6 @@ pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
             _ => "deploying with empty state".into(),
         };
         d.event(EventType::Normal, "Deploying", note);
-        d.status.restart_nonce = spec.restart_nonce;
         d.status.savepoint_trigger_nonce = spec.savepoint_trigger_nonce;
         let action = d.deploy(restore, Phase::Deploying);
         return d.plan(action, POLL);
@@ -690,19 +694,25 @@ fn health_only(mut d: Decision) -> Plan {
 fn recover(mut d: Decision, reason: String) -> Plan {
     let policy = &d.job.spec.restart_policy;
     if d.status.restarts >= policy.attempts {
-        if d.status.phase != Phase::Failed {
+        // Said once: the stored phase, not this decision's (an upgrade
+        // waiting for its savepoint set it to Upgrading), tells.
+        let failed_before = d.job.status.as_ref().map(|s| s.phase) == Some(Phase::Failed);
+        if !failed_before {
             d.event(
                 EventType::Warning,
                 "RestartBudgetExhausted",
                 format!(
-                    "{reason}; {} recoveries did not help: the job stays Failed until the spec \
-                     or restartNonce changes",
+                    "{reason}; {} recoveries did not help: the job stays Failed until \
+                     restartNonce changes (or the spec, with upgradeMode last-state or stateless)",
                     policy.attempts
                 ),
             );
         }
+        // An upgrade's own error (why it waits) stays: it is the one to act on.
+        if d.status.phase != Phase::Upgrading {
+            d.status.error = Some(reason);
+        }
         d.status.phase = Phase::Failed;
-        d.status.error = Some(reason);
         return d.plan(Action::None, POLL);
     }
     let Some(at) = parse_time(d.status.next_recovery_at.as_deref()) else {

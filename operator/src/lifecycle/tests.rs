@@ -459,6 +459,31 @@ fn a_failed_job_recovers_from_the_latest_checkpoint_with_backoff_and_a_budget() 
     assert_eq!(reasons(&plan), ["RestartBudgetExhausted"]);
     apply(&mut job, &plan);
     assert!(decide(&job, &crashing(160, 4)).events.is_empty());
+
+    // A spec change cannot be rolled out by savepoint while the job is
+    // down: said once, not at every reconcile.
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &crashing(170, 4));
+    assert_eq!(reasons(&plan), ["UpgradeWaiting"]);
+    assert!(plan
+        .status
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("the upgrade waits"));
+    apply(&mut job, &plan);
+    assert!(decide(&job, &crashing(180, 4)).events.is_empty());
+
+    // A restart asked for starts with the whole budget again.
+    job.spec.upgrade_mode = UpgradeMode::LastState;
+    job.spec.restart_nonce = Some(1);
+    let plan = decide(&job, &crashing(190, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(plan.status.restarts, 0);
+    apply(&mut job, &plan);
+    let plan = decide(&job, &crashing(200, 4));
+    assert_eq!(plan.status.phase, Phase::Recovering, "not Failed at once");
+    assert!(plan.events[0].note.contains("attempt 1 of 2"));
 }
 
 #[test]
