@@ -33,6 +33,9 @@ pub enum Error {
     NoNamespace,
     #[error("{0}")]
     InvalidSpec(String),
+    /// A status the operator cannot have written (edited by hand).
+    #[error("{0}")]
+    BadStatus(String),
     /// Storage that cannot be read: no decision is taken on a guess.
     #[error("checkpoint storage: {0}")]
     Storage(String),
@@ -307,14 +310,14 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
     let Some(deployment) = &status.deployment else {
         return Ok(());
     };
-    let restore = Restore::of(deployment);
+    let restore = Restore::of(deployment).map_err(Error::BadStatus)?;
     let replicas = if status.phase == crate::crd::Phase::Suspended {
         0
     } else {
         1
     };
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
-    let deployed = deployed_job(job);
+    let deployed = deployed_job(job)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let name = job.name_any();
     Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
@@ -340,17 +343,19 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
 
 /// The job with the spec its status records as deployed (a recovery keeps
 /// the old spec while an upgrade waits for its savepoint).
-fn deployed_job(job: &StreamJob) -> StreamJob {
+fn deployed_job(job: &StreamJob) -> Result<StreamJob, Error> {
     let mut deployed = job.clone();
-    if let Some(spec) = job
+    let recorded = job
         .status
         .as_ref()
-        .and_then(|s| s.last_reconciled_spec.as_deref())
-        .and_then(|s| serde_json::from_str(s).ok())
-    {
-        deployed.spec = spec;
+        .and_then(|s| s.last_reconciled_spec.as_deref());
+    if let Some(spec) = recorded {
+        // Never the new spec in its place: that would skip its upgrade.
+        deployed.spec = serde_json::from_str(spec).map_err(|e| {
+            Error::BadStatus(format!("status.lastReconciledSpec cannot be read: {e}"))
+        })?;
     }
-    deployed
+    Ok(deployed)
 }
 
 /// What the decision needs to know, read from the cluster, the runtime and

@@ -199,18 +199,11 @@ impl<'a> Decision<'a> {
 
     fn record_deployment(&mut self, restore: Restore, phase: Phase, generation: i64) -> Action {
         self.status.phase = phase;
+        let (kind, savepoint_path) = restore.recorded();
         self.status.deployment = Some(crate::crd::Deployment {
             generation,
-            restore: match &restore {
-                Restore::Fresh => "none",
-                Restore::Savepoint(_) => "savepoint",
-                Restore::LatestCheckpoint => "latest-checkpoint",
-            }
-            .into(),
-            savepoint_path: match &restore {
-                Restore::Savepoint(path) => Some(path.clone()),
-                _ => None,
-            },
+            restore: kind.into(),
+            savepoint_path,
             started_at: rfc3339(self.obs.now),
             id: format!("{}-g{generation}", self.obs.now.timestamp_millis()),
         });

@@ -39,12 +39,26 @@ pub enum Restore {
 }
 
 impl Restore {
-    /// How a recorded deployment started.
-    pub fn of(deployment: &crate::crd::Deployment) -> Restore {
+    /// As `status.deployment` records it: `restore` and `savepointPath`.
+    pub fn recorded(&self) -> (&'static str, Option<String>) {
+        match self {
+            Restore::Fresh => ("none", None),
+            Restore::Savepoint(path) => ("savepoint", Some(path.clone())),
+            Restore::LatestCheckpoint => ("latest-checkpoint", None),
+        }
+    }
+
+    /// How a recorded deployment started; a record the operator never
+    /// writes is an error, never read as "start empty".
+    pub fn of(deployment: &crate::crd::Deployment) -> Result<Restore, String> {
         match (deployment.restore.as_str(), &deployment.savepoint_path) {
-            ("savepoint", Some(path)) => Restore::Savepoint(path.clone()),
-            ("latest-checkpoint", _) => Restore::LatestCheckpoint,
-            _ => Restore::Fresh,
+            ("none", None) => Ok(Restore::Fresh),
+            ("savepoint", Some(path)) => Ok(Restore::Savepoint(path.clone())),
+            ("latest-checkpoint", None) => Ok(Restore::LatestCheckpoint),
+            (restore, path) => Err(format!(
+                "status.deployment: restore {restore:?} with savepointPath {path:?} is not a \
+                 deployment the operator records; not redeploying on a guess"
+            )),
         }
     }
 }

@@ -200,3 +200,33 @@ fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
         "2026-11-22T06:00:00Z"
     );
 }
+
+#[test]
+fn a_deployment_record_reads_back_as_written_and_nothing_else() {
+    for restore in [
+        Restore::Fresh,
+        Restore::Savepoint("s3://b/visit-counter/savepoints/sp-7".into()),
+        Restore::LatestCheckpoint,
+    ] {
+        let (kind, savepoint_path) = restore.recorded();
+        let record = crate::crd::Deployment {
+            restore: kind.into(),
+            savepoint_path,
+            ..Default::default()
+        };
+        assert_eq!(Restore::of(&record), Ok(restore));
+    }
+    // A savepoint deployment without its path is never read as "empty".
+    let broken = crate::crd::Deployment {
+        restore: "savepoint".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        Restore::of(&broken),
+        Err(
+            "status.deployment: restore \"savepoint\" with savepointPath None is not a \
+             deployment the operator records; not redeploying on a guess"
+                .into()
+        )
+    );
+}
