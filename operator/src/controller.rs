@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -16,7 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::crd::{StreamJob, StreamJobStatus};
 use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth};
-use crate::resources::{self, Restore, JOB_LABEL};
+use crate::resources::{self, Restore};
 use crate::runtime_api::RuntimeApi;
 
 /// Server-side apply's field manager: one for every write of the operator.
@@ -367,12 +367,11 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
         .get_opt(&name)
         .await?;
     let replicas = set.map(|s| s.spec.and_then(|s| s.replicas).unwrap_or(1));
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}")))
-        .await?;
-    let pod = pods
-        .items
-        .first()
+    // The StatefulSet's one pod has a fixed name.
+    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&format!("{name}-0"))
+        .await?
+        .as_ref()
         .map(pod_health)
         .unwrap_or(PodHealth::Absent);
     let runtime = if pod == PodHealth::Absent {
