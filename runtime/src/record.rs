@@ -236,7 +236,8 @@ pub struct Event {
     pub ts: i64,
     /// One entry per aggregate in the job, in the job's order.
     pub values: SmallVec<[FieldValue; 2]>,
-    /// The record as read, kept only when a late side output is configured.
+    /// The record as read, kept only when a late side output is configured;
+    /// for a select job, its projection.
     pub raw: Option<Box<str>>,
 }
 
@@ -271,8 +272,9 @@ pub struct RecordParser {
     time_format: TimeFormat,
     aggregates: Vec<(AggregateFunction, Option<FieldPath>)>,
     keep_raw: bool,
-    /// A select job's fields: the event carries their projection as `raw`.
-    select: Vec<FieldPath>,
+    /// A select job's fields, each with its JSON key (`"path":`, escaped
+    /// once): the event carries their projection as `raw`.
+    select: Vec<(FieldPath, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -321,7 +323,11 @@ impl RecordParser {
                 .map(|a| (a.function, a.field.as_deref().map(FieldPath::new)))
                 .collect(),
             keep_raw: spec.side_outputs.late.is_some(),
-            select: spec.select.iter().map(|f| FieldPath::new(f)).collect(),
+            select: spec
+                .select
+                .iter()
+                .map(|f| (FieldPath::new(f), format!("{}:", Value::from(f.as_str()))))
+                .collect(),
         }
     }
 
@@ -341,14 +347,26 @@ impl RecordParser {
     }
 
     /// The selected fields of a record as a JSON object (a missing one as
-    /// null), keyed by their paths.
+    /// null), keyed by their paths: written straight into one string.
     fn project(&self, value: &Value) -> String {
-        let mut out = serde_json::Map::with_capacity(self.select.len());
-        for path in &self.select {
-            let v = path.get(value).cloned().unwrap_or(Value::Null);
-            out.insert(path.name.clone(), v);
+        let mut out = String::with_capacity(64 * self.select.len());
+        out.push('{');
+        for (i, (path, key)) in self.select.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            match path.get(value) {
+                // A `Value` displays as its JSON text.
+                Some(v) => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "{v}");
+                }
+                None => out.push_str("null"),
+            }
         }
-        Value::Object(out).to_string()
+        out.push('}');
+        out
     }
 
     pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {
