@@ -78,6 +78,7 @@ impl BenchConfig {
                 ..Default::default()
             },
             event_time: EventTimeSpec::default(),
+            enrich: Vec::new(),
             // The generator's splits run at whatever pace their cores give
             // them; alignment keeps them within a second of event time of
             // each other, as Flink's watermark alignment would.

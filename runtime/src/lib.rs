@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod connectors;
 pub mod control;
 pub mod engine;
+pub mod enrich;
 pub mod failpoint;
 pub mod fsutil;
 pub mod record;

@@ -213,6 +213,9 @@ fn summary_line(spec: &JobSpec, s: &RunSummary) -> String {
         s.late,
         s.malformed
     );
+    if !spec.enrich.is_empty() {
+        line.push_str(&format!(", {} unmatched", s.unmatched));
+    }
     if spec.checkpoints.is_some() {
         line.push_str(&format!(", {} checkpoints", s.checkpoints));
     }

@@ -241,7 +241,17 @@ pub struct Event {
     pub raw: Option<Box<str>>,
 }
 
-/// Why a record could not be read. Goes to the malformed side output.
+/// A record's text as a JSON object.
+pub fn parse_object(text: &str) -> Result<Value, RecordError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| RecordError::Json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(RecordError::NotAnObject);
+    }
+    Ok(value)
+}
+
+/// Why a record could not be read. Goes to the malformed side output (an
+/// unmatched lookup to the unmatched one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
     #[error("not valid JSON: {0}")]
@@ -262,6 +272,15 @@ pub enum RecordError {
         function: &'static str,
         got: String,
     },
+    /// An `enrich` lookup found no entry: not malformed, unmatched.
+    #[error("{0}")]
+    Unmatched(String),
+}
+
+impl RecordError {
+    pub fn is_unmatched(&self) -> bool {
+        matches!(self, RecordError::Unmatched(_))
+    }
 }
 
 /// Turns JSON text into events, reading only the fields the job needs.
@@ -277,21 +296,27 @@ pub struct RecordParser {
     select: Vec<(FieldPath, String)>,
 }
 
+/// A dotted path into a JSON record, e.g. `user.address.city`.
 #[derive(Debug, Clone)]
-struct FieldPath {
+pub struct FieldPath {
     name: String,
     parts: Vec<String>,
 }
 
 impl FieldPath {
-    fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         FieldPath {
             name: name.to_string(),
             parts: name.split('.').map(str::to_string).collect(),
         }
     }
 
-    fn get<'a>(&self, v: &'a Value) -> Option<&'a Value> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value at the path; None when it is absent or null.
+    pub fn get<'a>(&self, v: &'a Value) -> Option<&'a Value> {
         let mut cur = v;
         for p in &self.parts {
             cur = cur.get(p.as_str())?;
@@ -300,7 +325,7 @@ impl FieldPath {
     }
 }
 
-fn type_name(v: &Value) -> String {
+pub fn type_name(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(_) => "a boolean".into(),
@@ -332,16 +357,22 @@ impl RecordParser {
     }
 
     pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| RecordError::Json(e.to_string()))?;
-        if !value.is_object() {
-            return Err(RecordError::NotAnObject);
-        }
-        let mut event = self.from_value(&value)?;
+        let value = parse_object(line)?;
+        self.event(&value, || line.trim_end().into())
+    }
+
+    /// The event of a parsed record; `text` is the record as JSON text,
+    /// asked for only when the event keeps it (for the late side output).
+    pub fn event(
+        &self,
+        value: &Value,
+        text: impl FnOnce() -> Box<str>,
+    ) -> Result<Event, RecordError> {
+        let mut event = self.from_value(value)?;
         if !self.select.is_empty() {
-            event.raw = Some(self.project(&value).into());
+            event.raw = Some(self.project(value).into());
         } else if self.keep_raw {
-            event.raw = Some(line.trim_end().into());
+            event.raw = Some(text());
         }
         Ok(event)
     }
@@ -426,6 +457,17 @@ impl RecordParser {
             values,
             raw: None,
         })
+    }
+}
+
+/// Records parsed as they are (the `Enricher` is the decoder of a job).
+impl crate::connectors::Decode for RecordParser {
+    fn decode(
+        &mut self,
+        value: Option<&str>,
+        _key: Option<&[u8]>,
+    ) -> std::io::Result<Result<Event, RecordError>> {
+        Ok(self.parse(value.unwrap_or_default()))
     }
 }
 

@@ -105,15 +105,15 @@ fn consumer_lag_is_what_is_not_read_yet() {
     );
     let spec = JobSpec::from_yaml(&yaml).unwrap();
     let kafka = spec.source.kafka.as_ref().unwrap();
-    let parser = streamjob_runtime::record::RecordParser::new(&spec);
-    let mut split = KafkaSplit::new(kafka, &spec.name, vec![("events".into(), 0)], parser).unwrap();
+    let mut parser = streamjob_runtime::record::RecordParser::new(&spec);
+    let mut split = KafkaSplit::new(kafka, &spec.name, vec![("events".into(), 0)]).unwrap();
     let mut read = 0;
     let mut read_up_to = |split: &mut KafkaSplit, n: usize| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while read < n {
             assert!(std::time::Instant::now() < deadline, "read {read} of {n}");
             let mut out = Vec::new();
-            split.poll(&mut out, n - read).unwrap();
+            split.poll(&mut out, n - read, &mut parser).unwrap();
             read += out
                 .iter()
                 .filter(|i| matches!(i, SourceItem::Record { .. }))

@@ -64,7 +64,7 @@ fn commits_carry_offsets_and_a_zombie_is_fenced() {
     let spec = sink_spec(b);
     let lines = |s: &str| vec![s.to_string()];
 
-    let mut first = TransactionalKafka::open(&spec, "job", "g", [None, None], 1).unwrap();
+    let mut first = TransactionalKafka::open(&spec, "job", "g", [None, None, None], 1).unwrap();
     first.write(0, 0, lines("a"), vec![]).unwrap();
     first.seal(0, 7, vec![("events".into(), 0, 1234)]).unwrap();
     first.commit(7).unwrap();
@@ -82,7 +82,7 @@ fn commits_carry_offsets_and_a_zombie_is_fenced() {
     first.write(0, 0, lines("c"), vec![]).unwrap();
     first.seal(0, 9, vec![("events".into(), 0, 2000)]).unwrap();
     let started = std::time::Instant::now();
-    let second = TransactionalKafka::open(&spec, "job", "g", [None, None], 1).unwrap();
+    let second = TransactionalKafka::open(&spec, "job", "g", [None, None, None], 1).unwrap();
     eprintln!(
         "init_transactions of the new run took {:?}",
         started.elapsed()

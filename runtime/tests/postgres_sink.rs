@@ -425,7 +425,7 @@ fn seed_003_rows_exactly_once_across_kills() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, seed_003_job(&bootstrap, &pg)).unwrap();
-    kill_after_checkpoints(
+    common::kill_after_checkpoints(
         &job,
         &dir.path().join("ckpt/events-to-postgres/checkpoints"),
         5,
@@ -437,41 +437,6 @@ fn seed_003_rows_exactly_once_across_kills() {
         ),
         [format!("{events}|{events}")]
     );
-}
-
-/// Kills the job `kills` times, each time 0–150 ms after its run completed
-/// a checkpoint of its own (so that every kill hits a run that made
-/// progress, however slow the machine), each run restoring from the latest
-/// checkpoint; then runs it to its end. Timed kills would not do here: the
-/// job is fast and its input small (the mock broker keeps ~5 MB a
-/// partition), so most would land before a first checkpoint or after the end.
-fn kill_after_checkpoints(job: &Path, checkpoints: &Path, kills: u32) {
-    let mut x: u64 = 12345;
-    for kill in 0..kills {
-        let newest = common::checkpoint_ids(checkpoints, true).last().copied();
-        let args: &[&str] = if kill == 0 {
-            &[]
-        } else {
-            &["--from-latest-checkpoint"]
-        };
-        let mut child = common::spawn_run(job, args, &[]);
-        let progressed = common::wait_until(std::time::Duration::from_secs(60), || {
-            common::checkpoint_ids(checkpoints, true).last().copied() > newest
-        });
-        assert!(progressed, "run {kill} completed no checkpoint");
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(std::time::Duration::from_millis((x >> 33) % 150));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job finished after {kill} kills: give it more input"
-        );
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-    let (ok, stderr) = run_to_end(job, &["--from-latest-checkpoint"], &[]);
-    assert!(ok, "{stderr}");
 }
 
 /// A select job's object and string values into a `jsonb` column arrive as

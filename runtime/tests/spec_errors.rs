@@ -470,9 +470,57 @@ fn the_example_jobs_are_valid() {
         include_str!("../../examples/visit-counter-postgres.yaml"),
         include_str!("../../examples/events-to-postgres.yaml"),
         include_str!("../../examples/generated-visits.yaml"),
+        include_str!("../../examples/order-enrichment.yaml"),
+        include_str!("../../examples/category-revenue.yaml"),
     ] {
         JobSpec::from_yaml(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
+}
+
+#[test]
+fn enrich_rules() {
+    let job = |enrich: &str| {
+        format!("name: e\nsource: {{file: {{path: o.jsonl}}}}\nenrich:\n{enrich}\nselect: [a]\nsink: {{stdout: {{}}}}\n")
+    };
+    assert_eq!(
+        error_of(&job("  - {name: \"user id\", from: {}, key: \"\", on: \"\", fields: [\"\"]}")),
+        [
+            "enrich[0].name: \"user id\" may hold only letters, digits, '_' and '-' (it names the field added and the table's state)",
+            "enrich[0].key: name the changelog record's key field, e.g. \"id\"",
+            "enrich[0].on: name the record's field to look up, e.g. \"user_id\"",
+            "enrich[0].fields[0]: must not be empty",
+            "enrich[0].from: set one of file, kafka",
+        ]
+        .join("\n")
+    );
+    let user = "  - {name: user, from: {file: {path: u.jsonl}}, key: id, on: user_id}";
+    assert_eq!(
+        error_of(&job(&format!("{user}\n{user}"))),
+        "enrich[1].name: \"user\" is used by an earlier lookup"
+    );
+    assert_eq!(
+        error_of(&job("  - {name: user, from: {kafka: {bootstrapServers: \"\", topics: []}, file: {path: u.jsonl}}, key: id, on: user_id}")),
+        [
+            "enrich[0].from: set only one of file, kafka, got file and kafka",
+            "enrich[0].from.kafka.bootstrapServers: must not be empty, e.g. \"127.0.0.1:9092\"",
+            "enrich[0].from.kafka.topics: name at least one topic",
+        ]
+        .join("\n")
+    );
+    assert_eq!(
+        error_of(&job(&format!("{user}, fieldz: [a]}}").replace("user_id}, fieldz", "user_id, fieldz"))),
+        "enrich[0]: unknown field `fieldz`, expected one of `name`, `from`, `key`, `on`, `fields` (line 4, column 71)"
+    );
+    let generated = "name: g\nsource: {generator: {keys: 5}}\nenrich:\n  - {name: user, from: {file: {path: u.jsonl}}, key: id, on: value}\nkey: value\nwindow: {tumbling: {size: 1m}}\naggregates: [{name: n, function: count}]\nsink: {stdout: {}}\n";
+    assert_eq!(
+        error_of(generated),
+        "enrich: a generator's events have no fields to look up by: use a file or kafka source"
+    );
+    let unmatched_without_enrich = "name: e\nsource: {file: {path: o.jsonl}}\nselect: [a]\nsink: {stdout: {}}\nsideOutputs: {unmatched: {stdout: {}}}\n";
+    assert_eq!(
+        error_of(unmatched_without_enrich),
+        "sideOutputs.unmatched: only records of an enrich lookup can be unmatched, and the job has no enrich: remove it"
+    );
 }
 
 #[test]

@@ -60,6 +60,28 @@ pub struct WorkerSnapshot {
     pub state_files: Vec<StateFile>,
 }
 
+/// One worker's lookup tables (a job with `enrich`), beside its worker
+/// file as `worker-<i>.lookups`. Every worker holds whole tables, each at
+/// its own changelog positions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LookupsSnapshot {
+    pub index: usize,
+    pub tables: Vec<TableSnapshot>,
+}
+
+/// A lookup table: where its changelog was read up to, and its entries
+/// (savepoints) or RocksDB files (checkpoints).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    pub name: String,
+    /// The changelog key and kept fields it was built with: it restores
+    /// only into a lookup with the same (else it is built again).
+    pub shape: String,
+    pub positions: Vec<PartitionPosition>,
+    pub entries: Vec<(Key, String)>,
+    pub state_files: Vec<StateFile>,
+}
+
 /// One file of a worker's RocksDB checkpoint, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateFile {
@@ -107,6 +129,9 @@ pub struct Metadata {
     pub state_shape: String,
     /// Snapshot files, one per worker, relative to the snapshot's folder.
     pub workers: Vec<String>,
+    /// The workers' lookup tables files (jobs with `enrich`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookups: Vec<String>,
     pub bytes: u64,
 }
 
@@ -152,6 +177,10 @@ impl Layout {
         format!("worker-{index}.snapshot")
     }
 
+    pub fn lookups_file(index: usize) -> String {
+        format!("worker-{index}.lookups")
+    }
+
     /// Where a deployment records the first snapshot id its processes may
     /// resume from (see `RunOptions::deployment`).
     pub fn deployment_marker(&self, deployment: &str) -> String {
@@ -166,6 +195,12 @@ impl Layout {
     /// The key of a worker's own state file, relative to its snapshot folder.
     pub fn private_state_file(index: usize, name: &str) -> String {
         format!("worker-{index}/{name}")
+    }
+
+    /// The key of a file of a worker's lookup table, relative to its
+    /// snapshot folder.
+    pub fn private_table_file(index: usize, table: &str, name: &str) -> String {
+        format!("worker-{index}.lookup-{table}/{name}")
     }
 
     /// The key of a shared SST file of worker run `run`, relative to a
@@ -220,6 +255,8 @@ pub struct Restore {
     pub path: String,
     pub metadata: Metadata,
     pub workers: Vec<WorkerSnapshot>,
+    /// The workers' lookup tables, in worker order (empty without `enrich`).
+    pub lookups: Vec<LookupsSnapshot>,
     storage: CheckpointStorage,
     /// The snapshot's folder in `storage`.
     dir: String,
@@ -259,12 +296,46 @@ impl Restore {
                 continue;
             }
             let local = scratch.join(format!("from-worker-{}", w.index));
-            self.download(w, &local)?;
+            self.download(&w.state_files, &format!("worker {}", w.index), &local)?;
             let read = crate::state::read_checkpoint(&local, first, last, &mut f);
             let _ = std::fs::remove_dir_all(&local);
             read.map_err(|e| self.state_error(e))?;
         }
         Ok(())
+    }
+
+    /// The lookup tables for new worker `index`: those of old worker
+    /// `index mod old parallelism` (every worker held whole tables).
+    pub fn tables_for(&self, index: usize) -> &[TableSnapshot] {
+        match self.lookups.len() {
+            0 => &[],
+            n => &self.lookups[index % n].tables,
+        }
+    }
+
+    /// Calls `f` with every entry of a lookup table: its savepoint entries,
+    /// or its RocksDB files, downloaded to `scratch` (removed again).
+    pub fn load_table(
+        &self,
+        table: &TableSnapshot,
+        scratch: &std::path::Path,
+        mut f: impl FnMut(Key, String) -> Result<(), StateError>,
+    ) -> Result<(), RestoreError> {
+        for (key, value) in &table.entries {
+            f(key.clone(), value.clone()).map_err(|e| self.state_error(e))?;
+        }
+        if table.state_files.is_empty() {
+            return Ok(());
+        }
+        let local = scratch.join(format!("lookup-{}", table.name));
+        self.download(
+            &table.state_files,
+            &format!("lookup {}", table.name),
+            &local,
+        )?;
+        let read = crate::state::read_checkpoint(&local, 0, u16::MAX, &mut f);
+        let _ = std::fs::remove_dir_all(&local);
+        read.map_err(|e| self.state_error(e))
     }
 
     fn state_error(&self, source: StateError) -> RestoreError {
@@ -274,15 +345,21 @@ impl Restore {
         }
     }
 
-    /// Fetches an old worker's state files into `local` (made afresh).
-    fn download(&self, w: &WorkerSnapshot, local: &std::path::Path) -> Result<(), RestoreError> {
+    /// Fetches the state files of `owner` (an old worker, a lookup table)
+    /// into `local` (made afresh).
+    fn download(
+        &self,
+        files: &[StateFile],
+        owner: &str,
+        local: &std::path::Path,
+    ) -> Result<(), RestoreError> {
         let io = |source| StorageError::Io {
             path: local.display().to_string(),
             source,
         };
         let _ = std::fs::remove_dir_all(local);
         std::fs::create_dir_all(local).map_err(io)?;
-        for file in &w.state_files {
+        for file in files {
             let key = resolve_key(&self.dir, &file.key);
             let bytes = self
                 .storage
@@ -290,9 +367,8 @@ impl Restore {
                 .ok_or_else(|| RestoreError::NotASnapshot {
                     path: self.path.clone(),
                     reason: format!(
-                        "state file {} of worker {} is missing",
+                        "state file {} of {owner} is missing",
                         self.storage.location(&key),
-                        w.index
                     ),
                 })?;
             std::fs::write(local.join(&file.name), bytes).map_err(io)?;

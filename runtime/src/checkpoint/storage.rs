@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use super::s3_store::S3Store;
 use super::store::{FileStore, ObjectStore};
 use super::{
-    resolve_key, snapshot_id, Layout, Metadata, Restore, RestoreError, SnapshotKind,
-    WorkerSnapshot, METADATA, PENDING,
+    resolve_key, snapshot_id, Layout, LookupsSnapshot, Metadata, Restore, RestoreError,
+    SnapshotKind, StateFile, WorkerSnapshot, METADATA, PENDING,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +183,24 @@ impl CheckpointStorage {
         Ok(bytes.len() as u64)
     }
 
+    /// Writes a worker's lookup tables file of snapshot `id` (before its
+    /// worker file, which completes the worker's part).
+    pub fn write_lookups(
+        &self,
+        dir: &str,
+        snapshot: &LookupsSnapshot,
+    ) -> Result<u64, StorageError> {
+        let bytes = postcard::to_allocvec(snapshot).map_err(|e| StorageError::Decode {
+            path: self.location(dir),
+            reason: e.to_string(),
+        })?;
+        self.write(
+            &format!("{dir}/{}", Layout::lookups_file(snapshot.index)),
+            &bytes,
+        )?;
+        Ok(bytes.len() as u64)
+    }
+
     /// Writes a snapshot's metadata as `name`: `_pending` once its state is
     /// all written (the sink has not committed yet; a restore rolls it
     /// forward if the sink did), then `_metadata`, which completes it.
@@ -324,20 +342,31 @@ impl CheckpointStorage {
     fn read_shared_files(&self, dir: &str) -> Result<Vec<String>, StorageError> {
         let mut keys = Vec::new();
         for key in self.store.list(&format!("{dir}/"))? {
-            if !key.ends_with(".snapshot") {
+            let (worker, lookups) = (key.ends_with(".snapshot"), key.ends_with(".lookups"));
+            if !worker && !lookups {
                 continue;
             }
             let Some(bytes) = self.store.get(&key)? else {
                 continue;
             };
-            let snapshot: WorkerSnapshot =
-                postcard::from_bytes(&bytes).map_err(|e| StorageError::Decode {
-                    path: self.location(&key),
-                    reason: e.to_string(),
-                })?;
-            keys.extend(
-                snapshot
+            let decode_error = |e: postcard::Error| StorageError::Decode {
+                path: self.location(&key),
+                reason: e.to_string(),
+            };
+            let files: Vec<StateFile> = if worker {
+                postcard::from_bytes::<WorkerSnapshot>(&bytes)
+                    .map_err(decode_error)?
                     .state_files
+            } else {
+                postcard::from_bytes::<LookupsSnapshot>(&bytes)
+                    .map_err(decode_error)?
+                    .tables
+                    .into_iter()
+                    .flat_map(|t| t.state_files)
+                    .collect()
+            };
+            keys.extend(
+                files
                     .iter()
                     .filter(|f| f.is_shared())
                     .map(|f| resolve_key(dir, &f.key)),
@@ -412,10 +441,22 @@ impl CheckpointStorage {
                 .map_err(|e| not(format!("{file} cannot be decoded: {e}")))?;
             workers.push(snapshot);
         }
+        let mut lookups = Vec::with_capacity(metadata.lookups.len());
+        for file in &metadata.lookups {
+            let bytes = self
+                .store
+                .get(&key(file))
+                .map_err(|e| not(format!("{file}: {e}")))?
+                .ok_or_else(|| not(format!("{file} is missing")))?;
+            let snapshot: LookupsSnapshot = postcard::from_bytes(&bytes)
+                .map_err(|e| not(format!("{file} cannot be decoded: {e}")))?;
+            lookups.push(snapshot);
+        }
         Ok(Restore {
             path: self.location(dir),
             metadata,
             workers,
+            lookups,
             storage: self.clone(),
             dir: dir.to_string(),
         })

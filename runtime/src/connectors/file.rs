@@ -5,8 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use super::{Malformed, Poll, SourceItem, SourceSplit};
-use crate::record::RecordParser;
+use super::{Decode, Malformed, Poll, SourceItem, SourceSplit};
 
 struct OpenFile {
     /// The path as the job spec names it: the partition's id.
@@ -20,14 +19,13 @@ struct OpenFile {
 
 pub struct FileSplit {
     files: Vec<OpenFile>,
-    parser: RecordParser,
     line: String,
     next: usize,
 }
 
 impl FileSplit {
     /// Files as (id, path): the id is the path as the spec names it.
-    pub fn open(paths: Vec<(String, PathBuf)>, parser: RecordParser) -> std::io::Result<Self> {
+    pub fn open(paths: Vec<(String, PathBuf)>) -> std::io::Result<Self> {
         let files = paths
             .into_iter()
             .map(|(id, path)| {
@@ -47,7 +45,6 @@ impl FileSplit {
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(FileSplit {
             files,
-            parser,
             line: String::new(),
             next: 0,
         })
@@ -59,7 +56,12 @@ impl SourceSplit for FileSplit {
         self.files.len()
     }
 
-    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll> {
+    fn poll(
+        &mut self,
+        out: &mut Vec<SourceItem>,
+        max: usize,
+        decoder: &mut dyn Decode,
+    ) -> std::io::Result<Poll> {
         let mut produced = 0;
         while produced < max {
             let open: Vec<usize> = (0..self.files.len())
@@ -87,7 +89,7 @@ impl SourceSplit for FileSplit {
             if text.is_empty() {
                 continue;
             }
-            out.push(match self.parser.parse(text) {
+            out.push(match decoder.decode(Some(text), None)? {
                 Ok(event) => SourceItem::Record { partition, event },
                 Err(error) => SourceItem::Malformed(Malformed {
                     error,

@@ -95,7 +95,13 @@ impl SourceSplit for GeneratorSplit {
         1
     }
 
-    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll> {
+    /// Generated events need no decoding.
+    fn poll(
+        &mut self,
+        out: &mut Vec<SourceItem>,
+        max: usize,
+        _decoder: &mut dyn super::Decode,
+    ) -> std::io::Result<Poll> {
         let mut budget = max as u64;
         if let Some((rate, started)) = self.pace {
             let allowed = (started.elapsed().as_secs_f64() * rate) as u64;

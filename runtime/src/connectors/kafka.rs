@@ -13,8 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
-use super::{Malformed, Poll, SourceItem, SourceSplit};
-use crate::record::RecordParser;
+use super::{Decode, Malformed, Poll, SourceItem, SourceSplit};
 use crate::spec::{KafkaSourceSpec, StartFrom};
 
 /// An error from librdkafka, with what was being done.
@@ -134,7 +133,8 @@ pub struct KafkaSplit {
     /// Topic → partition → index in `partitions` (looked up by `&str`, so
     /// no allocation per message).
     index: HashMap<String, HashMap<i32, usize>>,
-    parser: RecordParser,
+    /// How long a poll waits for a first record.
+    wait: Duration,
     start_from: StartFrom,
     bounded: bool,
     assigned: bool,
@@ -145,7 +145,6 @@ impl KafkaSplit {
         spec: &KafkaSourceSpec,
         job: &str,
         assigned: Vec<(String, i32)>,
-        parser: RecordParser,
     ) -> std::io::Result<Self> {
         let consumer: BaseConsumer<EndOffsets> = consumer_config(spec, job)
             .create_with_context(EndOffsets::default())
@@ -171,7 +170,7 @@ impl KafkaSplit {
                 })
                 .collect(),
             index,
-            parser,
+            wait: Duration::from_millis(50),
             start_from: spec.start_from,
             bounded: spec.bounded,
             assigned: false,
@@ -212,6 +211,13 @@ impl KafkaSplit {
 }
 
 impl KafkaSplit {
+    /// Polls return at once when there is nothing to read (a split polled
+    /// between the reads of another source must not hold them up).
+    pub fn without_waiting(mut self) -> Self {
+        self.wait = Duration::ZERO;
+        self
+    }
+
     /// A bounded partition whose consumer position reached its end offset
     /// has ended, even if its last record was never delivered: in a topic
     /// written with transactions the last offsets are commit markers,
@@ -244,7 +250,12 @@ impl SourceSplit for KafkaSplit {
         self.partitions.len()
     }
 
-    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll> {
+    fn poll(
+        &mut self,
+        out: &mut Vec<SourceItem>,
+        max: usize,
+        decoder: &mut dyn Decode,
+    ) -> std::io::Result<Poll> {
         if !self.assigned {
             self.assign()?;
             for (i, p) in self.partitions.iter().enumerate() {
@@ -259,11 +270,7 @@ impl SourceSplit for KafkaSplit {
         let mut got = 0;
         while got < max {
             // Wait a little for the first record only.
-            let timeout = if got == 0 {
-                Duration::from_millis(50)
-            } else {
-                Duration::ZERO
-            };
+            let timeout = if got == 0 { self.wait } else { Duration::ZERO };
             let Some(result) = self.consumer.poll(timeout) else {
                 break;
             };
@@ -284,15 +291,15 @@ impl SourceSplit for KafkaSplit {
             got += 1;
             // Invalid UTF-8 is not JSON: it goes to the malformed output as
             // it was read, not as an empty string.
-            let text = String::from_utf8_lossy(message.payload().unwrap_or_default());
-            out.push(match self.parser.parse(&text) {
+            let text = message.payload().map(String::from_utf8_lossy);
+            out.push(match decoder.decode(text.as_deref(), message.key())? {
                 Ok(event) => SourceItem::Record {
                     partition: i,
                     event,
                 },
                 Err(error) => SourceItem::Malformed(Malformed {
                     error,
-                    raw: text.to_string(),
+                    raw: text.unwrap_or_default().into_owned(),
                     location: format!("{}[{}]@{}", p.topic, p.id, message.offset()),
                 }),
             });

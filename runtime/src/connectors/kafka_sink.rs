@@ -32,8 +32,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::kafka::{client_config, kafka_error};
 use crate::spec::KafkaSinkSpec;
 
-/// Which of the job's outputs a record is for: results, late, malformed.
-pub const TARGETS: usize = 3;
+/// Which of the job's outputs a record is for: results, late, malformed,
+/// unmatched.
+pub const TARGETS: usize = 4;
 
 /// Time allowed for one call to the transaction coordinator.
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,7 +81,7 @@ impl KafkaWriter {
     pub fn plain(spec: &KafkaSinkSpec) -> std::io::Result<Self> {
         Self::create(
             producer_config(spec),
-            [Some(spec.topic.clone()), None, None],
+            [Some(spec.topic.clone()), None, None, None],
         )
     }
 
@@ -184,7 +185,7 @@ impl TransactionalKafka {
         spec: &KafkaSinkSpec,
         job: &str,
         group: &str,
-        side_topics: [Option<String>; 2],
+        side_topics: [Option<String>; TARGETS - 1],
         workers: usize,
     ) -> std::io::Result<Self> {
         let mut config = producer_config(spec);
@@ -199,8 +200,11 @@ impl TransactionalKafka {
                     .map_err(std::io::Error::other)?
                     .to_string(),
             );
-        let [late, malformed] = side_topics;
-        let writer = KafkaWriter::create(config, [Some(spec.topic.clone()), late, malformed])?;
+        let [late, malformed, unmatched] = side_topics;
+        let writer = KafkaWriter::create(
+            config,
+            [Some(spec.topic.clone()), late, malformed, unmatched],
+        )?;
         writer
             .producer
             .init_transactions(TXN_CALL_TIMEOUT)

@@ -13,14 +13,14 @@ use std::path::Path;
 
 pub use file::FileSplit;
 pub use generator::GeneratorSplit;
-pub use kafka::KafkaSplit;
-pub use kafka_sink::{KafkaWriter, TransactionalKafka};
+pub use kafka::{partitions as kafka_partitions, KafkaSplit};
+pub use kafka_sink::{KafkaWriter, TransactionalKafka, TARGETS};
 pub use postgres::{committed_epoch, postgres_fields, result_fields, PostgresSink};
 pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
 pub use txn_file::{read_commit_log, TransactionalFile};
 
-use crate::record::{Event, RecordError, RecordParser};
-use crate::spec::JobSpec;
+use crate::record::{Event, RecordError};
+use crate::spec::{FileSourceSpec, JobSpec, KafkaSourceSpec};
 
 /// A record that could not be read, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +53,31 @@ pub enum Poll {
     Ended,
 }
 
+/// Turns a record as read into an event: the job's records (parsed, and
+/// enriched), or a lookup table's changelog entries. A split only reads;
+/// the worker that polls it brings the decoder, which may hold state.
+pub trait Decode {
+    /// `value` is the record's text (None: a Kafka record without a value,
+    /// a tombstone), `key` its Kafka key. The outer error fails the job
+    /// (state that cannot be read); the inner one is the record's fault.
+    fn decode(
+        &mut self,
+        value: Option<&str>,
+        key: Option<&[u8]>,
+    ) -> std::io::Result<Result<Event, RecordError>>;
+}
+
 /// One worker's share of a source.
 pub trait SourceSplit: Send {
     /// Number of partitions in this split (each has its own watermark).
     fn partitions(&self) -> usize;
-    /// Appends up to `max` items.
-    fn poll(&mut self, out: &mut Vec<SourceItem>, max: usize) -> std::io::Result<Poll>;
+    /// Appends up to `max` items, decoded by `decoder`.
+    fn poll(
+        &mut self,
+        out: &mut Vec<SourceItem>,
+        max: usize,
+        decoder: &mut dyn Decode,
+    ) -> std::io::Result<Poll>;
     /// Names of the partitions, stable across runs, in partition order.
     fn partition_ids(&self) -> Vec<String>;
     /// Where each partition is: (offset to resume at, records read).
@@ -84,44 +103,11 @@ pub fn create_splits(
     base_dir: &Path,
 ) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
     let parallelism = spec.parallelism as usize;
-    let parser = RecordParser::new(spec);
     if let Some(file) = &spec.source.file {
-        let paths: Vec<String> = file
-            .path
-            .iter()
-            .cloned()
-            .chain(file.paths.iter().cloned())
-            .collect();
-        let mut assigned: Vec<Vec<(String, std::path::PathBuf)>> = vec![Vec::new(); parallelism];
-        for (i, p) in paths.iter().enumerate() {
-            let path = base_dir.join(p);
-            if !path.is_file() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("source.file: no file at {}", path.display()),
-                ));
-            }
-            assigned[i % parallelism].push((p.clone(), path));
-        }
-        return assigned
-            .into_iter()
-            .map(|files| {
-                FileSplit::open(files, parser.clone()).map(|s| Box::new(s) as Box<dyn SourceSplit>)
-            })
-            .collect();
+        return file_splits(file, base_dir, parallelism, "source.file");
     }
     if let Some(k) = &spec.source.kafka {
-        let mut assigned: Vec<Vec<(String, i32)>> = vec![Vec::new(); parallelism];
-        for (i, tp) in kafka::partitions(k, &spec.name)?.into_iter().enumerate() {
-            assigned[i % parallelism].push(tp);
-        }
-        return assigned
-            .into_iter()
-            .map(|tps| {
-                KafkaSplit::new(k, &spec.name, tps, parser.clone())
-                    .map(|s| Box::new(s) as Box<dyn SourceSplit>)
-            })
-            .collect();
+        return kafka_splits(k, &spec.name, parallelism);
     }
     if let Some(gen) = &spec.source.generator {
         return Ok((0..parallelism)
@@ -136,4 +122,51 @@ pub fn create_splits(
             .collect());
     }
     unreachable!("validated specs have a source")
+}
+
+/// The files, dealt out round-robin to `parallelism` splits; `field` names
+/// the spec field in the error for a missing file.
+pub fn file_splits(
+    file: &FileSourceSpec,
+    base_dir: &Path,
+    parallelism: usize,
+    field: &str,
+) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
+    let paths: Vec<String> = file
+        .path
+        .iter()
+        .cloned()
+        .chain(file.paths.iter().cloned())
+        .collect();
+    let mut assigned: Vec<Vec<(String, std::path::PathBuf)>> = vec![Vec::new(); parallelism];
+    for (i, p) in paths.iter().enumerate() {
+        let path = base_dir.join(p);
+        if !path.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{field}: no file at {}", path.display()),
+            ));
+        }
+        assigned[i % parallelism].push((p.clone(), path));
+    }
+    assigned
+        .into_iter()
+        .map(|files| FileSplit::open(files).map(|s| Box::new(s) as Box<dyn SourceSplit>))
+        .collect()
+}
+
+/// The topics' partitions, dealt out round-robin to `parallelism` splits.
+pub fn kafka_splits(
+    spec: &KafkaSourceSpec,
+    job: &str,
+    parallelism: usize,
+) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
+    let mut assigned: Vec<Vec<(String, i32)>> = vec![Vec::new(); parallelism];
+    for (i, tp) in kafka::partitions(spec, job)?.into_iter().enumerate() {
+        assigned[i % parallelism].push(tp);
+    }
+    assigned
+        .into_iter()
+        .map(|tps| KafkaSplit::new(spec, job, tps).map(|s| Box::new(s) as Box<dyn SourceSplit>))
+        .collect()
 }

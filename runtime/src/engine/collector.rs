@@ -3,7 +3,9 @@
 
 use crossbeam_channel::Sender;
 
-use crate::connectors::{format_late, format_malformed, format_result, Malformed, OutputFormat};
+use crate::connectors::{
+    format_late, format_malformed, format_result, Malformed, OutputFormat, TARGETS,
+};
 use crate::record::Event;
 use crate::time::now_millis;
 use crate::window::{Output, WindowResult};
@@ -14,6 +16,7 @@ pub enum Target {
     Results,
     Late,
     Malformed,
+    Unmatched,
 }
 
 /// What workers (and the checkpoint coordinator) send the sink thread.
@@ -63,6 +66,7 @@ pub struct OutputCounts {
     pub results: u64,
     pub late: u64,
     pub malformed: u64,
+    pub unmatched: u64,
 }
 
 pub struct Collector {
@@ -70,11 +74,11 @@ pub struct Collector {
     format: OutputFormat,
     sink: Sender<SinkMsg>,
     /// Which targets are written somewhere (the others are only counted).
-    keep: [bool; 3],
+    keep: [bool; TARGETS],
     /// Which targets' destinations take a key with each record.
-    keyed: [bool; 3],
-    buffers: [Vec<String>; 3],
-    keys: [Vec<String>; 3],
+    keyed: [bool; TARGETS],
+    buffers: [Vec<String>; TARGETS],
+    keys: [Vec<String>; TARGETS],
     pub counts: OutputCounts,
     /// Results kept in memory instead, for tests and the bench harness.
     pub captured: Option<Vec<WindowResult>>,
@@ -87,8 +91,8 @@ impl Collector {
         worker: usize,
         format: OutputFormat,
         sink: Sender<SinkMsg>,
-        keep: [bool; 3],
-        keyed: [bool; 3],
+        keep: [bool; TARGETS],
+        keyed: [bool; TARGETS],
     ) -> Self {
         Collector {
             worker,
@@ -130,7 +134,12 @@ impl Collector {
     }
 
     pub fn flush(&mut self) {
-        for target in [Target::Results, Target::Late, Target::Malformed] {
+        for target in [
+            Target::Results,
+            Target::Late,
+            Target::Malformed,
+            Target::Unmatched,
+        ] {
             self.flush_target(target);
         }
     }
@@ -158,6 +167,14 @@ impl Collector {
         if self.keep[Target::Results as usize] {
             let line = event.raw.map(String::from).unwrap_or_default();
             self.push(Target::Results, line, String::new);
+        }
+    }
+
+    /// A record an enrich lookup found no entry for.
+    pub fn unmatched(&mut self, m: &Malformed) {
+        self.counts.unmatched += 1;
+        if self.keep[Target::Unmatched as usize] {
+            self.push(Target::Unmatched, format_malformed(m), String::new);
         }
     }
 

@@ -22,6 +22,7 @@ use crate::checkpoint::{
 };
 use crate::connectors::{create_splits, read_commit_log, Malformed, OutputFormat};
 use crate::control::{JobControl, SnapshotRecord};
+use crate::enrich::Enricher;
 use crate::spec::{CheckpointMode, JobSpec};
 use crate::state::StateError;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
@@ -105,6 +106,8 @@ pub struct RunSummary {
     pub results: u64,
     pub late: u64,
     pub malformed: u64,
+    /// Records an enrich lookup found no entry for.
+    pub unmatched: u64,
     pub keys_spilled: u64,
     pub elapsed: Duration,
     /// With `capture_results`, every result, worker by worker.
@@ -440,7 +443,16 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         );
         let key_groups = key_group_range(&owners, index);
         let mut op = op;
+        let mut decoder = Enricher::open(spec, base, |lookup| {
+            state_root.join(format!("worker-{index}.lookup-{lookup}"))
+        })
+        .map_err(JobError::Source)?;
         if let Some(r) = &restore {
+            decoder.restore(
+                r,
+                index,
+                &state_root.join(format!("worker-{index}.restore")),
+            )?;
             op.restore_watermark(r.metadata.watermark);
             if restore_state {
                 let scratch = state_root.join(format!("worker-{index}.restore"));
@@ -493,6 +505,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             max_parallelism: spec.max_parallelism,
             owners: owners.clone(),
             split,
+            decoder,
             split_watermarks,
             split_done: partitions == 0,
             op,
@@ -590,6 +603,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 summary.results += report.results;
                 summary.late += report.late;
                 summary.malformed += report.malformed;
+                summary.unmatched += report.unmatched;
                 summary.keys_spilled += report.keys_spilled;
                 summary.captured.extend(report.captured);
             }
@@ -964,9 +978,11 @@ impl Coordinator<'_> {
             watermark,
             source: source_kind(self.spec).into(),
             state_shape: self.spec.state_shape(),
-            workers: (0..parallelism)
-                .map(crate::checkpoint::Layout::worker_file)
-                .collect(),
+            workers: (0..parallelism).map(Layout::worker_file).collect(),
+            lookups: match self.spec.enrich.is_empty() {
+                true => Vec::new(),
+                false => (0..parallelism).map(Layout::lookups_file).collect(),
+            },
             bytes,
         };
         if let Err(e) = self.storage.write_metadata(&dir, PENDING, &metadata) {

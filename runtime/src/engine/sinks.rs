@@ -7,7 +7,7 @@ use std::path::Path;
 use crossbeam_channel::Receiver;
 
 use super::collector::{SinkMsg, Target};
-use crate::connectors::{PostgresSink, SinkWriter, TransactionalFile, TransactionalKafka};
+use crate::connectors::{PostgresSink, SinkWriter, TransactionalFile, TransactionalKafka, TARGETS};
 use crate::spec::{CheckpointMode, JobSpec, SinkSpec};
 
 /// Where results go: a plain writer, or a two-phase sink when the job takes
@@ -42,6 +42,7 @@ pub(crate) struct Sinks {
     results: ResultsWriter,
     late: SideWriter,
     malformed: SideWriter,
+    unmatched: SideWriter,
 }
 
 fn exactly_once(spec: &JobSpec) -> bool {
@@ -84,10 +85,7 @@ pub(crate) fn open_transactional_kafka(
         kafka,
         &spec.name,
         &group,
-        [
-            topic(&spec.side_outputs.late),
-            topic(&spec.side_outputs.malformed),
-        ],
+        spec.side_outputs.named().map(|(_, side)| topic(side)),
         spec.parallelism as usize,
     )
     .map(Some)
@@ -128,12 +126,13 @@ impl Sinks {
         Ok(Sinks {
             late: side(&spec.side_outputs.late, Target::Late)?,
             malformed: side(&spec.side_outputs.malformed, Target::Malformed)?,
+            unmatched: side(&spec.side_outputs.unmatched, Target::Unmatched)?,
             results,
         })
     }
 
     /// Which targets are written anywhere (the rest are only counted).
-    pub fn keeps(&self) -> [bool; 3] {
+    pub fn keeps(&self) -> [bool; TARGETS] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => !w.discards(),
             ResultsWriter::File(_) | ResultsWriter::Kafka(_) | ResultsWriter::Postgres(_) => true,
@@ -142,12 +141,17 @@ impl Sinks {
             SideWriter::Own(w) => !w.discards(),
             SideWriter::InTransaction => true,
         };
-        [results, side(&self.late), side(&self.malformed)]
+        [
+            results,
+            side(&self.late),
+            side(&self.malformed),
+            side(&self.unmatched),
+        ]
     }
 
     /// Which targets go to Kafka, where records carry their key (malformed
-    /// records have none).
-    pub fn keyed(&self) -> [bool; 3] {
+    /// and unmatched records have none).
+    pub fn keyed(&self) -> [bool; TARGETS] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => matches!(w, SinkWriter::Kafka(_)),
             ResultsWriter::File(_) | ResultsWriter::Postgres(_) => false,
@@ -157,7 +161,7 @@ impl Sinks {
             self.late,
             SideWriter::Own(SinkWriter::Kafka(_)) | SideWriter::InTransaction
         );
-        [results, late, false]
+        [results, late, false, false]
     }
 
     /// The thread's body: runs until every sender is gone.
@@ -203,7 +207,8 @@ impl Sinks {
             ResultsWriter::File(_) | ResultsWriter::Postgres(_) => {}
         }
         self.late.sync()?;
-        self.malformed.sync()
+        self.malformed.sync()?;
+        self.unmatched.sync()
     }
 
     fn write(
@@ -217,6 +222,7 @@ impl Sinks {
             Target::Results => None,
             Target::Late => Some(&mut self.late),
             Target::Malformed => Some(&mut self.malformed),
+            Target::Unmatched => Some(&mut self.unmatched),
         };
         match (side, &mut self.results) {
             (Some(SideWriter::Own(w)), _) => w.write_lines(&lines, &keys),
@@ -263,7 +269,8 @@ impl Sinks {
             ResultsWriter::Postgres(p) => p.commit(checkpoint)?,
         }
         self.late.sync()?;
-        self.malformed.sync()
+        self.malformed.sync()?;
+        self.unmatched.sync()
     }
 }
 

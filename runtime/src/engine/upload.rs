@@ -15,7 +15,8 @@ use crossbeam_channel::Sender;
 
 use super::worker::Ack;
 use crate::checkpoint::{
-    resolve_key, CheckpointStorage, Layout, StateFile, StorageError, WorkerSnapshot,
+    resolve_key, CheckpointStorage, Layout, LookupsSnapshot, StateFile, StorageError,
+    TableSnapshot, WorkerSnapshot,
 };
 use crate::state::StateCheckpoint;
 
@@ -29,6 +30,9 @@ pub(crate) struct Upload {
     /// Where the local RocksDB checkpoint is made; removed once uploaded.
     pub local: PathBuf,
     pub state: StateCheckpoint,
+    /// The worker's lookup tables: where their changelogs are, and their
+    /// changes to write.
+    pub tables: Vec<(TableSnapshot, StateCheckpoint)>,
     pub watermark: i64,
 }
 
@@ -104,7 +108,8 @@ impl Drop for Uploader {
 }
 
 /// Writes the worker's state to RocksDB and checkpoints it, uploads the
-/// files, then the worker file listing them; returns the bytes uploaded.
+/// files, then the worker file listing them (after its lookup tables'
+/// file, if it has tables); returns the bytes uploaded.
 fn upload(
     storage: &CheckpointStorage,
     run: &str,
@@ -112,51 +117,110 @@ fn upload(
     mut job: Upload,
     abort: &AtomicBool,
 ) -> Result<u64, StorageError> {
-    let files = job.state.run(&job.local).map_err(|e| StorageError::Io {
-        path: job.local.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
     crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
-    let mut bytes = 0;
-    for path in &files {
-        if abort.load(Ordering::Relaxed) {
-            return Err(StorageError::Io {
-                path: storage.location(&job.dir),
-                source: std::io::Error::other("the job is stopping"),
-            });
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let shared = name.ends_with(".sst");
-        let key = if shared {
-            Layout::shared_state_file(run, &name)
+    let index = job.snapshot.index;
+    let mut files = StateFiles {
+        storage,
+        dir: &job.dir,
+        uploaded,
+        abort,
+        bytes: 0,
+    };
+    job.snapshot.state_files = files.upload(job.state, &job.local, |name, shared| {
+        if shared {
+            Layout::shared_state_file(run, name)
         } else {
-            Layout::private_state_file(job.snapshot.index, &name)
-        };
-        let size = std::fs::metadata(path)
-            .map_err(|source| StorageError::Io {
-                path: path.display().to_string(),
-                source,
-            })?
-            .len();
-        if !(shared && uploaded.contains(&name)) {
-            let contents = std::fs::read(path).map_err(|source| StorageError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            storage.write(&resolve_key(&job.dir, &key), &contents)?;
-            bytes += size;
-            if shared {
-                uploaded.insert(name.clone());
-            }
+            Layout::private_state_file(index, name)
         }
-        job.snapshot.state_files.push(StateFile {
-            name,
-            key,
-            bytes: size,
+    })?;
+    let mut lookups = LookupsSnapshot {
+        index,
+        tables: Vec::new(),
+    };
+    for (mut table, state) in job.tables {
+        let local = job.local.with_extension(format!("lookup-{}", table.name));
+        let result = files.upload(state, &local, |name, shared| {
+            if shared {
+                Layout::shared_state_file(&format!("{run}-{}", table.name), name)
+            } else {
+                Layout::private_table_file(index, &table.name, name)
+            }
         });
+        let _ = std::fs::remove_dir_all(&local);
+        table.state_files = result?;
+        lookups.tables.push(table);
+    }
+    let mut bytes = files.bytes;
+    if !lookups.tables.is_empty() {
+        bytes += storage.write_lookups(&job.dir, &lookups)?;
     }
     Ok(bytes + storage.write_worker(&job.dir, job.id, &job.snapshot)?)
+}
+
+/// Uploads the files of a snapshot's RocksDB checkpoints.
+struct StateFiles<'a> {
+    storage: &'a CheckpointStorage,
+    /// The snapshot's folder.
+    dir: &'a str,
+    /// Keys of the shared files uploaded by this run so far.
+    uploaded: &'a mut HashSet<String>,
+    abort: &'a AtomicBool,
+    /// Bytes uploaded so far.
+    bytes: u64,
+}
+
+impl StateFiles<'_> {
+    /// Writes `state` and checkpoints it into `local`, then uploads each
+    /// file to the key `key(name, shared)` gives it (relative to the
+    /// snapshot's folder); SST files are shared, and uploaded once.
+    fn upload(
+        &mut self,
+        state: StateCheckpoint,
+        local: &std::path::Path,
+        key: impl Fn(&str, bool) -> String,
+    ) -> Result<Vec<StateFile>, StorageError> {
+        let paths = state.run(local).map_err(|e| StorageError::Io {
+            path: local.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            if self.abort.load(Ordering::Relaxed) {
+                return Err(StorageError::Io {
+                    path: self.storage.location(self.dir),
+                    source: std::io::Error::other("the job is stopping"),
+                });
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let shared = name.ends_with(".sst");
+            let key = key(&name, shared);
+            let size = std::fs::metadata(path)
+                .map_err(|source| StorageError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?
+                .len();
+            if !(shared && self.uploaded.contains(&key)) {
+                let contents = std::fs::read(path).map_err(|source| StorageError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                self.storage
+                    .write(&resolve_key(self.dir, &key), &contents)?;
+                self.bytes += size;
+                if shared {
+                    self.uploaded.insert(key.clone());
+                }
+            }
+            files.push(StateFile {
+                name,
+                key,
+                bytes: size,
+            });
+        }
+        Ok(files)
+    }
 }

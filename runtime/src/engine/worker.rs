@@ -20,10 +20,11 @@ use super::operator::Operator;
 use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
-    CheckpointStorage, Layout, PartitionPosition, SnapshotKind, WorkerSnapshot,
+    CheckpointStorage, Layout, LookupsSnapshot, PartitionPosition, SnapshotKind, WorkerSnapshot,
 };
 use crate::connectors::{Poll, SourceItem, SourceSplit};
 use crate::control::JobControl;
+use crate::enrich::Enricher;
 use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
 use crate::window::WindowResult;
@@ -105,6 +106,7 @@ pub struct WorkerReport {
     pub results: u64,
     pub late: u64,
     pub malformed: u64,
+    pub unmatched: u64,
     pub keys_spilled: u64,
     pub captured: Vec<WindowResult>,
 }
@@ -115,6 +117,9 @@ pub(crate) struct Worker {
     /// Worker that owns each key group.
     pub owners: Vec<u16>,
     pub split: Box<dyn SourceSplit>,
+    /// Turns the split's records into events, enriching them from the
+    /// worker's lookup tables.
+    pub decoder: Enricher,
     pub split_watermarks: PartitionWatermarks,
     pub split_done: bool,
     pub op: Operator,
@@ -172,6 +177,7 @@ impl Worker {
             results: self.collector.counts.results,
             late: self.collector.counts.late,
             malformed: self.collector.counts.malformed,
+            unmatched: self.collector.counts.unmatched,
             keys_spilled: self.op.spill_count(),
             captured: self.collector.captured.take().unwrap_or_default(),
         })
@@ -193,14 +199,22 @@ impl Worker {
             }
             let mut busy = false;
             self.maybe_inject()?;
+            if self.decoder.has_lookups() {
+                busy |= self
+                    .decoder
+                    .poll_changelogs(&mut items)
+                    .map_err(JobError::Source)?;
+                self.take_items(&mut items)?;
+            }
             if !self.split_done
                 && self.alignment.is_none()
                 && !self.congested()
                 && !self.ahead_of_the_job()
+                && self.decoder.ready()
             {
                 let poll = self
                     .split
-                    .poll(&mut items, POLL_BATCH)
+                    .poll(&mut items, POLL_BATCH, &mut self.decoder)
                     .map_err(JobError::Source)?;
                 busy |= !items.is_empty();
                 self.take_items(&mut items)?;
@@ -263,6 +277,9 @@ impl Worker {
                     {
                         self.on_split_status()?;
                     }
+                }
+                SourceItem::Malformed(m) if m.error.is_unmatched() => {
+                    self.collector.unmatched(&m);
                 }
                 SourceItem::Malformed(m) => {
                     if self.fail_on_malformed {
@@ -549,13 +566,18 @@ impl Worker {
             // uploaded in the background.
             let dir = c.layout.snapshot_dir(SnapshotKind::Checkpoint, a.id);
             let local = c.uploads.join(format!("chk-{}", a.id));
-            match self.op.checkpoint_state() {
-                Ok(state) => c.uploader.submit(Upload {
+            let state = self
+                .op
+                .checkpoint_state()
+                .and_then(|state| Ok((state, self.decoder.checkpoint()?)));
+            match state {
+                Ok((state, tables)) => c.uploader.submit(Upload {
                     id: a.id,
                     dir,
                     snapshot,
                     local,
                     state,
+                    tables,
                     watermark: self.op.watermark(),
                 }),
                 Err(e) => {
@@ -567,8 +589,18 @@ impl Worker {
         // A savepoint: every key and value in the worker file, so that it
         // stands alone. Rare, and taken here (processing waits for it).
         snapshot.entries = self.op.snapshot(self.max_parallelism)?;
+        let tables = self.decoder.savepoint()?;
         let dir = c.layout.snapshot_dir(SnapshotKind::Savepoint, a.id);
-        let ack = match c.storage.write_worker(&dir, a.id, &snapshot) {
+        let lookups = LookupsSnapshot {
+            index: self.index,
+            tables,
+        };
+        let written = match lookups.tables.is_empty() {
+            true => Ok(0),
+            false => c.storage.write_lookups(&dir, &lookups),
+        }
+        .and_then(|tables| Ok(tables + c.storage.write_worker(&dir, a.id, &snapshot)?));
+        let ack = match written {
             Ok(bytes) => Ack::Done {
                 worker: self.index,
                 id: a.id,

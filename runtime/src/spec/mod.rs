@@ -32,6 +32,11 @@ pub struct JobSpec {
     pub event_time: EventTimeSpec,
     #[serde(default)]
     pub watermark: WatermarkSpec,
+    /// Enrichment, before the record is keyed or selected: each lookup adds
+    /// the latest entry of a table built from a changelog (users, items) to
+    /// the record. A record without a match goes to `sideOutputs.unmatched`.
+    #[serde(default)]
+    pub enrich: Vec<LookupSpec>,
     /// The field(s) the stream is keyed by; dotted paths reach nested fields.
     /// Required unless the job is a select job.
     #[serde(default, deserialize_with = "one_or_many")]
@@ -182,6 +187,40 @@ fn default_events_per_ms() -> u32 {
 }
 fn default_generator_start() -> i64 {
     1_735_689_600_000 // 2025-01-01T00:00:00Z
+}
+
+/// A lookup table built from a changelog: the latest record per key (a
+/// Kafka record without a value deletes its key). Every worker keeps the
+/// whole table in its RocksDB state, so lookups need no exchange of the
+/// records; its changelog positions and contents are in every checkpoint,
+/// so a restore takes the table from the checkpoint instead of reading the
+/// changelog again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LookupSpec {
+    /// The field the matching entry is added to the record as (an object of
+    /// the entry's `fields`); later lookups and the key may use its fields,
+    /// e.g. `user.country`. Letters, digits, `_` and `-`.
+    pub name: String,
+    /// The changelog: a Kafka topic (read from `startFrom`, then followed;
+    /// `bounded: true` reads it once) or a JSON-lines file.
+    pub from: ChangelogSpec,
+    /// Dotted path of the changelog record's key field, e.g. `id`.
+    pub key: String,
+    /// Dotted path of the field of the record whose value is looked up,
+    /// e.g. `user_id`. Keys match by their text: `42` matches `"42"`.
+    pub on: String,
+    /// Fields of the changelog record to keep (default: all of them).
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// Where a lookup table's changelog is. Set exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangelogSpec {
+    pub file: Option<FileSourceSpec>,
+    pub kafka: Option<KafkaSourceSpec>,
 }
 
 /// Which field holds a record's event time, and how it is written.
@@ -412,6 +451,8 @@ pub struct SideOutputsSpec {
     pub late: Option<SinkSpec>,
     /// Records that cannot be read: bad JSON, a missing or mistyped field.
     pub malformed: Option<SinkSpec>,
+    /// Records an `enrich` lookup found no entry for, with the reason.
+    pub unmatched: Option<SinkSpec>,
     /// Fail the job on the first malformed record instead.
     #[serde(default)]
     pub fail_on_malformed: bool,
@@ -614,6 +655,17 @@ fn yaml_error(mut path: String, err: serde_yaml::Error) -> SpecError {
         message = format!("{message} (line {}, column {})", loc.line(), loc.column());
     }
     SpecError::single(path, message)
+}
+
+impl SideOutputsSpec {
+    /// Each side output with its name in the spec.
+    pub fn named(&self) -> [(&'static str, &Option<SinkSpec>); 3] {
+        [
+            ("late", &self.late),
+            ("malformed", &self.malformed),
+            ("unmatched", &self.unmatched),
+        ]
+    }
 }
 
 impl SinkSpec {

@@ -226,6 +226,7 @@ impl JobSpec {
             p.positive("watermark.maxDrift", drift);
         }
 
+        self.validate_enrich(&mut p);
         if self.select.is_empty() {
             self.validate_windowing(&mut p);
         } else {
@@ -234,10 +235,7 @@ impl JobSpec {
 
         // Sinks.
         p.sink("sink", &self.sink);
-        for (name, side) in [
-            ("late", &self.side_outputs.late),
-            ("malformed", &self.side_outputs.malformed),
-        ] {
+        for (name, side) in self.side_outputs.named() {
             if side.as_ref().is_some_and(|s| s.postgres.is_some()) {
                 p.add(
                     format!("sideOutputs.{name}.postgres"),
@@ -272,6 +270,15 @@ impl JobSpec {
         }
         if let Some(late) = &self.side_outputs.late {
             p.sink("sideOutputs.late", late);
+        }
+        if let Some(unmatched) = &self.side_outputs.unmatched {
+            p.sink("sideOutputs.unmatched", unmatched);
+            if self.enrich.is_empty() {
+                p.add(
+                    "sideOutputs.unmatched",
+                    "only records of an enrich lookup can be unmatched, and the job has no enrich: remove it",
+                );
+            }
         }
         if let Some(malformed) = &self.side_outputs.malformed {
             p.sink("sideOutputs.malformed", malformed);
@@ -376,10 +383,7 @@ impl JobSpec {
                 }
             }
         }
-        for (name, side) in [
-            ("late", &self.side_outputs.late),
-            ("malformed", &self.side_outputs.malformed),
-        ] {
+        for (name, side) in self.side_outputs.named() {
             if let Some(side) = side.as_ref().and_then(|s| s.kafka.as_ref()) {
                 if side.bootstrap_servers != kafka.bootstrap_servers {
                     p.add(
@@ -538,6 +542,87 @@ impl JobSpec {
                     format!("a generator source has only the field \"value\", got {field:?}"),
                 ),
                 _ => {}
+            }
+        }
+    }
+
+    /// Lookups: names usable as field and folder names, one changelog each,
+    /// and records with fields to look up by (not generated ones).
+    fn validate_enrich(&self, p: &mut Problems) {
+        if !self.enrich.is_empty() && self.source.generator.is_some() {
+            p.add(
+                "enrich",
+                "a generator's events have no fields to look up by: use a file or kafka source",
+            );
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, lookup) in self.enrich.iter().enumerate() {
+            let path = format!("enrich[{i}]");
+            let name = lookup.name.as_str();
+            if name.is_empty() {
+                p.add(format!("{path}.name"), "must not be empty, e.g. \"user\"");
+            } else if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                p.add(
+                    format!("{path}.name"),
+                    format!("{name:?} may hold only letters, digits, '_' and '-' (it names the field added and the table's state)"),
+                );
+            } else if seen.contains(&name) {
+                p.add(
+                    format!("{path}.name"),
+                    format!("{name:?} is used by an earlier lookup"),
+                );
+            }
+            seen.push(name);
+            if lookup.key.trim().is_empty() {
+                p.add(
+                    format!("{path}.key"),
+                    "name the changelog record's key field, e.g. \"id\"",
+                );
+            }
+            if lookup.on.trim().is_empty() {
+                p.add(
+                    format!("{path}.on"),
+                    "name the record's field to look up, e.g. \"user_id\"",
+                );
+            }
+            for (j, field) in lookup.fields.iter().enumerate() {
+                if field.trim().is_empty() {
+                    p.add(format!("{path}.fields[{j}]"), "must not be empty");
+                }
+            }
+            let from = &lookup.from;
+            p.one_of(
+                &format!("{path}.from"),
+                &[
+                    ("file", from.file.is_some()),
+                    ("kafka", from.kafka.is_some()),
+                ],
+            );
+            if let Some(kafka) = &from.kafka {
+                if kafka.bootstrap_servers.trim().is_empty() {
+                    p.add(
+                        format!("{path}.from.kafka.bootstrapServers"),
+                        "must not be empty, e.g. \"127.0.0.1:9092\"",
+                    );
+                }
+                if kafka.topics.is_empty() {
+                    p.add(
+                        format!("{path}.from.kafka.topics"),
+                        "name at least one topic",
+                    );
+                }
+            }
+            if let Some(file) = &from.file {
+                match (&file.path, file.paths.is_empty()) {
+                    (None, true) => p.add(format!("{path}.from.file"), "set path or paths"),
+                    (Some(_), false) => {
+                        p.add(format!("{path}.from.file"), "set only one of path, paths")
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -128,6 +128,12 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedStore<V> {
         Ok(&mut slot.value)
     }
 
+    /// The key's value, read without marking it changed.
+    pub fn get(&mut self, key: &Key) -> Result<Option<&V>, StateError> {
+        self.load(key)?;
+        Ok(self.hot.get(key).map(|slot| &slot.value))
+    }
+
     pub fn get_mut(&mut self, key: &Key) -> Result<Option<&mut V>, StateError> {
         self.load(key)?;
         Ok(self.hot.get_mut(key).map(|slot| {

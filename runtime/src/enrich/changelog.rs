@@ -1,0 +1,290 @@
+//! A lookup table's changelog: read from where the table's snapshot left it
+//! (or from its start) up to its end as of the job's start, so that the
+//! table is caught up before the worker reads any record; then, for a Kafka
+//! changelog that is not `bounded`, followed as it grows.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::checkpoint::PartitionPosition;
+use crate::connectors::{
+    file_splits, kafka_partitions, Decode, KafkaSplit, Poll, SourceItem, SourceSplit,
+};
+use crate::record::{parse_object, Event, FieldPath, Key, RecordError};
+use crate::spec::{ChangelogSpec, KafkaSourceSpec};
+
+/// Changelog records read per poll.
+const BATCH: usize = 1024;
+
+/// What a changelog record does to the table.
+pub(super) enum Change {
+    /// The key's entry is now this JSON object.
+    Put(Key, String),
+    /// A Kafka record without a value: the key has no entry any more.
+    Delete(Key),
+}
+
+pub(super) struct Changelog {
+    split: Box<dyn SourceSplit>,
+    /// After catching up, a Kafka changelog that is not `bounded` is
+    /// followed.
+    follow: Option<Follow>,
+    caught_up: bool,
+    decoder: EntryDecoder,
+    items: Vec<SourceItem>,
+}
+
+/// What reads a Kafka changelog on after the catch-up: its spec, the job's
+/// name (for the consumer group) and the partitions.
+struct Follow {
+    spec: KafkaSourceSpec,
+    job: String,
+    partitions: Vec<(String, i32)>,
+}
+
+impl Changelog {
+    /// Opens the changelog of lookup `field` (the spec path, for errors).
+    pub fn open(
+        spec: &ChangelogSpec,
+        key: &str,
+        fields: &[String],
+        job: &str,
+        base_dir: &Path,
+        field: &str,
+    ) -> std::io::Result<Self> {
+        let (split, follow) = match (&spec.file, &spec.kafka) {
+            (Some(file), _) => {
+                let split = file_splits(file, base_dir, 1, &format!("{field}.file"))?.remove(0);
+                (split, None)
+            }
+            (None, Some(kafka)) => {
+                let partitions = kafka_partitions(kafka, job)?;
+                let catch_up = KafkaSourceSpec {
+                    bounded: true,
+                    ..kafka.clone()
+                };
+                let split: Box<dyn SourceSplit> =
+                    Box::new(KafkaSplit::new(&catch_up, job, partitions.clone())?);
+                let follow = (!kafka.bounded).then(|| Follow {
+                    spec: kafka.clone(),
+                    job: job.to_string(),
+                    partitions,
+                });
+                (split, follow)
+            }
+            (None, None) => unreachable!("validated lookups have a changelog"),
+        };
+        Ok(Changelog {
+            split,
+            follow,
+            caught_up: false,
+            decoder: EntryDecoder {
+                key: FieldPath::new(key),
+                fields: fields.iter().map(|f| FieldPath::new(f)).collect(),
+            },
+            items: Vec::with_capacity(BATCH),
+        })
+    }
+
+    /// Whether the changelog has been read up to its end as of the start.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// Reads a batch: the changes, and the records that cannot be read
+    /// (added to `rejected`). Returns whether anything was read.
+    pub fn poll(
+        &mut self,
+        changes: &mut Vec<Change>,
+        rejected: &mut Vec<SourceItem>,
+    ) -> std::io::Result<bool> {
+        let poll = self.split.poll(&mut self.items, BATCH, &mut self.decoder)?;
+        let read = !self.items.is_empty();
+        for item in self.items.drain(..) {
+            match item {
+                SourceItem::Record { event, .. } => changes.push(match event.raw {
+                    Some(entry) => Change::Put(event.key, entry.into()),
+                    None => Change::Delete(event.key),
+                }),
+                SourceItem::Malformed(m) => rejected.push(SourceItem::Malformed(m)),
+                SourceItem::PartitionEnd(_) => {}
+            }
+        }
+        if poll == Poll::Ended && !self.caught_up {
+            self.caught_up = true;
+            if let Some(follow) = self.follow.take() {
+                let positions = self.split.positions();
+                let mut follower = KafkaSplit::new(&follow.spec, &follow.job, follow.partitions)?
+                    .without_waiting();
+                for (p, (offset, records)) in positions.into_iter().enumerate() {
+                    follower.seek(p, offset, records)?;
+                }
+                self.split = Box::new(follower);
+            }
+        }
+        Ok(read)
+    }
+
+    /// Where each partition is, for a snapshot.
+    pub fn positions(&self) -> Vec<PartitionPosition> {
+        self.split
+            .partition_ids()
+            .into_iter()
+            .zip(self.split.positions())
+            .map(|(id, (offset, records))| PartitionPosition {
+                id,
+                offset,
+                records,
+                max_ts: 0,
+                ended: false,
+            })
+            .collect()
+    }
+
+    /// Resumes where a snapshot's table was read up to.
+    pub fn seek(&mut self, positions: &[PartitionPosition]) -> std::io::Result<()> {
+        for (p, id) in self.split.partition_ids().iter().enumerate() {
+            if let Some(pos) = positions.iter().find(|pos| &pos.id == id) {
+                self.split.seek(p, pos.offset, pos.records)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a changelog record into an event keyed by the entry's key (as
+/// text, see `key_text`) carrying the entry's kept fields as `raw`, or no
+/// `raw` for a deletion.
+struct EntryDecoder {
+    key: FieldPath,
+    /// Fields kept; empty: the whole record.
+    fields: Vec<FieldPath>,
+}
+
+impl Decode for EntryDecoder {
+    fn decode(
+        &mut self,
+        value: Option<&str>,
+        key: Option<&[u8]>,
+    ) -> std::io::Result<Result<Event, RecordError>> {
+        Ok(self.entry(value, key))
+    }
+}
+
+impl EntryDecoder {
+    fn entry(&self, value: Option<&str>, key: Option<&[u8]>) -> Result<Event, RecordError> {
+        let (key, raw) = match value {
+            // A tombstone: the key is the Kafka record's.
+            None => {
+                let key = key.ok_or_else(|| {
+                    RecordError::Json("a record with neither value nor key".into())
+                })?;
+                (message_key_text(key), None)
+            }
+            Some(text) => {
+                let record = parse_object(text)?;
+                let key_value = self
+                    .key
+                    .get(&record)
+                    .ok_or_else(|| RecordError::MissingKey(self.key.name().into()))?;
+                let key = key_text(key_value).ok_or_else(|| RecordError::BadKey {
+                    field: self.key.name().into(),
+                    got: crate::record::type_name(key_value),
+                })?;
+                (key, Some(self.kept(&record, text)))
+            }
+        };
+        Ok(Event {
+            key: Key::str(&key),
+            ts: 0,
+            values: Default::default(),
+            raw: raw.map(Into::into),
+        })
+    }
+
+    /// The entry: the kept fields as an object (absent ones left out).
+    fn kept(&self, record: &Value, text: &str) -> String {
+        if self.fields.is_empty() {
+            return text.trim().to_string();
+        }
+        let entry: serde_json::Map<String, Value> = self
+            .fields
+            .iter()
+            .filter_map(|f| Some((f.name().to_string(), f.get(record)?.clone())))
+            .collect();
+        Value::Object(entry).to_string()
+    }
+}
+
+/// A lookup key as text: a string as it is, a number or a boolean as
+/// written. Records and changelogs may spell the same id differently
+/// (`42`, `"42"`); they match. None for objects and arrays.
+pub(super) fn key_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A Kafka record key as a lookup key: JSON text (`"u1"`, `42`) as its
+/// value, anything else as it is.
+fn message_key_text(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(key);
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .as_ref()
+        .and_then(key_text)
+        .unwrap_or_else(|| text.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder(fields: &[&str]) -> EntryDecoder {
+        EntryDecoder {
+            key: FieldPath::new("id"),
+            fields: fields.iter().map(|f| FieldPath::new(f)).collect(),
+        }
+    }
+
+    #[test]
+    fn an_entry_keeps_the_named_fields_keyed_by_text() {
+        let e = decoder(&["name", "address.city"])
+            .entry(
+                Some(r#"{"id": 42, "name": "Ann", "address": {"city": "Oslo"}, "x": 1}"#),
+                None,
+            )
+            .unwrap();
+        assert_eq!(e.key, Key::str("42"));
+        assert_eq!(
+            e.raw.as_deref(),
+            Some(r#"{"name":"Ann","address.city":"Oslo"}"#)
+        );
+    }
+
+    #[test]
+    fn a_tombstone_deletes_the_kafka_key() {
+        let d = decoder(&[]);
+        for (key, text) in [(&b"42"[..], "42"), (b"\"u1\"", "u1"), (b"u1", "u1")] {
+            let e = d.entry(None, Some(key)).unwrap();
+            assert_eq!((e.key, e.raw), (Key::str(text), None));
+        }
+    }
+
+    #[test]
+    fn an_entry_without_its_key_is_malformed() {
+        let d = decoder(&[]);
+        assert_eq!(
+            d.entry(Some(r#"{"name": "Ann"}"#), None),
+            Err(RecordError::MissingKey("id".into()))
+        );
+        assert!(matches!(
+            d.entry(Some(r#"{"id": {"a": 1}}"#), None),
+            Err(RecordError::BadKey { .. })
+        ));
+    }
+}

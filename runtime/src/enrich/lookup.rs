@@ -1,0 +1,157 @@
+//! One lookup: a table of the latest entry per key, kept in the worker's
+//! RocksDB state (a `KeyedStore`), fed by its changelog, and asked for the
+//! entry of each record's `on` field.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::changelog::{key_text, Change, Changelog};
+use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
+use crate::connectors::SourceItem;
+use crate::record::{FieldPath, Key};
+use crate::spec::LookupSpec;
+use crate::state::{KeyedStore, StateCheckpoint, StateError};
+
+pub(super) struct Lookup {
+    /// The field the entry is added as.
+    pub name: String,
+    on: FieldPath,
+    /// The changelog's key field, for messages.
+    key: String,
+    /// What the table was built with (see `TableSnapshot::shape`).
+    shape: String,
+    table: KeyedStore<String>,
+    pub changelog: Changelog,
+    changes: Vec<Change>,
+}
+
+impl Lookup {
+    pub fn open(
+        spec: &LookupSpec,
+        index: usize,
+        job: &str,
+        base_dir: &Path,
+        state_dir: &Path,
+        max_keys_in_memory: usize,
+        max_parallelism: u32,
+    ) -> std::io::Result<Self> {
+        let table = KeyedStore::create(state_dir, max_keys_in_memory, max_parallelism)
+            .map_err(std::io::Error::other)?;
+        let changelog = Changelog::open(
+            &spec.from,
+            &spec.key,
+            &spec.fields,
+            job,
+            base_dir,
+            &format!("enrich[{index}].from"),
+        )?;
+        Ok(Lookup {
+            name: spec.name.clone(),
+            on: FieldPath::new(&spec.on),
+            key: spec.key.clone(),
+            shape: format!("key {:?}, fields {:?}", spec.key, spec.fields),
+            table,
+            changelog,
+            changes: Vec::new(),
+        })
+    }
+
+    /// The entry for `record`, or why there is none.
+    pub fn find(&mut self, record: &Value) -> Result<Result<Value, String>, StateError> {
+        let Some(value) = self.on.get(record) else {
+            return Ok(Err(format!(
+                "no {}: the record has no field {:?}",
+                self.name,
+                self.on.name()
+            )));
+        };
+        let Some(key) = key_text(value) else {
+            return Ok(Err(format!(
+                "no {}: field {:?} is {}, not a key",
+                self.name,
+                self.on.name(),
+                crate::record::type_name(value)
+            )));
+        };
+        match self.table.get(&Key::str(&key))? {
+            // Entries are stored as the JSON text they were made from.
+            Some(entry) => Ok(Ok(serde_json::from_str(entry).map_err(|e| {
+                StateError::Decode(format!("lookup {} entry {key}: {e}", self.name))
+            })?)),
+            None => Ok(Err(format!("no {} with {} {value}", self.name, self.key))),
+        }
+    }
+
+    /// Applies a batch of the changelog; returns whether anything was read.
+    pub fn poll_changelog(&mut self, rejected: &mut Vec<SourceItem>) -> std::io::Result<bool> {
+        let read = self.changelog.poll(&mut self.changes, rejected)?;
+        for change in self.changes.drain(..) {
+            let applied = match change {
+                Change::Put(key, entry) => self.table.insert(key, entry),
+                Change::Delete(key) => self.table.remove(&key),
+            };
+            applied.map_err(std::io::Error::other)?;
+        }
+        self.table.enforce_budget().map_err(std::io::Error::other)?;
+        Ok(read)
+    }
+
+    /// The table's changes since the last checkpoint, to write and upload,
+    /// with where its changelog is.
+    pub fn checkpoint(&mut self) -> Result<(TableSnapshot, StateCheckpoint), StateError> {
+        Ok((self.snapshot_header(), self.table.checkpoint()?))
+    }
+
+    /// The whole table, for a savepoint.
+    pub fn savepoint(&mut self) -> Result<TableSnapshot, StateError> {
+        let mut snapshot = self.snapshot_header();
+        self.table
+            .for_each(|key, entry| snapshot.entries.push((key.clone(), entry.clone())))?;
+        Ok(snapshot)
+    }
+
+    fn snapshot_header(&self) -> TableSnapshot {
+        TableSnapshot {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            positions: self.changelog.positions(),
+            ..Default::default()
+        }
+    }
+
+    /// Takes the table from a snapshot, if it has one built the same way;
+    /// else the table is built again from the changelog's start.
+    pub fn restore(
+        &mut self,
+        tables: &[TableSnapshot],
+        restore: &Restore,
+        scratch: &Path,
+    ) -> Result<(), RestoreError> {
+        let Some(snapshot) = tables.iter().find(|t| t.name == self.name) else {
+            eprintln!(
+                "streamjob: the snapshot has no lookup table {}: it is built from its changelog",
+                self.name
+            );
+            return Ok(());
+        };
+        if snapshot.shape != self.shape {
+            eprintln!(
+                "streamjob: lookup table {} was built with {}, the job has {}: it is built again from its changelog",
+                self.name, snapshot.shape, self.shape
+            );
+            return Ok(());
+        }
+        let table = &mut self.table;
+        restore.load_table(snapshot, scratch, |key, entry| {
+            table.insert(key, entry)?;
+            table.enforce_budget()
+        })?;
+        self.changelog
+            .seek(&snapshot.positions)
+            .map_err(|e| RestoreError::Mismatch {
+                path: restore.path.clone(),
+                reason: format!("lookup table {}: {e}", self.name),
+            })
+    }
+}

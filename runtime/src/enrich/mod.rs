@@ -1,0 +1,141 @@
+//! Enrichment (`enrich` in the job spec): each record is joined with the
+//! latest entry per key of lookup tables built from changelogs (users,
+//! items), before it is keyed or selected; a record without a match goes to
+//! the unmatched side output with the reason.
+//!
+//! Every worker keeps whole tables (as Kafka Streams' global tables do):
+//! records are enriched by the worker that reads them, with no exchange
+//! per lookup, so lookups on different keys (a user, an item) chain in one
+//! stage and the window's keyed exchange stays the only one. A table lives
+//! in the worker's RocksDB state and is in every checkpoint with its
+//! changelog positions: a restore takes it from the checkpoint and reads
+//! the changelog on from there, instead of from its start.
+//!
+//! A worker reads no records until its tables have caught up with their
+//! changelogs as of the start; after that, changelog updates are read
+//! between batches of records (processing-time semantics: a record sees the
+//! entries read so far, as in Flink's lookup joins).
+
+mod changelog;
+mod lookup;
+
+use std::path::Path;
+
+use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
+use crate::connectors::{Decode, SourceItem};
+use crate::record::{parse_object, Event, RecordError, RecordParser};
+use crate::spec::JobSpec;
+use crate::state::{StateCheckpoint, StateError};
+use lookup::Lookup;
+
+/// A worker's decoder: parses each record and, for a job with `enrich`,
+/// adds its lookups' entries first.
+pub struct Enricher {
+    parser: RecordParser,
+    lookups: Vec<Lookup>,
+}
+
+impl Enricher {
+    /// Opens worker `index`'s lookup tables (fresh, in folders named by
+    /// `state_dir(lookup name)`) and their changelogs.
+    pub fn open(
+        spec: &JobSpec,
+        base_dir: &Path,
+        state_dir: impl Fn(&str) -> std::path::PathBuf,
+    ) -> std::io::Result<Self> {
+        let lookups = spec
+            .enrich
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Lookup::open(
+                    l,
+                    i,
+                    &spec.name,
+                    base_dir,
+                    &state_dir(&l.name),
+                    spec.state.max_keys_in_memory as usize,
+                    spec.max_parallelism,
+                )
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Enricher {
+            parser: RecordParser::new(spec),
+            lookups,
+        })
+    }
+
+    /// Whether every table has caught up with its changelog: until then
+    /// the worker reads no records.
+    pub fn ready(&self) -> bool {
+        self.lookups.iter().all(|l| l.changelog.caught_up())
+    }
+
+    /// Reads a batch of each changelog into its table; changelog records
+    /// that cannot be read are added to `rejected`. Returns whether
+    /// anything was read.
+    pub fn poll_changelogs(&mut self, rejected: &mut Vec<SourceItem>) -> std::io::Result<bool> {
+        let mut read = false;
+        for lookup in &mut self.lookups {
+            read |= lookup.poll_changelog(rejected)?;
+        }
+        Ok(read)
+    }
+
+    /// Each table's changes since the last checkpoint, with its positions.
+    pub fn checkpoint(&mut self) -> Result<Vec<(TableSnapshot, StateCheckpoint)>, StateError> {
+        self.lookups.iter_mut().map(Lookup::checkpoint).collect()
+    }
+
+    /// Every table in full, for a savepoint.
+    pub fn savepoint(&mut self) -> Result<Vec<TableSnapshot>, StateError> {
+        self.lookups.iter_mut().map(Lookup::savepoint).collect()
+    }
+
+    /// Takes worker `index`'s tables from a snapshot; `scratch` is a
+    /// folder for downloads.
+    pub fn restore(
+        &mut self,
+        restore: &Restore,
+        index: usize,
+        scratch: &Path,
+    ) -> Result<(), RestoreError> {
+        let tables = restore.tables_for(index);
+        for lookup in &mut self.lookups {
+            lookup.restore(tables, restore, scratch)?;
+        }
+        Ok(())
+    }
+
+    pub fn has_lookups(&self) -> bool {
+        !self.lookups.is_empty()
+    }
+}
+
+impl Decode for Enricher {
+    fn decode(
+        &mut self,
+        value: Option<&str>,
+        _key: Option<&[u8]>,
+    ) -> std::io::Result<Result<Event, RecordError>> {
+        let text = value.unwrap_or_default();
+        if self.lookups.is_empty() {
+            return Ok(self.parser.parse(text));
+        }
+        let mut record = match parse_object(text) {
+            Ok(record) => record,
+            Err(e) => return Ok(Err(e)),
+        };
+        for lookup in &mut self.lookups {
+            match lookup.find(&record).map_err(std::io::Error::other)? {
+                Ok(entry) => {
+                    if let Some(fields) = record.as_object_mut() {
+                        fields.insert(lookup.name.clone(), entry);
+                    }
+                }
+                Err(reason) => return Ok(Err(RecordError::Unmatched(reason))),
+            }
+        }
+        Ok(self.parser.event(&record, || record.to_string().into()))
+    }
+}
