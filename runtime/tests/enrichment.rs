@@ -289,7 +289,7 @@ checkpoints: {{interval: 50ms, storage: \"file://ckpt\"}}
     let (ok, stderr) = common::run_to_end(&job, &["--from-latest-checkpoint"], &[]);
     assert!(ok, "{stderr}");
     assert!(
-        stderr.contains("lookup table user was built with key \"id\", fields [\"name\"], the job has key \"id\", fields [\"name\", \"tier\"]: it is built again from its changelog"),
+        stderr.contains("lookup table user was built with key \"id\", fields [\"name\"], from file \"users.jsonl\", the job has key \"id\", fields [\"name\", \"tier\"], from file \"users.jsonl\": it is built again from its changelog"),
         "{stderr}"
     );
     let mut seen = BTreeSet::new();
@@ -437,4 +437,106 @@ checkpoints: {{interval: 100ms, storage: \"file://ckpt\"}}
             format!("no item with id \"i{items}\""),
         ])
     );
+}
+
+/// A Kafka changelog is followed while the job runs: once a user's update
+/// has been read, every later order sees it; once a tombstone has been
+/// read, the user's orders are unmatched. (Which order is the first to see
+/// a change depends on when the job reads the changelog; so each change is
+/// waited for with probe orders, and the orders after it are checked.)
+#[test]
+fn a_followed_changelog_updates_and_deletes_entries_while_the_job_runs() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    for topic in ["orders", "users", "out", "unmatched"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let p = producer(&bootstrap);
+    send(&p, "users", 0, "1", Some(r#"{"id": 1, "name": "first"}"#));
+    p.flush(std::time::Duration::from_secs(10)).unwrap();
+    let spec = JobSpec::from_yaml(&format!(
+        "name: follow
+source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [orders]}}}}
+enrich:
+  - {{name: user, from: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [users]}}}}, key: id, on: user_id}}
+select: [order_id, user.name]
+sink: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: out}}}}
+sideOutputs: {{unmatched: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: unmatched}}}}}}
+"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = common::opts(dir.path());
+    let stop = opts.stop.clone();
+    let job = std::thread::spawn(move || run(&spec, &opts));
+
+    // What the job made of order `id`: the user's name, or the unmatched
+    // reason; read from both topics by one consumer as they come.
+    let reader: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "probe-reader")
+        .create()
+        .unwrap();
+    let mut topics = rdkafka::TopicPartitionList::new();
+    for topic in ["out", "unmatched"] {
+        topics
+            .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    rdkafka::consumer::Consumer::assign(&reader, &topics).unwrap();
+    let mut seen: BTreeMap<u64, Result<String, String>> = BTreeMap::new();
+    let mut next_id = 0;
+    let mut probe = |p: &BaseProducer| -> Result<String, String> {
+        let id = next_id;
+        next_id += 1;
+        send(
+            p,
+            "orders",
+            0,
+            "",
+            Some(&json!({"order_id": id, "user_id": 1}).to_string()),
+        );
+        p.flush(std::time::Duration::from_secs(10)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !seen.contains_key(&id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id} never came out"
+            );
+            let Some(message) = reader.poll(std::time::Duration::from_millis(50)) else {
+                continue;
+            };
+            let message = message.unwrap();
+            let payload = rdkafka::message::Message::payload(&message).unwrap();
+            let v: Value = serde_json::from_slice(payload).unwrap();
+            if rdkafka::message::Message::topic(&message) == "out" {
+                let name = v["user.name"].as_str().unwrap().to_string();
+                seen.insert(v["order_id"].as_u64().unwrap(), Ok(name));
+            } else {
+                let order: Value = serde_json::from_str(v["record"].as_str().unwrap()).unwrap();
+                let reason = v["error"].as_str().unwrap().to_string();
+                seen.insert(order["order_id"].as_u64().unwrap(), Err(reason));
+            }
+        }
+        seen[&id].clone()
+    };
+    // Probes until one sees `change`; then the next ones must too.
+    let mut until = |p: &BaseProducer, change: Result<String, String>| {
+        let mut probes = 0;
+        while probe(p) != change {
+            probes += 1;
+            assert!(probes < 100, "the job never saw {change:?}");
+        }
+        for _ in 0..3 {
+            assert_eq!(probe(p), change, "an order after the change");
+        }
+    };
+    until(&p, Ok("first".into()));
+    send(&p, "users", 0, "1", Some(r#"{"id": 1, "name": "second"}"#));
+    until(&p, Ok("second".into()));
+    send(&p, "users", 0, "1", None);
+    until(&p, Err("no user with id 1".into()));
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    job.join().unwrap().unwrap();
 }

@@ -499,14 +499,26 @@ fn enrich_rules() {
         "enrich[1].name: \"user\" is used by an earlier lookup"
     );
     assert_eq!(
-        error_of(&job("  - {name: user, from: {kafka: {bootstrapServers: \"\", topics: []}, file: {path: u.jsonl}}, key: id, on: user_id}")),
+        error_of(&job("  - {name: user, from: {kafka: {bootstrapServers: \"\", topics: [], startFrom: latest}, file: {paths: [a, b]}}, key: id, on: user_id}")),
         [
             "enrich[0].from: set only one of file, kafka, got file and kafka",
+            "enrich[0].from.kafka.startFrom: a changelog is read from its start (the entries written before the job are the table): remove startFrom: latest",
             "enrich[0].from.kafka.bootstrapServers: must not be empty, e.g. \"127.0.0.1:9092\"",
             "enrich[0].from.kafka.topics: name at least one topic",
+            "enrich[0].from.file: set path, one file: a changelog's lines are applied in order (paths would interleave files)",
         ]
         .join("\n")
     );
+    let item = "  - {name: item, from: {file: {path: i.jsonl}}, key: id, on: item_id}";
+    assert_eq!(
+        error_of(&job(&format!("{}\n{item}", user.replace("on: user_id", "on: item.owner")))),
+        "enrich[0].on: \"item.owner\" is the entry of lookup \"item\", which is added after this one: only earlier lookups' fields can be looked up by"
+    );
+    JobSpec::from_yaml(&job(&format!(
+        "{item}\n{}",
+        user.replace("on: user_id", "on: item.owner")
+    )))
+    .unwrap();
     assert_eq!(
         error_of(&job(&format!("{user}, fieldz: [a]}}").replace("user_id}, fieldz", "user_id, fieldz"))),
         "enrich[0]: unknown field `fieldz`, expected one of `name`, `from`, `key`, `on`, `fields` (line 4, column 71)"

@@ -80,6 +80,8 @@ pub struct Collector {
     buffers: [Vec<String>; TARGETS],
     keys: [Vec<String>; TARGETS],
     pub counts: OutputCounts,
+    /// When the oldest line still buffered was added.
+    buffered_since: Option<std::time::Instant>,
     /// Results kept in memory instead, for tests and the bench harness.
     pub captured: Option<Vec<WindowResult>>,
 }
@@ -103,6 +105,7 @@ impl Collector {
             buffers: Default::default(),
             keys: Default::default(),
             counts: OutputCounts::default(),
+            buffered_since: None,
             captured: None,
         }
     }
@@ -110,6 +113,9 @@ impl Collector {
     fn push(&mut self, target: Target, line: String, key: impl FnOnce() -> String) {
         if self.keyed[target as usize] {
             self.keys[target as usize].push(key());
+        }
+        if self.buffered_since.is_none() {
+            self.buffered_since = Some(std::time::Instant::now());
         }
         let buf = &mut self.buffers[target as usize];
         buf.push(line);
@@ -133,7 +139,19 @@ impl Collector {
         }
     }
 
+    /// Flushes when the oldest buffered line has waited `age`: a slow
+    /// stream's output must not wait for a full batch (or a checkpoint).
+    pub fn flush_older_than(&mut self, age: std::time::Duration) {
+        if self
+            .buffered_since
+            .is_some_and(|since| since.elapsed() >= age)
+        {
+            self.flush();
+        }
+    }
+
     pub fn flush(&mut self) {
+        self.buffered_since = None;
         for target in [
             Target::Results,
             Target::Late,

@@ -443,7 +443,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         );
         let key_groups = key_group_range(&owners, index);
         let mut op = op;
-        let mut decoder = Enricher::open(spec, base, |lookup| {
+        let mut decoder = Enricher::open(spec, index, base, |lookup| {
             state_root.join(format!("worker-{index}.lookup-{lookup}"))
         })
         .map_err(JobError::Source)?;

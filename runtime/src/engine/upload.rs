@@ -107,9 +107,10 @@ impl Drop for Uploader {
     }
 }
 
-/// Writes the worker's state to RocksDB and checkpoints it, uploads the
-/// files, then the worker file listing them (after its lookup tables'
-/// file, if it has tables); returns the bytes uploaded.
+/// Writes the worker's state (window state and lookup tables) to RocksDB
+/// and checkpoints it, uploads the files, then the worker file listing them
+/// (after its lookup tables' file, if it has tables); returns the bytes
+/// uploaded.
 fn upload(
     storage: &CheckpointStorage,
     run: &str,
@@ -117,44 +118,74 @@ fn upload(
     mut job: Upload,
     abort: &AtomicBool,
 ) -> Result<u64, StorageError> {
-    crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
-    let index = job.snapshot.index;
-    let mut files = StateFiles {
-        storage,
-        dir: &job.dir,
-        uploaded,
-        abort,
-        bytes: 0,
-    };
-    job.snapshot.state_files = files.upload(job.state, &job.local, |name, shared| {
-        if shared {
-            Layout::shared_state_file(run, name)
-        } else {
-            Layout::private_state_file(index, name)
-        }
-    })?;
-    let mut lookups = LookupsSnapshot {
-        index,
-        tables: Vec::new(),
-    };
-    for (mut table, state) in job.tables {
-        let local = job.local.with_extension(format!("lookup-{}", table.name));
-        let result = files.upload(state, &local, |name, shared| {
+    // Every state write runs before anything is uploaded: a write dropped
+    // unrun (an upload failed first) would lose changes its store counts
+    // as written.
+    let window = write_state(job.state, &job.local);
+    let locals: Vec<_> = job
+        .tables
+        .iter()
+        .map(|(table, _)| job.local.with_extension(format!("lookup-{}", table.name)))
+        .collect();
+    let tables: Vec<_> = job
+        .tables
+        .into_iter()
+        .zip(&locals)
+        .map(|((table, state), local)| (table, write_state(state, local)))
+        .collect();
+    let result = (move || {
+        crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
+        let index = job.snapshot.index;
+        let mut files = StateFiles {
+            storage,
+            dir: &job.dir,
+            uploaded,
+            abort,
+            bytes: 0,
+        };
+        job.snapshot.state_files = files.upload(&window?, |name, shared| {
             if shared {
-                Layout::shared_state_file(&format!("{run}-{}", table.name), name)
+                Layout::shared_state_file(run, name)
             } else {
-                Layout::private_table_file(index, &table.name, name)
+                Layout::private_state_file(index, name)
             }
-        });
-        let _ = std::fs::remove_dir_all(&local);
-        table.state_files = result?;
-        lookups.tables.push(table);
+        })?;
+        let mut lookups = LookupsSnapshot {
+            index,
+            tables: Vec::new(),
+        };
+        for (mut table, written) in tables {
+            table.state_files = files.upload(&written?, |name, shared| {
+                if shared {
+                    Layout::shared_state_file(&format!("{run}-{}", table.name), name)
+                } else {
+                    Layout::private_table_file(index, &table.name, name)
+                }
+            })?;
+            lookups.tables.push(table);
+        }
+        let mut bytes = files.bytes;
+        if !lookups.tables.is_empty() {
+            bytes += storage.write_lookups(&job.dir, &lookups)?;
+        }
+        Ok(bytes + storage.write_worker(&job.dir, job.id, &job.snapshot)?)
+    })();
+    for local in &locals {
+        let _ = std::fs::remove_dir_all(local);
     }
-    let mut bytes = files.bytes;
-    if !lookups.tables.is_empty() {
-        bytes += storage.write_lookups(&job.dir, &lookups)?;
-    }
-    Ok(bytes + storage.write_worker(&job.dir, job.id, &job.snapshot)?)
+    result
+}
+
+/// Writes a store's changes and makes its RocksDB checkpoint in `local`;
+/// returns the checkpoint's files.
+fn write_state(
+    state: StateCheckpoint,
+    local: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, StorageError> {
+    state.run(local).map_err(|e| StorageError::Io {
+        path: local.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 /// Uploads the files of a snapshot's RocksDB checkpoints.
@@ -170,21 +201,16 @@ struct StateFiles<'a> {
 }
 
 impl StateFiles<'_> {
-    /// Writes `state` and checkpoints it into `local`, then uploads each
-    /// file to the key `key(name, shared)` gives it (relative to the
-    /// snapshot's folder); SST files are shared, and uploaded once.
+    /// Uploads each file of a RocksDB checkpoint to the key `key(name,
+    /// shared)` gives it (relative to the snapshot's folder); SST files are
+    /// shared, and uploaded once.
     fn upload(
         &mut self,
-        state: StateCheckpoint,
-        local: &std::path::Path,
+        paths: &[std::path::PathBuf],
         key: impl Fn(&str, bool) -> String,
     ) -> Result<Vec<StateFile>, StorageError> {
-        let paths = state.run(local).map_err(|e| StorageError::Io {
-            path: local.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
         let mut files = Vec::with_capacity(paths.len());
-        for path in &paths {
+        for path in paths {
             if self.abort.load(Ordering::Relaxed) {
                 return Err(StorageError::Io {
                     path: self.storage.location(self.dir),

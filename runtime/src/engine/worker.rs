@@ -37,6 +37,8 @@ const POLL_BATCH: usize = 1024;
 const SEND_BATCH: usize = 128;
 /// Messages waiting in a peer's inbox before this worker pauses its source.
 const HIGH_WATER: usize = 512;
+/// Longest an output line waits in the worker for more to batch with.
+const OUTPUT_DELAY: Duration = Duration::from_millis(100);
 
 pub(crate) enum Item {
     Record(Event),
@@ -248,6 +250,7 @@ impl Worker {
                 }
             }
             self.op.maintain()?;
+            self.collector.flush_older_than(OUTPUT_DELAY);
             self.publish();
             if self.inputs.status() == SourceStatus::Ended {
                 return Ok(());
@@ -580,6 +583,10 @@ impl Worker {
                     tables,
                     watermark: self.op.watermark(),
                 }),
+                // An earlier checkpoint's state write failed: the store
+                // no longer holds what it counts as written. Only a restore
+                // from a completed checkpoint is sound.
+                Err(e @ crate::state::StateError::CheckpointWrite(_)) => return Err(e.into()),
                 Err(e) => {
                     let _ = c.acks.send(failed(e.to_string()));
                 }

@@ -203,17 +203,35 @@ impl EntryDecoder {
         })
     }
 
-    /// The entry: the kept fields as an object (absent ones left out).
+    /// The entry: the kept fields as an object (absent ones left out), a
+    /// nested one at its place (`address.city` as `{"address": {"city": …}}`),
+    /// so that `user.address.city` reaches it.
     fn kept(&self, record: &Value, text: &str) -> String {
         if self.fields.is_empty() {
             return text.trim().to_string();
         }
-        let entry: serde_json::Map<String, Value> = self
-            .fields
-            .iter()
-            .filter_map(|f| Some((f.name().to_string(), f.get(record)?.clone())))
-            .collect();
-        Value::Object(entry).to_string()
+        let mut entry = Value::Object(Default::default());
+        for field in &self.fields {
+            let Some(value) = field.get(record) else {
+                continue;
+            };
+            let mut at = &mut entry;
+            let mut parts = field.name().split('.').peekable();
+            while let Some(part) = parts.next() {
+                let object = match at {
+                    Value::Object(object) => object,
+                    _ => break,
+                };
+                if parts.peek().is_none() {
+                    object.insert(part.to_string(), value.clone());
+                    break;
+                }
+                at = object
+                    .entry(part)
+                    .or_insert_with(|| Value::Object(Default::default()));
+            }
+        }
+        entry.to_string()
     }
 }
 
@@ -262,7 +280,7 @@ mod tests {
         assert_eq!(e.key, Key::str("42"));
         assert_eq!(
             e.raw.as_deref(),
-            Some(r#"{"name":"Ann","address.city":"Oslo"}"#)
+            Some(r#"{"name":"Ann","address":{"city":"Oslo"}}"#)
         );
     }
 

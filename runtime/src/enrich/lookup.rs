@@ -26,6 +26,17 @@ pub(super) struct Lookup {
     changes: Vec<Change>,
 }
 
+/// What a table is built from and with: a snapshot's table restores only
+/// into a lookup with the same (else it is built again).
+fn shape(spec: &LookupSpec) -> String {
+    let from = match (&spec.from.file, &spec.from.kafka) {
+        (Some(file), _) => format!("file {:?}", file.path.as_deref().unwrap_or_default()),
+        (None, Some(kafka)) => format!("topics {:?}", kafka.topics),
+        (None, None) => String::new(),
+    };
+    format!("key {:?}, fields {:?}, from {from}", spec.key, spec.fields)
+}
+
 impl Lookup {
     pub fn open(
         spec: &LookupSpec,
@@ -50,7 +61,7 @@ impl Lookup {
             name: spec.name.clone(),
             on: FieldPath::new(&spec.on),
             key: spec.key.clone(),
-            shape: format!("key {:?}, fields {:?}", spec.key, spec.fields),
+            shape: shape(spec),
             table,
             changelog,
             changes: Vec::new(),

@@ -33,13 +33,17 @@ use lookup::Lookup;
 pub struct Enricher {
     parser: RecordParser,
     lookups: Vec<Lookup>,
+    /// Every worker reads every changelog: only the first one reports its
+    /// unreadable records, so that each is reported once.
+    reports_rejected: bool,
 }
 
 impl Enricher {
-    /// Opens worker `index`'s lookup tables (fresh, in folders named by
+    /// Opens worker `worker`'s lookup tables (fresh, in folders named by
     /// `state_dir(lookup name)`) and their changelogs.
     pub fn open(
         spec: &JobSpec,
+        worker: usize,
         base_dir: &Path,
         state_dir: impl Fn(&str) -> std::path::PathBuf,
     ) -> std::io::Result<Self> {
@@ -62,6 +66,7 @@ impl Enricher {
         Ok(Enricher {
             parser: RecordParser::new(spec),
             lookups,
+            reports_rejected: worker == 0,
         })
     }
 
@@ -72,12 +77,15 @@ impl Enricher {
     }
 
     /// Reads a batch of each changelog into its table; changelog records
-    /// that cannot be read are added to `rejected`. Returns whether
-    /// anything was read.
+    /// that cannot be read are added to `rejected` (by the first worker).
+    /// Returns whether anything was read.
     pub fn poll_changelogs(&mut self, rejected: &mut Vec<SourceItem>) -> std::io::Result<bool> {
-        let mut read = false;
+        let (mut read, before) = (false, rejected.len());
         for lookup in &mut self.lookups {
             read |= lookup.poll_changelog(rejected)?;
+        }
+        if !self.reports_rejected {
+            rejected.truncate(before);
         }
         Ok(read)
     }

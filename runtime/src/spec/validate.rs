@@ -582,10 +582,19 @@ impl JobSpec {
                     "name the changelog record's key field, e.g. \"id\"",
                 );
             }
+            let first = lookup.on.split('.').next().unwrap_or_default();
             if lookup.on.trim().is_empty() {
                 p.add(
                     format!("{path}.on"),
                     "name the record's field to look up, e.g. \"user_id\"",
+                );
+            } else if let Some(later) = self.enrich[i..].iter().find(|l| l.name == first) {
+                p.add(
+                    format!("{path}.on"),
+                    format!(
+                        "{:?} is the entry of lookup {:?}, which is added after this one: only earlier lookups' fields can be looked up by",
+                        lookup.on, later.name
+                    ),
                 );
             }
             for (j, field) in lookup.fields.iter().enumerate() {
@@ -602,6 +611,12 @@ impl JobSpec {
                 ],
             );
             if let Some(kafka) = &from.kafka {
+                if kafka.start_from == super::StartFrom::Latest {
+                    p.add(
+                        format!("{path}.from.kafka.startFrom"),
+                        "a changelog is read from its start (the entries written before the job are the table): remove startFrom: latest",
+                    );
+                }
                 if kafka.bootstrap_servers.trim().is_empty() {
                     p.add(
                         format!("{path}.from.kafka.bootstrapServers"),
@@ -616,12 +631,11 @@ impl JobSpec {
                 }
             }
             if let Some(file) = &from.file {
-                match (&file.path, file.paths.is_empty()) {
-                    (None, true) => p.add(format!("{path}.from.file"), "set path or paths"),
-                    (Some(_), false) => {
-                        p.add(format!("{path}.from.file"), "set only one of path, paths")
-                    }
-                    _ => {}
+                if file.path.is_none() || !file.paths.is_empty() {
+                    p.add(
+                        format!("{path}.from.file"),
+                        "set path, one file: a changelog's lines are applied in order (paths would interleave files)",
+                    );
                 }
             }
         }
