@@ -179,6 +179,22 @@ fn check_every_order_once(out: &Path, n: u64, users: u64, name: impl Fn(u64) -> 
     assert_eq!(seen.len() as u64, n, "orders missing");
 }
 
+/// Runs the job and kills it (`kill -9`) once it has completed a
+/// checkpoint, before it finishes.
+fn kill_after_first_checkpoint(job: &Path, checkpoints: &Path) {
+    let mut child = common::spawn_run(job, &[], &[]);
+    let checkpointed = common::wait_until(std::time::Duration::from_secs(60), || {
+        !common::checkpoint_ids(checkpoints, true).is_empty()
+    });
+    assert!(checkpointed, "no checkpoint completed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job finished before the kill: give it more input"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// After a kill -9, the restored job takes its lookup table from the
 /// checkpoint and reads the changelog on from the checkpoint's position,
 /// not from its start: the users file is emptied before the restore, and
@@ -212,17 +228,7 @@ checkpoints: {{interval: 50ms, storage: \"file://ckpt\"}}
     )
     .unwrap();
     let checkpoints = dir.path().join("ckpt/enrich-restore/checkpoints");
-    let mut child = common::spawn_run(&job, &[], &[]);
-    let checkpointed = common::wait_until(std::time::Duration::from_secs(60), || {
-        !common::checkpoint_ids(&checkpoints, true).is_empty()
-    });
-    assert!(checkpointed, "no checkpoint completed");
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the job finished before the kill: give it more input"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_first_checkpoint(&job, &checkpoints);
     let newest = *common::checkpoint_ids(&checkpoints, true).last().unwrap();
     for worker in 0..2 {
         let file = checkpoints.join(format!("chk-{newest}/worker-{worker}.lookups"));
@@ -273,17 +279,7 @@ checkpoints: {{interval: 50ms, storage: \"file://ckpt\"}}
     };
     write_job("[name]", "user.name");
     let checkpoints = dir.path().join("ckpt/rebuild/checkpoints");
-    let mut child = common::spawn_run(&job, &[], &[]);
-    let checkpointed = common::wait_until(std::time::Duration::from_secs(60), || {
-        !common::checkpoint_ids(&checkpoints, true).is_empty()
-    });
-    assert!(checkpointed, "no checkpoint completed");
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the job finished before the kill: give it more input"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_first_checkpoint(&job, &checkpoints);
 
     write_job("[name, tier]", "user.tier");
     let (ok, stderr) = common::run_to_end(&job, &["--from-latest-checkpoint"], &[]);

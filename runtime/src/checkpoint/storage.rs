@@ -430,28 +430,28 @@ impl CheckpointStorage {
         };
         let metadata: Metadata = serde_json::from_slice(&bytes)
             .map_err(|e| not(format!("{METADATA} is not valid: {e}")))?;
-        let mut workers = Vec::with_capacity(metadata.workers.len());
-        for file in &metadata.workers {
-            let bytes = self
-                .store
-                .get(&key(file))
-                .map_err(|e| not(format!("{file}: {e}")))?
-                .ok_or_else(|| not(format!("{file} is missing")))?;
-            let snapshot: WorkerSnapshot = postcard::from_bytes(&bytes)
-                .map_err(|e| not(format!("{file} cannot be decoded: {e}")))?;
-            workers.push(snapshot);
+        // The worker files, then the lookup tables files, as listed.
+        fn read_all<T: serde::de::DeserializeOwned>(
+            storage: &CheckpointStorage,
+            files: &[String],
+            key: impl Fn(&str) -> String,
+            not: impl Fn(String) -> RestoreError,
+        ) -> Result<Vec<T>, RestoreError> {
+            files
+                .iter()
+                .map(|file| {
+                    let bytes = storage
+                        .store
+                        .get(&key(file))
+                        .map_err(|e| not(format!("{file}: {e}")))?
+                        .ok_or_else(|| not(format!("{file} is missing")))?;
+                    postcard::from_bytes(&bytes)
+                        .map_err(|e| not(format!("{file} cannot be decoded: {e}")))
+                })
+                .collect()
         }
-        let mut lookups = Vec::with_capacity(metadata.lookups.len());
-        for file in &metadata.lookups {
-            let bytes = self
-                .store
-                .get(&key(file))
-                .map_err(|e| not(format!("{file}: {e}")))?
-                .ok_or_else(|| not(format!("{file} is missing")))?;
-            let snapshot: LookupsSnapshot = postcard::from_bytes(&bytes)
-                .map_err(|e| not(format!("{file} cannot be decoded: {e}")))?;
-            lookups.push(snapshot);
-        }
+        let workers: Vec<WorkerSnapshot> = read_all(self, &metadata.workers, key, not)?;
+        let lookups: Vec<LookupsSnapshot> = read_all(self, &metadata.lookups, key, not)?;
         Ok(Restore {
             path: self.location(dir),
             metadata,
