@@ -246,6 +246,75 @@ checkpoints: {{interval: 50ms, storage: \"file://ckpt\"}}
     );
 }
 
+/// Stop-with-savepoint (how the operator upgrades a job) writes each
+/// worker's tables in full; a job started from the savepoint takes them
+/// from there: the users file is emptied before it, every order still finds
+/// its user, and each is written exactly once.
+#[test]
+fn a_savepoint_holds_the_tables_in_full() {
+    use streamjob_runtime::control::{JobControl, SavepointRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let (n, users) = (300_000, 500);
+    let files = write_orders(dir.path(), n, 2, users);
+    let name = |u: u64| format!("user {u:04} before the savepoint");
+    let changelog: String = (0..users)
+        .map(|u| format!("{}\n", json!({"id": u, "name": name(u)})))
+        .collect();
+    std::fs::write(dir.path().join("users.jsonl"), changelog).unwrap();
+    let spec = JobSpec::from_yaml(&format!(
+        "name: enrich-savepoint
+parallelism: 2
+source: {{file: {{paths: {files:?}}}}}
+enrich:
+  - {{name: user, from: {{file: {{path: users.jsonl}}}}, key: id, on: user_id}}
+select: [order_id, user.name]
+sink: {{file: {{path: out.jsonl}}}}
+checkpoints: {{interval: 1h, storage: \"file://ckpt\"}}
+"
+    ))
+    .unwrap();
+    let control = JobControl::new(&spec.name, 2);
+    let mut opts = common::opts(dir.path());
+    opts.control = Some(control.clone());
+    let job = {
+        let (spec, opts) = (spec.clone(), opts.clone());
+        std::thread::spawn(move || run(&spec, &opts))
+    };
+    // Orders are read only once the tables have caught up.
+    let reading = common::wait_until(std::time::Duration::from_secs(30), || {
+        control.metrics.records_in.get() > 0
+    });
+    assert!(reading, "the job read no orders");
+    let (reply, id) = tokio::sync::oneshot::channel();
+    control.request_savepoint(SavepointRequest {
+        then_stop: true,
+        reply,
+    });
+    let id = id.blocking_recv().unwrap().unwrap();
+    let first = job.join().unwrap().unwrap();
+    assert!(
+        first.records_in < n,
+        "the job finished before the savepoint: give it more input"
+    );
+    let savepoint = dir
+        .path()
+        .join(format!("ckpt/enrich-savepoint/savepoints/sp-{id}"));
+    assert!(
+        savepoint.join("_metadata").is_file(),
+        "savepoint {id} completed"
+    );
+    for worker in 0..2 {
+        assert!(savepoint.join(format!("worker-{worker}.lookups")).is_file());
+    }
+
+    std::fs::write(dir.path().join("users.jsonl"), "").unwrap();
+    opts.control = None;
+    opts.restore = Some(streamjob_runtime::RestoreFrom::Path(savepoint));
+    let second = run(&spec, &opts).unwrap();
+    assert_eq!(second.unmatched, 0);
+    check_every_order_once(&dir.path().join("out.jsonl"), n, users, name);
+}
+
 /// A lookup whose kept fields changed cannot use the snapshot's table (its
 /// entries lack the new field): it is built again from its changelog, and
 /// the run says so. Orders after the restore carry the new field.

@@ -85,8 +85,13 @@ impl ClientContext for EndOffsets {
 
 impl ConsumerContext for EndOffsets {}
 
-/// The topic partitions to read, in a stable order.
-pub fn partitions(spec: &KafkaSourceSpec, job: &str) -> std::io::Result<Vec<(String, i32)>> {
+/// The topic partitions to read, in a stable order; `field` is the spec
+/// path of the topics, for the error about a missing one.
+pub fn partitions(
+    spec: &KafkaSourceSpec,
+    job: &str,
+    field: &str,
+) -> std::io::Result<Vec<(String, i32)>> {
     let consumer: BaseConsumer = consumer_config(spec, job)
         .create()
         .map_err(|e| kafka_error("client", e))?;
@@ -104,7 +109,7 @@ pub fn partitions(spec: &KafkaSourceSpec, job: &str) -> std::io::Result<Vec<(Str
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!(
-                        "source.kafka.topics: topic {topic:?} does not exist on {}",
+                        "{field}: topic {topic:?} does not exist on {}",
                         spec.bootstrap_servers
                     ),
                 )

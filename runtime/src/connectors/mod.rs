@@ -162,7 +162,10 @@ pub fn kafka_splits(
     parallelism: usize,
 ) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
     let mut assigned: Vec<Vec<(String, i32)>> = vec![Vec::new(); parallelism];
-    for (i, tp) in kafka::partitions(spec, job)?.into_iter().enumerate() {
+    for (i, tp) in kafka::partitions(spec, job, "source.kafka.topics")?
+        .into_iter()
+        .enumerate()
+    {
         assigned[i % parallelism].push(tp);
     }
     assigned

@@ -63,6 +63,7 @@ pub struct Metrics {
     pub results: Counter,
     pub late: Counter,
     pub malformed: Counter,
+    pub unmatched: Counter,
     pub checkpoints_completed: Counter,
     pub checkpoints_failed: Counter,
     pub restarts: Counter,
@@ -93,6 +94,11 @@ impl Metrics {
             "malformed_records",
             "Records that could not be read",
             self.malformed.clone(),
+        );
+        r.register(
+            "unmatched_records",
+            "Records an enrich lookup found no entry for",
+            self.unmatched.clone(),
         );
         r.register(
             "checkpoints_completed",
@@ -347,6 +353,7 @@ impl JobControl {
             "recordsOut": self.metrics.results.get(),
             "late": self.metrics.late.get(),
             "malformed": self.metrics.malformed.get(),
+            "unmatched": self.metrics.unmatched.get(),
             "restarts": self.metrics.restarts.get(),
             "lag": self.lag(),
         })

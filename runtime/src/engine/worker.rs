@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::collector::Collector;
+use super::collector::{Collector, OutputCounts};
 use super::operator::Operator;
 use super::upload::{Upload, Uploader};
 use super::JobError;
@@ -151,9 +151,7 @@ pub(crate) struct Worker {
 #[derive(Debug, Default)]
 pub(crate) struct Published {
     records_in: u64,
-    results: u64,
-    late: u64,
-    malformed: u64,
+    outputs: OutputCounts,
 }
 
 pub(crate) fn channel() -> (Sender<Message>, Receiver<Message>) {
@@ -375,17 +373,16 @@ impl Worker {
             return;
         };
         let m = &control.metrics;
-        let counts = self.collector.counts;
-        let p = &mut self.published;
-        m.records_in.inc_by(self.records_in - p.records_in);
-        m.results.inc_by(counts.results - p.results);
-        m.late.inc_by(counts.late - p.late);
-        m.malformed.inc_by(counts.malformed - p.malformed);
-        *p = Published {
+        let (now, then) = (self.collector.counts, self.published.outputs);
+        m.records_in
+            .inc_by(self.records_in - self.published.records_in);
+        m.results.inc_by(now.results - then.results);
+        m.late.inc_by(now.late - then.late);
+        m.malformed.inc_by(now.malformed - then.malformed);
+        m.unmatched.inc_by(now.unmatched - then.unmatched);
+        self.published = Published {
             records_in: self.records_in,
-            results: counts.results,
-            late: counts.late,
-            malformed: counts.malformed,
+            outputs: now,
         };
         control.set_watermark(self.index, self.op.watermark());
         if let Some(lag) = self.split.lag() {

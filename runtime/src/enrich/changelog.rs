@@ -59,7 +59,16 @@ impl Changelog {
                 (split, None)
             }
             (None, Some(kafka)) => {
-                let partitions = kafka_partitions(kafka, job)?;
+                let partitions = kafka_partitions(kafka, job, &format!("{field}.kafka.topics"))?;
+                let mut kafka = kafka.clone();
+                // An offset the topic no longer has (compacted or expired
+                // since the snapshot) rereads the changelog from its start:
+                // entries are idempotent, skipping to the end would lose some.
+                kafka
+                    .properties
+                    .entry("auto.offset.reset".into())
+                    .or_insert_with(|| "earliest".into());
+                let kafka = &kafka;
                 let catch_up = KafkaSourceSpec {
                     bounded: true,
                     ..kafka.clone()
