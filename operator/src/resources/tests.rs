@@ -13,6 +13,21 @@ pub(crate) fn example_job() -> StreamJob {
     job
 }
 
+/// The enrichment example's job file is a valid runtime job too (its
+/// `enrich` and side outputs pass through the CRD unchanged).
+#[test]
+fn the_enrichment_example_is_a_runtime_job() {
+    let text = include_str!("../../../examples/streamjob-order-enrichment.yaml");
+    let mut job: StreamJob = serde_yaml::from_str(text).expect("the example parses");
+    job.metadata.uid = Some("5b1f0c1e-2222-4c3d-8e9f-0a1b2c3d4e5f".into());
+    let file: streamjob_runtime::spec::JobSpec =
+        serde_yaml::from_str(&job_file(&job)).expect("the runtime reads it");
+    file.validate().expect("valid");
+    let names: Vec<&str> = file.enrich.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["user", "item"]);
+    assert!(file.side_outputs.unmatched.is_some());
+}
+
 fn container(set: &StatefulSet) -> &Container {
     &set.spec
         .as_ref()
