@@ -387,11 +387,11 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
             .map_err(|e| format!("create topic {topic}: {e}"))?;
     }
     let bootstrap = cluster.bootstrap_servers();
-    println!("[demo 1/7] an in-process Kafka cluster (librdkafka's mock broker) listens on {bootstrap}; topics visits and visits_counter created");
+    println!("[demo 1/8] an in-process Kafka cluster (librdkafka's mock broker) listens on {bootstrap}; topics visits and visits_counter created");
 
     demo_produce(&bootstrap, first)?;
     println!(
-        "[demo 2/7] produced the seed's first {} visits (visit_id 1, 10:01 to 10:10) to visits",
+        "[demo 2/8] produced the seed's first {} visits (visit_id 1, 10:01 to 10:10) to visits",
         first.len()
     );
 
@@ -402,7 +402,7 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
         control: Some(control.clone()),
         ..Default::default()
     };
-    println!("[demo 3/7] running visit-counter: 15-minute tumbling windows, watermark 5 minutes behind, a partial count every");
+    println!("[demo 3/8] running visit-counter: 15-minute tumbling windows, watermark 5 minutes behind, a partial count every");
     println!("           2 minutes of event time, checkpoints every 200 ms; results go to visits_counter in a Kafka transaction");
     println!("           that commits with each checkpoint. visits_counter as a read_committed consumer sees it:");
     let job = {
@@ -429,13 +429,13 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
     job.join()
         .map_err(|_| "the demo job panicked".to_string())?
         .map_err(|e| format!("the demo job failed: {e}"))?;
-    println!("[demo 4/7] checkpoint {last} completed, holding the window's count and the offset of visits; its transaction");
+    println!("[demo 4/8] checkpoint {last} completed, holding the window's count and the offset of visits; its transaction");
     println!("           committed the results above. The job stops here without a savepoint, as if its pod died. (Its open");
     println!("           transaction is empty: librdkafka's mock broker would show an aborted transaction's records to");
     println!("           read_committed consumers, a real broker hides them.)");
 
     demo_produce(&bootstrap, second)?;
-    println!("[demo 5/7] produced {} more visits (10:11, 10:12); restarting from the latest checkpoint (--from-latest-checkpoint),", second.len());
+    println!("[demo 5/8] produced {} more visits (10:11, 10:12); restarting from the latest checkpoint (--from-latest-checkpoint),", second.len());
     println!("           reading visits up to its current end:");
     let spec = JobSpec::from_yaml(&demo_job(&bootstrap, true)).map_err(|e| e.to_string())?;
     let opts = RunOptions {
@@ -447,12 +447,16 @@ fn demo(dir: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("the restored job failed: {e}"))?;
     demo_show_output(&bootstrap, shown)?;
     println!(
-        "[demo 6/7] the restored job read {} records: it resumed from the checkpointed offset, not from the start of visits,",
+        "[demo 6/8] the restored job read {} records: it resumed from the checkpointed offset, not from the start of visits,",
         summary.records_in
     );
     println!("           and its count went on from the checkpointed state to the final visits=12 (partial=false).");
     demo_generated(&dir)?;
-    println!("           Checkpoints and state are in {}", dir.display());
+    demo_enrichment(&dir, &cluster)?;
+    println!(
+        "           Checkpoints, state and output files are in {}",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -481,7 +485,7 @@ fn demo_generated(dir: &Path) -> Result<(), String> {
         .filter_map(|r| r.values.first()?.to_json().as_i64())
         .sum();
     println!(
-        "[demo 7/7] seed 001's data generator: {VISITS} visits of 100 visitors, shuffled by up to 2 s, 1% stamped 10 minutes late;"
+        "[demo 7/8] seed 001's data generator: {VISITS} visits of 100 visitors, shuffled by up to 2 s, 1% stamped 10 minutes late;"
     );
     println!(
         "           10-second windows with 5 s allowed lateness counted {counted} in {} windows, and {} late visits went to",
@@ -493,6 +497,96 @@ fn demo_generated(dir: &Path) -> Result<(), String> {
         summary.late,
         counted + summary.late as i64
     );
+    Ok(())
+}
+
+/// Seed 002's data: users and items changelogs and orders, shipped in the
+/// binary.
+const DEMO_USERS: &str = include_str!("../../examples/orders/users.jsonl");
+const DEMO_ITEMS: &str = include_str!("../../examples/orders/items.jsonl");
+const DEMO_ORDERS: &str = include_str!("../../examples/orders/orders.jsonl");
+
+/// Seed 002's order enrichment on the demo's cluster: users and items
+/// changelog topics as lookup tables, enriched orders and unmatched ones.
+fn demo_enrichment(
+    dir: &Path,
+    cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+) -> Result<(), String> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    for topic in ["users", "items", "orders"] {
+        cluster
+            .create_topic(topic, 1, 1)
+            .map_err(|e| format!("create topic {topic}: {e}"))?;
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .map_err(|e| format!("demo producer: {e}"))?;
+    for (topic, lines) in [
+        ("users", DEMO_USERS),
+        ("items", DEMO_ITEMS),
+        ("orders", DEMO_ORDERS),
+    ] {
+        for line in lines.lines() {
+            // Changelog records are keyed by their id, as in a compacted topic.
+            let id = serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| format!("demo data: {e}"))?["id"]
+                .to_string();
+            producer
+                .send(BaseRecord::to(topic).payload(line).key(&id))
+                .map_err(|(e, _)| format!("demo produce: {e}"))?;
+        }
+    }
+    producer
+        .flush(std::time::Duration::from_secs(10))
+        .map_err(|e| format!("demo flush: {e}"))?;
+    let changelog = |topic: &str| {
+        format!("{{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [{topic}]}}}}")
+    };
+    let spec = JobSpec::from_yaml(&format!(
+        "name: order-enrichment\n\
+         source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [orders], bounded: true}}}}\n\
+         enrich:\n\
+         \x20 - {{name: user, from: {}, key: id, on: user_id, fields: [email]}}\n\
+         \x20 - {{name: item, from: {}, key: id, on: item_id, fields: [name, price]}}\n\
+         select: [invoice_id, user.email, item.name, item.price, quantity]\n\
+         sink: {{file: {{path: orders-enriched.jsonl}}}}\n\
+         sideOutputs: {{unmatched: {{file: {{path: orders-unmatched.jsonl}}}}}}\n",
+        changelog("users"),
+        changelog("items"),
+    ))
+    .map_err(|e| e.to_string())?;
+    for file in ["orders-enriched.jsonl", "orders-unmatched.jsonl"] {
+        let _ = std::fs::remove_file(dir.join(file));
+    }
+    let opts = RunOptions {
+        base_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    let summary = streamjob_runtime::run(&spec, &opts)
+        .map_err(|e| format!("the enrichment job failed: {e}"))?;
+    println!(
+        "[demo 8/8] seed 002's order enrichment: {} orders joined with the latest user and item from the users and items",
+        DEMO_ORDERS.lines().count()
+    );
+    println!("           changelog topics (lookup tables in RocksDB, in every checkpoint); user 34502 changed their email:");
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    for line in read("orders-enriched.jsonl").lines() {
+        println!("    order {line}");
+    }
+    println!(
+        "           {} orders without a user or item went to orders-unmatched.jsonl with the reason:",
+        summary.unmatched
+    );
+    for line in read("orders-unmatched.jsonl").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        println!(
+            "    unmatched: {} ({})",
+            v["error"].as_str().unwrap_or_default(),
+            v["source"].as_str().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

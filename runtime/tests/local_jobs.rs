@@ -69,7 +69,7 @@ fn seed_visit_counter_prints_the_expected_windows() {
     );
 }
 
-/// `streamjob demo`: seeds 000 and 001 on an in-process Kafka cluster. The
+/// `streamjob demo`: seeds 000, 001 and 002 on an in-process Kafka cluster. The
 /// first run counts 10 visits (partials 8 and 10, committed to the
 /// `visits_counter` topic with its checkpoints), is stopped after a
 /// checkpoint, and the restored run reads only the 2 new visits and carries
@@ -112,12 +112,28 @@ fn demo_runs_with_no_setup() {
         stdout.contains("the restored job read 2 records"),
         "{stdout}"
     );
-    assert!(stdout.contains("[demo 6/7]"), "{stdout}");
+    assert!(stdout.contains("[demo 6/8]"), "{stdout}");
     // The generator step: every generated visit counted once or late.
     assert!(
         stdout.contains(" = 100000 visits, each in exactly one place."),
         "{stdout}"
     );
+    // The enrichment step: seed 002's orders with their user's latest
+    // email, and the two without a user or item, each with its reason.
+    let orders: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("order "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(orders.len(), 6, "{stdout}");
+    assert_eq!(orders[4]["invoice_id"], 343211);
+    assert_eq!(orders[4]["user.email"], "s.adebayo@example.org");
+    for reason in [
+        "unmatched: no item with id 930 (orders[0]@5)",
+        "unmatched: no user with id 182477 (orders[0]@6)",
+    ] {
+        assert!(stdout.contains(reason), "{stdout}");
+    }
 }
 
 #[test]
