@@ -189,7 +189,7 @@ impl EntryDecoder {
                 let key = key.ok_or_else(|| {
                     RecordError::Json("a record with neither value nor key".into())
                 })?;
-                (message_key_text(key), None)
+                (message_key_text(key, &self.key), None)
             }
             Some(text) => {
                 let record = parse_object(text)?;
@@ -250,19 +250,29 @@ impl EntryDecoder {
 pub(super) fn key_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        // A whole number written as a float (`42.0`) is the integer.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                Some((f as i64).to_string())
+            }
+            _ => Some(n.to_string()),
+        },
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
 
 /// A Kafka record key as a lookup key: JSON text (`"u1"`, `42`) as its
-/// value, anything else as it is.
-fn message_key_text(key: &[u8]) -> String {
+/// value; a JSON object (`{"id": 42}`, as Kafka Connect writes keys) by the
+/// changelog's key field; anything else as it is.
+fn message_key_text(key: &[u8], field: &FieldPath) -> String {
     let text = String::from_utf8_lossy(key);
-    serde_json::from_str::<Value>(&text)
-        .ok()
-        .as_ref()
+    let value = serde_json::from_str::<Value>(&text).ok();
+    let value = match &value {
+        Some(object @ Value::Object(_)) => field.get(object),
+        other => other.as_ref(),
+    };
+    value
         .and_then(key_text)
         .unwrap_or_else(|| text.into_owned())
 }
@@ -270,6 +280,7 @@ fn message_key_text(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn decoder(fields: &[&str]) -> EntryDecoder {
         EntryDecoder {
@@ -296,10 +307,30 @@ mod tests {
     #[test]
     fn a_tombstone_deletes_the_kafka_key() {
         let d = decoder(&[]);
-        for (key, text) in [(&b"42"[..], "42"), (b"\"u1\"", "u1"), (b"u1", "u1")] {
+        for (key, text) in [
+            (&b"42"[..], "42"),
+            (b"\"u1\"", "u1"),
+            (b"u1", "u1"),
+            (br#"{"id": 42}"#, "42"),
+            (b"42.0", "42"),
+        ] {
             let e = d.entry(None, Some(key)).unwrap();
             assert_eq!((e.key, e.raw), (Key::str(text), None));
         }
+    }
+
+    #[test]
+    fn keys_match_as_text() {
+        for (value, text) in [
+            (json!(42), "42"),
+            (json!(42.0), "42"),
+            (json!(4.5), "4.5"),
+            (json!("42"), "42"),
+            (json!(true), "true"),
+        ] {
+            assert_eq!(key_text(&value).as_deref(), Some(text), "{value}");
+        }
+        assert_eq!(key_text(&json!([1])), None);
     }
 
     #[test]
