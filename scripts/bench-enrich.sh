@@ -3,7 +3,8 @@
 # users changelog of 100,000 records and an items changelog of 1,000 to
 # files, and runs the two-lookup select job of examples/order-enrichment.yaml
 # on them (discard sink) with the release binary, three times at
-# parallelism 1 and at 2. Prints each run's summary line (records in, time).
+# parallelism 1 and at 2; then, as the baseline, the same orders selected
+# without lookups. Prints each run's summary line (records in, time).
 # Usage: scripts/bench-enrich.sh [orders]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +38,16 @@ enrich:
 select: [invoice_id, line_item_id, user.email, item.name, item.price, quantity]
 sink: {discard: {}}
 EOF
-for p in 1 2; do
-  for run in 1 2 3; do
-    "$bin" run "$work/job.yaml" --parallelism "$p" --control-address off 2>&1 | grep finished | sed "s/^/parallelism $p: /"
+cat > "$work/baseline.yaml" <<EOF
+name: bench-select
+source: {file: {paths: [orders-0.jsonl, orders-1.jsonl]}}
+select: [invoice_id, line_item_id, user_id, item_id, quantity]
+sink: {discard: {}}
+EOF
+for job in job baseline; do
+  for p in 1 2; do
+    for run in 1 2 3; do
+      "$bin" run "$work/$job.yaml" --parallelism "$p" --control-address off 2>&1 | grep finished | sed "s/^/parallelism $p: /"
+    done
   done
 done

@@ -296,6 +296,54 @@ pub struct RecordParser {
     select: Vec<(FieldPath, String)>,
 }
 
+/// A record's fields as a parser reads them: the record, and the entries
+/// enrich lookups found for it, each under its lookup's name (read in
+/// place, never copied into the record).
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    record: &'a Value,
+    added: &'a [(&'a str, &'a Value)],
+}
+
+impl<'a> Fields<'a> {
+    pub fn of(record: &'a Value) -> Self {
+        Fields { record, added: &[] }
+    }
+
+    /// The record with `added` entries (a later one wins over an earlier one
+    /// and over the record's own field of the same name).
+    pub fn with(record: &'a Value, added: &'a [(&'a str, &'a Value)]) -> Self {
+        Fields { record, added }
+    }
+
+    /// The value at `path`; None when it is absent or null.
+    pub fn get(&self, path: &FieldPath) -> Option<&'a Value> {
+        let (first, rest) = path.parts.split_first()?;
+        let mut cur = match self.added.iter().rev().find(|(name, _)| name == first) {
+            Some((_, entry)) => *entry,
+            None => self.record.get(first.as_str())?,
+        };
+        for p in rest {
+            cur = cur.get(p.as_str())?;
+        }
+        (!cur.is_null()).then_some(cur)
+    }
+
+    /// The record with the entries in it, as JSON text.
+    pub fn to_json(&self) -> String {
+        if self.added.is_empty() {
+            return self.record.to_string();
+        }
+        let mut record = self.record.clone();
+        if let Some(object) = record.as_object_mut() {
+            for (name, entry) in self.added {
+                object.insert(name.to_string(), (*entry).clone());
+            }
+        }
+        record.to_string()
+    }
+}
+
 /// A dotted path into a JSON record, e.g. `user.address.city`.
 #[derive(Debug, Clone)]
 pub struct FieldPath {
@@ -358,17 +406,17 @@ impl RecordParser {
 
     pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
         let value = parse_object(line)?;
-        self.event(&value, || line.trim_end().into())
+        self.event(Fields::of(&value), || line.trim_end().into())
     }
 
     /// The event of a parsed record; `text` is the record as JSON text,
     /// asked for only when the event keeps it (for the late side output).
     pub fn event(
         &self,
-        value: &Value,
+        value: Fields<'_>,
         text: impl FnOnce() -> Box<str>,
     ) -> Result<Event, RecordError> {
-        let mut event = self.from_value(value)?;
+        let mut event = self.read_fields(value)?;
         if !self.select.is_empty() {
             event.raw = Some(self.project(value).into());
         } else if self.keep_raw {
@@ -379,7 +427,7 @@ impl RecordParser {
 
     /// The selected fields of a record as a JSON object (a missing one as
     /// null), keyed by their paths: written straight into one string.
-    fn project(&self, value: &Value) -> String {
+    fn project(&self, value: Fields<'_>) -> String {
         let mut out = String::with_capacity(64 * self.select.len());
         out.push('{');
         for (i, (path, key)) in self.select.iter().enumerate() {
@@ -387,7 +435,7 @@ impl RecordParser {
                 out.push(',');
             }
             out.push_str(key);
-            match path.get(value) {
+            match value.get(path) {
                 // A `Value` displays as its JSON text.
                 Some(v) => {
                     use std::fmt::Write;
@@ -401,10 +449,14 @@ impl RecordParser {
     }
 
     pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {
+        self.read_fields(Fields::of(value))
+    }
+
+    fn read_fields(&self, value: Fields<'_>) -> Result<Event, RecordError> {
         let mut key = SmallVec::new();
         for path in &self.key_paths {
-            let v = path
-                .get(value)
+            let v = value
+                .get(path)
                 .ok_or_else(|| RecordError::MissingKey(path.name.clone()))?;
             key.push(match v {
                 Value::String(s) => KeyPart::Str(s.as_str().into()),
@@ -420,8 +472,8 @@ impl RecordParser {
         }
         let ts = match &self.time_path {
             Some(path) => {
-                let v = path
-                    .get(value)
+                let v = value
+                    .get(path)
                     .ok_or_else(|| RecordError::MissingTime(path.name.clone()))?;
                 parse_event_time(v, self.time_format).map_err(|reason| RecordError::BadTime {
                     field: path.name.clone(),
@@ -432,7 +484,7 @@ impl RecordParser {
         };
         let mut values = SmallVec::new();
         for (function, path) in &self.aggregates {
-            let v = path.as_ref().and_then(|p| p.get(value));
+            let v = path.as_ref().and_then(|p| value.get(p));
             values.push(match (function, v) {
                 (_, None) => FieldValue::Missing,
                 (AggregateFunction::CountDistinct, Some(v)) => {

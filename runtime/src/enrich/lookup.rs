@@ -9,21 +9,46 @@ use serde_json::Value;
 use super::changelog::{key_text, Change, Changelog};
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::SourceItem;
-use crate::record::{FieldPath, Key};
+use crate::record::{FieldPath, Fields, Key};
 use crate::spec::LookupSpec;
 use crate::state::{KeyedStore, StateCheckpoint, StateError};
 
 pub(super) struct Lookup {
     /// The field the entry is added as.
-    pub name: String,
+    name: String,
     on: FieldPath,
     /// The changelog's key field, for messages.
     key: String,
     /// What the table was built with (see `TableSnapshot::shape`).
     shape: String,
-    table: KeyedStore<String>,
+    table: KeyedStore<Entry>,
     pub changelog: Changelog,
     changes: Vec<Change>,
+}
+
+/// A table entry: a JSON object, kept parsed while in memory (a lookup
+/// clones it, no parse per record) and stored as its JSON text (the same
+/// bytes as a `String`, which snapshots hold).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Entry(Value);
+
+impl serde::Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Entry::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Entry {
+    fn parse(text: &str) -> Result<Entry, serde_json::Error> {
+        serde_json::from_str(text).map(Entry)
+    }
 }
 
 /// What a table is built from and with: a snapshot's table restores only
@@ -68,9 +93,13 @@ impl Lookup {
         })
     }
 
-    /// The entry for `record`, or why there is none.
-    pub fn find(&mut self, record: &Value) -> Result<Result<Value, String>, StateError> {
-        let Some(value) = self.on.get(record) else {
+    /// This lookup's name and the entry for `record`, or why there is
+    /// none.
+    pub fn find(
+        &mut self,
+        record: Fields<'_>,
+    ) -> Result<Result<(&str, &Value), String>, StateError> {
+        let Some(value) = record.get(&self.on) else {
             return Ok(Err(format!(
                 "no {}: the record has no field {:?}",
                 self.name,
@@ -86,10 +115,7 @@ impl Lookup {
             )));
         };
         match self.table.get(&Key::str(&key))? {
-            // Entries are stored as the JSON text they were made from.
-            Some(entry) => Ok(Ok(serde_json::from_str(entry).map_err(|e| {
-                StateError::Decode(format!("lookup {} entry {key}: {e}", self.name))
-            })?)),
+            Some(entry) => Ok(Ok((&self.name, &entry.0))),
             None => Ok(Err(format!("no {} with {} {value}", self.name, self.key))),
         }
     }
@@ -99,7 +125,13 @@ impl Lookup {
         let read = self.changelog.poll(&mut self.changes, rejected)?;
         for change in self.changes.drain(..) {
             let applied = match change {
-                Change::Put(key, entry) => self.table.insert(key, entry),
+                Change::Put(key, entry) => match Entry::parse(&entry) {
+                    Ok(entry) => self.table.insert(key, entry),
+                    Err(e) => Err(StateError::Decode(format!(
+                        "lookup {} entry: {e}",
+                        self.name
+                    ))),
+                },
                 Change::Delete(key) => self.table.remove(&key),
             };
             applied.map_err(std::io::Error::other)?;
@@ -118,7 +150,7 @@ impl Lookup {
     pub fn savepoint(&mut self) -> Result<TableSnapshot, StateError> {
         let mut snapshot = self.snapshot_header();
         self.table
-            .for_each(|key, entry| snapshot.entries.push((key.clone(), entry.clone())))?;
+            .for_each(|key, entry| snapshot.entries.push((key.clone(), entry.0.to_string())))?;
         Ok(snapshot)
     }
 
@@ -155,6 +187,7 @@ impl Lookup {
         }
         let table = &mut self.table;
         restore.load_table(snapshot, scratch, |key, entry| {
+            let entry = Entry::parse(&entry).map_err(|e| StateError::Decode(e.to_string()))?;
             table.insert(key, entry)?;
             table.enforce_budget()
         })?;

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::{Decode, SourceItem};
-use crate::record::{parse_object, Event, RecordError, RecordParser};
+use crate::record::{parse_object, Event, Fields, RecordError, RecordParser};
 use crate::spec::JobSpec;
 use crate::state::{StateCheckpoint, StateError};
 use lookup::Lookup;
@@ -130,20 +130,22 @@ impl Decode for Enricher {
         if self.lookups.is_empty() {
             return Ok(self.parser.parse(text));
         }
-        let mut record = match parse_object(text) {
+        let record = match parse_object(text) {
             Ok(record) => record,
             Err(e) => return Ok(Err(e)),
         };
+        // Entries are read where the tables hold them, not copied into the
+        // record: a later lookup, the key and the selected fields see them
+        // through `Fields`.
+        let mut found: smallvec::SmallVec<[(&str, &serde_json::Value); 4]> = Default::default();
         for lookup in &mut self.lookups {
-            match lookup.find(&record).map_err(std::io::Error::other)? {
-                Ok(entry) => {
-                    if let Some(fields) = record.as_object_mut() {
-                        fields.insert(lookup.name.clone(), entry);
-                    }
-                }
+            let fields = Fields::with(&record, &found);
+            match lookup.find(fields).map_err(std::io::Error::other)? {
+                Ok(entry) => found.push(entry),
                 Err(reason) => return Ok(Err(RecordError::Unmatched(reason))),
             }
         }
-        Ok(self.parser.event(&record, || record.to_string().into()))
+        let fields = Fields::with(&record, &found);
+        Ok(self.parser.event(fields, || fields.to_json().into()))
     }
 }
