@@ -172,15 +172,7 @@ impl CheckpointStorage {
                 source: std::io::Error::other(format!("failpoint snapshot-write:{id} reached")),
             });
         }
-        let bytes = postcard::to_allocvec(snapshot).map_err(|e| StorageError::Decode {
-            path: self.location(dir),
-            reason: e.to_string(),
-        })?;
-        self.write(
-            &format!("{dir}/{}", Layout::worker_file(snapshot.index)),
-            &bytes,
-        )?;
-        Ok(bytes.len() as u64)
+        self.write_encoded(dir, &Layout::worker_file(snapshot.index), snapshot)
     }
 
     /// Writes a worker's lookup tables file of snapshot `id` (before its
@@ -190,14 +182,21 @@ impl CheckpointStorage {
         dir: &str,
         snapshot: &LookupsSnapshot,
     ) -> Result<u64, StorageError> {
-        let bytes = postcard::to_allocvec(snapshot).map_err(|e| StorageError::Decode {
+        self.write_encoded(dir, &Layout::lookups_file(snapshot.index), snapshot)
+    }
+
+    /// Writes `value`, postcard-encoded, as `dir/file`; returns its size.
+    fn write_encoded(
+        &self,
+        dir: &str,
+        file: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<u64, StorageError> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| StorageError::Decode {
             path: self.location(dir),
             reason: e.to_string(),
         })?;
-        self.write(
-            &format!("{dir}/{}", Layout::lookups_file(snapshot.index)),
-            &bytes,
-        )?;
+        self.write(&format!("{dir}/{file}"), &bytes)?;
         Ok(bytes.len() as u64)
     }
 
