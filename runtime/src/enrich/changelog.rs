@@ -189,7 +189,9 @@ impl EntryDecoder {
                 let key = key.ok_or_else(|| {
                     RecordError::Json("a record with neither value nor key".into())
                 })?;
-                (message_key_text(key, &self.key), None)
+                let key = message_key_text(key, &self.key)
+                    .ok_or_else(|| RecordError::MissingKey(self.key.name().into()))?;
+                (key, None)
             }
             Some(text) => {
                 let record = parse_object(text)?;
@@ -252,7 +254,7 @@ pub(super) fn key_text(value: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         // A whole number written as a float (`42.0`) is the integer.
         Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.2e18 => {
                 Some((f as i64).to_string())
             }
             _ => Some(n.to_string()),
@@ -262,19 +264,17 @@ pub(super) fn key_text(value: &Value) -> Option<String> {
     }
 }
 
-/// A Kafka record key as a lookup key: JSON text (`"u1"`, `42`) as its
-/// value; a JSON object (`{"id": 42}`, as Kafka Connect writes keys) by the
-/// changelog's key field; anything else as it is.
-fn message_key_text(key: &[u8], field: &FieldPath) -> String {
+/// A Kafka record key as a lookup key: a JSON string (`"u1"`) as its
+/// content; a JSON object (`{"id": 42}`, as Kafka Connect writes keys) by the
+/// changelog's key field (None when it lacks it); anything else, numbers
+/// too, as the text it is (a string id `1.0` stays `1.0`).
+fn message_key_text(key: &[u8], field: &FieldPath) -> Option<String> {
     let text = String::from_utf8_lossy(key);
-    let value = serde_json::from_str::<Value>(&text).ok();
-    let value = match &value {
-        Some(object @ Value::Object(_)) => field.get(object),
-        other => other.as_ref(),
-    };
-    value
-        .and_then(key_text)
-        .unwrap_or_else(|| text.into_owned())
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::String(s)) => Some(s),
+        Ok(object @ Value::Object(_)) => field.get(&object).and_then(key_text),
+        _ => Some(text.into_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -312,7 +312,7 @@ mod tests {
             (b"\"u1\"", "u1"),
             (b"u1", "u1"),
             (br#"{"id": 42}"#, "42"),
-            (b"42.0", "42"),
+            (b"1.0", "1.0"),
         ] {
             let e = d.entry(None, Some(key)).unwrap();
             assert_eq!((e.key, e.raw), (Key::str(text), None));
@@ -324,6 +324,7 @@ mod tests {
         for (value, text) in [
             (json!(42), "42"),
             (json!(42.0), "42"),
+            (json!(1e16), "10000000000000000"),
             (json!(4.5), "4.5"),
             (json!("42"), "42"),
             (json!(true), "true"),
@@ -336,6 +337,10 @@ mod tests {
     #[test]
     fn an_entry_without_its_key_is_malformed() {
         let d = decoder(&[]);
+        assert_eq!(
+            d.entry(None, Some(br#"{"user": 42}"#)),
+            Err(RecordError::MissingKey("id".into()))
+        );
         assert_eq!(
             d.entry(Some(r#"{"name": "Ann"}"#), None),
             Err(RecordError::MissingKey("id".into()))

@@ -26,9 +26,10 @@ pub(super) struct Lookup {
     changes: Vec<Change>,
 }
 
-/// A table entry: a JSON object, kept parsed while in memory (a lookup
-/// clones it, no parse per record) and stored as its JSON text (the same
-/// bytes as a `String`, which snapshots hold).
+/// A table entry: a JSON object, kept parsed while in memory (records read
+/// it in place, with no parse per record; it takes a few times the memory
+/// of its text) and stored as its JSON text (the same bytes as a `String`,
+/// which snapshots hold).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Entry(Value);
 

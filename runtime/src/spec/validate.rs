@@ -617,6 +617,14 @@ impl JobSpec {
                         "a changelog is read from its start (the entries written before the job are the table): remove startFrom: latest",
                     );
                 }
+                if let Some(reset) = kafka.properties.get("auto.offset.reset") {
+                    if !["earliest", "smallest", "beginning"].contains(&reset.as_str()) {
+                        p.add(
+                            format!("{path}.from.kafka.properties.auto.offset.reset"),
+                            format!("{reset:?} would skip entries of the changelog after an offset it no longer has; a changelog is reread from its start (earliest): remove it"),
+                        );
+                    }
+                }
                 if kafka.bootstrap_servers.trim().is_empty() {
                     p.add(
                         format!("{path}.from.kafka.bootstrapServers"),
