@@ -401,7 +401,7 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, key: &str, payload
 }
 
 /// Seed 002 on Kafka: users and items changelog topics (a user renamed, a
-/// user deleted by a tombstone) and 120,000 orders in 4 partitions; the job
+/// user deleted by a tombstone) and 240,000 orders in 4 partitions; the job
 /// is killed five times, each 0–150 ms after a checkpoint of its own run,
 /// and restored. Every order with a live user and a known item is in the
 /// exactly-once output once, with the user's latest name; the deleted
@@ -414,7 +414,7 @@ fn seed_002_on_kafka_exactly_once_across_kills() {
     cluster.create_topic("users", 2, 1).unwrap();
     cluster.create_topic("items", 1, 1).unwrap();
     let p = producer(&bootstrap);
-    let (users, items, n) = (100u64, 20u64, 120_000u64);
+    let (users, items, n) = (100u64, 20u64, 240_000u64);
     for u in 0..users {
         let user = json!({"id": u, "name": format!("first-{u}")}).to_string();
         send(&p, "users", (u % 2) as i32, &u.to_string(), Some(&user));
