@@ -211,6 +211,11 @@ pub fn kill_repeatedly(
     let mut kills = 0;
     let mut restored_kills = 0;
     let mut attempts = 0;
+    // Grows while runs die before the job's first checkpoint, until one
+    // completes: a machine slower than the delays assume (under load, S3 on
+    // moto) gets a longer first run instead of kills that all land before
+    // any checkpoint. Back to 1 once runs restore.
+    let mut scale = 1;
     while kills < target {
         attempts += 1;
         assert!(
@@ -226,7 +231,7 @@ pub fn kill_repeatedly(
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(min + (x >> 33) % spread));
+        std::thread::sleep(Duration::from_millis((min + (x >> 33) % spread) * scale));
         match child.try_wait().unwrap() {
             None => {
                 child.kill().unwrap();
@@ -234,6 +239,9 @@ pub fn kill_repeatedly(
                 kills += 1;
                 // A restoring run that was still alive had found a checkpoint.
                 restored_kills += u32::from(restore);
+                if restore {
+                    scale = 1;
+                }
                 restore = true;
             }
             Some(status) => {
@@ -241,6 +249,7 @@ pub fn kill_repeatedly(
                 std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
                 if stderr.contains("no completed checkpoint") {
                     restore = false; // killed before its first checkpoint
+                    scale = (scale * 2).min(8);
                 } else {
                     assert!(status.success(), "{stderr}");
                     if finished_is_final {
