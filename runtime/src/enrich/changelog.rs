@@ -11,7 +11,7 @@ use crate::checkpoint::PartitionPosition;
 use crate::connectors::{
     file_splits, kafka_partitions, Decode, KafkaSplit, Poll, SourceItem, SourceSplit,
 };
-use crate::record::{parse_object, Event, FieldPath, Key, RecordError};
+use crate::record::{parse_object, Event, FieldPath, Key, KeyPart, RecordError};
 use crate::spec::{ChangelogSpec, KafkaSourceSpec};
 
 /// Changelog records read per poll.
@@ -189,7 +189,7 @@ impl EntryDecoder {
                 let key = key.ok_or_else(|| {
                     RecordError::Json("a record with neither value nor key".into())
                 })?;
-                let key = message_key_text(key, &self.key)
+                let key = message_key(key, &self.key)
                     .ok_or_else(|| RecordError::MissingKey(self.key.name().into()))?;
                 (key, None)
             }
@@ -199,7 +199,7 @@ impl EntryDecoder {
                     .key
                     .get(&record)
                     .ok_or_else(|| RecordError::MissingKey(self.key.name().into()))?;
-                let key = key_text(key_value).ok_or_else(|| RecordError::BadKey {
+                let key = lookup_key(key_value).ok_or_else(|| RecordError::BadKey {
                     field: self.key.name().into(),
                     got: crate::record::type_name(key_value),
                 })?;
@@ -207,7 +207,7 @@ impl EntryDecoder {
             }
         };
         Ok(Event {
-            key: Key::str(&key),
+            key,
             ts: 0,
             values: Default::default(),
             raw: raw.map(Into::into),
@@ -246,34 +246,38 @@ impl EntryDecoder {
     }
 }
 
-/// A lookup key as text: a string as it is, a number or a boolean as
+/// A lookup key: its text, a string as it is, a number or a boolean as
 /// written. Records and changelogs may spell the same id differently
-/// (`42`, `"42"`); they match. None for objects and arrays.
-pub(super) fn key_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
+/// (`42`, `"42"`); they match. None for objects and arrays. Short keys are
+/// made without an allocation: this runs for every lookup of every record.
+pub(super) fn lookup_key(value: &Value) -> Option<Key> {
+    use compact_str::ToCompactString;
+    let text = match value {
+        Value::String(s) => s.to_compact_string(),
         // A whole number written as a float (`42.0`) is the integer.
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.2e18 => {
-                Some((f as i64).to_string())
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_compact_string(),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+                (f as i64).to_compact_string()
             }
-            _ => Some(n.to_string()),
+            _ => n.to_compact_string(),
         },
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+        Value::Bool(b) => b.to_compact_string(),
+        _ => return None,
+    };
+    Some(Key::new(smallvec::smallvec![KeyPart::Str(text)]))
 }
 
 /// A Kafka record key as a lookup key: a JSON string (`"u1"`) as its
 /// content; a JSON object (`{"id": 42}`, as Kafka Connect writes keys) by the
 /// changelog's key field (None when it lacks it); anything else, numbers
 /// too, as the text it is (a string id `1.0` stays `1.0`).
-fn message_key_text(key: &[u8], field: &FieldPath) -> Option<String> {
+fn message_key(key: &[u8], field: &FieldPath) -> Option<Key> {
     let text = String::from_utf8_lossy(key);
     match serde_json::from_str::<Value>(&text) {
-        Ok(Value::String(s)) => Some(s),
-        Ok(object @ Value::Object(_)) => field.get(&object).and_then(key_text),
-        _ => Some(text.into_owned()),
+        Ok(Value::String(s)) => Some(Key::str(&s)),
+        Ok(object @ Value::Object(_)) => field.get(&object).and_then(lookup_key),
+        _ => Some(Key::str(&text)),
     }
 }
 
@@ -329,9 +333,9 @@ mod tests {
             (json!("42"), "42"),
             (json!(true), "true"),
         ] {
-            assert_eq!(key_text(&value).as_deref(), Some(text), "{value}");
+            assert_eq!(lookup_key(&value), Some(Key::str(text)), "{value}");
         }
-        assert_eq!(key_text(&json!([1])), None);
+        assert_eq!(lookup_key(&json!([1])), None);
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::changelog::{key_text, Change, Changelog};
+use super::changelog::{lookup_key, Change, Changelog};
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::SourceItem;
-use crate::record::{FieldPath, Fields, Key};
+use crate::record::{FieldPath, Fields};
 use crate::spec::LookupSpec;
 use crate::state::{KeyedStore, StateCheckpoint, StateError};
 
@@ -107,7 +107,7 @@ impl Lookup {
                 self.on.name()
             )));
         };
-        let Some(key) = key_text(value) else {
+        let Some(key) = lookup_key(value) else {
             return Ok(Err(format!(
                 "no {}: field {:?} is {}, not a key",
                 self.name,
@@ -115,7 +115,7 @@ impl Lookup {
                 crate::record::type_name(value)
             )));
         };
-        match self.table.get(&Key::str(&key))? {
+        match self.table.get(&key)? {
             Some(entry) => Ok(Ok((&self.name, &entry.0))),
             None => Ok(Err(format!("no {} with {} {value}", self.name, self.key))),
         }

@@ -83,6 +83,19 @@ impl Problems {
         }
     }
 
+    /// Servers and topics of a Kafka source or changelog at `path`.
+    fn kafka_reader(&mut self, path: &str, kafka: &super::KafkaSourceSpec) {
+        if kafka.bootstrap_servers.trim().is_empty() {
+            self.add(
+                format!("{path}.bootstrapServers"),
+                "must not be empty, e.g. \"127.0.0.1:9092\"",
+            );
+        }
+        if kafka.topics.is_empty() {
+            self.add(format!("{path}.topics"), "name at least one topic");
+        }
+    }
+
     fn sink(&mut self, path: &str, sink: &SinkSpec) {
         self.one_of(
             path,
@@ -176,15 +189,7 @@ impl JobSpec {
             ],
         );
         if let Some(kafka) = &src.kafka {
-            if kafka.bootstrap_servers.trim().is_empty() {
-                p.add(
-                    "source.kafka.bootstrapServers",
-                    "must not be empty, e.g. \"127.0.0.1:9092\"",
-                );
-            }
-            if kafka.topics.is_empty() {
-                p.add("source.kafka.topics", "name at least one topic");
-            }
+            p.kafka_reader("source.kafka", kafka);
         }
         if let Some(file) = &src.file {
             match (&file.path, file.paths.is_empty()) {
@@ -625,18 +630,7 @@ impl JobSpec {
                         );
                     }
                 }
-                if kafka.bootstrap_servers.trim().is_empty() {
-                    p.add(
-                        format!("{path}.from.kafka.bootstrapServers"),
-                        "must not be empty, e.g. \"127.0.0.1:9092\"",
-                    );
-                }
-                if kafka.topics.is_empty() {
-                    p.add(
-                        format!("{path}.from.kafka.topics"),
-                        "name at least one topic",
-                    );
-                }
+                p.kafka_reader(&format!("{path}.from.kafka"), kafka);
             }
             if let Some(file) = &from.file {
                 if file.path.is_none() || !file.paths.is_empty() {
