@@ -162,25 +162,26 @@ fn an_upsert_key_keeps_one_row_per_window() {
 fn a_table_that_does_not_fit_is_named_column_by_column() {
     let pg = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let sink = |table: &str| format!("{{postgres: {{url: \"{}\", table: {table}}}}}", pg.url());
-    let error = run_error(
-        &visit_counter(dir.path(), &sink("missing"), false),
-        dir.path(),
-    );
+    // The error of the visit counter writing to `table`, made by `ddl`.
+    let error_with = |table: &str, ddl: Option<&str>| {
+        if let Some(ddl) = ddl {
+            pg.client().batch_execute(ddl).unwrap();
+        }
+        let sink = format!("{{postgres: {{url: \"{}\", table: {table}}}}}", pg.url());
+        run_error(&visit_counter(dir.path(), &sink, false), dir.path())
+    };
+    let error = error_with("missing", None);
     assert!(
         error.contains("sink.postgres.table: table missing does not exist: create it, or set createTable: true"),
         "{error}"
     );
 
-    pg.client()
-        .batch_execute(
+    let error = error_with(
+        "no_partial",
+        Some(
             "CREATE TABLE no_partial (visit_id text, window_start timestamptz, \
              window_end timestamptz, visits bigint)",
-        )
-        .unwrap();
-    let error = run_error(
-        &visit_counter(dir.path(), &sink("no_partial"), false),
-        dir.path(),
+        ),
     );
     assert!(
         error.contains(
@@ -190,15 +191,12 @@ fn a_table_that_does_not_fit_is_named_column_by_column() {
         "{error}"
     );
 
-    pg.client()
-        .batch_execute(
+    let error = error_with(
+        "int_start",
+        Some(
             "CREATE TABLE int_start (visit_id text, window_start integer, \
              window_end timestamptz, visits bigint, partial boolean)",
-        )
-        .unwrap();
-    let error = run_error(
-        &visit_counter(dir.path(), &sink("int_start"), false),
-        dir.path(),
+        ),
     );
     assert!(
         error.contains(
@@ -211,15 +209,12 @@ fn a_table_that_does_not_fit_is_named_column_by_column() {
     assert_eq!(counted, ["0"], "nothing half-written");
 
     // A date would drop the time of day: refused too.
-    pg.client()
-        .batch_execute(
+    let error = error_with(
+        "date_start",
+        Some(
             "CREATE TABLE date_start (visit_id text, window_start date, \
              window_end timestamptz, visits bigint, partial boolean)",
-        )
-        .unwrap();
-    let error = run_error(
-        &visit_counter(dir.path(), &sink("date_start"), false),
-        dir.path(),
+        ),
     );
     assert!(
         error.contains("column \"window_start\" of table date_start is date"),
