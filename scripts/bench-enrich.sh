@@ -4,14 +4,14 @@
 # files, and runs the two-lookup select job of examples/order-enrichment.yaml
 # on them (discard sink) with the release binary, three times at
 # parallelism 1 and at 2; then, as the baseline, the same orders selected
-# without lookups. Prints each run's summary line (records in, time).
+# without lookups; last, the job on 2 orders, which times the changelogs'
+# catch-up alone. Prints each run's summary line (records in, time).
 # Usage: scripts/bench-enrich.sh [orders]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 orders="${1:-1000000}"
-cargo build --release -q -p streamjob-runtime
-bin="$CARGO_TARGET_DIR/release/streamjob"
+bin="$(release_streamjob)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 - "$work" "$orders" <<'EOF'
@@ -44,7 +44,9 @@ source: {file: {paths: [orders-0.jsonl, orders-1.jsonl]}}
 select: [invoice_id, line_item_id, user_id, item_id, quantity]
 sink: {discard: {}}
 EOF
-for job in job baseline; do
+head -2 "$work/orders-0.jsonl" > "$work/few.jsonl"
+sed 's/paths: \[orders-0.jsonl, orders-1.jsonl\]/paths: [few.jsonl]/' "$work/job.yaml" > "$work/catch-up.yaml"
+for job in job baseline catch-up; do
   for p in 1 2; do
     for run in 1 2 3; do
       "$bin" run "$work/$job.yaml" --parallelism "$p" --control-address off 2>&1 | grep finished | sed "s/^/parallelism $p: /"

@@ -9,8 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-100000}"
-cargo build --release -q -p streamjob-runtime
-bin="$CARGO_TARGET_DIR/release/streamjob"
+bin="$(release_streamjob)"
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 work="$(mktemp -d)"
 port=55432

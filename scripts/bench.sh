@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-cargo build --release -q -p streamjob-runtime
-bin="$CARGO_TARGET_DIR/release/streamjob"
+bin="$(release_streamjob)"
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores"
 for window in tumbling sliding session; do
   for p in 1 2; do
