@@ -369,9 +369,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         kafka_sink,
     )
     .map_err(JobError::Sink)?;
-    let (keep, mut keyed) = (sinks.keeps(), sinks.keyed());
-    // A select job's records have no key: none is sent with them.
-    keyed[collector::Target::Results as usize] &= spec.select.is_empty();
+    let (keep, keyed) = (sinks.keeps(), sinks.keyed());
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
 
     let (senders, receivers): (Vec<_>, Vec<_>) =

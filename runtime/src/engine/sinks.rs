@@ -43,6 +43,9 @@ pub(crate) struct Sinks {
     late: SideWriter,
     malformed: SideWriter,
     unmatched: SideWriter,
+    /// Whether results have a key to send with them (a select job's
+    /// records have none).
+    results_have_keys: bool,
 }
 
 fn exactly_once(spec: &JobSpec) -> bool {
@@ -127,6 +130,7 @@ impl Sinks {
             late: side(&spec.side_outputs.late, Target::Late)?,
             malformed: side(&spec.side_outputs.malformed, Target::Malformed)?,
             unmatched: side(&spec.side_outputs.unmatched, Target::Unmatched)?,
+            results_have_keys: spec.select.is_empty(),
             results,
         })
     }
@@ -152,11 +156,12 @@ impl Sinks {
     /// Which targets go to Kafka, where records carry their key (malformed
     /// and unmatched records have none).
     pub fn keyed(&self) -> [bool; TARGETS] {
-        let results = match &self.results {
-            ResultsWriter::Plain(w) => matches!(w, SinkWriter::Kafka(_)),
-            ResultsWriter::File(_) | ResultsWriter::Postgres(_) => false,
-            ResultsWriter::Kafka(_) => true,
-        };
+        let results = self.results_have_keys
+            && match &self.results {
+                ResultsWriter::Plain(w) => matches!(w, SinkWriter::Kafka(_)),
+                ResultsWriter::File(_) | ResultsWriter::Postgres(_) => false,
+                ResultsWriter::Kafka(_) => true,
+            };
         let late = matches!(
             self.late,
             SideWriter::Own(SinkWriter::Kafka(_)) | SideWriter::InTransaction
