@@ -5,12 +5,11 @@
 #   docker build -f docker/operator.Dockerfile -t ghcr.io/streamjob/streamjob-operator:0.1.0 .
 
 FROM rust:1-bookworm AS builder
-# The operator links the runtime crate (the job spec it embeds), so it needs
-# the runtime's native build dependencies too (scripts/deps.sh installs the same).
+# The operator links the contract crates only (spec, api, storage), no stream
+# engine: no RocksDB or librdkafka to build. cmake builds the S3 client's TLS
+# library (aws-lc).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      clang libclang-dev cmake g++ make pkg-config libssl-dev libsasl2-dev \
-      zlib1g-dev libzstd-dev liblz4-dev libcurl4-openssl-dev \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cmake \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates libstdc++6 libssl3 libsasl2-2 zlib1g libzstd1 liblz4-1 libcurl4 \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 streamjob \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -10,4 +10,4 @@ pub mod resources;
 pub mod runtime_api;
 
 pub use crd::{StreamJob, StreamJobSpec, StreamJobStatus};
-pub use streamjob_runtime::spec::JobSpec as PipelineSpec;
+pub use streamjob_spec::JobSpec as PipelineSpec;

@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::crd::{
     DesiredState, Phase, SnapshotRef, StreamJob, StreamJobSpec, StreamJobStatus, UpgradeMode,
-    UpgradeStatus,
+    UpgradeStatus, UpgradeStep,
 };
 use crate::resources::Restore;
+use streamjob_api::{JobState, JobStatus};
 
 /// What the controller saw of the job's pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +31,21 @@ pub enum PodHealth {
 /// The runtime's `/status`, as far as the operator uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeStatus {
-    /// `running`, `restoring`, `stopping`, `stopped`, `failed` …
-    pub state: String,
+    pub state: JobState,
     pub last_checkpoint: Option<SnapshotRef>,
     /// The newest savepoint this run took (a stopped job's is the one it
     /// stopped with).
     pub last_savepoint: Option<SnapshotRef>,
+}
+
+impl From<JobStatus> for RuntimeStatus {
+    fn from(status: JobStatus) -> Self {
+        RuntimeStatus {
+            state: status.state,
+            last_checkpoint: status.last_checkpoint,
+            last_savepoint: status.last_savepoint,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,17 +104,6 @@ pub struct Plan {
     /// `savepoints.retained`): deleted from storage once the status is
     /// written.
     pub dispose: Vec<SnapshotRef>,
-}
-
-/// Upgrade steps recorded in `status.upgrade.step`.
-pub mod step {
-    /// Stop-with-savepoint requested; its path is not known yet.
-    pub const STOPPING: &str = "stopping";
-    /// The savepoint failed or timed out; the old spec keeps running and the
-    /// savepoint is tried again.
-    pub const SAVEPOINT_FAILED: &str = "savepoint-failed";
-    /// Stopping to suspend.
-    pub const SUSPENDING: &str = "suspending";
 }
 
 const POLL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -202,7 +201,7 @@ impl<'a> Decision<'a> {
         let (kind, savepoint_path) = restore.recorded();
         self.status.deployment = Some(crate::crd::Deployment {
             generation,
-            restore: kind.into(),
+            restore: kind,
             savepoint_path,
             started_at: rfc3339(self.obs.now),
             id: format!("{}-g{generation}", self.obs.now.timestamp_millis()),
@@ -232,7 +231,7 @@ impl<'a> Decision<'a> {
                 .obs
                 .runtime
                 .as_ref()
-                .is_some_and(|r| r.state == "running")
+                .is_some_and(|r| r.state == JobState::Running)
     }
 }
 
@@ -290,7 +289,7 @@ pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
             d.status.phase = Phase::Upgrading;
             d.status.upgrade = Some(UpgradeStatus {
                 target_generation: d.generation(),
-                step: step::SUSPENDING.into(),
+                step: UpgradeStep::Suspending,
                 requested_at: Some(rfc3339(obs.now)),
                 savepoint_path: None,
             });
@@ -403,7 +402,7 @@ fn start_upgrade(mut d: Decision) -> Plan {
             d.status.phase = Phase::Upgrading;
             d.status.upgrade = Some(UpgradeStatus {
                 target_generation: d.generation(),
-                step: step::STOPPING.into(),
+                step: UpgradeStep::Stopping,
                 requested_at: Some(rfc3339(d.obs.now)),
                 savepoint_path: None,
             });
@@ -451,7 +450,7 @@ fn start_upgrade(mut d: Decision) -> Plan {
 fn continue_upgrade(mut d: Decision, upgrade: UpgradeStatus) -> Plan {
     // The path is recorded: redeploy (or scale down) from it.
     if let Some(path) = upgrade.savepoint_path.clone() {
-        if upgrade.step == step::SUSPENDING {
+        if upgrade.step == UpgradeStep::Suspending {
             d.status.upgrade = None;
             d.status.phase = Phase::Suspended;
             d.event(
@@ -473,7 +472,7 @@ fn continue_upgrade(mut d: Decision, upgrade: UpgradeStatus) -> Plan {
         return d.plan(action, POLL);
     }
     // The user changed course: another mode, or suspended while upgrading.
-    let suspending = upgrade.step == step::SUSPENDING;
+    let suspending = upgrade.step == UpgradeStep::Suspending;
     if d.job.spec.upgrade_mode != UpgradeMode::Savepoint
         || (suspending && d.job.spec.state == DesiredState::Running)
     {
@@ -482,13 +481,13 @@ fn continue_upgrade(mut d: Decision, upgrade: UpgradeStatus) -> Plan {
         return decide_again(d);
     }
     let requested = parse_time(upgrade.requested_at.as_deref()).unwrap_or(d.obs.now);
-    if upgrade.step == step::SAVEPOINT_FAILED {
+    if upgrade.step == UpgradeStep::SavepointFailed {
         let retry_at = requested + chrono::Duration::from_std(SAVEPOINT_RETRY).unwrap();
         if d.obs.now < retry_at || !d.running() {
             return d.plan(Action::None, SAVEPOINT_RETRY);
         }
         let mut upgrade = upgrade;
-        upgrade.step = step::STOPPING.into();
+        upgrade.step = UpgradeStep::Stopping;
         upgrade.requested_at = Some(rfc3339(d.obs.now));
         upgrade.target_generation = d.generation();
         d.status.upgrade = Some(upgrade);
@@ -540,7 +539,7 @@ fn savepoint_failed(mut d: Decision, mut upgrade: UpgradeStatus, reason: String)
     );
     d.event(EventType::Warning, "SavepointFailed", error.clone());
     d.status.error = Some(error);
-    upgrade.step = step::SAVEPOINT_FAILED.into();
+    upgrade.step = UpgradeStep::SavepointFailed;
     upgrade.requested_at = Some(rfc3339(d.obs.now));
     d.status.upgrade = Some(upgrade);
     d.status.phase = if d.running() {
@@ -569,7 +568,10 @@ pub fn stopped(job: &StreamJob, obs: &Observed, outcome: Result<SnapshotRef, Str
 
 /// The savepoint a stopped job reports, when it was taken after `since`.
 fn stopped_with_savepoint_since(obs: &Observed, since: DateTime<Utc>) -> Option<SnapshotRef> {
-    let runtime = obs.runtime.as_ref().filter(|r| r.state == "finished")?;
+    let runtime = obs
+        .runtime
+        .as_ref()
+        .filter(|r| r.state == JobState::Finished)?;
     let savepoint = runtime.last_savepoint.clone()?;
     let taken = parse_time(savepoint.time.as_deref())?;
     // `since` is recorded to the second.
@@ -654,7 +656,9 @@ fn health(mut d: Decision) -> Plan {
 }
 
 fn health_only(mut d: Decision) -> Plan {
-    let upgrading = d.status.phase == Phase::Upgrading;
+    // An upgrade still under way (waiting for its savepoint) keeps its
+    // phase; one whose new pods were deployed is over once they run.
+    let upgrading = d.status.upgrade.is_some();
     match d.obs.pod.clone() {
         PodHealth::Ready if d.running() => {
             if !upgrading {
@@ -677,7 +681,12 @@ fn health_only(mut d: Decision) -> Plan {
             d.plan(Action::None, POLL)
         }
         PodHealth::Failing { reason } => recover(d, reason),
-        _ if d.obs.runtime.as_ref().is_some_and(|r| r.state == "failed") => {
+        _ if d
+            .obs
+            .runtime
+            .as_ref()
+            .is_some_and(|r| r.state == JobState::Failed) =>
+        {
             recover(d, "the job failed".into())
         }
         _ => d.plan(Action::None, POLL),

@@ -15,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::StreamJob;
+use streamjob_api::flags;
+
+use crate::crd::{RestoreKind, StreamJob};
 
 /// The control API port of the runtime pods.
 pub const CONTROL_PORT: i32 = 8081;
@@ -40,24 +42,26 @@ pub enum Restore {
 
 impl Restore {
     /// As `status.deployment` records it: `restore` and `savepointPath`.
-    pub fn recorded(&self) -> (&'static str, Option<String>) {
+    pub fn recorded(&self) -> (RestoreKind, Option<String>) {
         match self {
-            Restore::Fresh => ("none", None),
-            Restore::Savepoint(path) => ("savepoint", Some(path.clone())),
-            Restore::LatestCheckpoint => ("latest-checkpoint", None),
+            Restore::Fresh => (RestoreKind::None, None),
+            Restore::Savepoint(path) => (RestoreKind::Savepoint, Some(path.clone())),
+            Restore::LatestCheckpoint => (RestoreKind::LatestCheckpoint, None),
         }
     }
 
     /// How a recorded deployment started; a record the operator never
     /// writes is an error, never read as "start empty".
     pub fn of(deployment: &crate::crd::Deployment) -> Result<Restore, String> {
-        match (deployment.restore.as_str(), &deployment.savepoint_path) {
-            ("none", None) => Ok(Restore::Fresh),
-            ("savepoint", Some(path)) => Ok(Restore::Savepoint(path.clone())),
-            ("latest-checkpoint", None) => Ok(Restore::LatestCheckpoint),
+        match (deployment.restore, &deployment.savepoint_path) {
+            (RestoreKind::None, None) => Ok(Restore::Fresh),
+            (RestoreKind::Savepoint, Some(path)) => Ok(Restore::Savepoint(path.clone())),
+            (RestoreKind::LatestCheckpoint, None) => Ok(Restore::LatestCheckpoint),
             (restore, path) => Err(format!(
-                "status.deployment: restore {restore:?} with savepointPath {path:?} is not a \
-                 deployment the operator records; not redeploying on a guess"
+                // The wire name, as the user sees it in the status.
+                "status.deployment: restore {:?} with savepointPath {path:?} is not a \
+                 deployment the operator records; not redeploying on a guess",
+                restore.as_str()
             )),
         }
     }
@@ -152,19 +156,19 @@ pub fn stateful_set(
     let mut args = vec![
         "run".to_string(),
         JOB_FILE.into(),
-        "--control-address".into(),
+        flags::CONTROL_ADDRESS.into(),
         format!("0.0.0.0:{CONTROL_PORT}"),
     ];
     match restore {
         Restore::Fresh => {}
         Restore::Savepoint(path) => {
-            args.push("--from-savepoint".into());
+            args.push(flags::FROM_SAVEPOINT.into());
             args.push(path.clone());
         }
-        Restore::LatestCheckpoint => args.push("--from-latest-checkpoint".into()),
+        Restore::LatestCheckpoint => args.push(flags::FROM_LATEST_CHECKPOINT.into()),
     }
     if job.spec.allow_non_restored_state && *restore != Restore::Fresh {
-        args.push("--allow-non-restored-state".into());
+        args.push(flags::ALLOW_NON_RESTORED_STATE.into());
     }
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -273,9 +277,9 @@ fn env(job: &StreamJob) -> Vec<EnvVar> {
         value: Some(value.into()),
         ..Default::default()
     };
-    let mut env = vec![var("STREAMJOB_LOG", "info")];
+    let mut env = vec![var(flags::LOG_ENV, "info")];
     if let Some(d) = deployment(job).filter(|d| !d.id.is_empty()) {
-        env.push(var("STREAMJOB_DEPLOYMENT", &d.id));
+        env.push(var(flags::DEPLOYMENT_ENV, &d.id));
     }
     env
 }

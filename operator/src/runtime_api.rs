@@ -1,13 +1,17 @@
-//! The operator's view of a running job: its control API (DESIGN.md
-//! "Runtime contract") and its checkpoint storage, the only two things the
-//! operator and the runtime share.
+//! The operator's view of a running job: its control API (the wire types
+//! of `streamjob-api`) and its checkpoint storage (`streamjob-storage`),
+//! the only two things the operator and the runtime share.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use streamjob_runtime::checkpoint::{CheckpointStorage, Layout, SnapshotKind};
+use serde::de::DeserializeOwned;
+use streamjob_api::{
+    paths, ErrorAnswer, JobStatus, SavepointStatus, SavepointTriggered, StopAnswer, StopRequest,
+};
+use streamjob_storage::{Layout, SnapshotKind, SnapshotStore};
 
 use crate::crd::SnapshotRef;
 use crate::lifecycle::RuntimeStatus;
@@ -52,17 +56,17 @@ pub struct HttpRuntime {
     http: reqwest::Client,
     /// Storage clients by URI: making one (an S3 client, its credentials)
     /// at every reconcile would be slow.
-    storages: Arc<Mutex<HashMap<String, CheckpointStorage>>>,
+    storages: Arc<Mutex<HashMap<String, SnapshotStore>>>,
 }
 
 impl HttpRuntime {
     /// Sends a request and reads the JSON answer; a non-2xx answer is an
     /// error with the runtime's reason.
-    async fn call(
+    async fn call<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         timeout: Duration,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<T, String> {
         let response = request.timeout(timeout).send().await.map_err(|e| {
             if e.is_timeout() {
                 format!("timed out after {} s", timeout.as_secs())
@@ -71,26 +75,28 @@ impl HttpRuntime {
             }
         })?;
         let code = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let body = response.bytes().await.unwrap_or_default();
         if !code.is_success() {
-            let reason = body["error"].as_str().unwrap_or("no reason given");
+            let reason = serde_json::from_slice::<ErrorAnswer>(&body)
+                .map_or_else(|_| "no reason given".into(), |e| e.error);
             return Err(format!("{code}: {reason}"));
         }
-        Ok(body)
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("unexpected answer from the runtime: {e}"))
     }
 }
 
 impl RuntimeApi for HttpRuntime {
     fn status<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Option<RuntimeStatus>> {
         Box::pin(async move {
-            let json = self
+            let status: JobStatus = self
                 .call(
-                    self.http.get(format!("{url}/status")),
+                    self.http.get(format!("{url}{}", paths::STATUS)),
                     Duration::from_secs(5),
                 )
                 .await
                 .ok()?;
-            runtime_status(&json)
+            Some(RuntimeStatus::from(status))
         })
     }
 
@@ -102,11 +108,17 @@ impl RuntimeApi for HttpRuntime {
         Box::pin(async move {
             let request = self
                 .http
-                .post(format!("{url}/stop"))
-                .json(&serde_json::json!({ "savepoint": true }));
-            let json = self.call(request, timeout).await?;
-            serde_json::from_value(json["savepoint"].clone())
-                .map_err(|e| format!("unexpected answer from /stop: {e}"))
+                .post(format!("{url}{}", paths::STOP))
+                .json(&StopRequest { savepoint: true });
+            let answer: StopAnswer = self.call(request, timeout).await?;
+            let savepoint = answer
+                .savepoint
+                .ok_or("/stop answered without a savepoint")?;
+            Ok(SnapshotRef {
+                id: savepoint.id,
+                path: savepoint.path,
+                time: None,
+            })
         })
     }
 
@@ -117,32 +129,31 @@ impl RuntimeApi for HttpRuntime {
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
-            let json = self
+            let SavepointTriggered { id } = self
                 .call(
-                    self.http.post(format!("{url}/savepoints")),
+                    self.http.post(format!("{url}{}", paths::SAVEPOINTS)),
                     Duration::from_secs(40),
                 )
                 .await?;
-            let id = json["id"].as_u64().ok_or("no savepoint id in the answer")?;
             while tokio::time::Instant::now() < deadline {
                 let status = self
                     .call(
-                        self.http.get(format!("{url}/savepoints/{id}")),
+                        self.http.get(format!("{url}{}", paths::savepoint(id))),
                         Duration::from_secs(5),
                     )
                     .await?;
-                match status["state"].as_str() {
-                    Some("completed") => {
+                match status {
+                    SavepointStatus::Completed { path } => {
                         return Ok(SnapshotRef {
                             id,
-                            path: status["path"].as_str().unwrap_or_default().into(),
+                            path,
                             time: None,
                         })
                     }
-                    Some("failed") => {
-                        return Err(status["error"].as_str().unwrap_or("failed").into())
+                    SavepointStatus::Failed { error } => return Err(error),
+                    SavepointStatus::InProgress => {
+                        tokio::time::sleep(Duration::from_millis(500)).await
                     }
-                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }
             Err(format!(
@@ -181,7 +192,7 @@ impl HttpRuntime {
     async fn on_storage<T: Send + 'static>(
         &self,
         uri: &str,
-        work: impl FnOnce(&CheckpointStorage) -> Result<T, String> + Send + 'static,
+        work: impl FnOnce(&SnapshotStore) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
         let uri = uri.to_string();
         let storages = Arc::clone(&self.storages);
@@ -189,8 +200,7 @@ impl HttpRuntime {
         std::thread::spawn(move || {
             let cached = storages.lock().expect("storage cache").get(&uri).cloned();
             let storage = cached.map(Ok).unwrap_or_else(|| {
-                CheckpointStorage::from_uri(&uri, std::path::Path::new("/"))
-                    .map_err(|e| e.to_string())
+                SnapshotStore::from_uri(&uri, std::path::Path::new("/")).map_err(|e| e.to_string())
             });
             let result = storage.and_then(|storage| {
                 let result = work(&storage);
@@ -208,7 +218,7 @@ impl HttpRuntime {
 /// names this job's savepoint folder in this storage (a storage URI changed
 /// since must not delete something else).
 pub fn dispose_savepoint(
-    storage: &CheckpointStorage,
+    storage: &SnapshotStore,
     job: &str,
     savepoint: &SnapshotRef,
 ) -> Result<(), String> {
@@ -224,7 +234,7 @@ pub fn dispose_savepoint(
 }
 
 /// The newest completed checkpoint (or later savepoint) of `job`.
-pub fn find_latest(storage: &CheckpointStorage, job: &str) -> Result<Option<SnapshotRef>, String> {
+pub fn find_latest(storage: &SnapshotStore, job: &str) -> Result<Option<SnapshotRef>, String> {
     let layout = Layout::new(job);
     Ok(storage
         .newest(&layout)
@@ -236,16 +246,10 @@ pub fn find_latest(storage: &CheckpointStorage, job: &str) -> Result<Option<Snap
         }))
 }
 
-/// The runtime's `/status` JSON, as the lifecycle reads it.
+/// The runtime's `/status` JSON, as the lifecycle reads it; `None` when
+/// it is not a status (no `state`).
 pub fn runtime_status(json: &serde_json::Value) -> Option<RuntimeStatus> {
-    let state = json.get("state")?.as_str()?.to_string();
-    let snapshot = |field: &str| {
-        json.get(field)
-            .and_then(|c| serde_json::from_value::<SnapshotRef>(c.clone()).ok())
-    };
-    Some(RuntimeStatus {
-        state,
-        last_checkpoint: snapshot("lastCheckpoint"),
-        last_savepoint: snapshot("lastSavepoint"),
-    })
+    serde_json::from_value::<JobStatus>(json.clone())
+        .ok()
+        .map(RuntimeStatus::from)
 }

@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use serde_json::Value;
-use streamjob_operator::crd::{Phase, SnapshotRef, StreamJob};
+use streamjob_operator::crd::{Phase, RestoreKind, SnapshotRef, StreamJob};
 use streamjob_operator::lifecycle::RuntimeStatus;
 use streamjob_operator::resources::JOB_FILE;
 use streamjob_operator::runtime_api::{HttpRuntime, RuntimeApi};
@@ -427,7 +427,8 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
         .await;
     run_until(&cluster, &mut kubelet, "the upgrade", |job| {
         let status = job.status.as_ref().unwrap();
-        phase(job) == Phase::Running && status.deployment.as_ref().unwrap().restore == "savepoint"
+        phase(job) == Phase::Running
+            && status.deployment.as_ref().unwrap().restore == RestoreKind::Savepoint
     })
     .await;
     assert_eq!(
@@ -496,7 +497,10 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
         "no events for the container restart, two for the crash loop"
     );
     let status = cluster.status().await;
-    assert_eq!(status.deployment.unwrap().restore, "latest-checkpoint");
+    assert_eq!(
+        status.deployment.unwrap().restore,
+        RestoreKind::LatestCheckpoint
+    );
     assert_eq!(kubelet.pods_made, 3);
     let recovered = kubelet.logs.len() - 1;
     wait_for_log(&kubelet, recovered, "/counter/checkpoints/chk-").await;

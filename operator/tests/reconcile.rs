@@ -16,8 +16,11 @@ use futures::future::BoxFuture;
 use kube::api::Api;
 use kube::Client;
 use kube_fake_client::interceptor;
+use streamjob_api::JobState;
 use streamjob_operator::controller::FINALIZER;
-use streamjob_operator::crd::{DesiredState, Phase, SnapshotRef, StreamJob};
+use streamjob_operator::crd::{
+    DesiredState, Phase, RestoreKind, SnapshotRef, StreamJob, UpgradeStep,
+};
 use streamjob_operator::lifecycle::RuntimeStatus;
 use streamjob_operator::runtime_api::RuntimeApi;
 
@@ -69,7 +72,7 @@ impl FakeRuntime {
     fn running(&self, id: u64) {
         let mut s = self.state.lock().unwrap();
         s.status = Some(RuntimeStatus {
-            state: "running".into(),
+            state: JobState::Running,
             last_checkpoint: Some(checkpoint(id)),
             last_savepoint: None,
         });
@@ -100,7 +103,10 @@ impl FakeRuntime {
             .await
             .unwrap();
         let status = job.status.unwrap_or_default();
-        let step = status.upgrade.map(|u| u.step).unwrap_or_default();
+        let step = status
+            .upgrade
+            .map(|u| u.step.to_string())
+            .unwrap_or_default();
         self.state
             .lock()
             .unwrap()
@@ -126,7 +132,7 @@ impl RuntimeApi for FakeRuntime {
             let outcome = s.stops.pop_front().expect("an answer for the stop");
             if let Ok(savepoint) = &outcome {
                 s.status = Some(RuntimeStatus {
-                    state: "finished".into(),
+                    state: JobState::Finished,
                     last_checkpoint: s.status.as_ref().and_then(|r| r.last_checkpoint.clone()),
                     last_savepoint: Some(savepoint.clone()),
                 });
@@ -220,7 +226,7 @@ async fn create_applies_the_objects_then_reports_running() {
     assert_eq!(status.phase, Phase::Deploying);
     assert_eq!(status.observed_generation, job.metadata.generation);
     let deployment = status.deployment.clone().unwrap();
-    assert_eq!(deployment.restore, "none");
+    assert_eq!(deployment.restore, RestoreKind::None);
     assert_eq!(
         deployment.id,
         format!(
@@ -270,7 +276,7 @@ async fn create_applies_the_objects_then_reports_running() {
         Some("http://minio.storage.svc:9000")
     );
     let job_file = cluster.config_map().await.data.unwrap()["job.yaml"].clone();
-    let pipeline: streamjob_runtime::spec::JobSpec = serde_yaml::from_str(&job_file).unwrap();
+    let pipeline: streamjob_spec::JobSpec = serde_yaml::from_str(&job_file).unwrap();
     assert_eq!(
         (pipeline.name.as_str(), pipeline.parallelism),
         ("visit-counter", 2)
@@ -359,8 +365,8 @@ async fn a_spec_change_rolls_out_through_a_savepoint_recorded_first() {
     assert_eq!(status.upgrade, None);
     let deployment = status.deployment.unwrap();
     assert_eq!(
-        (deployment.restore.as_str(), deployment.savepoint_path),
-        ("savepoint", Some(savepoint(5).path))
+        (deployment.restore, deployment.savepoint_path),
+        (RestoreKind::Savepoint, Some(savepoint(5).path))
     );
     assert_ne!(
         env(&set, "STREAMJOB_DEPLOYMENT"),
@@ -386,7 +392,7 @@ async fn a_savepoint_that_times_out_keeps_the_old_spec_running_and_is_retried() 
 
     let status = cluster.status().await;
     assert_eq!(status.phase, Phase::Upgrading);
-    assert_eq!(status.upgrade.unwrap().step, "savepoint-failed");
+    assert_eq!(status.upgrade.unwrap().step, UpgradeStep::SavepointFailed);
     let error = status.error.unwrap();
     assert!(
         error.contains("failed: timed out after 300 s. The job keeps running the old spec"),
@@ -515,7 +521,10 @@ async fn a_crash_looping_pod_is_redeployed_from_the_latest_checkpoint_after_a_ba
     );
     let status = cluster.status().await;
     assert_eq!(status.restarts, 1);
-    assert_eq!(status.deployment.unwrap().restore, "latest-checkpoint");
+    assert_eq!(
+        status.deployment.unwrap().restore,
+        RestoreKind::LatestCheckpoint
+    );
     assert_eq!(
         cluster.new_events().await,
         [(
@@ -648,7 +657,7 @@ async fn an_operator_restarted_during_the_stop_takes_the_savepoint_the_job_repor
     cluster.reconcile().await.unwrap();
     let mut status = cluster.status().await;
     let mut upgrade = status.upgrade.clone().unwrap();
-    upgrade.step = "stopping".into();
+    upgrade.step = UpgradeStep::Stopping;
     status.upgrade = Some(upgrade);
     status.error = None;
     status.phase = Phase::Upgrading;
@@ -663,7 +672,7 @@ async fn an_operator_restarted_during_the_stop_takes_the_savepoint_the_job_repor
     runtime.calls();
     cluster.new_events().await;
     runtime.state.lock().unwrap().status = Some(RuntimeStatus {
-        state: "finished".into(),
+        state: JobState::Finished,
         last_checkpoint: Some(checkpoint(4)),
         last_savepoint: Some(SnapshotRef {
             time: Some(cluster.now().to_rfc3339()),

@@ -23,7 +23,7 @@ pub fn armed(name: &str, checkpoint: u64) -> bool {
 /// Aborts the process here if this is the configured failpoint.
 pub fn fail_at(name: &str, checkpoint: u64) {
     if armed(name, checkpoint) {
-        eprintln!("streamjob: failpoint {name}:{checkpoint} reached, aborting");
+        crate::notice!("failpoint {name}:{checkpoint} reached, aborting");
         std::process::abort();
     }
 }

@@ -497,7 +497,7 @@ impl RecordParser {
                 (f, Some(other)) => {
                     return Err(RecordError::NotANumber {
                         field: path.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-                        function: aggregate_name(*f),
+                        function: f.name(),
                         got: type_name(other),
                     })
                 }
@@ -520,16 +520,5 @@ impl crate::connectors::Decode for RecordParser {
         _key: Option<&[u8]>,
     ) -> std::io::Result<Result<Event, RecordError>> {
         Ok(self.parse(value.unwrap_or_default()))
-    }
-}
-
-pub fn aggregate_name(f: AggregateFunction) -> &'static str {
-    match f {
-        AggregateFunction::Count => "count",
-        AggregateFunction::Sum => "sum",
-        AggregateFunction::Min => "min",
-        AggregateFunction::Max => "max",
-        AggregateFunction::Avg => "avg",
-        AggregateFunction::CountDistinct => "countDistinct",
     }
 }

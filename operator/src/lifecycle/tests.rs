@@ -5,7 +5,9 @@
 use chrono::TimeZone;
 
 use super::*;
+use crate::crd::RestoreKind;
 use crate::resources::tests::example_job;
+use streamjob_api::JobState;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
@@ -34,7 +36,7 @@ fn running(secs: i64, last: u64) -> Observed {
         replicas: Some(1),
         pod: PodHealth::Ready,
         runtime: Some(RuntimeStatus {
-            state: "running".into(),
+            state: JobState::Running,
             last_checkpoint: Some(checkpoint(last)),
             last_savepoint: None,
         }),
@@ -111,8 +113,8 @@ fn create_deploys_fresh_then_runs() {
     assert_eq!(plan.status.observed_generation, Some(1));
     let deployment = plan.status.deployment.clone().unwrap();
     assert_eq!(
-        (deployment.generation, deployment.restore.as_str()),
-        (1, "none")
+        (deployment.generation, deployment.restore),
+        (1, RestoreKind::None)
     );
     assert_eq!(deployment.id, format!("{}-g1", at(0).timestamp_millis()));
     apply(&mut job, &plan);
@@ -155,8 +157,8 @@ fn a_spec_change_goes_through_a_savepoint_recorded_before_redeploy() {
     assert_eq!(reasons(&plan), ["UpgradeStarted"]);
     let upgrade = plan.status.upgrade.clone().unwrap();
     assert_eq!(
-        (upgrade.target_generation, upgrade.step.as_str()),
-        (2, step::STOPPING)
+        (upgrade.target_generation, upgrade.step),
+        (2, UpgradeStep::Stopping)
     );
     apply(&mut job, &plan);
 
@@ -203,7 +205,7 @@ fn an_operator_restarted_mid_upgrade_asks_for_the_savepoint_again() {
     // with no path. The next reconcile repeats the request.
     let plan = decide(&job, &running(70, 4));
     assert_eq!(plan.action, Action::StopWithSavepoint);
-    assert_eq!(plan.status.upgrade.unwrap().step, step::STOPPING);
+    assert_eq!(plan.status.upgrade.unwrap().step, UpgradeStep::Stopping);
     assert!(plan.events.is_empty());
 }
 
@@ -215,7 +217,7 @@ fn an_operator_restarted_after_the_stop_redeploys_from_the_savepoint_the_job_rep
     let stopped_at = |secs: i64, savepoint_secs: i64| Observed {
         pod: PodHealth::Starting,
         runtime: Some(RuntimeStatus {
-            state: "finished".into(),
+            state: JobState::Finished,
             last_checkpoint: Some(checkpoint(4)),
             last_savepoint: Some(SnapshotRef {
                 time: Some(rfc3339(at(savepoint_secs))),
@@ -270,7 +272,7 @@ fn a_failed_savepoint_waits_and_never_starts_stateless() {
         .contains("S3 unreachable"));
     assert_eq!(
         plan.status.upgrade.as_ref().unwrap().step,
-        step::SAVEPOINT_FAILED
+        UpgradeStep::SavepointFailed
     );
     // The old deployment stays.
     assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
@@ -309,6 +311,23 @@ fn switching_to_last_state_mid_upgrade_redeploys_from_the_latest_checkpoint() {
     assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 3);
     assert_eq!(reasons(&plan), ["Upgrading"]);
     assert!(plan.events[0].note.contains("checkpoint 7"));
+}
+
+#[test]
+fn a_last_state_upgrade_is_running_once_its_pod_is_ready() {
+    let mut job = deployed_job();
+    job.spec.upgrade_mode = UpgradeMode::LastState;
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(plan.status.phase, Phase::Upgrading);
+    apply(&mut job, &plan);
+
+    // The new pod is up: the upgrade is over (no step of it is pending).
+    let plan = decide(&job, &running(90, 5));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(plan.status.upgrade, None);
+    assert_eq!(plan.status.phase, Phase::Running);
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn the_enrichment_example_is_a_runtime_job() {
     let text = include_str!("../../../examples/streamjob-order-enrichment.yaml");
     let mut job: StreamJob = serde_yaml::from_str(text).expect("the example parses");
     job.metadata.uid = Some("5b1f0c1e-2222-4c3d-8e9f-0a1b2c3d4e5f".into());
-    let file: streamjob_runtime::spec::JobSpec =
+    let file: streamjob_spec::JobSpec =
         serde_yaml::from_str(&job_file(&job)).expect("the runtime reads it");
     file.validate().expect("valid");
     let names: Vec<&str> = file.enrich.iter().map(|l| l.name.as_str()).collect();
@@ -42,7 +42,7 @@ fn container(set: &StatefulSet) -> &Container {
 #[test]
 fn the_job_file_is_the_pipeline_with_the_streamjobs_settings() {
     let job = example_job();
-    let file: streamjob_runtime::spec::JobSpec =
+    let file: streamjob_spec::JobSpec =
         serde_yaml::from_str(&job_file(&job)).expect("the runtime reads it");
     assert_eq!(file.name, "visit-counter");
     assert_eq!(file.parallelism, 2);
@@ -194,7 +194,7 @@ fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
     job.status = Some(crate::crd::StreamJobStatus {
         deployment: Some(crate::crd::Deployment {
             generation: 1,
-            restore: "none".into(),
+            restore: RestoreKind::None,
             savepoint_path: None,
             started_at: "2026-11-22T06:00:00Z".into(),
             id: "1795413600000-g1".into(),
@@ -225,7 +225,7 @@ fn a_deployment_record_reads_back_as_written_and_nothing_else() {
     ] {
         let (kind, savepoint_path) = restore.recorded();
         let record = crate::crd::Deployment {
-            restore: kind.into(),
+            restore: kind,
             savepoint_path,
             ..Default::default()
         };
@@ -233,7 +233,7 @@ fn a_deployment_record_reads_back_as_written_and_nothing_else() {
     }
     // A savepoint deployment without its path is never read as "empty".
     let broken = crate::crd::Deployment {
-        restore: "savepoint".into(),
+        restore: RestoreKind::Savepoint,
         ..Default::default()
     };
     assert_eq!(

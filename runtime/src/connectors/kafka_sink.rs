@@ -2,7 +2,7 @@
 //!
 //! [`KafkaWriter`] is the plain producer (idempotent; flushed at every
 //! barrier, so at-least-once). [`TransactionalKafka`] is the exactly-once
-//! sink of DESIGN.md: one Kafka transaction per checkpoint, committed as the
+//! sink (docs/architecture.md#two-phase-sinks): one Kafka transaction per checkpoint, committed as the
 //! checkpoint's commit point, carrying the source offsets and a marker with
 //! the checkpoint id, so that a restore can tell which checkpoint the
 //! committed output reflects.

@@ -15,7 +15,7 @@ pub use file::FileSplit;
 pub use generator::GeneratorSplit;
 pub use kafka::{partitions as kafka_partitions, KafkaSplit};
 pub use kafka_sink::{KafkaWriter, TransactionalKafka, TARGETS};
-pub use postgres::{committed_epoch, postgres_fields, result_fields, PostgresSink};
+pub use postgres::{committed_epoch, PostgresSink};
 pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
 pub use txn_file::{read_commit_log, TransactionalFile};
 

@@ -34,31 +34,6 @@ const COMMITS: &str = "streamjob_commits";
 /// column's type.
 type Row = Vec<Option<String>>;
 
-/// The fields of a window result, in the order they are written.
-pub fn result_fields(spec: &JobSpec) -> Vec<String> {
-    if !spec.select.is_empty() {
-        return spec.select.clone();
-    }
-    let mut fields = spec.key.clone();
-    fields.extend(["window_start".into(), "window_end".into()]);
-    fields.extend(spec.aggregates.iter().map(|a| a.name.clone()));
-    fields.extend(["partial".into(), "emit_time".into()]);
-    fields
-}
-
-/// The fields the sink writes, each to the column of the same name.
-pub fn postgres_fields(spec: &JobSpec, pg: &PostgresSinkSpec) -> Vec<String> {
-    if pg.columns.is_empty() {
-        let mut fields = result_fields(spec);
-        if spec.select.is_empty() {
-            fields.retain(|f| f != "emit_time");
-        }
-        fields
-    } else {
-        pg.columns.clone()
-    }
-}
-
 /// For a result field: the type a created table gives its column, and the
 /// column types that hold its values without loss (string types always
 /// do); `None` for any type.
@@ -201,7 +176,7 @@ impl PostgresSink {
             .as_ref()
             .expect("a postgres sink in the spec");
         let mut client = connect(pg)?;
-        let fields = postgres_fields(spec, pg);
+        let fields = pg.fields(spec);
         let mut columns = table_columns(&mut client, &pg.table)?;
         if columns.is_empty() {
             if !pg.create_table {

@@ -1,4 +1,4 @@
-//! The control API over HTTP (DESIGN.md): health, readiness, metrics,
+//! The control API over HTTP (`docs/architecture.md#control-api`): health, readiness, metrics,
 //! status, checkpoints, savepoints and stop. It runs on its own thread with
 //! a small tokio runtime, apart from the data path.
 
@@ -12,8 +12,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use streamjob_api::{
+    paths, ErrorAnswer, SavepointRef, SavepointTriggered, StateAnswer, StopAnswer, StopRequest,
+};
 
 use super::{JobControl, JobState, SavepointRequest, SavepointStatus};
 
@@ -71,25 +72,28 @@ pub fn serve(address: &str, control: Arc<JobControl>) -> std::io::Result<Control
 
 fn router(control: Arc<JobControl>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(paths::HEALTHZ, get(|| async { "ok" }))
+        .route(paths::READYZ, get(readyz))
+        .route(paths::METRICS, get(metrics))
         .route(
-            "/status",
+            paths::STATUS,
             get(|State(c): State<Arc<JobControl>>| async move { Json(c.status()) }),
         )
         .route(
-            "/checkpoints",
+            paths::CHECKPOINTS,
             get(|State(c): State<Arc<JobControl>>| async move { Json(c.checkpoints()) }),
         )
-        .route("/savepoints", post(trigger_savepoint))
-        .route("/savepoints/{id}", get(savepoint_status))
-        .route("/stop", post(stop))
+        .route(paths::SAVEPOINTS, post(trigger_savepoint))
+        .route(&paths::savepoint_route(), get(savepoint_status))
+        .route(paths::STOP, post(stop))
         .with_state(control)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let answer = ErrorAnswer {
+        error: message.into(),
+    };
+    (status, Json(answer)).into_response()
 }
 
 async fn readyz(State(c): State<Arc<JobControl>>) -> Response {
@@ -99,7 +103,7 @@ async fn readyz(State(c): State<Arc<JobControl>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(json!({ "state": state }))).into_response()
+    (code, Json(StateAnswer { state })).into_response()
 }
 
 async fn metrics(State(c): State<Arc<JobControl>>) -> Response {
@@ -135,7 +139,7 @@ async fn request(c: &JobControl, then_stop: bool) -> Result<u64, Response> {
 
 async fn trigger_savepoint(State(c): State<Arc<JobControl>>) -> Response {
     match request(&c, false).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response(),
+        Ok(id) => (StatusCode::ACCEPTED, Json(SavepointTriggered { id })).into_response(),
         Err(response) => response,
     }
 }
@@ -145,13 +149,6 @@ async fn savepoint_status(State(c): State<Arc<JobControl>>, Path(id): Path<u64>)
         Some(status) => Json(status).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no savepoint {id}")),
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StopRequest {
-    #[serde(default)]
-    savepoint: bool,
 }
 
 /// `POST /stop`: with `{"savepoint": true}`, takes a savepoint, commits
@@ -176,7 +173,7 @@ async fn stop(State(c): State<Arc<JobControl>>, body: axum::body::Bytes) -> Resp
     if !wanted.savepoint {
         c.set_state(JobState::Stopping, None);
         c.stop.store(true, Ordering::SeqCst);
-        return Json(json!({ "savepoint": null })).into_response();
+        return Json(StopAnswer { savepoint: None }).into_response();
     }
     let id = match request(&c, true).await {
         Ok(id) => id,
@@ -187,7 +184,8 @@ async fn stop(State(c): State<Arc<JobControl>>, body: axum::body::Bytes) -> Resp
     loop {
         match c.savepoint(id) {
             Some(SavepointStatus::Completed { path }) => {
-                return Json(json!({ "savepoint": { "id": id, "path": path } })).into_response()
+                let savepoint = Some(SavepointRef { id, path });
+                return Json(StopAnswer { savepoint }).into_response();
             }
             Some(SavepointStatus::Failed { error: e }) => {
                 return error(

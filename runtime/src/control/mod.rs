@@ -11,42 +11,10 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use streamjob_api::{JobStatus, SnapshotKind, SnapshotRef};
 
 pub use http::{serve, ControlServer};
-
-/// Where the job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum JobState {
-    Starting,
-    Running,
-    Restarting,
-    Stopping,
-    Finished,
-    Failed,
-}
-
-/// One completed checkpoint or savepoint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotRecord {
-    pub id: u64,
-    pub kind: crate::checkpoint::SnapshotKind,
-    pub path: String,
-    /// Epoch milliseconds.
-    pub completed_at: i64,
-    pub bytes: u64,
-    pub duration_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
-pub enum SavepointStatus {
-    InProgress,
-    Completed { path: String },
-    Failed { error: String },
-}
+pub use streamjob_api::{JobState, SavepointStatus, SnapshotRecord};
 
 /// A request for the checkpoint coordinator.
 pub struct SavepointRequest {
@@ -269,7 +237,7 @@ impl JobControl {
         self.metrics.checkpoints_completed.inc();
         let mut s = self.shared();
         match record.kind {
-            crate::checkpoint::SnapshotKind::Savepoint => {
+            SnapshotKind::Savepoint => {
                 s.savepoints.insert(
                     record.id,
                     SavepointStatus::Completed {
@@ -277,7 +245,7 @@ impl JobControl {
                     },
                 );
             }
-            crate::checkpoint::SnapshotKind::Checkpoint => {
+            SnapshotKind::Checkpoint => {
                 // The last_checkpoint gauges describe one checkpoint.
                 self.metrics.last_checkpoint_id.set(record.id as i64);
                 self.metrics.last_checkpoint_bytes.set(record.bytes as i64);
@@ -325,37 +293,33 @@ impl JobControl {
     }
 
     /// `/status`.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> JobStatus {
         let s = self.shared();
-        let last = s
-            .checkpoints
-            .iter()
-            .rev()
-            .find(|c| c.kind == crate::checkpoint::SnapshotKind::Checkpoint);
-        let last_savepoint = s
-            .checkpoints
-            .iter()
-            .rev()
-            .find(|c| c.kind == crate::checkpoint::SnapshotKind::Savepoint);
-        let snapshot = |c: &SnapshotRecord| {
-            serde_json::json!({
-                "id": c.id, "path": c.path, "time": crate::time::format_time(c.completed_at),
-            })
+        let last = |kind| {
+            s.checkpoints
+                .iter()
+                .rev()
+                .find(|c| c.kind == kind)
+                .map(|c| SnapshotRef {
+                    id: c.id,
+                    path: c.path.clone(),
+                    time: Some(crate::time::format_time(c.completed_at)),
+                })
         };
-        serde_json::json!({
-            "job": self.job,
-            "state": s.state,
-            "error": s.error,
-            "lastCheckpoint": last.map(snapshot),
-            "lastSavepoint": last_savepoint.map(snapshot),
-            "watermark": self.watermark().map(crate::time::format_time),
-            "recordsIn": self.metrics.records_in.get(),
-            "recordsOut": self.metrics.results.get(),
-            "late": self.metrics.late.get(),
-            "malformed": self.metrics.malformed.get(),
-            "unmatched": self.metrics.unmatched.get(),
-            "restarts": self.metrics.restarts.get(),
-            "lag": self.lag(),
-        })
+        JobStatus {
+            job: self.job.clone(),
+            state: s.state,
+            error: s.error.clone(),
+            last_checkpoint: last(SnapshotKind::Checkpoint),
+            last_savepoint: last(SnapshotKind::Savepoint),
+            watermark: self.watermark().map(crate::time::format_time),
+            records_in: self.metrics.records_in.get(),
+            records_out: self.metrics.results.get(),
+            late: self.metrics.late.get(),
+            malformed: self.metrics.malformed.get(),
+            unmatched: self.metrics.unmatched.get(),
+            restarts: self.metrics.restarts.get(),
+            lag: self.lag(),
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use super::worker::Ack;
+use super::coordinator::Ack;
 use crate::checkpoint::{
     resolve_key, CheckpointStorage, Layout, LookupsSnapshot, StateFile, StorageError,
     TableSnapshot, WorkerSnapshot,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::collector::{Collector, OutputCounts};
+use super::coordinator::Ack;
 use super::operator::Operator;
 use super::upload::{Upload, Uploader};
 use super::JobError;
@@ -45,23 +46,6 @@ pub(crate) enum Item {
     Status(SourceStatus),
     /// Checkpoint barrier: everything before it belongs to the checkpoint.
     Barrier(u64),
-}
-
-/// What a worker tells the checkpoint coordinator.
-#[derive(Debug)]
-pub enum Ack {
-    Done {
-        worker: usize,
-        id: u64,
-        bytes: u64,
-        /// The worker's watermark at the snapshot.
-        watermark: i64,
-    },
-    Failed {
-        worker: usize,
-        id: u64,
-        error: String,
-    },
 }
 
 /// A worker's part in checkpointing.

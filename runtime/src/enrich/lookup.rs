@@ -173,15 +173,15 @@ impl Lookup {
         scratch: &Path,
     ) -> Result<(), RestoreError> {
         let Some(snapshot) = tables.iter().find(|t| t.name == self.name) else {
-            eprintln!(
-                "streamjob: the snapshot has no lookup table {}: it is built from its changelog",
+            crate::notice!(
+                "the snapshot has no lookup table {}: it is built from its changelog",
                 self.name
             );
             return Ok(());
         };
         if snapshot.shape != self.shape {
-            eprintln!(
-                "streamjob: lookup table {} was built with {}, the job has {}: it is built again from its changelog",
+            crate::notice!(
+                "lookup table {} was built with {}, the job has {}: it is built again from its changelog",
                 self.name, snapshot.shape, self.shape
             );
             return Ok(());

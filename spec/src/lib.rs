@@ -3,12 +3,14 @@
 //! fields are rejected, and every error names the field it is about.
 
 mod duration;
+mod storage_uri;
 mod validate;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use duration::{Duration, ParseDurationError};
+pub use storage_uri::StorageUri;
 pub use validate::{FieldError, SpecError};
 
 /// A keyed, event-time windowed job: source → key → window → aggregate →
@@ -361,6 +363,18 @@ impl AggregateFunction {
     pub fn needs_field(self) -> bool {
         self != AggregateFunction::Count
     }
+
+    /// The name users write in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunction::Count => "count",
+            AggregateFunction::Sum => "sum",
+            AggregateFunction::Min => "min",
+            AggregateFunction::Max => "max",
+            AggregateFunction::Avg => "avg",
+            AggregateFunction::CountDistinct => "countDistinct",
+        }
+    }
 }
 
 /// Where results go. Set exactly one.
@@ -378,7 +392,7 @@ pub struct SinkSpec {
 /// Window results as rows of a PostgreSQL table. With exactly-once
 /// checkpoints each checkpoint's rows are inserted in one transaction that
 /// also records the checkpoint in `streamjob_commits`, the commit point of
-/// the checkpoint (DESIGN.md "Exactly-once, precisely").
+/// the checkpoint (docs/architecture.md, "Two-phase sinks").
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PostgresSinkSpec {
@@ -407,7 +421,7 @@ pub struct PostgresSinkSpec {
 
 /// JSON records to a Kafka topic, keyed by the record's key. With
 /// exactly-once checkpoints they are written in Kafka transactions that
-/// commit with each checkpoint (DESIGN.md "Exactly-once, precisely"):
+/// commit with each checkpoint (docs/architecture.md, "Two-phase sinks"):
 /// consumers read them with `isolation.level=read_committed`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -601,6 +615,15 @@ impl JobSpec {
         JobSpec::from_yaml(&text)
     }
 
+    /// Where worker state lives unless overridden: `state.dir`, or
+    /// `.streamjob/state/<name>`, relative to `base_dir`.
+    pub fn state_dir(&self, base_dir: &std::path::Path) -> std::path::PathBuf {
+        match &self.state.dir {
+            Some(dir) => base_dir.join(dir),
+            None => base_dir.join(".streamjob").join("state").join(&self.name),
+        }
+    }
+
     /// What the keyed window state depends on: restoring state built for
     /// another shape would give wrong results, so snapshots record it.
     pub fn state_shape(&self) -> String {
@@ -613,7 +636,7 @@ impl JobSpec {
             .aggregates
             .iter()
             .map(|a| {
-                let f = crate::record::aggregate_name(a.function);
+                let f = a.function.name();
                 match &a.field {
                     Some(field) => format!("{f}({field})"),
                     None => f.to_string(),
@@ -627,9 +650,18 @@ impl JobSpec {
         )
     }
 
-    /// The window assigner this spec describes (valid after `validate`).
-    pub fn window_kind(&self) -> crate::window::WindowKind {
-        crate::window::WindowKind::from_spec(&self.window)
+    /// The fields of a result record, in output order: a select job's
+    /// paths, or the key fields, the window bounds, the aggregates,
+    /// `partial` and `emit_time`.
+    pub fn result_fields(&self) -> Vec<String> {
+        if !self.select.is_empty() {
+            return self.select.clone();
+        }
+        let mut fields = self.key.clone();
+        fields.extend(["window_start".into(), "window_end".into()]);
+        fields.extend(self.aggregates.iter().map(|a| a.name.clone()));
+        fields.extend(["partial".into(), "emit_time".into()]);
+        fields
     }
 }
 
@@ -673,6 +705,23 @@ impl SinkSpec {
         SinkSpec {
             discard: Some(DiscardSinkSpec {}),
             ..Default::default()
+        }
+    }
+}
+
+impl PostgresSinkSpec {
+    /// The result fields the sink writes, each to the column of the same
+    /// name: `columns`, or every result field but `emit_time` (a select
+    /// job's all).
+    pub fn fields(&self, job: &JobSpec) -> Vec<String> {
+        if self.columns.is_empty() {
+            let mut fields = job.result_fields();
+            if job.select.is_empty() {
+                fields.retain(|f| f != "emit_time");
+            }
+            fields
+        } else {
+            self.columns.clone()
         }
     }
 }

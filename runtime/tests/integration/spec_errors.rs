@@ -466,12 +466,12 @@ fn a_windowed_job_still_needs_key_window_and_aggregates() {
 #[test]
 fn the_example_jobs_are_valid() {
     for text in [
-        include_str!("../../examples/visit-counter-local.yaml"),
-        include_str!("../../examples/visit-counter-postgres.yaml"),
-        include_str!("../../examples/events-to-postgres.yaml"),
-        include_str!("../../examples/generated-visits.yaml"),
-        include_str!("../../examples/order-enrichment.yaml"),
-        include_str!("../../examples/category-revenue.yaml"),
+        include_str!("../../../examples/visit-counter-local.yaml"),
+        include_str!("../../../examples/visit-counter-postgres.yaml"),
+        include_str!("../../../examples/events-to-postgres.yaml"),
+        include_str!("../../../examples/generated-visits.yaml"),
+        include_str!("../../../examples/order-enrichment.yaml"),
+        include_str!("../../../examples/category-revenue.yaml"),
     ] {
         JobSpec::from_yaml(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     }

@@ -6,7 +6,7 @@
 //! output with it, so every window's final result is in the file exactly
 //! once, however often the job is killed.
 
-mod common;
+use crate::common;
 
 use common::{
     check_windows, checkpoint_ids, completed_checkpoints, kill_repeatedly, kill_test_records, opts,

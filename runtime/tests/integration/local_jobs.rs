@@ -1,7 +1,7 @@
 //! Whole jobs on one machine: file in, file or stdout out, through the
 //! engine's workers and the `streamjob` binary.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -36,7 +36,7 @@ fn visit(count: u64, partial: bool) -> Value {
     })
 }
 
-/// The seed scenario (shared/seeds/000), exactly: `streamjob run
+/// The visit-counter example, exactly: `streamjob run
 /// examples/visit-counter-local.yaml` prints a partial count every time the
 /// watermark (5 minutes behind) passes a 2-minute mark, then the final count
 /// when the bounded input ends.
@@ -454,7 +454,7 @@ fn a_generators_late_fraction_goes_to_the_late_output() {
 #[test]
 fn the_generated_visits_example_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../../examples/generated-visits.yaml");
+    let text = include_str!("../../../examples/generated-visits.yaml");
     let mut spec = JobSpec::from_yaml(text).unwrap();
     spec.source.generator.as_mut().unwrap().rate = None;
     let summary = run(&spec, &opts(dir.path())).unwrap();

@@ -9,8 +9,8 @@
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use super::StorageError;
 use crate::fsutil::absent_ok;
+use crate::StorageError;
 
 pub trait ObjectStore: Send + Sync + Debug {
     /// Writes `bytes` at `key`, atomically and durably.

@@ -6,7 +6,7 @@
 //! brute force from all elements. Parallelism, the number of partitions and
 //! the window kind are random.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! windows, and a `kill -9` after which the job resumes from the offsets in
 //! its checkpoint, with exactly-once file output.
 
-mod common;
+use crate::common;
 
 use common::kafka::produce_events;
 use common::{check_windows, Windows};

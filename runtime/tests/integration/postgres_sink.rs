@@ -3,7 +3,7 @@
 //! named column by column, a fresh start over committed rows refused, and
 //! exactly-once rows across repeated `kill -9`s.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -14,7 +14,7 @@ use streamjob_runtime::{run, JobSpec};
 type MockCluster =
     rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
-const VISITS: &str = include_str!("../../examples/visits.jsonl");
+const VISITS: &str = include_str!("../../../examples/visits.jsonl");
 
 /// The seed's visit counter writing to `sink` (with exactly-once
 /// checkpoints when `checkpoints`).
@@ -121,7 +121,7 @@ fn the_postgres_example_runs() {
     let pg = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("visits.jsonl"), VISITS).unwrap();
-    let text = include_str!("../../examples/visit-counter-postgres.yaml");
+    let text = include_str!("../../../examples/visit-counter-postgres.yaml");
     let mut spec = JobSpec::from_yaml(text).unwrap();
     spec.sink.postgres.as_mut().unwrap().url = pg.url();
     run(&spec, &opts(dir.path())).unwrap();

@@ -2,7 +2,7 @@
 //! metrics, checkpoints, savepoints, and stop-with-savepoint followed by a
 //! restore from that savepoint.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -145,6 +145,10 @@ fn control_api_from_health_to_stop_with_savepoint() {
     let status = json(&http(&api, "GET", "/status", None).1);
     assert_eq!(status["job"], "api");
     assert_eq!(status["state"], "running");
+    // The answer is the shared wire type the operator reads.
+    let typed: streamjob_api::JobStatus = serde_json::from_value(status.clone()).unwrap();
+    assert_eq!(typed.state, streamjob_api::JobState::Running);
+    assert!(typed.last_checkpoint.is_some_and(|c| c.time.is_some()));
     let checkpoint_path = status["lastCheckpoint"]["path"].as_str().unwrap();
     assert!(
         Path::new(checkpoint_path).join("_metadata").is_file(),

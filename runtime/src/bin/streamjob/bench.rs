@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::control::JobControl;
-use crate::engine::{run, JobError, RestoreFrom, RunOptions, RunSummary};
-use crate::spec::{
+use streamjob_runtime::control::JobControl;
+use streamjob_runtime::engine::{run, JobError, RestoreFrom, RunOptions, RunSummary};
+use streamjob_runtime::spec::{
     AggregateFunction, AggregateSpec, CheckpointMode, CheckpointSpec, Duration, EventTimeSpec,
     GeneratorSpec, JobSpec, SessionSpec, SinkSpec, SlidingSpec, SourceSpec, StateSpec,
     TumblingSpec, WatermarkSpec, WindowSpec,
@@ -218,4 +218,62 @@ pub fn run_kafka_bench(config: &BenchConfig) -> Result<RunSummary, String> {
     );
     let spec = JobSpec::from_yaml(&yaml).map_err(|e| e.to_string())?;
     run(&spec, &RunOptions::default()).map_err(|e| e.to_string())
+}
+
+/// `streamjob bench`: runs the workload and prints its figures as
+/// `name=value` lines, `events_per_second` last.
+pub fn bench(config: BenchConfig, recover: bool, kafka: bool) -> Result<(), String> {
+    if kafka {
+        eprintln!(
+            "bench: {} events through Kafka (mock cluster), {} keys, parallelism {}, exactly-once output",
+            config.events, config.keys, config.parallelism
+        );
+        let summary = run_kafka_bench(&config)?;
+        let _ = std::fs::remove_dir_all(&config.state_dir);
+        let secs = summary.elapsed.as_secs_f64();
+        println!("elapsed_seconds={secs:.3}");
+        println!("results={}", summary.results);
+        println!("checkpoints={}", summary.checkpoints);
+        println!(
+            "events_per_second={}",
+            (summary.records_in as f64 / secs) as u64
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "bench: {} events, {} keys, {} events per event-time ms, {:?} windows, parallelism {}{}",
+        config.events,
+        config.keys,
+        config.events_per_ms,
+        config.window,
+        config.parallelism,
+        config
+            .checkpoint_interval
+            .map(|i| format!(", checkpoints every {i}"))
+            .unwrap_or_default()
+    );
+    let report = run_bench(&config).map_err(|e| format!("bench failed: {e}"))?;
+    let summary = &report.summary;
+    let secs = summary.elapsed.as_secs_f64();
+    println!("elapsed_seconds={secs:.3}");
+    println!("results={}", summary.results);
+    if let Some(rss) = peak_rss_mib() {
+        println!("peak_rss_mib={rss:.1}");
+    }
+    if config.checkpoint_interval.is_some() {
+        let m = &report.control.metrics;
+        println!("checkpoints={}", summary.checkpoints);
+        println!("last_checkpoint_ms={}", m.last_checkpoint_duration_ms.get());
+        println!("last_checkpoint_bytes={}", m.last_checkpoint_bytes.get());
+    }
+    if recover {
+        let recovery = run_recovery(&config).map_err(|e| format!("recovery failed: {e}"))?;
+        println!("recovery_seconds={:.3}", recovery.startup.as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&config.state_dir);
+    println!(
+        "events_per_second={}",
+        (summary.records_in as f64 / secs) as u64
+    );
+    Ok(())
 }

@@ -14,8 +14,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
-use super::store::ObjectStore;
-use super::StorageError;
+use crate::store::ObjectStore;
+use crate::StorageError;
 
 /// Objects larger than this go up in parts (RocksDB's SST files are 64 MiB
 /// by default; savepoints of large state are bigger).

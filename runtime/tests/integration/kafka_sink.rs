@@ -7,7 +7,7 @@
 //! offsets nor fences; those properties are tested against nisshi
 //! (`kafka_transactions.rs`).
 
-mod common;
+use crate::common;
 
 use common::check_window_lines;
 use common::kafka::{produce_events, read_topic};

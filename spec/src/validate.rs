@@ -249,14 +249,14 @@ impl JobSpec {
             }
         }
         if let Some(pg) = &self.sink.postgres {
-            let fields = crate::connectors::postgres_fields(self, pg);
+            let fields = pg.fields(self);
             for (i, column) in pg.columns.iter().enumerate() {
-                if !crate::connectors::result_fields(self).contains(column) {
+                if !self.result_fields().contains(column) {
                     p.add(
                         format!("sink.postgres.columns[{i}]"),
                         format!(
                             "{column:?} is not a field of the results; they have {}",
-                            crate::connectors::result_fields(self).join(", ")
+                            self.result_fields().join(", ")
                         ),
                     );
                 }
@@ -309,7 +309,7 @@ impl JobSpec {
             if c.retained == 0 {
                 p.add("checkpoints.retained", "must be at least 1, got 0");
             }
-            if let Err(e) = crate::checkpoint::StorageUri::parse(&c.storage) {
+            if let Err(e) = crate::StorageUri::parse(&c.storage) {
                 p.add("checkpoints.storage", e);
             }
         }
@@ -534,10 +534,7 @@ impl JobSpec {
             match (&agg.field, agg.function.needs_field()) {
                 (None, true) => p.add(
                     format!("{path}.field"),
-                    format!(
-                        "required for function {}",
-                        crate::record::aggregate_name(agg.function)
-                    ),
+                    format!("required for function {}", agg.function.name()),
                 ),
                 (Some(_), false) => {
                     p.add(format!("{path}.field"), "count takes no field; remove it")

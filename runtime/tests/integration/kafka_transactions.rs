@@ -12,7 +12,7 @@
 //! the commit succeeded), so that test is not reliable there; the same
 //! decision is tested with the file sink's commit log (checkpoints.rs).
 
-mod common;
+use crate::common;
 
 use common::kafka::create_topics;
 use common::nisshi::Broker;

@@ -3,7 +3,7 @@
 //! tables restored from checkpoints, and exactly-once output across kills.
 //! Expected outputs come from a model of the join over the same input.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,0 +1,226 @@
+//! The contract between a running job and whoever controls it (a person
+//! with `curl`, the operator): the control API's paths, request and answer
+//! bodies, and the flags and environment variables `streamjob run` takes.
+//! The runtime serves these types and the operator reads them, so neither
+//! side copies the other's JSON by hand. See `docs/architecture.md#control-api`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Paths of the control API.
+pub mod paths {
+    /// Liveness: `ok` while the process serves requests.
+    pub const HEALTHZ: &str = "/healthz";
+    /// Readiness: 200 while the job runs, 503 otherwise; body [`super::StateAnswer`].
+    pub const READYZ: &str = "/readyz";
+    /// Prometheus text exposition.
+    pub const METRICS: &str = "/metrics";
+    /// [`super::JobStatus`].
+    pub const STATUS: &str = "/status";
+    /// The recent completed checkpoints and savepoints: [`super::SnapshotRecord`]s.
+    pub const CHECKPOINTS: &str = "/checkpoints";
+    /// `POST`: trigger a savepoint, answered with [`super::SavepointTriggered`].
+    pub const SAVEPOINTS: &str = "/savepoints";
+    /// `POST` [`super::StopRequest`], answered with [`super::StopAnswer`].
+    pub const STOP: &str = "/stop";
+
+    /// `GET`: one savepoint's [`super::SavepointStatus`].
+    pub fn savepoint(id: u64) -> String {
+        format!("{SAVEPOINTS}/{id}")
+    }
+
+    /// The route of [`savepoint`], as the server matches it.
+    pub fn savepoint_route() -> String {
+        format!("{SAVEPOINTS}/{{id}}")
+    }
+}
+
+/// Command-line flags of `streamjob run` that a supervisor (the operator)
+/// passes, with the environment variables that can set them instead.
+pub mod flags {
+    /// Where the control API listens (`off` for none).
+    pub const CONTROL_ADDRESS: &str = "--control-address";
+    pub const CONTROL_ADDRESS_ENV: &str = "STREAMJOB_CONTROL_ADDRESS";
+    /// Start from a checkpoint or savepoint folder or URI.
+    pub const FROM_SAVEPOINT: &str = "--from-savepoint";
+    pub const FROM_SAVEPOINT_ENV: &str = "STREAMJOB_FROM_SAVEPOINT";
+    /// Start from the newest completed snapshot in the job's storage.
+    pub const FROM_LATEST_CHECKPOINT: &str = "--from-latest-checkpoint";
+    pub const FROM_LATEST_CHECKPOINT_ENV: &str = "STREAMJOB_FROM_LATEST_CHECKPOINT";
+    /// Restore a snapshot whose window state does not fit the job.
+    pub const ALLOW_NON_RESTORED_STATE: &str = "--allow-non-restored-state";
+    pub const ALLOW_NON_RESTORED_STATE_ENV: &str = "STREAMJOB_ALLOW_NON_RESTORED_STATE";
+    /// Overrides the job's `parallelism`.
+    pub const PARALLELISM_ENV: &str = "STREAMJOB_PARALLELISM";
+    /// Overrides the job's `state.dir`.
+    pub const STATE_DIR_ENV: &str = "STREAMJOB_STATE_DIR";
+    /// The rollout this process belongs to (see `streamjob run --help`).
+    pub const DEPLOYMENT_ENV: &str = "STREAMJOB_DEPLOYMENT";
+    /// The log filter (`info`, `streamjob_runtime=debug`, …).
+    pub const LOG_ENV: &str = "STREAMJOB_LOG";
+}
+
+/// Where the job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobState {
+    Starting,
+    Running,
+    Restarting,
+    Stopping,
+    Finished,
+    Failed,
+}
+
+/// A checkpoint (periodic, incremental, owned by the job) or a savepoint
+/// (on request, full, owned by whoever asked for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SnapshotKind {
+    Checkpoint,
+    Savepoint,
+}
+
+/// A checkpoint or savepoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRef {
+    pub id: u64,
+    pub path: String,
+    /// RFC 3339.
+    pub time: Option<String>,
+}
+
+/// `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    #[serde(default)]
+    pub job: String,
+    /// The only field a reader may rely on: the others default when an
+    /// older or newer runtime leaves them out.
+    pub state: JobState,
+    /// Why the job failed or is restarting.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub last_checkpoint: Option<SnapshotRef>,
+    /// The newest savepoint this run took (a stopped job's is the one it
+    /// stopped with).
+    #[serde(default)]
+    pub last_savepoint: Option<SnapshotRef>,
+    /// The job's event-time watermark, RFC 3339, once every worker has one.
+    #[serde(default)]
+    pub watermark: Option<String>,
+    #[serde(default)]
+    pub records_in: u64,
+    #[serde(default)]
+    pub records_out: u64,
+    #[serde(default)]
+    pub late: u64,
+    #[serde(default)]
+    pub malformed: u64,
+    #[serde(default)]
+    pub unmatched: u64,
+    #[serde(default)]
+    pub restarts: u64,
+    /// Kafka records not read yet, over all partitions.
+    #[serde(default)]
+    pub lag: Option<u64>,
+}
+
+/// One completed checkpoint or savepoint (`GET /checkpoints`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRecord {
+    pub id: u64,
+    pub kind: SnapshotKind,
+    pub path: String,
+    /// Epoch milliseconds.
+    pub completed_at: i64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// `GET /savepoints/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum SavepointStatus {
+    InProgress,
+    Completed { path: String },
+    Failed { error: String },
+}
+
+/// The answer to `POST /savepoints`: the id the savepoint will have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointTriggered {
+    pub id: u64,
+}
+
+/// The body of `POST /stop`; an empty body is a plain stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// Take a savepoint first, commit the output up to it, then stop.
+    #[serde(default)]
+    pub savepoint: bool,
+}
+
+/// The answer to `POST /stop`: the savepoint stopped with, if one was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopAnswer {
+    pub savepoint: Option<SavepointRef>,
+}
+
+/// A savepoint a stop took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointRef {
+    pub id: u64,
+    pub path: String,
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateAnswer {
+    pub state: JobState,
+}
+
+/// The body of every answer that is not 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_kinds_have_their_wire_names() {
+        let json = serde_json::to_string(&[JobState::Running, JobState::Finished]).unwrap();
+        assert_eq!(json, r#"["running","finished"]"#);
+        let json = serde_json::to_string(&SnapshotKind::Savepoint).unwrap();
+        assert_eq!(json, r#""savepoint""#);
+    }
+
+    #[test]
+    fn savepoint_status_is_tagged_by_state() {
+        let done = SavepointStatus::Completed {
+            path: "s3://b/j/savepoints/sp-3".into(),
+        };
+        let json = serde_json::to_string(&done).unwrap();
+        assert_eq!(
+            json,
+            r#"{"state":"completed","path":"s3://b/j/savepoints/sp-3"}"#
+        );
+        let back: SavepointStatus = serde_json::from_str(r#"{"state":"inProgress"}"#).unwrap();
+        assert_eq!(back, SavepointStatus::InProgress);
+    }
+
+    #[test]
+    fn stop_request_refuses_unknown_fields() {
+        assert!(serde_json::from_str::<StopRequest>(r#"{"savepoint": true, "drain": 1}"#).is_err());
+        let stop: StopRequest = serde_json::from_str(r#"{"savepoint": true}"#).unwrap();
+        assert!(stop.savepoint);
+    }
+}

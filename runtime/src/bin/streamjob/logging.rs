@@ -1,0 +1,56 @@
+//! Where the library's tracing events go: notices for the person running
+//! the job (target [`NOTICE`]) as plain `streamjob: <message>` lines, always;
+//! every other event through `STREAMJOB_LOG`'s filter (default `warn`), as
+//! log lines with time, level and module.
+
+use std::fmt;
+
+use streamjob_api::flags;
+use streamjob_runtime::NOTICE;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Installs the subscriber; both layers write to stderr.
+pub fn init() {
+    let env = EnvFilter::try_from_env(flags::LOG_ENV).unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: a pod's log or a file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(env.and(filter_fn(|m| m.target() != NOTICE)));
+    let notices = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .event_format(Notice)
+        .with_filter(filter_fn(|m| m.target() == NOTICE));
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(notices)
+        .init();
+}
+
+/// `streamjob: <message>`.
+struct Notice;
+
+impl<S, N> FormatEvent<S, N> for Notice
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "streamjob: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,332 @@
+//! `streamjob`: run a job, run the demo, or run the benchmark.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod bench;
+mod demo;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use streamjob_api::flags;
+use streamjob_runtime::control::{serve, JobControl, JobState};
+
+use bench::{bench, BenchConfig, BenchWindow};
+use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
+
+#[derive(Parser)]
+#[command(
+    name = "streamjob",
+    version,
+    about = "Keyed event-time windowed stream jobs, declared in YAML"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job until its input ends (or the process is stopped).
+    Run {
+        /// The job file (YAML).
+        job: PathBuf,
+        /// Number of workers; overrides the job's `parallelism`.
+        #[arg(long, env = flags::PARALLELISM_ENV)]
+        parallelism: Option<u32>,
+        /// Folder for RocksDB state; overrides the job's `state.dir`.
+        #[arg(long, env = flags::STATE_DIR_ENV)]
+        state_dir: Option<PathBuf>,
+        /// Start from a checkpoint or savepoint: a folder (relative to the
+        /// working directory) or its `file://` / `s3://` URI.
+        #[arg(
+            long,
+            env = flags::FROM_SAVEPOINT_ENV,
+            conflicts_with = "from_latest_checkpoint"
+        )]
+        from_savepoint: Option<PathBuf>,
+        /// Start from the newest completed checkpoint in the job's
+        /// checkpoint storage.
+        #[arg(long, env = flags::FROM_LATEST_CHECKPOINT_ENV)]
+        from_latest_checkpoint: bool,
+        /// Restore a snapshot whose window state does not fit the job (other
+        /// window or aggregates): drop that state, keep the source positions.
+        #[arg(long, env = flags::ALLOW_NON_RESTORED_STATE_ENV)]
+        allow_non_restored_state: bool,
+        /// Where the control API listens (`off` for none); port 0 picks a
+        /// free port.
+        #[arg(
+            long,
+            env = flags::CONTROL_ADDRESS_ENV,
+            default_value = "127.0.0.1:8081"
+        )]
+        control_address: String,
+        /// The deployment this process belongs to, for a supervisor that
+        /// restarts processes (the operator sets one per rollout). A later
+        /// process of the same deployment resumes from the newest snapshot
+        /// the deployment completed instead of starting over from
+        /// `--from-savepoint`; and once the job stops or finishes, the
+        /// process stays up (control API answering, state `finished`)
+        /// instead of exiting, so a pod's restart policy does not start the
+        /// job again. A failed job still exits non-zero.
+        #[arg(long, env = flags::DEPLOYMENT_ENV)]
+        deployment: Option<String>,
+    },
+    /// Run the visit-counter scenario end to end, with no set-up.
+    Demo {
+        /// Folder for the demo's input, output and state (default: a new
+        /// temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Measure throughput: generated events, keyed windowed COUNT, results
+    /// discarded. Prints `events_per_second=N` last.
+    Bench {
+        #[arg(long, default_value_t = 20_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        #[arg(long, default_value_t = 10)]
+        events_per_ms: u32,
+        #[arg(long, default_value_t = 1)]
+        parallelism: u32,
+        #[arg(long, value_enum, default_value_t = BenchWindow::Tumbling)]
+        window: BenchWindow,
+        /// Take checkpoints at this interval (e.g. 10s) to a local folder.
+        #[arg(long)]
+        checkpoint_interval: Option<streamjob_runtime::spec::Duration>,
+        /// Then restore from the latest checkpoint and report the time to
+        /// recover (needs --checkpoint-interval).
+        #[arg(long, requires = "checkpoint_interval")]
+        recover: bool,
+        /// End to end through Kafka with exactly-once output (librdkafka's
+        /// in-process mock cluster): events are produced to a topic first
+        /// (untimed), results go to a topic in transactions; tumbling
+        /// windows, checkpoints every --checkpoint-interval (default 10s).
+        #[arg(long, conflicts_with_all = ["recover", "window"])]
+        kafka: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    logging::init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run {
+            job,
+            parallelism,
+            state_dir,
+            from_savepoint,
+            from_latest_checkpoint,
+            allow_non_restored_state,
+            control_address,
+            deployment,
+        } => {
+            let restore = match (from_savepoint, from_latest_checkpoint) {
+                // A path on the command line is relative to where the
+                // command runs (a URI is left as it is).
+                (Some(path), _) if !path.to_string_lossy().contains("://") => {
+                    match std::path::absolute(&path) {
+                        Ok(path) => Some(RestoreFrom::Path(path)),
+                        Err(e) => {
+                            eprintln!("streamjob: --from-savepoint {}: {e}", path.display());
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                (Some(uri), _) => Some(RestoreFrom::Path(uri)),
+                (None, true) => Some(RestoreFrom::LatestCheckpoint),
+                (None, false) => None,
+            };
+            let restore = restore.map(|from| (from, allow_non_restored_state));
+            run_job(
+                &job,
+                parallelism,
+                state_dir,
+                restore,
+                Some(&control_address),
+                deployment,
+            )
+        }
+        Command::Demo { dir } => demo::demo(dir),
+        Command::Bench {
+            events,
+            keys,
+            events_per_ms,
+            parallelism,
+            window,
+            checkpoint_interval,
+            recover,
+            kafka,
+        } => bench(
+            BenchConfig {
+                events,
+                keys,
+                events_per_ms,
+                parallelism,
+                window,
+                state_dir: std::env::temp_dir()
+                    .join(format!("streamjob-bench-{}", std::process::id())),
+                checkpoint_interval,
+            },
+            recover,
+            kafka,
+        ),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("streamjob: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_job(path: &Path, parallelism: Option<u32>) -> Result<JobSpec, String> {
+    let mut spec = JobSpec::from_file(path).map_err(|e| {
+        let lines: Vec<String> = e.to_string().lines().map(|l| format!("  {l}")).collect();
+        format!(
+            "{} is not a valid job:\n{}",
+            path.display(),
+            lines.join("\n")
+        )
+    })?;
+    if let Some(p) = parallelism {
+        spec.parallelism = p;
+        spec.validate()
+            .map_err(|e| format!("--parallelism {p}: {e}"))?;
+    }
+    Ok(spec)
+}
+
+fn summary_line(spec: &JobSpec, s: &RunSummary) -> String {
+    let mut line = format!(
+        "job {} finished in {:.2}s: {} records in, {} results out, {} late, {} malformed",
+        spec.name,
+        s.elapsed.as_secs_f64(),
+        s.records_in,
+        s.results,
+        s.late,
+        s.malformed
+    );
+    if !spec.enrich.is_empty() {
+        line.push_str(&format!(", {} unmatched", s.unmatched));
+    }
+    if spec.checkpoints.is_some() {
+        line.push_str(&format!(", {} checkpoints", s.checkpoints));
+    }
+    if s.restarts > 0 {
+        line.push_str(&format!(", {} restarts", s.restarts));
+    }
+    line
+}
+
+fn run_job(
+    path: &Path,
+    parallelism: Option<u32>,
+    state_dir: Option<PathBuf>,
+    restore: Option<(RestoreFrom, bool)>,
+    control_address: Option<&str>,
+    deployment: Option<String>,
+) -> Result<(), String> {
+    let spec = load_job(path, parallelism)?;
+    let control = JobControl::new(&spec.name, spec.parallelism as usize);
+    let mut server = None;
+    if let Some(address) = control_address.filter(|a| *a != "off") {
+        // A busy port must not stop a local run: say so and go on.
+        match serve(address, control.clone()) {
+            Ok(s) => {
+                eprintln!("streamjob: control API on http://{}", s.address);
+                server = Some(s);
+            }
+            Err(e) => eprintln!("streamjob: control API not started on {address}: {e}"),
+        }
+    }
+    let opts = RunOptions {
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        state_dir,
+        allow_non_restored_state: restore.as_ref().is_some_and(|r| r.1),
+        restore: restore.map(|r| r.0),
+        control: Some(control.clone()),
+        deployment: deployment.clone(),
+        ..Default::default()
+    };
+    let outcome = run_with_restarts(&spec, &opts);
+    match &outcome {
+        Ok(_) => control.set_state(JobState::Finished, None),
+        Err(e) => control.set_state(JobState::Failed, Some(e.to_string())),
+    }
+    if let Ok(summary) = &outcome {
+        if let Some(from) = &summary.restored_from {
+            eprintln!("streamjob: job {} restored from {from}", spec.name);
+        }
+        eprintln!("streamjob: {}", summary_line(&spec, summary));
+        if let Some(deployment) = deployment {
+            // Exiting would have the pod's container started again, and
+            // the job with it: stay up, answering `finished`, until
+            // terminated.
+            eprintln!("streamjob: deployment {deployment} done; waiting to be terminated");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+    if let Some(server) = server {
+        server.shutdown(std::time::Duration::from_secs(5));
+    }
+    outcome
+        .map(drop)
+        .map_err(|e| format!("job {} failed: {e}", spec.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operator builds pod commands from `streamjob_api::flags`: each of
+    /// those flags must be one `streamjob run` takes.
+    #[test]
+    fn the_flags_a_supervisor_passes_are_the_ones_run_takes() {
+        let cli = Cli::try_parse_from([
+            "streamjob",
+            "run",
+            "job.yaml",
+            flags::CONTROL_ADDRESS,
+            "0.0.0.0:8081",
+            flags::FROM_SAVEPOINT,
+            "s3://bucket/job/savepoints/sp-4",
+            flags::ALLOW_NON_RESTORED_STATE,
+        ])
+        .unwrap();
+        let Command::Run {
+            control_address,
+            from_savepoint,
+            allow_non_restored_state,
+            ..
+        } = cli.command
+        else {
+            panic!("not a run command");
+        };
+        assert_eq!(control_address, "0.0.0.0:8081");
+        assert_eq!(
+            from_savepoint,
+            Some(PathBuf::from("s3://bucket/job/savepoints/sp-4"))
+        );
+        assert!(allow_non_restored_state);
+
+        let cli = Cli::try_parse_from([
+            "streamjob",
+            "run",
+            "job.yaml",
+            flags::FROM_LATEST_CHECKPOINT,
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                from_latest_checkpoint: true,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,223 @@
+//! One run of a job: finds what to restore, opens the sinks, builds and
+//! starts the workers, coordinates checkpoints while they run, and on a
+//! bounded input's end commits the last output.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use super::build::{build_workers, Wiring};
+use super::collector::{ask_sink, SinkMsg};
+use super::coordinator::{Ack, Coordinator};
+use super::restore::{check_fits, find_restore};
+use super::sinks::{self, Sinks};
+use super::{JobError, RunOptions, RunSummary};
+use crate::checkpoint::{CheckpointStorage, Layout, SnapshotKind};
+use crate::connectors::create_splits;
+use crate::spec::JobSpec;
+
+/// Runs the job to its end (a bounded source) or until `opts.stop` is set.
+pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
+    let started = Instant::now();
+    let base = &opts.base_dir;
+    let state_root = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| spec.state_dir(base));
+
+    let storage = match &spec.checkpoints {
+        Some(c) => Some(CheckpointStorage::from_uri(&c.storage, base)?),
+        None => None,
+    };
+    let layout = Layout::new(&spec.name);
+    let kafka_sink = sinks::open_transactional_kafka(spec).map_err(JobError::Sink)?;
+    let restore = match &opts.restore {
+        None => None,
+        Some(from) => find_restore(
+            from,
+            spec,
+            base,
+            storage.as_ref(),
+            &layout,
+            kafka_sink.as_ref(),
+        )?,
+    };
+    match &restore {
+        Some(r) => tracing::info!(from = %r.path, "job {} starting from a snapshot", spec.name),
+        None => tracing::info!("job {} starting with empty state", spec.name),
+    }
+    if let Some(storage) = &storage {
+        // Not essential to the run: a failure here only leaves the files.
+        match storage.remove_unreferenced_shared_files(&layout) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed state files no checkpoint references"),
+            Err(e) => tracing::warn!(%e, "could not clean up unreferenced state files"),
+        }
+    }
+    let mut restore_state = true;
+    if let Some(r) = &restore {
+        restore_state = check_fits(spec, r, opts.allow_non_restored_state)?;
+    }
+
+    let splits = create_splits(spec, base).map_err(JobError::Source)?;
+    let sinks = Sinks::open(
+        spec,
+        base,
+        restore.as_ref().map(|r| r.metadata.id),
+        kafka_sink,
+    )
+    .map_err(JobError::Sink)?;
+    let (keep, keyed) = (sinks.keeps(), sinks.keyed());
+    let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
+
+    let trigger = Arc::new(AtomicU64::new(0));
+    let savepoint = Arc::new(AtomicU64::new(0));
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
+    let abort = Arc::new(AtomicBool::new(false));
+    let stop = opts.stop_flag();
+    // Every worker is built (state opened and restored, sources positioned)
+    // before any thread starts: a failure here leaves nothing running.
+    let workers = build_workers(
+        &Wiring {
+            spec,
+            opts,
+            state_root: &state_root,
+            storage: storage.as_ref(),
+            layout: &layout,
+            restore: restore.as_ref(),
+            restore_state,
+            sink: &sink_tx,
+            keep,
+            keyed,
+            trigger: &trigger,
+            savepoint: &savepoint,
+            acks: &ack_tx,
+            abort: &abort,
+            stop: &stop,
+        },
+        splits,
+    )?;
+    drop(ack_tx);
+    let sink_thread = thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || sinks.run(sink_rx))
+        .map_err(|e| JobError::Panic(e.to_string()))?;
+    let handles = workers
+        .into_iter()
+        .map(|worker| {
+            thread::Builder::new()
+                .name(format!("worker-{}", worker.index))
+                .spawn(move || worker.run())
+                .map_err(|e| JobError::Panic(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let startup = started.elapsed();
+    // Every worker has its share of the snapshot: the whole of it need not
+    // stay in memory while the job runs.
+    let restored_from = restore.map(|r| r.path);
+
+    let mut final_epoch = 0;
+    let mut summary = RunSummary {
+        startup,
+        restored_from,
+        ..Default::default()
+    };
+    if let Some(control) = &opts.control {
+        control.set_savepoints_supported(storage.is_some());
+        control.set_state(crate::control::JobState::Running, None);
+    }
+    if let (Some(storage), Some(config)) = (&storage, &spec.checkpoints) {
+        let first_id = storage.last_id(&layout)? + 1;
+        let coordinator = Coordinator {
+            spec,
+            control: opts.control.as_deref(),
+            savepoint: &savepoint,
+            sink: &sink_tx,
+            storage,
+            layout: &layout,
+            interval: config.interval.as_std(),
+            min_pause: config.min_pause.as_std(),
+            tolerable_failures: config.tolerable_failures,
+            timeout: config.timeout.as_std(),
+            retained: config.retained as usize,
+            next_id: first_id,
+            trigger: &trigger,
+            failures: 0,
+        };
+        match coordinator.run(&handles, &ack_rx, &abort) {
+            Ok((n, next_id)) => {
+                summary.checkpoints = n;
+                final_epoch = next_id;
+            }
+            Err(e) => {
+                // Nothing of this run may outlive it: a restart starts the
+                // next one (and fences its Kafka producer) at once.
+                abort.store(true, Ordering::SeqCst);
+                for h in handles {
+                    let _ = h.join();
+                }
+                drop(sink_tx);
+                let _ = sink_thread.join();
+                return Err(e);
+            }
+        }
+    }
+    let mut first_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(report)) => {
+                summary.records_in += report.records_in;
+                summary.results += report.results;
+                summary.late += report.late;
+                summary.malformed += report.malformed;
+                summary.unmatched += report.unmatched;
+                summary.keys_spilled += report.keys_spilled;
+                summary.captured.extend(report.captured);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                first_error.get_or_insert(JobError::Panic(msg));
+            }
+        }
+    }
+    // The input ended and every worker finished: what was written since the
+    // last checkpoint is final too. (A stopped or failed job commits
+    // nothing more; a restore produces it again.)
+    let stopped = stop.load(Ordering::SeqCst);
+    if first_error.is_none() && !stopped && sinks::two_phase(spec) {
+        // The final epoch gets an id of its own, reserved like a checkpoint's:
+        // the Kafka sink's marker names it, and a later run must not reuse it
+        // (a two-phase sink implies checkpoints, so there is a coordinator).
+        let id = final_epoch;
+        let reserved = match &storage {
+            Some(storage) => storage.reserve(&layout.snapshot_dir(SnapshotKind::Checkpoint, id)),
+            None => Ok(()),
+        };
+        if let Err(e) = reserved {
+            first_error = Some(e.into());
+        } else if let Err(e) = ask_sink(&sink_tx, |reply| SinkMsg::Finish {
+            checkpoint: id,
+            reply,
+        }) {
+            first_error = Some(JobError::Sink(e));
+        }
+    }
+    drop(sink_tx);
+    let sink_result = sink_thread
+        .join()
+        .map_err(|_| JobError::Panic("sink thread panicked".into()))?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    sink_result.map_err(JobError::Sink)?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
