@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn tumbling_alignment_matches_flink() {
         let w = Aligned::new(900_000, 900_000, 0);
-        // 10:01 in the seed → window [10:00, 10:15)
+        // 10:01 in the visit counter example → window [10:00, 10:15)
         let ts = 1_756_980_060_000;
         let windows: Vec<_> = w.windows_of(ts).collect();
         assert_eq!(windows, vec![(1_756_980_000_000, 1_756_980_900_000)]);

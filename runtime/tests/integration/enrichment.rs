@@ -1,4 +1,4 @@
-//! Enrichment (seed 002): orders joined with the latest user and item from
+//! Order enrichment: orders joined with the latest user and item from
 //! changelogs, unmatched orders to their side output with the reason, the
 //! tables restored from checkpoints, and exactly-once output across kills.
 //! Expected outputs come from a model of the join over the same input.
@@ -56,7 +56,7 @@ fn example_job(dir: &Path, example: &str) -> JobSpec {
     JobSpec::from_yaml(&yaml).unwrap()
 }
 
-/// The seed's job as written in examples/: every order with a known user
+/// The example job as written in examples/: every order with a known user
 /// and item comes out with their latest fields (a user's second record
 /// replaces the first); each other order goes to the unmatched output
 /// once, saying which lookup missed.
@@ -400,7 +400,7 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, key: &str, payload
     }
 }
 
-/// Seed 002 on Kafka: users and items changelog topics (a user renamed, a
+/// Order enrichment on Kafka: users and items changelog topics (a user renamed, a
 /// user deleted by a tombstone) and 240,000 orders in 4 partitions; the job
 /// is killed five times, each 0–150 ms after a checkpoint of its own run,
 /// and restored. Every order with a live user and a known item is in the

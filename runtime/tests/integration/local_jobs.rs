@@ -69,7 +69,7 @@ fn seed_visit_counter_prints_the_expected_windows() {
     );
 }
 
-/// `streamjob demo`: seeds 000, 001 and 002 on an in-process Kafka cluster. The
+/// `streamjob demo`: the visit counter, generated visits and order enrichment on an in-process Kafka cluster. The
 /// first run counts 10 visits (partials 8 and 10, committed to the
 /// `visits_counter` topic with its checkpoints), is stopped after a
 /// checkpoint, and the restored run reads only the 2 new visits and carries
@@ -118,7 +118,7 @@ fn demo_runs_with_no_setup() {
         stdout.contains(" = 100000 visits, each in exactly one place."),
         "{stdout}"
     );
-    // The enrichment step: seed 002's orders with their user's latest
+    // The enrichment step: the order enrichment's orders with their user's latest
     // email, and the two without a user or item, each with its reason.
     let orders: Vec<Value> = stdout
         .lines()

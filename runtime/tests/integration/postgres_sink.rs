@@ -1,5 +1,5 @@
 //! The PostgreSQL sink against a real PostgreSQL 15 server on 127.0.0.1:
-//! the seed's visit counter as rows, upserts, a table that does not fit
+//! the visit counter as rows, upserts, a table that does not fit
 //! named column by column, a fresh start over committed rows refused, and
 //! exactly-once rows across repeated `kill -9`s.
 
@@ -16,7 +16,7 @@ type MockCluster =
 
 const VISITS: &str = include_str!("../../../examples/visits.jsonl");
 
-/// The seed's visit counter writing to `sink` (with exactly-once
+/// The visit counter writing to `sink` (with exactly-once
 /// checkpoints when `checkpoints`).
 fn visit_counter(dir: &Path, sink: &str, checkpoints: bool) -> JobSpec {
     std::fs::write(dir.join("visits.jsonl"), VISITS).unwrap();
@@ -323,7 +323,7 @@ fn exactly_once_rows_across_kills() {
     check_rows(&pg, &expected);
 }
 
-/// Seed 003's events: `n` records with more fields than the table wants,
+/// The events-to-PostgreSQL example's events: `n` records with more fields than the table wants,
 /// produced to `events` (two partitions).
 fn produce_seed_events(cluster: &MockCluster, n: u64, partitions: u64) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -356,8 +356,8 @@ fn produce_seed_events(cluster: &MockCluster, n: u64, partitions: u64) {
     producer.flush(std::time::Duration::from_secs(30)).unwrap();
 }
 
-/// The select job of seed 003: Kafka events, three fields each, into the
-/// seed's `events` table (its own `id SERIAL`, `NOT NULL` columns).
+/// The events-to-PostgreSQL example: Kafka events, three fields each, into the
+/// example's `events` table (its own `id SERIAL`, `NOT NULL` columns).
 fn seed_003_job(bootstrap: &str, pg: &PgServer) -> String {
     format!(
         "name: events-to-postgres\nparallelism: 2\n\
@@ -405,7 +405,7 @@ fn seed_003_kafka_events_parsed_and_selected_into_a_table() {
     );
 }
 
-/// Seed 003 under five `kill -9`s: every event's row exactly once.
+/// The events-to-PostgreSQL example under five `kill -9`s: every event's row exactly once.
 #[test]
 fn seed_003_rows_exactly_once_across_kills() {
     let cluster = MockCluster::new(1).unwrap();

@@ -10,7 +10,7 @@ use streamjob_runtime::{JobSpec, RestoreFrom, RunOptions};
 /// demo needs no files.
 const DEMO_VISITS: &str = include_str!("../../../../examples/visits.jsonl");
 
-/// The visit counter of seeds 000 and 001, reading Kafka.
+/// The visit counter (examples/visit-counter-local.yaml), reading Kafka.
 fn demo_job(bootstrap: &str, bounded: bool) -> String {
     format!(
         "name: visit-counter\n\
@@ -90,7 +90,7 @@ fn demo_show_output(bootstrap: &str, from: usize) -> Result<usize, String> {
     Err("timed out reading visits_counter".into())
 }
 
-/// Seeds 000 and 001 end to end, with no set-up: Kafka (librdkafka's
+/// The visit counter and its fault tolerance end to end, with no set-up: Kafka (librdkafka's
 /// in-process mock cluster), checkpoints, a crash, and a restore that resumes
 /// from the checkpointed offsets.
 pub fn demo(dir: Option<PathBuf>) -> Result<(), String> {
@@ -114,7 +114,7 @@ pub fn demo(dir: Option<PathBuf>) -> Result<(), String> {
 
     demo_produce(&bootstrap, first)?;
     println!(
-        "[demo 2/8] produced the seed's first {} visits (visit_id 1, 10:01 to 10:10) to visits",
+        "[demo 2/8] produced the first {} visits (visit_id 1, 10:01 to 10:10) to visits",
         first.len()
     );
 
@@ -183,7 +183,7 @@ pub fn demo(dir: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// Seed 001's data generator: many visits, some out of order, some late.
+/// The visit generator: many visits, some out of order, some late.
 fn demo_generated(dir: &Path) -> Result<(), String> {
     const VISITS: u64 = 100_000;
     let spec = JobSpec::from_yaml(&format!(
@@ -208,7 +208,7 @@ fn demo_generated(dir: &Path) -> Result<(), String> {
         .filter_map(|r| r.values.first()?.to_json().as_i64())
         .sum();
     println!(
-        "[demo 7/8] seed 001's data generator: {VISITS} visits of 100 visitors, shuffled by up to 2 s, 1% stamped 10 minutes late;"
+        "[demo 7/8] the visit generator: {VISITS} visits of 100 visitors, shuffled by up to 2 s, 1% stamped 10 minutes late;"
     );
     println!(
         "           10-second windows with 5 s allowed lateness counted {counted} in {} windows, and {} late visits went to",
@@ -223,13 +223,13 @@ fn demo_generated(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Seed 002's data: users and items changelogs and orders, shipped in the
+/// The order enrichment's data: users and items changelogs and orders, shipped in the
 /// binary.
 const DEMO_USERS: &str = include_str!("../../../../examples/orders/users.jsonl");
 const DEMO_ITEMS: &str = include_str!("../../../../examples/orders/items.jsonl");
 const DEMO_ORDERS: &str = include_str!("../../../../examples/orders/orders.jsonl");
 
-/// Seed 002's order enrichment on the demo's cluster: users and items
+/// Order enrichment on the demo's cluster: users and items
 /// changelog topics as lookup tables, enriched orders and unmatched ones.
 fn demo_enrichment(
     dir: &Path,
@@ -290,7 +290,7 @@ fn demo_enrichment(
     let summary = streamjob_runtime::run(&spec, &opts)
         .map_err(|e| format!("the enrichment job failed: {e}"))?;
     println!(
-        "[demo 8/8] seed 002's order enrichment: {} orders joined with the latest user and item from the users and items",
+        "[demo 8/8] order enrichment: {} orders joined with the latest user and item from the users and items",
         DEMO_ORDERS.lines().count()
     );
     println!("           changelog topics (lookup tables in RocksDB, in every checkpoint); user 34502 changed their email:");
