@@ -2,6 +2,7 @@
 //! operator embeds it in the `StreamJob` CRD). Parsing is strict: unknown
 //! fields are rejected, and every error names the field it is about.
 
+mod choice;
 mod duration;
 mod storage_uri;
 mod validate;
@@ -9,6 +10,7 @@ mod validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use choice::{Changelog, EarlyFiring, OneOfError, RestartStrategy, Sink, Source, Window};
 pub use duration::{Duration, ParseDurationError};
 pub use storage_uri::StorageUri;
 pub use validate::{FieldError, SpecError};
@@ -283,14 +285,13 @@ impl WindowSpec {
                 format!(" offset {o}")
             }
         };
-        if let Some(t) = &self.tumbling {
-            format!("tumbling {}{}", t.size, offset(t.offset))
-        } else if let Some(s) = &self.sliding {
-            format!("sliding {} every {}{}", s.size, s.slide, offset(s.offset))
-        } else if let Some(s) = &self.session {
-            format!("session gap {}", s.gap)
-        } else {
-            "none".into()
+        match self.choice() {
+            Ok(Window::Tumbling(t)) => format!("tumbling {}{}", t.size, offset(t.offset)),
+            Ok(Window::Sliding(s)) => {
+                format!("sliding {} every {}{}", s.size, s.slide, offset(s.offset))
+            }
+            Ok(Window::Session(s)) => format!("session gap {}", s.gap),
+            Err(_) => "none".into(),
         }
     }
 }
@@ -578,16 +579,17 @@ impl RestartStrategySpec {
     /// The delay before restart number `attempt` (1-based), or None when the
     /// attempts are used up.
     pub fn delay(&self, attempt: u32) -> Option<std::time::Duration> {
-        if let Some(f) = &self.fixed_delay {
-            return (attempt <= f.attempts).then(|| f.delay.as_std());
+        match self.choice().ok()? {
+            RestartStrategy::FixedDelay(f) => (attempt <= f.attempts).then(|| f.delay.as_std()),
+            RestartStrategy::ExponentialBackoff(b) => {
+                if b.attempts.is_some_and(|a| attempt > a) {
+                    return None;
+                }
+                let factor = b.multiplier.powi(attempt.saturating_sub(1) as i32);
+                let millis = (b.initial.as_millis() as f64 * factor).min(b.max.as_millis() as f64);
+                Some(std::time::Duration::from_millis(millis as u64))
+            }
         }
-        let b = self.exponential_backoff.as_ref()?;
-        if b.attempts.is_some_and(|a| attempt > a) {
-            return None;
-        }
-        let factor = b.multiplier.powi(attempt.saturating_sub(1) as i32);
-        let millis = (b.initial.as_millis() as f64 * factor).min(b.max.as_millis() as f64);
-        Some(std::time::Duration::from_millis(millis as u64))
     }
 }
 

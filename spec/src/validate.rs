@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use super::{Duration, JobSpec, SinkSpec};
+use super::{
+    Changelog, EarlyFiring, JobSpec, OneOfError, RestartStrategy, Sink, SinkSpec, Source, Window,
+};
+use crate::Duration;
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,21 +68,10 @@ impl Problems {
         }
     }
 
-    /// Exactly one of the named options must be set.
-    fn one_of(&mut self, path: &str, options: &[(&str, bool)]) {
-        let set: Vec<&str> = options.iter().filter(|o| o.1).map(|o| o.0).collect();
-        let names: Vec<&str> = options.iter().map(|o| o.0).collect();
-        match set.len() {
-            1 => {}
-            0 => self.add(path, format!("set one of {}", names.join(", "))),
-            _ => self.add(
-                path,
-                format!(
-                    "set only one of {}, got {}",
-                    names.join(", "),
-                    set.join(" and ")
-                ),
-            ),
+    /// A one-of choice at `path` must have exactly one option set.
+    fn one_of<T>(&mut self, path: &str, choice: Result<T, OneOfError>) {
+        if let Err(e) = choice {
+            self.add(path, e.to_string());
         }
     }
 
@@ -97,41 +89,37 @@ impl Problems {
     }
 
     fn sink(&mut self, path: &str, sink: &SinkSpec) {
-        self.one_of(
-            path,
-            &[
-                ("stdout", sink.stdout.is_some()),
-                ("file", sink.file.is_some()),
-                ("discard", sink.discard.is_some()),
-                ("kafka", sink.kafka.is_some()),
-                ("postgres", sink.postgres.is_some()),
-            ],
-        );
-        if let Some(pg) = &sink.postgres {
-            if pg.url.trim().is_empty() {
-                self.add(
-                    format!("{path}.postgres.url"),
-                    "must not be empty, e.g. \"host=127.0.0.1 port=5432 user=streamjob dbname=analytics\"",
-                );
-            }
-            if pg.table.trim().is_empty() {
-                self.add(format!("{path}.postgres.table"), "must not be empty");
-            }
-        }
-        if let Some(kafka) = &sink.kafka {
-            if kafka.bootstrap_servers.trim().is_empty() {
-                self.add(
-                    format!("{path}.kafka.bootstrapServers"),
-                    "must not be empty, e.g. \"localhost:9092\"",
-                );
-            }
-            if kafka.topic.trim().is_empty() {
-                self.add(format!("{path}.kafka.topic"), "must not be empty");
-            }
-        }
-        if let Some(file) = &sink.file {
-            if file.path.trim().is_empty() {
-                self.add(format!("{path}.file.path"), "must not be empty");
+        self.one_of(path, sink.choice());
+        for option in sink.set() {
+            match option {
+                Sink::Postgres(pg) => {
+                    if pg.url.trim().is_empty() {
+                        self.add(
+                            format!("{path}.postgres.url"),
+                            "must not be empty, e.g. \"host=127.0.0.1 port=5432 user=streamjob dbname=analytics\"",
+                        );
+                    }
+                    if pg.table.trim().is_empty() {
+                        self.add(format!("{path}.postgres.table"), "must not be empty");
+                    }
+                }
+                Sink::Kafka(kafka) => {
+                    if kafka.bootstrap_servers.trim().is_empty() {
+                        self.add(
+                            format!("{path}.kafka.bootstrapServers"),
+                            "must not be empty, e.g. \"localhost:9092\"",
+                        );
+                    }
+                    if kafka.topic.trim().is_empty() {
+                        self.add(format!("{path}.kafka.topic"), "must not be empty");
+                    }
+                }
+                Sink::File(file) => {
+                    if file.path.trim().is_empty() {
+                        self.add(format!("{path}.file.path"), "must not be empty");
+                    }
+                }
+                Sink::Stdout | Sink::Discard => {}
             }
         }
     }
@@ -179,46 +167,38 @@ impl JobSpec {
         }
 
         // Source.
-        let src = &self.source;
-        p.one_of(
-            "source",
-            &[
-                ("file", src.file.is_some()),
-                ("generator", src.generator.is_some()),
-                ("kafka", src.kafka.is_some()),
-            ],
-        );
-        if let Some(kafka) = &src.kafka {
-            p.kafka_reader("source.kafka", kafka);
-        }
-        if let Some(file) = &src.file {
-            match (&file.path, file.paths.is_empty()) {
-                (None, true) => p.add("source.file", "set path or paths"),
-                (Some(_), false) => p.add("source.file", "set only one of path, paths"),
-                _ => {}
-            }
-        }
-        if let Some(gen) = &src.generator {
-            if gen.keys == 0 {
-                p.add("source.generator.keys", "must be at least 1, got 0");
-            }
-            if gen.events_per_ms == 0 {
-                p.add("source.generator.eventsPerMs", "must be at least 1, got 0");
-            }
-            if !(0.0..=1.0).contains(&gen.late_fraction) {
-                p.add(
-                    "source.generator.lateFraction",
-                    format!(
-                        "must be between 0 and 1 (a share of the events, e.g. 0.01), got {}",
-                        gen.late_fraction
-                    ),
-                );
-            }
-            if gen.rate == Some(0) {
-                p.add(
-                    "source.generator.rate",
-                    "must be at least 1 event per second, or left out for no pacing",
-                );
+        p.one_of("source", self.source.choice());
+        for option in self.source.set() {
+            match option {
+                Source::Kafka(kafka) => p.kafka_reader("source.kafka", kafka),
+                Source::File(file) => match (&file.path, file.paths.is_empty()) {
+                    (None, true) => p.add("source.file", "set path or paths"),
+                    (Some(_), false) => p.add("source.file", "set only one of path, paths"),
+                    _ => {}
+                },
+                Source::Generator(gen) => {
+                    if gen.keys == 0 {
+                        p.add("source.generator.keys", "must be at least 1, got 0");
+                    }
+                    if gen.events_per_ms == 0 {
+                        p.add("source.generator.eventsPerMs", "must be at least 1, got 0");
+                    }
+                    if !(0.0..=1.0).contains(&gen.late_fraction) {
+                        p.add(
+                            "source.generator.lateFraction",
+                            format!(
+                                "must be between 0 and 1 (a share of the events, e.g. 0.01), got {}",
+                                gen.late_fraction
+                            ),
+                        );
+                    }
+                    if gen.rate == Some(0) {
+                        p.add(
+                            "source.generator.rate",
+                            "must be at least 1 event per second, or left out for no pacing",
+                        );
+                    }
+                }
             }
         }
 
@@ -241,14 +221,17 @@ impl JobSpec {
         // Sinks.
         p.sink("sink", &self.sink);
         for (name, side) in self.side_outputs.named() {
-            if side.as_ref().is_some_and(|s| s.postgres.is_some()) {
+            if side
+                .as_ref()
+                .is_some_and(|s| matches!(s.choice(), Ok(Sink::Postgres(_))))
+            {
                 p.add(
                     format!("sideOutputs.{name}.postgres"),
                     "side outputs go to stdout, a file or Kafka; postgres takes the results only",
                 );
             }
         }
-        if let Some(pg) = &self.sink.postgres {
+        if let Ok(Sink::Postgres(pg)) = self.sink.choice() {
             let fields = pg.fields(self);
             for (i, column) in pg.columns.iter().enumerate() {
                 if !self.result_fields().contains(column) {
@@ -316,29 +299,28 @@ impl JobSpec {
 
         // Restart strategy.
         if let Some(r) = &self.restart_strategy {
-            p.one_of(
-                "restartStrategy",
-                &[
-                    ("fixedDelay", r.fixed_delay.is_some()),
-                    ("exponentialBackoff", r.exponential_backoff.is_some()),
-                ],
-            );
-            if let Some(b) = &r.exponential_backoff {
-                p.positive("restartStrategy.exponentialBackoff.initial", b.initial);
-                if b.max < b.initial {
-                    p.add(
-                        "restartStrategy.exponentialBackoff.max",
-                        format!(
-                            "must be at least initial ({}), got \"{}\"",
-                            b.initial, b.max
-                        ),
-                    );
-                }
-                if b.multiplier.is_nan() || b.multiplier < 1.0 {
-                    p.add(
-                        "restartStrategy.exponentialBackoff.multiplier",
-                        format!("must be at least 1, got {}", b.multiplier),
-                    );
+            p.one_of("restartStrategy", r.choice());
+            for option in r.set() {
+                match option {
+                    RestartStrategy::ExponentialBackoff(b) => {
+                        p.positive("restartStrategy.exponentialBackoff.initial", b.initial);
+                        if b.max < b.initial {
+                            p.add(
+                                "restartStrategy.exponentialBackoff.max",
+                                format!(
+                                    "must be at least initial ({}), got \"{}\"",
+                                    b.initial, b.max
+                                ),
+                            );
+                        }
+                        if b.multiplier.is_nan() || b.multiplier < 1.0 {
+                            p.add(
+                                "restartStrategy.exponentialBackoff.multiplier",
+                                format!("must be at least 1, got {}", b.multiplier),
+                            );
+                        }
+                    }
+                    RestartStrategy::FixedDelay(_) => {}
                 }
             }
         }
@@ -355,13 +337,13 @@ impl JobSpec {
     /// and a recovery, and side outputs to Kafka join the same transaction,
     /// so they must go to the same cluster.
     fn validate_kafka_transactions(&self, p: &mut Problems) {
-        let (Some(kafka), Some(c)) = (&self.sink.kafka, &self.checkpoints) else {
+        let (Ok(Sink::Kafka(kafka)), Some(c)) = (self.sink.choice(), &self.checkpoints) else {
             return;
         };
         if c.mode != super::CheckpointMode::ExactlyOnce {
             return;
         }
-        if let Some(source) = &self.source.kafka {
+        if let Ok(Source::Kafka(source)) = self.source.choice() {
             if source.topics.contains(&kafka.topic) {
                 p.add(
                     "sink.kafka.topic",
@@ -389,7 +371,7 @@ impl JobSpec {
             }
         }
         for (name, side) in self.side_outputs.named() {
-            if let Some(side) = side.as_ref().and_then(|s| s.kafka.as_ref()) {
+            if let Some(Ok(Sink::Kafka(side))) = side.as_ref().map(SinkSpec::choice) {
                 if side.bootstrap_servers != kafka.bootstrap_servers {
                     p.add(
                         format!("sideOutputs.{name}.kafka.bootstrapServers"),
@@ -411,20 +393,19 @@ const RECOVERY_ALLOWANCE_MS: u64 = 60_000;
 impl JobSpec {
     /// Key, window, trigger and aggregates of a windowed job.
     fn validate_windowing(&self, p: &mut Problems) {
-        let src = &self.source;
+        let source = self.source.choice().ok();
+        let generated = matches!(source, Some(Source::Generator(_)));
         // Event time and key, as far as the source decides them.
-        let read = match (&src.kafka, &src.file) {
-            (Some(_), _) => Some("kafka"),
-            (None, Some(_)) => Some("file"),
-            _ => None,
-        };
-        if let (Some(source), None) = (read, &self.event_time.field) {
+        if let (Some(Source::Kafka(_) | Source::File(_)), None) = (source, &self.event_time.field) {
             p.add(
                 "eventTime.field",
-                format!("required for a {source} source: name the field that holds each record's event time"),
+                format!(
+                    "required for a {} source: name the field that holds each record's event time",
+                    source.map_or("", Source::name)
+                ),
             );
         }
-        if src.generator.is_some() && self.key.len() != 1 {
+        if generated && self.key.len() != 1 {
             p.add(
                 "key",
                 "a generator source produces one integer key: name exactly one key field",
@@ -441,68 +422,58 @@ impl JobSpec {
         }
 
         // Window.
-        let w = &self.window;
-        p.one_of(
-            "window",
-            &[
-                ("tumbling", w.tumbling.is_some()),
-                ("sliding", w.sliding.is_some()),
-                ("session", w.session.is_some()),
-            ],
-        );
-        if let Some(t) = &w.tumbling {
-            p.positive("window.tumbling.size", t.size);
-            if t.size.as_millis() > 0 && t.offset >= t.size {
-                p.add(
-                    "window.tumbling.offset",
-                    format!(
-                        "must be smaller than the size ({}), got \"{}\"",
-                        t.size, t.offset
-                    ),
-                );
+        p.one_of("window", self.window.choice());
+        for option in self.window.set() {
+            match option {
+                Window::Tumbling(t) => {
+                    p.positive("window.tumbling.size", t.size);
+                    if t.size.as_millis() > 0 && t.offset >= t.size {
+                        p.add(
+                            "window.tumbling.offset",
+                            format!(
+                                "must be smaller than the size ({}), got \"{}\"",
+                                t.size, t.offset
+                            ),
+                        );
+                    }
+                }
+                Window::Sliding(s) => {
+                    p.positive("window.sliding.size", s.size);
+                    p.positive("window.sliding.slide", s.slide);
+                    if s.slide > s.size && s.size.as_millis() > 0 {
+                        p.add(
+                            "window.sliding.slide",
+                            format!("must not exceed the size ({}), got \"{}\"", s.size, s.slide),
+                        );
+                    }
+                    if s.slide.as_millis() > 0 && s.offset >= s.slide {
+                        p.add(
+                            "window.sliding.offset",
+                            format!(
+                                "must be smaller than the slide ({}), got \"{}\"",
+                                s.slide, s.offset
+                            ),
+                        );
+                    }
+                }
+                Window::Session(s) => p.positive("window.session.gap", s.gap),
             }
-        }
-        if let Some(s) = &w.sliding {
-            p.positive("window.sliding.size", s.size);
-            p.positive("window.sliding.slide", s.slide);
-            if s.slide > s.size && s.size.as_millis() > 0 {
-                p.add(
-                    "window.sliding.slide",
-                    format!("must not exceed the size ({}), got \"{}\"", s.size, s.slide),
-                );
-            }
-            if s.slide.as_millis() > 0 && s.offset >= s.slide {
-                p.add(
-                    "window.sliding.offset",
-                    format!(
-                        "must be smaller than the slide ({}), got \"{}\"",
-                        s.slide, s.offset
-                    ),
-                );
-            }
-        }
-        if let Some(s) = &w.session {
-            p.positive("window.session.gap", s.gap);
         }
 
         // Trigger.
         if let Some(early) = &self.trigger.early {
-            p.one_of(
-                "trigger.early",
-                &[
-                    ("everyEventTime", early.every_event_time.is_some()),
-                    ("everyProcessingTime", early.every_processing_time.is_some()),
-                    ("everyElements", early.every_elements.is_some()),
-                ],
-            );
-            if let Some(d) = early.every_event_time {
-                p.positive("trigger.early.everyEventTime", d);
-            }
-            if let Some(d) = early.every_processing_time {
-                p.positive("trigger.early.everyProcessingTime", d);
-            }
-            if early.every_elements == Some(0) {
-                p.add("trigger.early.everyElements", "must be at least 1, got 0");
+            p.one_of("trigger.early", early.choice());
+            for option in early.set() {
+                match option {
+                    EarlyFiring::EveryEventTime(d) => p.positive("trigger.early.everyEventTime", d),
+                    EarlyFiring::EveryProcessingTime(d) => {
+                        p.positive("trigger.early.everyProcessingTime", d)
+                    }
+                    EarlyFiring::EveryElements(0) => {
+                        p.add("trigger.early.everyElements", "must be at least 1, got 0")
+                    }
+                    EarlyFiring::EveryElements(_) => {}
+                }
             }
         }
 
@@ -539,7 +510,7 @@ impl JobSpec {
                 (Some(_), false) => {
                     p.add(format!("{path}.field"), "count takes no field; remove it")
                 }
-                (Some(field), true) if src.generator.is_some() && field != "value" => p.add(
+                (Some(field), true) if generated && field != "value" => p.add(
                     format!("{path}.field"),
                     format!("a generator source has only the field \"value\", got {field:?}"),
                 ),
@@ -551,7 +522,7 @@ impl JobSpec {
     /// Lookups: names usable as field and folder names, one changelog each,
     /// and records with fields to look up by (not generated ones).
     fn validate_enrich(&self, p: &mut Problems) {
-        if !self.enrich.is_empty() && self.source.generator.is_some() {
+        if !self.enrich.is_empty() && matches!(self.source.choice(), Ok(Source::Generator(_))) {
             p.add(
                 "enrich",
                 "a generator's events have no fields to look up by: use a file or kafka source",
@@ -604,37 +575,33 @@ impl JobSpec {
                     p.add(format!("{path}.fields[{j}]"), "must not be empty");
                 }
             }
-            let from = &lookup.from;
-            p.one_of(
-                &format!("{path}.from"),
-                &[
-                    ("file", from.file.is_some()),
-                    ("kafka", from.kafka.is_some()),
-                ],
-            );
-            if let Some(kafka) = &from.kafka {
-                if kafka.start_from == super::StartFrom::Latest {
-                    p.add(
-                        format!("{path}.from.kafka.startFrom"),
-                        "a changelog is read from its start (the entries written before the job are the table): remove startFrom: latest",
-                    );
-                }
-                if let Some(reset) = kafka.properties.get("auto.offset.reset") {
-                    if !["earliest", "smallest", "beginning"].contains(&reset.as_str()) {
+            p.one_of(&format!("{path}.from"), lookup.from.choice());
+            for option in lookup.from.set() {
+                match option {
+                    Changelog::Kafka(kafka) => {
+                        if kafka.start_from == super::StartFrom::Latest {
+                            p.add(
+                                format!("{path}.from.kafka.startFrom"),
+                                "a changelog is read from its start (the entries written before the job are the table): remove startFrom: latest",
+                            );
+                        }
+                        if let Some(reset) = kafka.properties.get("auto.offset.reset") {
+                            if !["earliest", "smallest", "beginning"].contains(&reset.as_str()) {
+                                p.add(
+                                    format!("{path}.from.kafka.properties.auto.offset.reset"),
+                                    format!("{reset:?} would skip entries of the changelog after an offset it no longer has; a changelog is reread from its start (earliest): remove it"),
+                                );
+                            }
+                        }
+                        p.kafka_reader(&format!("{path}.from.kafka"), kafka);
+                    }
+                    Changelog::File(file) if file.path.is_none() || !file.paths.is_empty() => {
                         p.add(
-                            format!("{path}.from.kafka.properties.auto.offset.reset"),
-                            format!("{reset:?} would skip entries of the changelog after an offset it no longer has; a changelog is reread from its start (earliest): remove it"),
+                            format!("{path}.from.file"),
+                            "set path, one file: a changelog's lines are applied in order (paths would interleave files)",
                         );
                     }
-                }
-                p.kafka_reader(&format!("{path}.from.kafka"), kafka);
-            }
-            if let Some(file) = &from.file {
-                if file.path.is_none() || !file.paths.is_empty() {
-                    p.add(
-                        format!("{path}.from.file"),
-                        "set path, one file: a changelog's lines are applied in order (paths would interleave files)",
-                    );
+                    Changelog::File(_) => {}
                 }
             }
         }
@@ -643,7 +610,7 @@ impl JobSpec {
     /// A select job passes each record's `select` fields through: nothing
     /// of a windowed job applies.
     fn validate_select(&self, p: &mut Problems) {
-        if self.source.generator.is_some() {
+        if matches!(self.source.choice(), Ok(Source::Generator(_))) {
             p.add(
                 "select",
                 "a generator's events have no fields to select: use a file or kafka source, or window the generated stream",
@@ -663,12 +630,7 @@ impl JobSpec {
         }
         let windowing = [
             ("key", !self.key.is_empty()),
-            (
-                "window",
-                self.window.tumbling.is_some()
-                    || self.window.sliding.is_some()
-                    || self.window.session.is_some(),
-            ),
+            ("window", self.window.is_set()),
             ("trigger", self.trigger.early.is_some()),
             ("allowedLateness", self.allowed_lateness.as_millis() > 0),
             ("aggregates", !self.aggregates.is_empty()),

@@ -20,7 +20,7 @@ pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkW
 pub use txn_file::{read_commit_log, TransactionalFile};
 
 use crate::record::{Event, RecordError};
-use crate::spec::{FileSourceSpec, JobSpec, KafkaSourceSpec};
+use crate::spec::{FileSourceSpec, JobSpec, KafkaSourceSpec, Source};
 
 /// A record that could not be read, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,14 +103,14 @@ pub fn create_splits(
     base_dir: &Path,
 ) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
     let parallelism = spec.parallelism as usize;
-    if let Some(file) = &spec.source.file {
-        return file_splits(file, base_dir, parallelism, "source.file");
-    }
-    if let Some(k) = &spec.source.kafka {
-        return kafka_splits(k, &spec.name, parallelism);
-    }
-    if let Some(gen) = &spec.source.generator {
-        return Ok((0..parallelism)
+    let source = spec
+        .source
+        .choice()
+        .map_err(|e| std::io::Error::other(e.at("source")))?;
+    match source {
+        Source::File(file) => file_splits(file, base_dir, parallelism, "source.file"),
+        Source::Kafka(k) => kafka_splits(k, &spec.name, parallelism),
+        Source::Generator(gen) => Ok((0..parallelism)
             .map(|i| {
                 Box::new(GeneratorSplit::new(
                     gen,
@@ -119,9 +119,8 @@ pub fn create_splits(
                     parallelism,
                 )) as Box<dyn SourceSplit>
             })
-            .collect());
+            .collect()),
     }
-    unreachable!("validated specs have a source")
 }
 
 /// The files, dealt out round-robin to `parallelism` splits; `field` names

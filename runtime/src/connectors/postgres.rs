@@ -166,15 +166,11 @@ impl PostgresSink {
     /// starts from.
     pub fn open(
         spec: &JobSpec,
+        pg: &PostgresSinkSpec,
         workers: usize,
         restored: Option<u64>,
         exactly_once: bool,
     ) -> io::Result<Self> {
-        let pg = spec
-            .sink
-            .postgres
-            .as_ref()
-            .expect("a postgres sink in the spec");
         let mut client = connect(pg)?;
         let fields = pg.fields(spec);
         let mut columns = table_columns(&mut client, &pg.table)?;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{KafkaWriter, Malformed};
 use crate::record::Event;
-use crate::spec::{JobSpec, SinkSpec};
+use crate::spec::{JobSpec, Sink, SinkSpec};
 use crate::time::format_time;
 use crate::window::WindowResult;
 
@@ -87,25 +87,31 @@ pub enum SinkWriter {
 impl SinkWriter {
     /// Opens a sink; files are appended to, never truncated.
     pub fn open(spec: &SinkSpec, base_dir: &Path) -> std::io::Result<Self> {
-        if let Some(kafka) = &spec.kafka {
-            Ok(SinkWriter::Kafka(KafkaWriter::plain(kafka)?))
-        } else if spec.stdout.is_some() {
-            Ok(SinkWriter::Stdout(std::io::stdout()))
-        } else if let Some(file) = &spec.file {
-            let path = base_dir.join(&file.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+        let sink = spec.choice().map_err(std::io::Error::other)?;
+        match sink {
+            Sink::Kafka(kafka) => Ok(SinkWriter::Kafka(KafkaWriter::plain(kafka)?)),
+            Sink::Stdout => Ok(SinkWriter::Stdout(std::io::stdout())),
+            Sink::Discard => Ok(SinkWriter::Discard),
+            Sink::Postgres(_) => Err(std::io::Error::other(
+                "postgres takes a job's results only, through the PostgreSQL sink",
+            )),
+            Sink::File(file) => {
+                let path = base_dir.join(&file.path);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot open {}: {e}", path.display()),
+                        )
+                    })?;
+                Ok(SinkWriter::File(BufWriter::new(f)))
             }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
-                })?;
-            Ok(SinkWriter::File(BufWriter::new(f)))
-        } else {
-            Ok(SinkWriter::Discard)
         }
     }
 

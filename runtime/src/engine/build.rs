@@ -19,7 +19,7 @@ use super::{JobError, RunOptions};
 use crate::checkpoint::{CheckpointStorage, Layout, Restore};
 use crate::connectors::{OutputFormat, SourceSplit, TARGETS};
 use crate::enrich::Enricher;
-use crate::spec::{CheckpointMode, JobSpec};
+use crate::spec::{self, CheckpointMode, JobSpec, SpecError};
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
 use crate::window::{EarlyFiring, WindowOperator};
 
@@ -60,7 +60,7 @@ pub(super) fn build_workers(
     let parallelism = spec.parallelism as usize;
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..parallelism).map(|_| worker::channel()).unzip();
-    let (early, processing_interval) = early_firing(spec);
+    let (early, processing_interval) = early_firing(spec)?;
     let functions: Vec<_> = spec.aggregates.iter().map(|a| a.function).collect();
     let format = OutputFormat::new(spec);
     let now = now_millis();
@@ -94,7 +94,7 @@ pub(super) fn build_workers(
         let max_keys = spec.state.max_keys_in_memory as usize;
         let op = if spec.select.is_empty() {
             Operator::Window(WindowOperator::new(
-                crate::window::WindowKind::from_spec(&spec.window),
+                spec.window.choice().map_err(|e| e.at("window"))?.into(),
                 spec.allowed_lateness.as_millis(),
                 early,
                 functions.clone(),
@@ -209,20 +209,21 @@ pub(super) fn build_workers(
     Ok(workers)
 }
 
-fn early_firing(spec: &JobSpec) -> (EarlyFiring, Option<Duration>) {
-    let Some(e) = &spec.trigger.early else {
-        return (EarlyFiring::None, None);
+/// The window operator's early firing, and the wall-clock interval at which
+/// the worker fires processing-time ones.
+fn early_firing(spec: &JobSpec) -> Result<(EarlyFiring, Option<Duration>), SpecError> {
+    let Some(early) = &spec.trigger.early else {
+        return Ok((EarlyFiring::None, None));
     };
-    // Validation leaves exactly one of the three set.
-    if let Some(interval) = e.every_event_time {
-        (EarlyFiring::EventTime(interval.as_millis()), None)
-    } else if let Some(interval) = e.every_processing_time {
-        (EarlyFiring::ProcessingTime, Some(interval.as_std()))
-    } else if let Some(n) = e.every_elements {
-        (EarlyFiring::Elements(n), None)
-    } else {
-        (EarlyFiring::None, None)
-    }
+    Ok(match early.choice().map_err(|e| e.at("trigger.early"))? {
+        spec::EarlyFiring::EveryEventTime(interval) => {
+            (EarlyFiring::EventTime(interval.as_millis()), None)
+        }
+        spec::EarlyFiring::EveryProcessingTime(interval) => {
+            (EarlyFiring::ProcessingTime, Some(interval.as_std()))
+        }
+        spec::EarlyFiring::EveryElements(n) => (EarlyFiring::Elements(n), None),
+    })
 }
 
 /// Key groups `[first, last]` of worker `index`.

@@ -245,7 +245,7 @@ impl Coordinator<'_> {
             parallelism: parallelism as u32,
             max_parallelism: self.spec.max_parallelism,
             watermark,
-            source: source_kind(self.spec).into(),
+            source: source_kind(self.spec)?.into(),
             state_shape: self.spec.state_shape(),
             workers: (0..parallelism).map(Layout::worker_file).collect(),
             lookups: match self.spec.enrich.is_empty() {

@@ -37,6 +37,8 @@ pub use run::run;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    #[error("{0}")]
+    Spec(#[from] crate::spec::SpecError),
     #[error("source: {0}")]
     Source(std::io::Error),
     #[error("sink: {0}")]

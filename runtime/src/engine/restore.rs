@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{sinks, JobError, RestoreFrom};
 use crate::checkpoint::{read_snapshot, CheckpointStorage, Layout, Restore, RestoreError};
 use crate::connectors::read_commit_log;
-use crate::spec::JobSpec;
+use crate::spec::{JobSpec, Sink, SpecError};
 
 /// The snapshot to start from, after rolling forward a checkpoint whose
 /// output was committed (see `roll_forward`).
@@ -63,13 +63,15 @@ fn roll_forward(
     layout: &Layout,
     kafka_sink: Option<&crate::connectors::TransactionalKafka>,
 ) -> Result<(), JobError> {
-    let committed = match (&spec.sink.file, kafka_sink) {
+    if !sinks::two_phase(spec) {
+        return Ok(());
+    }
+    let committed = match (spec.sink.choice().map_err(|e| e.at("sink"))?, kafka_sink) {
         (_, Some(kafka)) => kafka.committed_checkpoint().map_err(JobError::Sink)?,
-        (_, None) if sinks::two_phase(spec) && spec.sink.postgres.is_some() => {
-            let pg = spec.sink.postgres.as_ref().expect("checked");
+        (Sink::Postgres(pg), None) => {
             crate::connectors::committed_epoch(pg, &spec.name).map_err(JobError::Sink)?
         }
-        (Some(file), None) if sinks::transactional_file(spec) => {
+        (Sink::File(file), None) => {
             // Id 0 is a fresh run's starting length, not a checkpoint.
             read_commit_log(&base.join(&file.path))
                 .map_err(JobError::Sink)?
@@ -110,7 +112,7 @@ pub(super) fn check_fits(
             m.max_parallelism, spec.max_parallelism, m.max_parallelism
         )));
     }
-    let source = source_kind(spec);
+    let source = source_kind(spec).map_err(|e| mismatch(e.to_string()))?;
     if m.source != source {
         return Err(mismatch(format!(
             "it holds positions of a {} source, the job reads a {source} source",
@@ -140,12 +142,7 @@ pub(super) fn check_fits(
     Ok(true)
 }
 
-pub(super) fn source_kind(spec: &JobSpec) -> &'static str {
-    if spec.source.generator.is_some() {
-        "generator"
-    } else if spec.source.kafka.is_some() {
-        "kafka"
-    } else {
-        "file"
-    }
+/// The name of the job's kind of source, as snapshots record it.
+pub(super) fn source_kind(spec: &JobSpec) -> Result<&'static str, SpecError> {
+    Ok(spec.source.choice().map_err(|e| e.at("source"))?.name())
 }

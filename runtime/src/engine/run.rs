@@ -20,6 +20,8 @@ use crate::spec::JobSpec;
 /// Runs the job to its end (a bounded source) or until `opts.stop` is set.
 pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let started = Instant::now();
+    // Everything below takes the spec's choices as valid.
+    spec.validate()?;
     let base = &opts.base_dir;
     let state_root = opts
         .state_dir

@@ -8,7 +8,7 @@ use crossbeam_channel::Receiver;
 
 use super::collector::{SinkMsg, Target};
 use crate::connectors::{PostgresSink, SinkWriter, TransactionalFile, TransactionalKafka, TARGETS};
-use crate::spec::{CheckpointMode, JobSpec, SinkSpec};
+use crate::spec::{CheckpointMode, JobSpec, Sink, SinkSpec, Source};
 
 /// Where results go: a plain writer, or a two-phase sink when the job takes
 /// exactly-once checkpoints and writes to a file or to Kafka. PostgreSQL is
@@ -54,16 +54,14 @@ fn exactly_once(spec: &JobSpec) -> bool {
         .is_some_and(|c| c.mode == CheckpointMode::ExactlyOnce)
 }
 
-/// Whether the job's results go through the two-phase file sink.
-pub(crate) fn transactional_file(spec: &JobSpec) -> bool {
-    spec.sink.file.is_some() && exactly_once(spec)
-}
-
 /// Whether results go through a two-phase sink (file or Kafka), which
 /// commits with each checkpoint and once more when the input ends.
 pub(crate) fn two_phase(spec: &JobSpec) -> bool {
-    let sink = &spec.sink;
-    (sink.file.is_some() || sink.kafka.is_some() || sink.postgres.is_some()) && exactly_once(spec)
+    let two_phase = match spec.sink.choice() {
+        Ok(Sink::File(_) | Sink::Kafka(_) | Sink::Postgres(_)) => true,
+        Ok(Sink::Stdout | Sink::Discard) | Err(_) => false,
+    };
+    two_phase && exactly_once(spec)
 }
 
 /// Opens the exactly-once Kafka sink, when the job has one. This fences a
@@ -72,17 +70,16 @@ pub(crate) fn two_phase(spec: &JobSpec) -> bool {
 pub(crate) fn open_transactional_kafka(
     spec: &JobSpec,
 ) -> std::io::Result<Option<TransactionalKafka>> {
-    let (Some(kafka), true) = (&spec.sink.kafka, exactly_once(spec)) else {
+    let (Ok(Sink::Kafka(kafka)), true) = (spec.sink.choice(), exactly_once(spec)) else {
         return Ok(None);
     };
-    let group = match &spec.source.kafka {
-        Some(source) => source.group(&spec.name),
-        None => format!("streamjob-{}", spec.name),
+    let group = match spec.source.choice() {
+        Ok(Source::Kafka(source)) => source.group(&spec.name),
+        _ => format!("streamjob-{}", spec.name),
     };
-    let topic = |s: &Option<SinkSpec>| {
-        s.as_ref()
-            .and_then(|s| s.kafka.as_ref())
-            .map(|k| k.topic.clone())
+    let topic = |s: &Option<SinkSpec>| match s.as_ref().map(SinkSpec::choice) {
+        Some(Ok(Sink::Kafka(k))) => Some(k.topic.clone()),
+        _ => None,
     };
     TransactionalKafka::open(
         kafka,
@@ -104,20 +101,25 @@ impl Sinks {
         kafka: Option<TransactionalKafka>,
     ) -> std::io::Result<Self> {
         let workers = spec.parallelism as usize;
-        let results = match (&spec.sink.file, kafka) {
-            (_, Some(kafka)) => ResultsWriter::Kafka(kafka),
-            _ if spec.sink.postgres.is_some() => ResultsWriter::Postgres(Box::new(
-                PostgresSink::open(spec, workers, restored, exactly_once(spec))?,
-            )),
-            (Some(file), None) if transactional_file(spec) => {
-                ResultsWriter::File(TransactionalFile::open(
-                    &base.join(&file.path),
-                    spec.parallelism as usize,
-                    restored,
-                )?)
-            }
-            _ => ResultsWriter::Plain(SinkWriter::open(&spec.sink, base)?),
-        };
+        let sink = spec
+            .sink
+            .choice()
+            .map_err(|e| std::io::Error::other(e.at("sink")))?;
+        let results =
+            match (sink, kafka) {
+                (_, Some(kafka)) => ResultsWriter::Kafka(kafka),
+                (Sink::Postgres(pg), None) => ResultsWriter::Postgres(Box::new(
+                    PostgresSink::open(spec, pg, workers, restored, exactly_once(spec))?,
+                )),
+                (Sink::File(file), None) if exactly_once(spec) => {
+                    ResultsWriter::File(TransactionalFile::open(
+                        &base.join(&file.path),
+                        spec.parallelism as usize,
+                        restored,
+                    )?)
+                }
+                _ => ResultsWriter::Plain(SinkWriter::open(&spec.sink, base)?),
+            };
         // Side outputs to Kafka join the results' transactions.
         let side = |s: &Option<SinkSpec>, target: Target| match (s, &results) {
             (Some(_), ResultsWriter::Kafka(k)) if k.writes(target as usize) => {

@@ -12,7 +12,7 @@ use crate::connectors::{
     file_splits, kafka_partitions, Decode, KafkaSplit, Poll, SourceItem, SourceSplit,
 };
 use crate::record::{parse_object, Event, FieldPath, Key, KeyPart, RecordError};
-use crate::spec::{ChangelogSpec, KafkaSourceSpec};
+use crate::spec::{Changelog as ChangelogSource, ChangelogSpec, KafkaSourceSpec};
 
 /// Changelog records read per poll.
 const BATCH: usize = 1024;
@@ -53,12 +53,15 @@ impl Changelog {
         base_dir: &Path,
         field: &str,
     ) -> std::io::Result<Self> {
-        let (split, follow) = match (&spec.file, &spec.kafka) {
-            (Some(file), _) => {
+        let changelog = spec
+            .choice()
+            .map_err(|e| std::io::Error::other(e.at(field)))?;
+        let (split, follow) = match changelog {
+            ChangelogSource::File(file) => {
                 let split = file_splits(file, base_dir, 1, &format!("{field}.file"))?.remove(0);
                 (split, None)
             }
-            (None, Some(kafka)) => {
+            ChangelogSource::Kafka(kafka) => {
                 let partitions = kafka_partitions(kafka, job, &format!("{field}.kafka.topics"))?;
                 let mut kafka = kafka.clone();
                 // An offset the topic no longer has (compacted or expired
@@ -82,7 +85,6 @@ impl Changelog {
                 });
                 (split, follow)
             }
-            (None, None) => unreachable!("validated lookups have a changelog"),
         };
         Ok(Changelog {
             split,

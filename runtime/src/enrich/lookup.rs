@@ -10,7 +10,7 @@ use super::changelog::{lookup_key, Change, Changelog};
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::SourceItem;
 use crate::record::{FieldPath, Fields};
-use crate::spec::LookupSpec;
+use crate::spec::{Changelog as ChangelogSource, LookupSpec};
 use crate::state::{KeyedStore, StateCheckpoint, StateError};
 
 pub(super) struct Lookup {
@@ -55,10 +55,12 @@ impl Entry {
 /// What a table is built from and with: a snapshot's table restores only
 /// into a lookup with the same (else it is built again).
 fn shape(spec: &LookupSpec) -> String {
-    let from = match (&spec.from.file, &spec.from.kafka) {
-        (Some(file), _) => format!("file {:?}", file.path.as_deref().unwrap_or_default()),
-        (None, Some(kafka)) => format!("topics {:?}", kafka.topics),
-        (None, None) => String::new(),
+    let from = match spec.from.choice() {
+        Ok(ChangelogSource::File(file)) => {
+            format!("file {:?}", file.path.as_deref().unwrap_or_default())
+        }
+        Ok(ChangelogSource::Kafka(kafka)) => format!("topics {:?}", kafka.topics),
+        Err(_) => String::new(),
     };
     format!("key {:?}, fields {:?}, from {from}", spec.key, spec.fields)
 }

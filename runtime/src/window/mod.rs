@@ -13,7 +13,7 @@ mod timers;
 
 pub use operator::{EarlyFiring, KeyState, Output, WindowOperator, WindowResult};
 
-use crate::spec::WindowSpec;
+use crate::spec::Window;
 
 /// Times are clamped into this range before window arithmetic, so that the
 /// watermark's extremes (i64::MIN/MAX) cannot overflow it. Real event times
@@ -56,23 +56,20 @@ impl WindowKind {
             offset,
         }
     }
+}
 
-    /// The kind a validated spec describes.
-    pub fn from_spec(spec: &WindowSpec) -> Self {
-        if let Some(t) = &spec.tumbling {
-            WindowKind::tumbling(t.size.as_millis(), t.offset.as_millis())
-        } else if let Some(s) = &spec.sliding {
-            WindowKind::sliding(
+impl From<Window<'_>> for WindowKind {
+    fn from(window: Window<'_>) -> Self {
+        match window {
+            Window::Tumbling(t) => WindowKind::tumbling(t.size.as_millis(), t.offset.as_millis()),
+            Window::Sliding(s) => WindowKind::sliding(
                 s.size.as_millis(),
                 s.slide.as_millis(),
                 s.offset.as_millis(),
-            )
-        } else if let Some(s) = &spec.session {
-            WindowKind::Session {
+            ),
+            Window::Session(s) => WindowKind::Session {
                 gap: s.gap.as_millis(),
-            }
-        } else {
-            panic!("WindowKind::from_spec on a spec that failed validation")
+            },
         }
     }
 }

@@ -502,11 +502,12 @@ fn enrich_rules() {
         error_of(&job("  - {name: user, from: {kafka: {bootstrapServers: \"\", topics: [], startFrom: latest, properties: {auto.offset.reset: latest}}, file: {paths: [a, b]}}, key: id, on: user_id}")),
         [
             "enrich[0].from: set only one of file, kafka, got file and kafka",
+            // Each option's own problems, in the options' order.
+            "enrich[0].from.file: set path, one file: a changelog's lines are applied in order (paths would interleave files)",
             "enrich[0].from.kafka.startFrom: a changelog is read from its start (the entries written before the job are the table): remove startFrom: latest",
             "enrich[0].from.kafka.properties.auto.offset.reset: \"latest\" would skip entries of the changelog after an offset it no longer has; a changelog is reread from its start (earliest): remove it",
             "enrich[0].from.kafka.bootstrapServers: must not be empty, e.g. \"127.0.0.1:9092\"",
             "enrich[0].from.kafka.topics: name at least one topic",
-            "enrich[0].from.file: set path, one file: a changelog's lines are applied in order (paths would interleave files)",
         ]
         .join("\n")
     );
