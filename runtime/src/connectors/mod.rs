@@ -1,23 +1,28 @@
-//! Sources and sinks. A source is cut into splits, one per worker; each split
-//! reads some partitions and turns their records into events.
+//! Sources and sinks, a folder (or file) per connector with its source and
+//! sink side by side. A source is cut into splits, one per worker; each split
+//! reads some partitions and turns their records into events. A sink is a
+//! plain writer (`plain`: at least once) or, for exactly-once results, a
+//! [`TwoPhaseCommitter`] (file, Kafka, PostgreSQL).
 
 mod file;
+mod format;
 mod generator;
 mod kafka;
-mod kafka_sink;
+mod plain;
 mod postgres;
-mod sink;
-mod txn_file;
+mod two_phase;
 
 use std::path::Path;
 
-pub use file::FileSplit;
+pub use file::{FileSplit, TransactionalFile};
+pub use format::{format_late, format_malformed, format_result, OutputFormat};
 pub use generator::GeneratorSplit;
-pub use kafka::{partitions as kafka_partitions, KafkaSplit};
-pub use kafka_sink::{KafkaWriter, TransactionalKafka, TARGETS};
-pub use postgres::{committed_epoch, PostgresSink};
-pub use sink::{format_late, format_malformed, format_result, OutputFormat, SinkWriter};
-pub use txn_file::{read_commit_log, TransactionalFile};
+pub use kafka::{
+    partitions as kafka_partitions, KafkaSplit, KafkaWriter, TransactionalKafka, TARGETS,
+};
+pub use plain::SinkWriter;
+pub use postgres::{PostgresSink, PostgresTable};
+pub use two_phase::TwoPhaseCommitter;
 
 use crate::record::{Event, RecordError};
 use crate::spec::{FileSourceSpec, JobSpec, KafkaSourceSpec, Source};

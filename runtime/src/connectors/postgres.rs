@@ -25,6 +25,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement};
 use serde_json::Value;
 
+use crate::connectors::TwoPhaseCommitter;
 use crate::spec::{AggregateFunction, JobSpec, PostgresSinkSpec};
 
 /// Where the commit point of each checkpoint is recorded.
@@ -119,11 +120,6 @@ fn table_columns(client: &mut Client, table: &str) -> io::Result<Vec<(String, St
 }
 
 /// The checkpoint whose rows the table holds last for `job`, if any.
-pub fn committed_epoch(pg: &PostgresSinkSpec, job: &str) -> io::Result<Option<u64>> {
-    let mut client = connect(pg)?;
-    committed(&mut client, job)
-}
-
 fn committed(client: &mut Client, job: &str) -> io::Result<Option<u64>> {
     let exists: Option<String> = client
         .query_one("SELECT to_regclass($1)::text", &[&COMMITS])
@@ -141,9 +137,12 @@ fn committed(client: &mut Client, job: &str) -> io::Result<Option<u64>> {
     Ok(row.map(|r| r.get::<_, i64>(0) as u64))
 }
 
-pub struct PostgresSink {
+/// A table that result rows are inserted into.
+pub struct PostgresTable {
     client: Client,
     job: String,
+    /// The table's name as the spec gives it, for messages.
+    name: String,
     fields: Vec<String>,
     insert: InsertSql,
     /// Rows per `INSERT` statement, and the statement for a full batch.
@@ -153,24 +152,11 @@ pub struct PostgresSink {
     upsert_key: Vec<usize>,
     /// Fields whose column is `json`/`jsonb`: their values go as JSON text.
     json: Vec<bool>,
-    exactly_once: bool,
-    /// Per worker, its rows since its last barrier.
-    open: Vec<Vec<Row>>,
-    /// Rows sealed at each checkpoint's barrier, waiting for its commit.
-    sealed: BTreeMap<u64, Vec<Row>>,
 }
 
-impl PostgresSink {
-    /// Connects, checks (or creates) the table, and refuses a run that would
-    /// write committed rows again. `restored` is the checkpoint the run
-    /// starts from.
-    pub fn open(
-        spec: &JobSpec,
-        pg: &PostgresSinkSpec,
-        workers: usize,
-        restored: Option<u64>,
-        exactly_once: bool,
-    ) -> io::Result<Self> {
+impl PostgresTable {
+    /// Connects, and checks (or creates) the table.
+    pub fn open(spec: &JobSpec, pg: &PostgresSinkSpec) -> io::Result<Self> {
         let mut client = connect(pg)?;
         let fields = pg.fields(spec);
         let mut columns = table_columns(&mut client, &pg.table)?;
@@ -204,49 +190,28 @@ impl PostgresSink {
             .iter()
             .filter_map(|k| fields.iter().position(|f| f == k))
             .collect();
-        if exactly_once {
-            client
-                .batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {COMMITS} (job text PRIMARY KEY, \
-                     epoch bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now())"
-                ))
-                .map_err(|e| pg_error("cannot create streamjob_commits", e))?;
-            let committed = committed(&mut client, &spec.name)?;
-            refuse_rewrites(spec, pg, restored, committed)?;
-            if committed.is_some_and(|epoch| restored.is_none_or(|r| epoch > r)) {
-                // Upserts let a run start before the last commit (from
-                // scratch, or from an older snapshot): the record goes back
-                // with it, or its checkpoints would pass for committed ones.
-                rewind_commits(&mut client, &spec.name, restored)?;
-            }
-        }
-        Ok(PostgresSink {
+        Ok(PostgresTable {
             client,
             job: spec.name.clone(),
+            name: pg.table.clone(),
             fields,
             insert,
             batch,
             insert_batch,
             upsert_key,
             json,
-            exactly_once,
-            open: vec![Vec::new(); workers],
-            sealed: BTreeMap::new(),
         })
     }
 
-    /// Rows from result lines; inserted at once unless exactly-once.
-    pub fn write(&mut self, worker: usize, lines: &[String]) -> io::Result<()> {
-        let rows = lines
-            .iter()
-            .map(|line| self.row(line))
-            .collect::<io::Result<Vec<_>>>()?;
-        if self.exactly_once {
-            self.open[worker].extend(rows);
-            Ok(())
-        } else {
-            self.insert(rows, None)
-        }
+    /// Inserts result lines at once: at least once (a restore inserts again
+    /// what came after its checkpoint).
+    pub fn write(&mut self, lines: &[String]) -> io::Result<()> {
+        let rows = self.rows(lines)?;
+        self.insert(rows, None)
+    }
+
+    fn rows(&self, lines: &[String]) -> io::Result<Vec<Row>> {
+        lines.iter().map(|line| self.row(line)).collect()
     }
 
     fn row(&self, line: &str) -> io::Result<Row> {
@@ -263,39 +228,8 @@ impl PostgresSink {
             .collect())
     }
 
-    /// The worker's rows since its last barrier belong to checkpoint `id`.
-    pub fn seal(&mut self, worker: usize, id: u64) {
-        if !self.exactly_once {
-            return; // inserted as they came
-        }
-        let rows = std::mem::take(&mut self.open[worker]);
-        self.sealed.entry(id).or_default().extend(rows);
-    }
-
-    /// Inserts checkpoint `id`'s rows, and those of any earlier checkpoint
-    /// that never completed (its records are in `id`'s state), with the
-    /// commit record, in one transaction.
-    pub fn commit(&mut self, id: u64) -> io::Result<()> {
-        if !self.exactly_once {
-            return Ok(());
-        }
-        let later = self.sealed.split_off(&(id + 1));
-        let rows = std::mem::replace(&mut self.sealed, later)
-            .into_values()
-            .flatten()
-            .collect();
-        self.insert(rows, Some(id))
-    }
-
-    /// The input ended: what was written since the last checkpoint is a
-    /// final epoch.
-    pub fn finish(&mut self, final_id: u64) -> io::Result<()> {
-        for worker in 0..self.open.len() {
-            self.seal(worker, final_id);
-        }
-        self.commit(final_id)
-    }
-
+    /// Inserts `rows`, with the commit record of checkpoint `epoch` when
+    /// there is one, in one transaction.
     fn insert(&mut self, rows: Vec<Row>, epoch: Option<u64>) -> io::Result<()> {
         let mut tx = self
             .client
@@ -366,6 +300,104 @@ impl PostgresSink {
         }
         tx.commit()
             .map_err(|e| pg_error("cannot commit the transaction", e))
+    }
+}
+
+/// The exactly-once PostgreSQL sink: a worker's rows since its last barrier
+/// are held in memory, and each checkpoint's rows are inserted in the
+/// transaction that records the checkpoint in `streamjob_commits`.
+pub struct PostgresSink {
+    table: PostgresTable,
+    /// Per worker, its rows since its last barrier.
+    open: Vec<Vec<Row>>,
+    /// Rows sealed at each checkpoint's barrier, waiting for its commit.
+    sealed: BTreeMap<u64, Vec<Row>>,
+}
+
+impl PostgresSink {
+    /// Opens the table for `workers` workers, and `streamjob_commits`.
+    pub fn open(spec: &JobSpec, pg: &PostgresSinkSpec, workers: usize) -> io::Result<Self> {
+        let mut table = PostgresTable::open(spec, pg)?;
+        table
+            .client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {COMMITS} (job text PRIMARY KEY, \
+                 epoch bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now())"
+            ))
+            .map_err(|e| pg_error("cannot create streamjob_commits", e))?;
+        Ok(PostgresSink {
+            table,
+            open: vec![Vec::new(); workers],
+            sealed: BTreeMap::new(),
+        })
+    }
+
+    fn seal(&mut self, worker: usize, id: u64) {
+        let rows = std::mem::take(&mut self.open[worker]);
+        self.sealed.entry(id).or_default().extend(rows);
+    }
+}
+
+/// The commit record is the job's row in `streamjob_commits`.
+impl TwoPhaseCommitter for PostgresSink {
+    fn last_committed(&mut self) -> io::Result<Option<u64>> {
+        committed(&mut self.table.client, &self.table.job)
+    }
+
+    /// Refuses a run that would insert committed rows again; rows not
+    /// committed were never inserted.
+    fn begin(&mut self, restored: Option<u64>) -> io::Result<()> {
+        let table = &mut self.table;
+        let committed = committed(&mut table.client, &table.job)?;
+        let upserts = !table.upsert_key.is_empty();
+        refuse_rewrites(&table.name, &table.job, upserts, restored, committed)?;
+        if committed.is_some_and(|epoch| restored.is_none_or(|r| epoch > r)) {
+            // Upserts let a run start before the last commit (from scratch,
+            // or from an older snapshot): the record goes back with it, or
+            // its checkpoints would pass for committed ones.
+            rewind_commits(&mut table.client, &table.job, restored)?;
+        }
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        worker: usize,
+        _target: usize,
+        lines: Vec<String>,
+        _keys: Vec<String>,
+    ) -> io::Result<()> {
+        let rows = self.table.rows(&lines)?;
+        self.open[worker].extend(rows);
+        Ok(())
+    }
+
+    fn pre_commit(
+        &mut self,
+        worker: usize,
+        checkpoint: u64,
+        _positions: Vec<(String, i32, i64)>,
+    ) -> io::Result<()> {
+        self.seal(worker, checkpoint);
+        Ok(())
+    }
+
+    fn commit(&mut self, id: u64) -> io::Result<()> {
+        let later = self.sealed.split_off(&(id + 1));
+        let rows = std::mem::replace(&mut self.sealed, later)
+            .into_values()
+            .flatten()
+            .collect();
+        self.table.insert(rows, Some(id))
+    }
+
+    fn workers(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Rows not committed were never sent.
+    fn abort(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -529,27 +561,26 @@ fn last_per_key(rows: Vec<Row>, key: &[usize]) -> Vec<Row> {
 /// Rows cannot be taken back: a run that would insert rows the table holds
 /// already is refused (unless upserts make them idempotent).
 fn refuse_rewrites(
-    spec: &JobSpec,
-    pg: &PostgresSinkSpec,
+    table: &str,
+    job: &str,
+    upserts: bool,
     restored: Option<u64>,
     committed: Option<u64>,
 ) -> io::Result<()> {
-    if !pg.upsert_key.is_empty() {
+    if upserts {
         return Ok(());
     }
     match (restored, committed) {
         (None, Some(epoch)) => Err(io::Error::other(format!(
-            "sink.postgres: table {} holds rows job {} committed up to checkpoint {epoch}; \
+            "sink.postgres: table {table} holds rows job {job} committed up to checkpoint {epoch}; \
              starting with empty state would insert them again. Restore the job \
              (--from-latest-checkpoint), set sink.postgres.upsertKey, or delete the rows and \
              the job's row in {COMMITS} to start over",
-            pg.table, spec.name
         ))),
         (Some(restored), Some(epoch)) if epoch > restored => Err(io::Error::other(format!(
-            "sink.postgres: table {} holds rows up to checkpoint {epoch}, after the snapshot \
+            "sink.postgres: table {table} holds rows up to checkpoint {epoch}, after the snapshot \
              {restored} being restored: they would be inserted again. Restore a newer snapshot, \
              or set sink.postgres.upsertKey",
-            pg.table
         ))),
         _ => Ok(()),
     }

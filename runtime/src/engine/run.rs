@@ -33,16 +33,15 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         None => None,
     };
     let layout = Layout::new(&spec.name);
-    let kafka_sink = sinks::open_transactional_kafka(spec).map_err(JobError::Sink)?;
+    let mut two_phase = sinks::open_two_phase(spec, base).map_err(JobError::Sink)?;
     let restore = match &opts.restore {
         None => None,
         Some(from) => find_restore(
             from,
-            spec,
             base,
             storage.as_ref(),
             &layout,
-            kafka_sink.as_ref(),
+            two_phase.as_deref_mut(),
         )?,
     };
     match &restore {
@@ -63,11 +62,12 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     }
 
     let splits = create_splits(spec, base).map_err(JobError::Source)?;
+    let commits_output = two_phase.is_some();
     let sinks = Sinks::open(
         spec,
         base,
         restore.as_ref().map(|r| r.metadata.id),
-        kafka_sink,
+        two_phase,
     )
     .map_err(JobError::Sink)?;
     let (keep, keyed) = (sinks.keeps(), sinks.keyed());
@@ -194,7 +194,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // last checkpoint is final too. (A stopped or failed job commits
     // nothing more; a restore produces it again.)
     let stopped = stop.load(Ordering::SeqCst);
-    if first_error.is_none() && !stopped && sinks::two_phase(spec) {
+    if first_error.is_none() && !stopped && commits_output {
         // The final epoch gets an id of its own, reserved like a checkpoint's:
         // the Kafka sink's marker names it, and a later run must not reuse it
         // (a two-phase sink implies checkpoints, so there is a coordinator).

@@ -7,21 +7,24 @@ use std::path::Path;
 use crossbeam_channel::Receiver;
 
 use super::collector::{SinkMsg, Target};
-use crate::connectors::{PostgresSink, SinkWriter, TransactionalFile, TransactionalKafka, TARGETS};
+use crate::connectors::{
+    PostgresSink, PostgresTable, SinkWriter, TransactionalFile, TransactionalKafka,
+    TwoPhaseCommitter, TARGETS,
+};
 use crate::spec::{CheckpointMode, JobSpec, Sink, SinkSpec, Source};
 
-/// Where results go: a plain writer, or a two-phase sink when the job takes
-/// exactly-once checkpoints and writes to a file or to Kafka. PostgreSQL is
-/// two-phase with exactly-once checkpoints, at-least-once without.
+/// Where results go: a plain writer; PostgreSQL without exactly-once
+/// checkpoints (rows inserted as they come); or, with exactly-once
+/// checkpoints and a file, Kafka or PostgreSQL sink, a two-phase sink that
+/// commits with each checkpoint.
 enum ResultsWriter {
     Plain(SinkWriter),
-    File(TransactionalFile),
-    Kafka(TransactionalKafka),
-    Postgres(Box<PostgresSink>),
+    Postgres(Box<PostgresTable>),
+    TwoPhase(Box<dyn TwoPhaseCommitter>),
 }
 
-/// Where a side output goes: a writer of its own, or the results' Kafka
-/// transactions (a Kafka side output of an exactly-once Kafka job).
+/// Where a side output goes: a writer of its own, or the results' two-phase
+/// sink (a Kafka side output of an exactly-once Kafka job).
 enum SideWriter {
     Own(SinkWriter),
     InTransaction,
@@ -43,9 +46,9 @@ pub(crate) struct Sinks {
     late: SideWriter,
     malformed: SideWriter,
     unmatched: SideWriter,
-    /// Whether results have a key to send with them (a select job's
-    /// records have none).
-    results_have_keys: bool,
+    /// Whether results go to Kafka with their key (a select job's records
+    /// have none).
+    results_keyed: bool,
 }
 
 fn exactly_once(spec: &JobSpec) -> bool {
@@ -54,75 +57,72 @@ fn exactly_once(spec: &JobSpec) -> bool {
         .is_some_and(|c| c.mode == CheckpointMode::ExactlyOnce)
 }
 
-/// Whether results go through a two-phase sink (file or Kafka), which
-/// commits with each checkpoint and once more when the input ends.
-pub(crate) fn two_phase(spec: &JobSpec) -> bool {
-    let two_phase = match spec.sink.choice() {
-        Ok(Sink::File(_) | Sink::Kafka(_) | Sink::Postgres(_)) => true,
-        Ok(Sink::Stdout | Sink::Discard) | Err(_) => false,
-    };
-    two_phase && exactly_once(spec)
-}
-
-/// Opens the exactly-once Kafka sink, when the job has one. This fences a
-/// crashed run's producer and settles its open transaction, so it comes
-/// before the restore decision, which reads what that run committed.
-pub(crate) fn open_transactional_kafka(
+/// Opens the job's two-phase sink, when it has one: results to a file, Kafka
+/// or PostgreSQL under exactly-once checkpoints. This comes before the
+/// restore decision, which asks the sink what it committed last; opening
+/// the Kafka sink fences a crashed run's producer and settles its open
+/// transaction, so that answer is final.
+pub(crate) fn open_two_phase(
     spec: &JobSpec,
-) -> std::io::Result<Option<TransactionalKafka>> {
-    let (Ok(Sink::Kafka(kafka)), true) = (spec.sink.choice(), exactly_once(spec)) else {
+    base: &Path,
+) -> std::io::Result<Option<Box<dyn TwoPhaseCommitter>>> {
+    if !exactly_once(spec) {
         return Ok(None);
-    };
-    let group = match spec.source.choice() {
-        Ok(Source::Kafka(source)) => source.group(&spec.name),
-        _ => format!("streamjob-{}", spec.name),
-    };
-    let topic = |s: &Option<SinkSpec>| match s.as_ref().map(SinkSpec::choice) {
-        Some(Ok(Sink::Kafka(k))) => Some(k.topic.clone()),
-        _ => None,
-    };
-    TransactionalKafka::open(
-        kafka,
-        &spec.name,
-        &group,
-        spec.side_outputs.named().map(|(_, side)| topic(side)),
-        spec.parallelism as usize,
-    )
-    .map(Some)
+    }
+    let workers = spec.parallelism as usize;
+    let sink = spec
+        .sink
+        .choice()
+        .map_err(|e| std::io::Error::other(e.at("sink")))?;
+    Ok(Some(match sink {
+        Sink::File(file) => Box::new(TransactionalFile::new(&base.join(&file.path), workers)),
+        Sink::Kafka(kafka) => {
+            let group = match spec.source.choice() {
+                Ok(Source::Kafka(source)) => source.group(&spec.name),
+                _ => format!("streamjob-{}", spec.name),
+            };
+            let topic = |s: &Option<SinkSpec>| match s.as_ref().map(SinkSpec::choice) {
+                Some(Ok(Sink::Kafka(k))) => Some(k.topic.clone()),
+                _ => None,
+            };
+            Box::new(TransactionalKafka::open(
+                kafka,
+                &spec.name,
+                &group,
+                spec.side_outputs.named().map(|(_, side)| topic(side)),
+                workers,
+            )?)
+        }
+        Sink::Postgres(pg) => Box::new(PostgresSink::open(spec, pg, workers)?),
+        Sink::Stdout | Sink::Discard => return Ok(None),
+    }))
 }
 
 impl Sinks {
     /// Opens every sink. `restored` is the checkpoint the run starts from;
-    /// `kafka` the exactly-once Kafka sink opened before the restore.
+    /// `two_phase` the job's two-phase sink, opened before the restore.
     pub fn open(
         spec: &JobSpec,
         base: &Path,
         restored: Option<u64>,
-        kafka: Option<TransactionalKafka>,
+        two_phase: Option<Box<dyn TwoPhaseCommitter>>,
     ) -> std::io::Result<Self> {
-        let workers = spec.parallelism as usize;
         let sink = spec
             .sink
             .choice()
             .map_err(|e| std::io::Error::other(e.at("sink")))?;
-        let results =
-            match (sink, kafka) {
-                (_, Some(kafka)) => ResultsWriter::Kafka(kafka),
-                (Sink::Postgres(pg), None) => ResultsWriter::Postgres(Box::new(
-                    PostgresSink::open(spec, pg, workers, restored, exactly_once(spec))?,
-                )),
-                (Sink::File(file), None) if exactly_once(spec) => {
-                    ResultsWriter::File(TransactionalFile::open(
-                        &base.join(&file.path),
-                        spec.parallelism as usize,
-                        restored,
-                    )?)
-                }
-                _ => ResultsWriter::Plain(SinkWriter::open(&spec.sink, base)?),
-            };
-        // Side outputs to Kafka join the results' transactions.
+        let results = match (two_phase, sink) {
+            (Some(mut committer), _) => {
+                committer.begin(restored)?;
+                ResultsWriter::TwoPhase(committer)
+            }
+            (None, Sink::Postgres(pg)) => {
+                ResultsWriter::Postgres(Box::new(PostgresTable::open(spec, pg)?))
+            }
+            (None, _) => ResultsWriter::Plain(SinkWriter::open(&spec.sink, base)?),
+        };
         let side = |s: &Option<SinkSpec>, target: Target| match (s, &results) {
-            (Some(_), ResultsWriter::Kafka(k)) if k.writes(target as usize) => {
+            (Some(_), ResultsWriter::TwoPhase(c)) if c.takes(target as usize) => {
                 Ok(SideWriter::InTransaction)
             }
             (Some(s), _) => SinkWriter::open(s, base).map(SideWriter::Own),
@@ -132,7 +132,7 @@ impl Sinks {
             late: side(&spec.side_outputs.late, Target::Late)?,
             malformed: side(&spec.side_outputs.malformed, Target::Malformed)?,
             unmatched: side(&spec.side_outputs.unmatched, Target::Unmatched)?,
-            results_have_keys: spec.select.is_empty(),
+            results_keyed: spec.select.is_empty() && matches!(sink, Sink::Kafka(_)),
             results,
         })
     }
@@ -141,7 +141,7 @@ impl Sinks {
     pub fn keeps(&self) -> [bool; TARGETS] {
         let results = match &self.results {
             ResultsWriter::Plain(w) => !w.discards(),
-            ResultsWriter::File(_) | ResultsWriter::Kafka(_) | ResultsWriter::Postgres(_) => true,
+            ResultsWriter::Postgres(_) | ResultsWriter::TwoPhase(_) => true,
         };
         let side = |s: &SideWriter| match s {
             SideWriter::Own(w) => !w.discards(),
@@ -158,12 +158,7 @@ impl Sinks {
     /// Which targets go to Kafka, where records carry their key (malformed
     /// and unmatched records have none).
     pub fn keyed(&self) -> [bool; TARGETS] {
-        let results = self.results_have_keys
-            && match &self.results {
-                ResultsWriter::Plain(w) => matches!(w, SinkWriter::Kafka(_)),
-                ResultsWriter::File(_) | ResultsWriter::Postgres(_) => false,
-                ResultsWriter::Kafka(_) => true,
-            };
+        let results = self.results_keyed;
         let late = matches!(
             self.late,
             SideWriter::Own(SinkWriter::Kafka(_)) | SideWriter::InTransaction
@@ -196,10 +191,8 @@ impl Sinks {
                 }
                 SinkMsg::Finish { checkpoint, reply } => {
                     let done = match &mut self.results {
-                        ResultsWriter::File(t) => t.finish(checkpoint),
-                        ResultsWriter::Kafka(k) => k.finish(checkpoint),
-                        ResultsWriter::Postgres(p) => p.finish(checkpoint),
-                        ResultsWriter::Plain(_) => Ok(()),
+                        ResultsWriter::TwoPhase(c) => c.finish(checkpoint),
+                        ResultsWriter::Plain(_) | ResultsWriter::Postgres(_) => Ok(()),
                     };
                     answer(reply, done)?;
                 }
@@ -207,11 +200,10 @@ impl Sinks {
         }
         match &mut self.results {
             ResultsWriter::Plain(w) => w.sync()?,
+            ResultsWriter::Postgres(_) => {}
             // What is open was written after the last commit: a restore
             // produces it again.
-            ResultsWriter::Kafka(k) => k.abort()?,
-            // Rows not committed are dropped: a restore produces them again.
-            ResultsWriter::File(_) | ResultsWriter::Postgres(_) => {}
+            ResultsWriter::TwoPhase(c) => c.abort()?,
         }
         self.late.sync()?;
         self.malformed.sync()?;
@@ -234,19 +226,19 @@ impl Sinks {
         match (side, &mut self.results) {
             (Some(SideWriter::Own(w)), _) => w.write_lines(&lines, &keys),
             (None, ResultsWriter::Plain(w)) => w.write_lines(&lines, &keys),
-            (None, ResultsWriter::File(t)) => t.write(worker, &lines),
-            (None, ResultsWriter::Postgres(p)) => p.write(worker, &lines),
-            (None | Some(SideWriter::InTransaction), ResultsWriter::Kafka(k)) => {
-                k.write(worker, target as usize, lines, keys)
+            (None, ResultsWriter::Postgres(t)) => t.write(&lines),
+            (None | Some(SideWriter::InTransaction), ResultsWriter::TwoPhase(c)) => {
+                c.write(worker, target as usize, lines, keys)
             }
             (Some(SideWriter::InTransaction), _) => {
-                unreachable!("side outputs join only a Kafka results writer's transactions")
+                unreachable!("a side output joins only a two-phase sink's transactions")
             }
         }
     }
 
     /// Worker `worker` reached barrier `checkpoint`: a two-phase sink seals
-    /// what it wrote so far. (Plain writers are synced once, at the commit.)
+    /// what it wrote so far (phase one). Plain writers are synced once, at
+    /// the commit.
     fn sync(
         &mut self,
         worker: usize,
@@ -254,26 +246,21 @@ impl Sinks {
         offsets: Vec<(String, i32, i64)>,
     ) -> std::io::Result<()> {
         match &mut self.results {
-            ResultsWriter::Plain(_) => Ok(()),
-            ResultsWriter::File(t) => t.seal(worker, checkpoint),
-            ResultsWriter::Kafka(k) => k.seal(worker, checkpoint, offsets),
-            ResultsWriter::Postgres(p) => {
-                p.seal(worker, checkpoint);
-                Ok(())
-            }
+            ResultsWriter::Plain(_) | ResultsWriter::Postgres(_) => Ok(()),
+            ResultsWriter::TwoPhase(c) => c.pre_commit(worker, checkpoint, offsets),
         }
     }
 
     /// Every worker has passed the barrier and written its state: commit
-    /// the checkpoint's output, and make what plain writers (stdout, files,
-    /// non-transactional Kafka) hold durable: at-least-once, before the
-    /// checkpoint completes.
+    /// the checkpoint's output (phase two), and make what plain writers
+    /// (stdout, files, non-transactional Kafka) hold durable: at-least-once,
+    /// before the checkpoint completes. (At-least-once PostgreSQL rows are
+    /// committed as they are inserted.)
     fn commit(&mut self, checkpoint: u64) -> std::io::Result<()> {
         match &mut self.results {
             ResultsWriter::Plain(w) => w.sync()?,
-            ResultsWriter::File(t) => t.commit(checkpoint)?,
-            ResultsWriter::Kafka(k) => k.commit(checkpoint)?,
-            ResultsWriter::Postgres(p) => p.commit(checkpoint)?,
+            ResultsWriter::Postgres(_) => {}
+            ResultsWriter::TwoPhase(c) => c.commit(checkpoint)?,
         }
         self.late.sync()?;
         self.malformed.sync()?;

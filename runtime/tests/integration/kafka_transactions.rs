@@ -19,7 +19,7 @@ use common::nisshi::Broker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use std::time::Duration;
-use streamjob_runtime::connectors::TransactionalKafka;
+use streamjob_runtime::connectors::{TransactionalKafka, TwoPhaseCommitter};
 use streamjob_runtime::spec::KafkaSinkSpec;
 use streamjob_runtime::{run, JobSpec};
 
@@ -66,23 +66,29 @@ fn commits_carry_offsets_and_a_zombie_is_fenced() {
 
     let mut first = TransactionalKafka::open(&spec, "job", "g", [None, None, None], 1).unwrap();
     first.write(0, 0, lines("a"), vec![]).unwrap();
-    first.seal(0, 7, vec![("events".into(), 0, 1234)]).unwrap();
+    first
+        .pre_commit(0, 7, vec![("events".into(), 0, 1234)])
+        .unwrap();
     first.commit(7).unwrap();
     assert_eq!(committed(b, "g", "events", 0).0, 1234);
     assert_eq!(committed(b, "g", "out", 0).0, 7);
-    assert_eq!(first.committed_checkpoint().unwrap(), Some(7));
+    assert_eq!(first.last_committed().unwrap(), Some(7));
     // The next transaction of the same producer.
     first.write(0, 0, lines("b"), vec![]).unwrap();
-    first.seal(0, 8, vec![("events".into(), 0, 1500)]).unwrap();
+    first
+        .pre_commit(0, 8, vec![("events".into(), 0, 1500)])
+        .unwrap();
     first.commit(8).unwrap();
     assert_eq!(committed(b, "g", "events", 0).0, 1500);
     assert_eq!(committed(b, "g", "out", 0).0, 8);
 
     // Output of the next epoch, then a new run with the same id.
     first.write(0, 0, lines("c"), vec![]).unwrap();
-    first.seal(0, 9, vec![("events".into(), 0, 2000)]).unwrap();
+    first
+        .pre_commit(0, 9, vec![("events".into(), 0, 2000)])
+        .unwrap();
     let started = std::time::Instant::now();
-    let second = TransactionalKafka::open(&spec, "job", "g", [None, None, None], 1).unwrap();
+    let mut second = TransactionalKafka::open(&spec, "job", "g", [None, None, None], 1).unwrap();
     eprintln!(
         "init_transactions of the new run took {:?}",
         started.elapsed()
@@ -90,7 +96,7 @@ fn commits_carry_offsets_and_a_zombie_is_fenced() {
     let err = first.commit(9).unwrap_err().to_string();
     assert!(err.contains("fences the current one"), "{err}");
     // Checkpoint 9 never committed: its offsets are not the group's.
-    assert_eq!(second.committed_checkpoint().unwrap(), Some(8));
+    assert_eq!(second.last_committed().unwrap(), Some(8));
     assert_eq!(committed(b, "g", "events", 0).0, 1500);
 }
 

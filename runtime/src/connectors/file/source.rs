@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use super::{Decode, Malformed, Poll, SourceItem, SourceSplit};
+use crate::connectors::{Decode, Malformed, Poll, SourceItem, SourceSplit};
 
 struct OpenFile {
     /// The path as the job spec names it: the partition's id.

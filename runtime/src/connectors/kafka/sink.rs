@@ -29,7 +29,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::kafka::{client_config, kafka_error};
+use super::{client_config, kafka_error};
+use crate::connectors::TwoPhaseCommitter;
 use crate::spec::KafkaSinkSpec;
 
 /// Which of the job's outputs a record is for: results, late, malformed,
@@ -223,10 +224,6 @@ impl TransactionalKafka {
         })
     }
 
-    pub fn writes(&self, target: usize) -> bool {
-        self.writer.writes(target)
-    }
-
     /// Where the checkpoint marker is committed: the result topic's first
     /// partition. Restore reads the checkpoint id from there.
     fn marker(&self) -> (&str, i32) {
@@ -234,10 +231,40 @@ impl TransactionalKafka {
         (results.expect("a Kafka sink writes results"), 0)
     }
 
-    /// The checkpoint whose transaction committed last: the marker's
-    /// committed offset. Call after `open` (which waits for a crashed run's
-    /// commit to finish).
-    pub fn committed_checkpoint(&self) -> std::io::Result<Option<u64>> {
+    fn release(&mut self, worker: usize) -> std::io::Result<()> {
+        for (target, lines, keys) in std::mem::take(&mut self.held[worker]) {
+            self.writer.produce(target, &lines, &keys)?;
+        }
+        Ok(())
+    }
+
+    /// A failed transaction cannot be committed any more: abort it when
+    /// Kafka asks for that, so the job restarts from its last checkpoint
+    /// with nothing half-written. A fatal error (this producer was fenced by
+    /// a newer run) leaves nothing to abort: the newer run did.
+    fn abort_after(&self, step: &str, e: KafkaError) -> std::io::Error {
+        if let KafkaError::Transaction(txn) = &e {
+            // A fenced producer (a newer run took over) has nothing to abort.
+            let fenced = txn.code() == rdkafka::types::RDKafkaErrorCode::Fenced
+                || self.writer.producer.client().fatal_error().is_some();
+            if txn.txn_requires_abort() && !txn.is_fatal() && !fenced {
+                // Best effort: the next run's init_transactions aborts it too.
+                let _ = self
+                    .writer
+                    .producer
+                    .abort_transaction(Duration::from_secs(5));
+            }
+        }
+        kafka_error(&format!("sink: {step}"), e)
+    }
+}
+
+/// The commit record is the marker: an offset the job's group commits in
+/// the transaction, whose value is the checkpoint id.
+impl TwoPhaseCommitter for TransactionalKafka {
+    /// The marker's committed offset. `open` waited for a crashed run's
+    /// commit to finish, so this is final.
+    fn last_committed(&mut self) -> std::io::Result<Option<u64>> {
         let mut tpl = TopicPartitionList::new();
         let (topic, partition) = self.marker();
         tpl.add_partition(topic, partition);
@@ -260,7 +287,19 @@ impl TransactionalKafka {
             .max())
     }
 
-    pub fn write(
+    /// Nothing to cut back: `open` already aborted what a crashed run left
+    /// open, and what is committed in Kafka stays (a restore from before the
+    /// last commit writes that output again).
+    fn begin(&mut self, _restored: Option<u64>) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// Side outputs to Kafka join the results' transactions.
+    fn takes(&self, target: usize) -> bool {
+        self.writer.writes(target)
+    }
+
+    fn write(
         &mut self,
         worker: usize,
         target: usize,
@@ -274,9 +313,9 @@ impl TransactionalKafka {
         self.writer.produce(target, &lines, &keys)
     }
 
-    /// Worker `worker` reached barrier `id` with its source at `offsets`.
-    /// What it emits from now on belongs to the next transaction.
-    pub fn seal(
+    /// What the worker emits from now on belongs to the next transaction;
+    /// the offsets are committed with this one.
+    fn pre_commit(
         &mut self,
         worker: usize,
         id: u64,
@@ -295,16 +334,9 @@ impl TransactionalKafka {
         Ok(())
     }
 
-    fn release(&mut self, worker: usize) -> std::io::Result<()> {
-        for (target, lines, keys) in std::mem::take(&mut self.held[worker]) {
-            self.writer.produce(target, &lines, &keys)?;
-        }
-        Ok(())
-    }
-
     /// Commits checkpoint `id`'s transaction with the source offsets and the
     /// marker, then begins the next one with the output held back.
-    pub fn commit(&mut self, id: u64) -> std::io::Result<()> {
+    fn commit(&mut self, id: u64) -> std::io::Result<()> {
         let metadata = format!("{CHECKPOINT_METADATA_PREFIX}{id}");
         // The source offsets and the marker (validation keeps the output
         // topic out of the sources, so they never collide).
@@ -344,38 +376,13 @@ impl TransactionalKafka {
         Ok(())
     }
 
-    /// A failed transaction cannot be committed any more: abort it when
-    /// Kafka asks for that, so the job restarts from its last checkpoint
-    /// with nothing half-written. A fatal error (this producer was fenced by
-    /// a newer run) leaves nothing to abort: the newer run did.
-    fn abort_after(&self, step: &str, e: KafkaError) -> std::io::Error {
-        if let KafkaError::Transaction(txn) = &e {
-            // A fenced producer (a newer run took over) has nothing to abort.
-            let fenced = txn.code() == rdkafka::types::RDKafkaErrorCode::Fenced
-                || self.writer.producer.client().fatal_error().is_some();
-            if txn.txn_requires_abort() && !txn.is_fatal() && !fenced {
-                // Best effort: the next run's init_transactions aborts it too.
-                let _ = self
-                    .writer
-                    .producer
-                    .abort_transaction(Duration::from_secs(5));
-            }
-        }
-        kafka_error(&format!("sink: {step}"), e)
-    }
-
-    /// The input ended and every worker finished: commits the rest.
-    pub fn finish(&mut self, id: u64) -> std::io::Result<()> {
-        for worker in 0..self.synced.len() {
-            self.synced[worker] = None;
-            self.release(worker)?;
-        }
-        self.commit(id)
+    fn workers(&self) -> usize {
+        self.synced.len()
     }
 
     /// A stopped job's output since its last checkpoint is produced again
     /// from that checkpoint: abort it now rather than at the timeout.
-    pub fn abort(&self) -> std::io::Result<()> {
+    fn abort(&mut self) -> std::io::Result<()> {
         self.writer
             .producer
             .abort_transaction(TXN_CALL_TIMEOUT)

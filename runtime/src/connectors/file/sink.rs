@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::connectors::TwoPhaseCommitter;
 use crate::fsutil::{absent_ok, folder, sync_dir, with_suffix, write_atomic};
 
 pub struct TransactionalFile {
@@ -53,17 +54,67 @@ pub fn read_commit_log(out: &Path) -> std::io::Result<Vec<(u64, u64)>> {
 }
 
 impl TransactionalFile {
-    /// Opens the sink for a run. `restored` is the checkpoint the run starts
-    /// from: output committed after it is cut off. A fresh run (None) keeps
-    /// what the file holds and commits after it.
-    pub fn open(out: &Path, workers: usize, restored: Option<u64>) -> std::io::Result<Self> {
-        let pending = with_suffix(out, ".pending");
-        let log = with_suffix(out, ".commits");
+    /// The sink for output file `out`, written by `workers` workers; it
+    /// touches nothing before `begin`.
+    pub fn new(out: &Path, workers: usize) -> Self {
+        TransactionalFile {
+            out: out.to_path_buf(),
+            pending: with_suffix(out, ".pending"),
+            log: with_suffix(out, ".commits"),
+            open: (0..workers).map(|_| None).collect(),
+            sealed: BTreeMap::new(),
+        }
+    }
+
+    fn rewrite_log(&mut self, commits: &[(u64, u64)]) -> std::io::Result<()> {
+        let text: String = commits
+            .iter()
+            .map(|(id, len)| format!("{id} {len}\n"))
+            .collect();
+        write_atomic(&self.log, text.as_bytes())
+    }
+
+    fn open_path(&self, worker: usize) -> PathBuf {
+        self.pending.join(format!("open-w{worker}"))
+    }
+
+    /// Seals the worker's output since its last barrier as part of
+    /// checkpoint `id`: durable, not yet visible.
+    fn seal(&mut self, worker: usize, id: u64) -> std::io::Result<()> {
+        let Some(mut w) = self.open[worker].take() else {
+            return Ok(());
+        };
+        w.flush()?;
+        w.get_ref().sync_data()?;
+        let sealed = self.pending.join(format!("{id}-w{worker}"));
+        std::fs::rename(self.open_path(worker), &sealed)?;
+        sync_dir(&self.pending)?;
+        self.sealed.entry(id).or_default().push(sealed);
+        Ok(())
+    }
+}
+
+/// The commit record is a line `<checkpoint> <length>` appended to the log
+/// `<out>.commits` after the output is appended and synced.
+impl TwoPhaseCommitter for TransactionalFile {
+    fn last_committed(&mut self) -> std::io::Result<Option<u64>> {
+        // Id 0 is a fresh run's starting length, not a checkpoint.
+        Ok(read_commit_log(&self.out)?
+            .last()
+            .map(|(id, _)| *id)
+            .filter(|id| *id > 0))
+    }
+
+    /// Output committed after `restored` is cut off. A fresh run (None)
+    /// keeps what the file holds and commits after it.
+    fn begin(&mut self, restored: Option<u64>) -> std::io::Result<()> {
+        let out = self.out.as_path();
+        let pending = &self.pending;
         std::fs::create_dir_all(folder(out))?;
         if pending.exists() {
-            std::fs::remove_dir_all(&pending)?;
+            std::fs::remove_dir_all(pending)?;
         }
-        std::fs::create_dir_all(&pending)?;
+        std::fs::create_dir_all(pending)?;
         let file = OpenOptions::new().create(true).append(true).open(out)?;
         let current = file.metadata()?.len();
         let mut commits = read_commit_log(out)?;
@@ -107,32 +158,18 @@ impl TransactionalFile {
             file.set_len(keep)?;
             file.sync_all()?;
         }
-        let mut sink = TransactionalFile {
-            out: out.to_path_buf(),
-            pending,
-            log,
-            open: (0..workers).map(|_| None).collect(),
-            sealed: BTreeMap::new(),
-        };
         // The log keeps its history up to what is now committed, so that an
         // older snapshot can still be restored later.
-        sink.rewrite_log(&commits)?;
-        Ok(sink)
+        self.rewrite_log(&commits)
     }
 
-    fn rewrite_log(&mut self, commits: &[(u64, u64)]) -> std::io::Result<()> {
-        let text: String = commits
-            .iter()
-            .map(|(id, len)| format!("{id} {len}\n"))
-            .collect();
-        write_atomic(&self.log, text.as_bytes())
-    }
-
-    fn open_path(&self, worker: usize) -> PathBuf {
-        self.pending.join(format!("open-w{worker}"))
-    }
-
-    pub fn write(&mut self, worker: usize, lines: &[String]) -> std::io::Result<()> {
+    fn write(
+        &mut self,
+        worker: usize,
+        _target: usize,
+        lines: Vec<String>,
+        _keys: Vec<String>,
+    ) -> std::io::Result<()> {
         if self.open[worker].is_none() {
             let f = File::create(self.open_path(worker))?;
             self.open[worker] = Some(BufWriter::new(f));
@@ -144,25 +181,17 @@ impl TransactionalFile {
         Ok(())
     }
 
-    /// Seals the worker's output since its last barrier as part of
-    /// checkpoint `id`: durable, not yet visible.
-    pub fn seal(&mut self, worker: usize, id: u64) -> std::io::Result<()> {
-        let Some(mut w) = self.open[worker].take() else {
-            return Ok(());
-        };
-        w.flush()?;
-        w.get_ref().sync_data()?;
-        let sealed = self.pending.join(format!("{id}-w{worker}"));
-        std::fs::rename(self.open_path(worker), &sealed)?;
-        sync_dir(&self.pending)?;
-        self.sealed.entry(id).or_default().push(sealed);
-        Ok(())
+    fn pre_commit(
+        &mut self,
+        worker: usize,
+        checkpoint: u64,
+        _positions: Vec<(String, i32, i64)>,
+    ) -> std::io::Result<()> {
+        self.seal(worker, checkpoint)
     }
 
-    /// Commits checkpoint `id`'s output, and that of any earlier checkpoint
-    /// that never completed (its records are in `id`'s state): appends it to
-    /// the file and records the commit.
-    pub fn commit(&mut self, id: u64) -> std::io::Result<()> {
+    /// Appends the checkpoints' sealed files to the file, then the record.
+    fn commit(&mut self, id: u64) -> std::io::Result<()> {
         let later = self.sealed.split_off(&(id + 1));
         let epochs = std::mem::replace(&mut self.sealed, later);
         let mut out = OpenOptions::new().append(true).open(&self.out)?;
@@ -197,13 +226,14 @@ impl TransactionalFile {
         Ok(())
     }
 
-    /// The input ended and the job finished: commits everything written
-    /// since the last checkpoint as a final epoch.
-    pub fn finish(&mut self, final_id: u64) -> std::io::Result<()> {
-        for worker in 0..self.open.len() {
-            self.seal(worker, final_id)?;
-        }
-        self.commit(final_id)
+    fn workers(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Open and sealed files stay in `<out>.pending/`, which the next run's
+    /// `begin` removes.
+    fn abort(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -222,10 +252,10 @@ mod tests {
         write(&out, "a\nb\nc\n");
         write(&with_suffix(&out, ".commits"), "1 2\n2 4\n3 6\n");
         // Restoring 3 keeps everything and the history.
-        TransactionalFile::open(&out, 1, Some(3)).unwrap();
+        TransactionalFile::new(&out, 1).begin(Some(3)).unwrap();
         assert_eq!(read_commit_log(&out).unwrap(), [(1, 2), (2, 4), (3, 6)]);
         // Restoring 1 later still finds its commit.
-        TransactionalFile::open(&out, 1, Some(1)).unwrap();
+        TransactionalFile::new(&out, 1).begin(Some(1)).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\n");
         assert_eq!(read_commit_log(&out).unwrap(), [(1, 2)]);
     }
@@ -237,11 +267,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.jsonl");
         write(&out, "before\n");
-        TransactionalFile::open(&out, 1, None).unwrap();
+        TransactionalFile::new(&out, 1).begin(None).unwrap();
         assert_eq!(read_commit_log(&out).unwrap(), [(0, 7)]);
         // The crashed commit's append.
         write(&out, "before\ntorn\n");
-        TransactionalFile::open(&out, 1, None).unwrap();
+        TransactionalFile::new(&out, 1).begin(None).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "before\n");
     }
 
@@ -251,9 +281,9 @@ mod tests {
         let out = dir.path().join("out.jsonl");
         write(&out, "a\nb\n");
         write(&with_suffix(&out, ".commits"), "50 4\n");
-        let err = TransactionalFile::open(&out, 1, Some(40))
-            .err()
-            .unwrap()
+        let err = TransactionalFile::new(&out, 1)
+            .begin(Some(40))
+            .unwrap_err()
             .to_string();
         assert!(
             err.contains("no commit at or before checkpoint 40 (the first is 50)"),

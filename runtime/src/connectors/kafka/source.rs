@@ -13,31 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
-use super::{Decode, Malformed, Poll, SourceItem, SourceSplit};
+use super::{client_config, kafka_error};
+use crate::connectors::{Decode, Malformed, Poll, SourceItem, SourceSplit};
 use crate::spec::{KafkaSourceSpec, StartFrom};
-
-/// An error from librdkafka, with what was being done.
-pub(super) fn kafka_error(context: &str, e: rdkafka::error::KafkaError) -> std::io::Error {
-    std::io::Error::other(format!("kafka {context}: {e}"))
-}
-
-/// Settings for a client of the job: the servers and `settings`, then the
-/// user's `properties` (security and the like apply to every client).
-pub(super) fn client_config(
-    bootstrap_servers: &str,
-    settings: &[(&str, &str)],
-    properties: &std::collections::BTreeMap<String, String>,
-) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap_servers);
-    for (k, v) in settings.iter().copied() {
-        config.set(k, v);
-    }
-    for (k, v) in properties {
-        config.set(k, v);
-    }
-    config
-}
 
 /// Settings of the job's readers. Partitions are assigned and offsets live
 /// in checkpoints, so their group is never joined nor committed to; it is

@@ -1,0 +1,9 @@
+//! JSON-lines files: a bounded source whose partitions are files
+//! ([`FileSplit`]), and the exactly-once file sink ([`TransactionalFile`]).
+//! (The plain file writer of local runs is in `plain`.)
+
+mod sink;
+mod source;
+
+pub use sink::TransactionalFile;
+pub use source::FileSplit;
