@@ -130,9 +130,26 @@ struct PaneCache {
     last_end: i64,
 }
 
+/// How elements are assigned to windows: aligned windows by their pane
+/// arithmetic, sessions by their gap.
+#[derive(Debug, Clone, Copy)]
+enum Assigner {
+    Aligned(Aligned),
+    Session { gap: i64 },
+}
+
+impl Assigner {
+    /// The pane arithmetic of aligned windows; None for sessions.
+    fn aligned(self) -> Option<Aligned> {
+        match self {
+            Assigner::Aligned(a) => Some(a),
+            Assigner::Session { .. } => None,
+        }
+    }
+}
+
 pub struct WindowOperator {
-    kind: WindowKind,
-    aligned: Option<Aligned>,
+    assigner: Assigner,
     pane_cache: PaneCache,
     lateness: i64,
     early: EarlyFiring,
@@ -155,17 +172,16 @@ impl WindowOperator {
         max_keys_in_memory: usize,
         max_parallelism: u32,
     ) -> Result<Self, StateError> {
-        let aligned = match kind {
+        let assigner = match kind {
             WindowKind::Aligned {
                 size,
                 slide,
                 offset,
-            } => Some(Aligned::new(size, slide, offset)),
-            WindowKind::Session { .. } => None,
+            } => Assigner::Aligned(Aligned::new(size, slide, offset)),
+            WindowKind::Session { gap } => Assigner::Session { gap },
         };
         Ok(WindowOperator {
-            kind,
-            aligned,
+            assigner,
             pane_cache: PaneCache {
                 start: 0,
                 end: 0,
@@ -245,9 +261,9 @@ impl WindowOperator {
     }
 
     pub fn process(&mut self, event: Event, out: &mut impl Output) -> Result<(), StateError> {
-        match self.aligned {
-            Some(a) => self.process_aligned(a, event, out),
-            None => self.process_session(event, out),
+        match self.assigner {
+            Assigner::Aligned(a) => self.process_aligned(a, event, out),
+            Assigner::Session { gap } => self.process_session(gap, event, out),
         }
     }
 
@@ -343,10 +359,12 @@ impl WindowOperator {
         Ok(())
     }
 
-    fn process_session(&mut self, event: Event, out: &mut impl Output) -> Result<(), StateError> {
-        let WindowKind::Session { gap } = self.kind else {
-            unreachable!("session processing for a session kind")
-        };
+    fn process_session(
+        &mut self,
+        gap: i64,
+        event: Event,
+        out: &mut impl Output,
+    ) -> Result<(), StateError> {
         let w = self.watermark;
         let rules = self.rules();
         let (mut start, mut end) = (event.ts, event.ts.saturating_add(gap));
@@ -466,7 +484,7 @@ impl WindowOperator {
             let Some(state) = self.store.get_mut(&key)? else {
                 continue;
             };
-            for (start, end, content) in open_windows(self.aligned, state, w) {
+            for (start, end, content) in open_windows(self.assigner.aligned(), state, w) {
                 if content.seq > emission_seq(state, start, end) {
                     record_emission(state, start, end, &content, w);
                     self.counters.results += 1;
@@ -539,7 +557,7 @@ impl WindowOperator {
 
     fn rules(&self) -> Rules {
         Rules {
-            aligned: self.aligned,
+            aligned: self.assigner.aligned(),
             lateness: self.lateness,
             early: self.early,
         }
