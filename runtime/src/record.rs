@@ -2,6 +2,7 @@
 //! values the aggregates need, extracted once at the source. The full JSON
 //! is kept only when a side output may need to show it.
 
+use std::cell::Cell;
 use std::fmt;
 
 use compact_str::CompactString;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::spec::{AggregateFunction, JobSpec, TimeFormat};
-use crate::time::parse_event_time;
+use crate::time::{format_time, now_millis, parse_event_time};
 
 /// One component of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -258,6 +259,8 @@ pub enum RecordError {
     Json(String),
     #[error("not a JSON object")]
     NotAnObject,
+    #[error("not valid UTF-8 (from byte {0} of the record)")]
+    NotUtf8(usize),
     #[error("missing key field {0:?}")]
     MissingKey(String),
     #[error("key field {field:?} must be a string, an integer or a boolean, got {got}")]
@@ -289,6 +292,12 @@ pub struct RecordParser {
     key_paths: Vec<FieldPath>,
     time_path: Option<FieldPath>,
     time_format: TimeFormat,
+    /// `eventTime.maxAhead` in milliseconds.
+    max_ahead: i64,
+    /// The wall clock plus `max_ahead` when it was last read: an event
+    /// time up to this is not too far ahead (the clock only moves on), so
+    /// the clock is read only for a time beyond it.
+    horizon: Cell<i64>,
     aggregates: Vec<(AggregateFunction, Option<FieldPath>)>,
     keep_raw: bool,
     /// A select job's fields, each with its JSON key (`"path":`, escaped
@@ -390,6 +399,8 @@ impl RecordParser {
             key_paths: spec.key.iter().map(|k| FieldPath::new(k)).collect(),
             time_path: spec.event_time.field.as_deref().map(FieldPath::new),
             time_format: spec.event_time.format,
+            max_ahead: spec.event_time.max_ahead.as_millis(),
+            horizon: Cell::new(i64::MIN),
             aggregates: spec
                 .aggregates
                 .iter()
@@ -423,6 +434,26 @@ impl RecordParser {
             event.raw = Some(text());
         }
         Ok(event)
+    }
+
+    /// An event time more than `eventTime.maxAhead` ahead of the wall clock
+    /// is refused: it would move the watermark so far that every later
+    /// record is late.
+    fn check_not_ahead(&self, ts: i64) -> Result<(), String> {
+        if ts <= self.horizon.get() {
+            return Ok(());
+        }
+        let now = now_millis();
+        self.horizon.set(now.saturating_add(self.max_ahead));
+        if ts <= self.horizon.get() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is more than eventTime.maxAhead ({}) ahead of the wall clock ({}); raise maxAhead if such times are right",
+            format_time(ts),
+            crate::spec::Duration::from_millis(self.max_ahead),
+            format_time(now)
+        ))
     }
 
     /// The selected fields of a record as a JSON object (a missing one as
@@ -475,10 +506,18 @@ impl RecordParser {
                 let v = value
                     .get(path)
                     .ok_or_else(|| RecordError::MissingTime(path.name.clone()))?;
-                parse_event_time(v, self.time_format).map_err(|reason| RecordError::BadTime {
-                    field: path.name.clone(),
-                    reason,
-                })?
+                let ts = parse_event_time(v, self.time_format).map_err(|reason| {
+                    RecordError::BadTime {
+                        field: path.name.clone(),
+                        reason,
+                    }
+                })?;
+                self.check_not_ahead(ts)
+                    .map_err(|reason| RecordError::BadTime {
+                        field: path.name.clone(),
+                        reason,
+                    })?;
+                ts
             }
             None => 0,
         };

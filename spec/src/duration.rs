@@ -15,6 +15,13 @@ pub struct Duration {
 
 impl Duration {
     pub const ZERO: Duration = Duration { millis: 0 };
+    /// The longest duration a spec may hold: 10000 years (3650000d). Event
+    /// times lie within years 1 to 9999, so window bounds, lateness and
+    /// watermarks computed from them and a few such durations stay far
+    /// from the limits of 64-bit milliseconds.
+    pub const MAX: Duration = Duration {
+        millis: 3_650_000 * 86_400_000,
+    };
 
     pub const fn from_millis(millis: i64) -> Self {
         Duration { millis }
@@ -36,16 +43,21 @@ impl Duration {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: expected a number followed by ms, s, m, h or d, like \"15m\" or \"500ms\"")]
-pub struct ParseDurationError {
-    input: String,
+pub enum ParseDurationError {
+    #[error("invalid duration {input:?}: expected a number followed by ms, s, m, h or d, like \"15m\" or \"500ms\"")]
+    Syntax { input: String },
+    #[error("duration {input:?} is too long: at most 3650000d (10000 years)")]
+    TooLong { input: String },
 }
 
 impl FromStr for Duration {
     type Err = ParseDurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = || ParseDurationError {
+        let err = || ParseDurationError::Syntax {
+            input: input.to_string(),
+        };
+        let too_long = || ParseDurationError::TooLong {
             input: input.to_string(),
         };
         let mut rest = input.trim();
@@ -59,7 +71,8 @@ impl FromStr for Duration {
             if digits == 0 {
                 return Err(err());
             }
-            let value: i64 = rest[..digits].parse().map_err(|_| err())?;
+            // Only digits: a number that does not parse is too large.
+            let value: i64 = rest[..digits].parse().map_err(|_| too_long())?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit_millis = match &rest[..unit_len] {
@@ -74,7 +87,8 @@ impl FromStr for Duration {
             total = value
                 .checked_mul(unit_millis)
                 .and_then(|v| total.checked_add(v))
-                .ok_or_else(err)?;
+                .filter(|total| *total <= Duration::MAX.millis)
+                .ok_or_else(too_long)?;
         }
         Ok(Duration { millis: total })
     }
@@ -157,6 +171,24 @@ mod tests {
     fn rejects_bad_input() {
         for text in ["", "15", "m", "15x", "-1s", "1.5s", "s15"] {
             assert!(text.parse::<Duration>().is_err(), "{text:?} should fail");
+        }
+    }
+
+    /// Durations that would overflow window arithmetic are refused with
+    /// the limit.
+    #[test]
+    fn rejects_durations_longer_than_ten_thousand_years() {
+        assert_eq!("3650000d".parse::<Duration>(), Ok(Duration::MAX));
+        for text in [
+            "3650001d",
+            "99999999999d",
+            "3650000d1ms",
+            "99999999999999999999ms",
+        ] {
+            assert_eq!(
+                text.parse::<Duration>().unwrap_err().to_string(),
+                format!("duration {text:?} is too long: at most 3650000d (10000 years)")
+            );
         }
     }
 

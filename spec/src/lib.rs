@@ -228,13 +228,33 @@ pub struct ChangelogSpec {
 }
 
 /// Which field holds a record's event time, and how it is written.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventTimeSpec {
     /// Dotted path of the event-time field (required for file sources).
     pub field: Option<String>,
     #[serde(default)]
     pub format: TimeFormat,
+    /// A record stamped more than this ahead of the wall clock (a clock
+    /// gone wrong, a mistyped year) goes to the malformed output instead of
+    /// moving event time: one such record would make every later record
+    /// late. Default 1d.
+    #[serde(default = "default_max_ahead")]
+    pub max_ahead: Duration,
+}
+
+impl Default for EventTimeSpec {
+    fn default() -> Self {
+        EventTimeSpec {
+            field: None,
+            format: TimeFormat::default(),
+            max_ahead: default_max_ahead(),
+        }
+    }
+}
+
+fn default_max_ahead() -> Duration {
+    Duration::from_millis(86_400_000)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -202,6 +202,8 @@ impl JobSpec {
             }
         }
 
+        p.positive("eventTime.maxAhead", self.event_time.max_ahead);
+
         // Watermark.
         if let Some(idle) = self.watermark.idle_timeout {
             p.positive("watermark.idleTimeout", idle);
@@ -386,6 +388,10 @@ impl JobSpec {
     }
 }
 
+/// The most sliding windows one element may be in (size / slide): each
+/// element updates that many windows, and each pane end fires that many.
+const MAX_WINDOWS_PER_ELEMENT: i64 = 10_000;
+
 /// Time allowed for a crashed job to come back before its open transaction
 /// times out (the transaction timeout must exceed interval + this).
 const RECOVERY_ALLOWANCE_MS: u64 = 60_000;
@@ -445,6 +451,24 @@ impl JobSpec {
                             "window.sliding.slide",
                             format!("must not exceed the size ({}), got \"{}\"", s.size, s.slide),
                         );
+                    }
+                    let (size, slide) = (s.size.as_millis(), s.slide.as_millis());
+                    if slide > 0 && size >= slide {
+                        // Each element is in ceil(size / slide) windows.
+                        let windows = (size + slide - 1) / slide;
+                        if windows > MAX_WINDOWS_PER_ELEMENT {
+                            let least =
+                                (size + MAX_WINDOWS_PER_ELEMENT - 1) / MAX_WINDOWS_PER_ELEMENT;
+                            p.add(
+                                "window.sliding.slide",
+                                format!(
+                                    "a window of {} every {} puts each element in {windows} windows, more than the {MAX_WINDOWS_PER_ELEMENT} allowed: make the slide at least {}",
+                                    s.size,
+                                    s.slide,
+                                    Duration::from_millis(least)
+                                ),
+                            );
+                        }
                     }
                     if s.slide.as_millis() > 0 && s.offset >= s.slide {
                         p.add(

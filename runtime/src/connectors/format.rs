@@ -62,12 +62,61 @@ pub fn format_late(f: &OutputFormat, e: &Event) -> String {
     Value::Object(m).to_string()
 }
 
-/// A malformed record with the reason and where it came from.
+/// How much of a malformed record its side output shows: a huge bad line
+/// must not make a huge side-output record.
+pub const MALFORMED_RECORD_SHOWN: usize = 64 * 1024;
+
+/// A malformed record with the reason and where it came from. A record
+/// longer than [`MALFORMED_RECORD_SHOWN`] bytes is cut there, and
+/// `record_bytes` says how long it was.
 pub fn format_malformed(m: &Malformed) -> String {
+    if m.raw.len() <= MALFORMED_RECORD_SHOWN {
+        return serde_json::json!({
+            "error": m.error.to_string(),
+            "source": m.location,
+            "record": m.raw,
+        })
+        .to_string();
+    }
+    let mut cut = MALFORMED_RECORD_SHOWN;
+    while !m.raw.is_char_boundary(cut) {
+        cut -= 1;
+    }
     serde_json::json!({
         "error": m.error.to_string(),
         "source": m.location,
-        "record": m.raw,
+        "record": &m.raw[..cut],
+        "record_bytes": m.raw.len(),
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RecordError;
+
+    #[test]
+    fn a_huge_malformed_record_is_cut_and_its_length_given() {
+        let raw = format!("{{\"a\": \"{}\"", "é".repeat(MALFORMED_RECORD_SHOWN));
+        let line = format_malformed(&Malformed {
+            error: RecordError::NotAnObject,
+            raw: raw.clone(),
+            location: "in.jsonl:1".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let shown = v["record"].as_str().unwrap();
+        assert!(raw.starts_with(shown));
+        assert!(shown.len() <= MALFORMED_RECORD_SHOWN && shown.len() > MALFORMED_RECORD_SHOWN - 4);
+        assert_eq!(v["record_bytes"], raw.len());
+        let small = format_malformed(&Malformed {
+            error: RecordError::NotAnObject,
+            raw: "[1]".into(),
+            location: "in.jsonl:2".into(),
+        });
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&small).unwrap(),
+            serde_json::json!({"error": "not a JSON object", "record": "[1]", "source": "in.jsonl:2"})
+        );
+    }
 }

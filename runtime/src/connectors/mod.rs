@@ -72,6 +72,37 @@ pub trait Decode {
     ) -> std::io::Result<Result<Event, RecordError>>;
 }
 
+/// Decodes one record as read (None: a Kafka record without a value) into
+/// what a split hands the worker. Bytes that are not UTF-8 are not JSON: the
+/// record is malformed, shown as read (lossily), with where its first bad
+/// byte is; every source treats them alike. `location` names the record.
+pub(crate) fn read_record(
+    decoder: &mut dyn Decode,
+    bytes: Option<&[u8]>,
+    key: Option<&[u8]>,
+    partition: usize,
+    location: impl FnOnce() -> String,
+) -> std::io::Result<SourceItem> {
+    let text = match bytes.map(std::str::from_utf8).transpose() {
+        Ok(text) => text,
+        Err(e) => {
+            return Ok(SourceItem::Malformed(Malformed {
+                error: RecordError::NotUtf8(e.valid_up_to()),
+                raw: String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned(),
+                location: location(),
+            }))
+        }
+    };
+    Ok(match decoder.decode(text, key)? {
+        Ok(event) => SourceItem::Record { partition, event },
+        Err(error) => SourceItem::Malformed(Malformed {
+            error,
+            raw: text.unwrap_or_default().to_string(),
+            location: location(),
+        }),
+    })
+}
+
 /// One worker's share of a source.
 pub trait SourceSplit: Send {
     /// Number of partitions in this split (each has its own watermark).

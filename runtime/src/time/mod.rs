@@ -14,8 +14,25 @@ pub const MIN_WATERMARK: i64 = i64::MIN;
 /// Watermark of a finished input: every window fires.
 pub const MAX_WATERMARK: i64 = i64::MAX;
 
+/// The earliest event time a record may carry: 0001-01-01T00:00:00Z.
+pub const MIN_EVENT_TIME: i64 = -62_135_596_800_000;
+/// The latest event time a record may carry: 9999-12-31T23:59:59.999Z.
+/// Within these bounds, window bounds, lateness and watermarks (with
+/// durations bounded by validation) never overflow.
+pub const MAX_EVENT_TIME: i64 = 253_402_300_799_999;
+
 /// Reads an event time (epoch milliseconds) from a JSON value.
 pub fn parse_event_time(v: &Value, format: TimeFormat) -> Result<i64, String> {
+    let ts = parse_time_value(v, format)?;
+    if !(MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(&ts) {
+        return Err(format!(
+            "{v} is outside the supported range, years 0001 to 9999 (epoch milliseconds {MIN_EVENT_TIME} to {MAX_EVENT_TIME})"
+        ));
+    }
+    Ok(ts)
+}
+
+fn parse_time_value(v: &Value, format: TimeFormat) -> Result<i64, String> {
     match (v, format) {
         (Value::Number(n), TimeFormat::Auto | TimeFormat::EpochMillis) => n
             .as_i64()
@@ -109,5 +126,34 @@ mod tests {
         assert!(err.contains("epochMillis"), "{err}");
         let err = parse_event_time(&json!(true), TimeFormat::Auto).unwrap_err();
         assert!(err.contains("expected a timestamp"), "{err}");
+    }
+
+    /// Times at the edges of the number range would overflow window
+    /// arithmetic: they are the record's fault, not the job's.
+    #[test]
+    fn event_times_outside_years_1_to_9999_are_refused() {
+        for v in [
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!(1e300),
+            json!(-1e300),
+            json!(i64::MAX.to_string()),
+            json!(MAX_EVENT_TIME + 1),
+            json!(MIN_EVENT_TIME - 1),
+        ] {
+            let err = parse_event_time(&v, TimeFormat::Auto).unwrap_err();
+            assert!(
+                err.contains("outside the supported range, years 0001 to 9999"),
+                "{v}: {err}"
+            );
+        }
+        for (v, ts) in [
+            (json!("9999-12-31T23:59:59.999Z"), MAX_EVENT_TIME),
+            (json!("0001-01-01T00:00:00Z"), MIN_EVENT_TIME),
+            (json!(MAX_EVENT_TIME), MAX_EVENT_TIME),
+        ] {
+            assert_eq!(parse_event_time(&v, TimeFormat::Auto), Ok(ts), "{v}");
+        }
     }
 }

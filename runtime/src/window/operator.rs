@@ -692,10 +692,23 @@ fn windows_ending_between(
                 .max(a.first_end(first.start));
             let last_end = a.last_end(last.start);
             while end <= last_end && end - 1 <= up_to {
-                if let Some(content) = aligned_content(state, end - a.size, end) {
-                    found.push((end - a.size, end, content));
+                match aligned_content(state, end - a.size, end) {
+                    Some(content) => {
+                        found.push((end - a.size, end, content));
+                        end += a.slide;
+                    }
+                    // No pane in this window: the next window with content
+                    // is the first one holding the next pane. Jump there
+                    // instead of stepping across the gap a slide at a time
+                    // (a key's panes may be years apart).
+                    None => {
+                        let next = state.panes.partition_point(|p| p.start < end);
+                        let Some(pane) = state.panes.get(next) else {
+                            break;
+                        };
+                        end = (end + a.slide).max(a.first_end(pane.start));
+                    }
                 }
-                end += a.slide;
             }
         }
         None => {

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bad_records;
 mod checkpoints;
 mod control_api;
 mod engine_model;

@@ -62,6 +62,40 @@ fn bad_duration_names_the_field_and_the_format() {
     assert!(e.starts_with("window.tumbling.size: invalid duration \"15x\": expected a number followed by ms, s, m, h or d"), "{e}");
 }
 
+/// Durations that would overflow window arithmetic later are refused where
+/// they are written, with the limit; so are sliding windows that put each
+/// element in more windows than a job can fire.
+#[test]
+fn durations_and_window_counts_are_bounded() {
+    assert_eq!(
+        error_of(&with("size: 15m", "size: 99999999999d")),
+        "window.tumbling.size: duration \"99999999999d\" is too long: at most 3650000d (10000 years) (line 13, column 5)"
+    );
+    let e = error_of(&with("outOfOrderness: 5m", "outOfOrderness: 3650001d"));
+    assert!(
+        e.starts_with("watermark.outOfOrderness: duration \"3650001d\" is too long"),
+        "{e}"
+    );
+    let sliding = |size: &str, slide: &str| {
+        with(
+            "  tumbling:\n    size: 15m",
+            &format!("  sliding:\n    size: {size}\n    slide: {slide}"),
+        )
+    };
+    assert_eq!(
+        error_of(&sliding("1d", "1ms")),
+        "window.sliding.slide: a window of 1d every 1ms puts each element in 86400000 windows, more than the 10000 allowed: make the slide at least 8640ms"
+    );
+    JobSpec::from_yaml(&sliding("1d", "8640ms")).unwrap();
+    assert_eq!(
+        error_of(&with(
+            "field: event_time",
+            "field: event_time\n  maxAhead: 0s"
+        )),
+        "eventTime.maxAhead: must be greater than 0, got \"0s\""
+    );
+}
+
 #[test]
 fn unknown_fields_are_rejected() {
     let e = error_of(&with("size: 15m", "sise: 15m"));

@@ -69,7 +69,7 @@ enum Command {
         /// process stays up (control API answering, state `finished`)
         /// instead of exiting, so a pod's restart policy does not start the
         /// job again. A failed job still exits non-zero.
-        #[arg(long, env = flags::DEPLOYMENT_ENV)]
+        #[arg(long, env = flags::DEPLOYMENT_ENV, value_parser = deployment_name)]
         deployment: Option<String>,
     },
     /// Run the visit-counter scenario end to end, with no set-up.
@@ -279,9 +279,53 @@ fn run_job(
         .map_err(|e| format!("job {} failed: {e}", spec.name))
 }
 
+/// `--deployment`: it names a file in the job's checkpoint storage, so it
+/// is a name, never a path.
+fn deployment_name(name: &str) -> Result<String, String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    match valid {
+        true => Ok(name.to_string()),
+        false => Err(format!(
+            "{name:?}: a deployment is a name of letters, digits, '-', '_' and '.', starting with a letter or digit"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deployment names a file in the checkpoint storage: `../` would
+    /// reach outside the job's folder.
+    #[test]
+    fn a_deployment_is_a_name_not_a_path() {
+        for bad in ["../../x", "a/b", ".hidden", "", "a b"] {
+            let err = Cli::try_parse_from(["streamjob", "run", "job.yaml", "--deployment", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"))
+                .to_string();
+            assert!(
+                err.contains("letters, digits, '-', '_' and '.', starting with a letter or digit"),
+                "{bad:?}: {err}"
+            );
+        }
+        let cli = Cli::try_parse_from([
+            "streamjob",
+            "run",
+            "job.yaml",
+            "--deployment",
+            "1764690000000-g3",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run { deployment: Some(d), .. } if d == "1764690000000-g3"
+        ));
+    }
 
     /// The operator builds pod commands from `streamjob_api::flags`: each of
     /// those flags must be one `streamjob run` takes.

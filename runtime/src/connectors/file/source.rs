@@ -5,7 +5,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use crate::connectors::{Decode, Malformed, Poll, SourceItem, SourceSplit};
+use crate::connectors::{read_record, Decode, Poll, SourceItem, SourceSplit};
+
+/// A byte-order mark some editors write at the start of a UTF-8 file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 struct OpenFile {
     /// The path as the job spec names it: the partition's id.
@@ -19,7 +22,7 @@ struct OpenFile {
 
 pub struct FileSplit {
     files: Vec<OpenFile>,
-    line: String,
+    line: Vec<u8>,
     next: usize,
 }
 
@@ -45,7 +48,7 @@ impl FileSplit {
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(FileSplit {
             files,
-            line: String::new(),
+            line: Vec::new(),
             next: 0,
         })
     }
@@ -76,27 +79,26 @@ impl SourceSplit for FileSplit {
             let file = &mut self.files[partition];
             let reader = file.reader.as_mut().expect("file is open");
             self.line.clear();
-            let read = reader.read_line(&mut self.line)?;
+            let read = reader.read_until(b'\n', &mut self.line)?;
             if read == 0 {
                 file.reader = None;
                 out.push(SourceItem::PartitionEnd(partition));
                 continue;
             }
+            let line = match file.offset {
+                0 => self.line.strip_prefix(BOM).unwrap_or(&self.line),
+                _ => &self.line,
+            };
             file.line_no += 1;
             file.offset += read as u64;
             produced += 1;
-            let text = self.line.trim();
-            if text.is_empty() {
+            let bytes = line.trim_ascii();
+            if bytes.is_empty() {
                 continue;
             }
-            out.push(match decoder.decode(Some(text), None)? {
-                Ok(event) => SourceItem::Record { partition, event },
-                Err(error) => SourceItem::Malformed(Malformed {
-                    error,
-                    raw: text.to_string(),
-                    location: format!("{}:{}", file.name, file.line_no),
-                }),
-            });
+            out.push(read_record(decoder, Some(bytes), None, partition, || {
+                format!("{}:{}", file.name, file.line_no)
+            })?);
         }
         Ok(Poll::Ready)
     }

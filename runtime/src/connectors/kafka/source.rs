@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::{client_config, kafka_error};
-use crate::connectors::{Decode, Malformed, Poll, SourceItem, SourceSplit};
+use crate::connectors::{read_record, Decode, Poll, SourceItem, SourceSplit};
 use crate::spec::{KafkaSourceSpec, StartFrom};
 
 /// Settings of the job's readers. Partitions are assigned and offsets live
@@ -272,20 +272,13 @@ impl SourceSplit for KafkaSplit {
             p.next = Some(message.offset() + 1);
             p.records += 1;
             got += 1;
-            // Invalid UTF-8 is not JSON: it goes to the malformed output as
-            // it was read, not as an empty string.
-            let text = message.payload().map(String::from_utf8_lossy);
-            out.push(match decoder.decode(text.as_deref(), message.key())? {
-                Ok(event) => SourceItem::Record {
-                    partition: i,
-                    event,
-                },
-                Err(error) => SourceItem::Malformed(Malformed {
-                    error,
-                    raw: text.unwrap_or_default().into_owned(),
-                    location: format!("{}[{}]@{}", p.topic, p.id, message.offset()),
-                }),
-            });
+            out.push(read_record(
+                decoder,
+                message.payload(),
+                message.key(),
+                i,
+                || format!("{}[{}]@{}", p.topic, p.id, message.offset()),
+            )?);
             if p.end.is_some_and(|end| message.offset() + 1 >= end) {
                 p.ended = true;
                 out.push(SourceItem::PartitionEnd(i));
