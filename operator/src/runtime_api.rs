@@ -131,7 +131,10 @@ impl RuntimeApi for HttpRuntime {
             let deadline = tokio::time::Instant::now() + timeout;
             let SavepointTriggered { id } = self
                 .call(
-                    self.http.post(format!("{url}{}", paths::SAVEPOINTS)),
+                    // The API takes only JSON objects posted as JSON.
+                    self.http
+                        .post(format!("{url}{}", paths::SAVEPOINTS))
+                        .json(&serde_json::json!({})),
                     Duration::from_secs(40),
                 )
                 .await?;

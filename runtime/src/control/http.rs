@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -137,7 +137,57 @@ async fn request(c: &JobControl, then_stop: bool) -> Result<u64, Response> {
     }
 }
 
-async fn trigger_savepoint(State(c): State<Arc<JobControl>>) -> Response {
+/// The body of a POST: it must say it is JSON (`Content-Type:
+/// application/json`, which a web page cannot send to another origin
+/// without asking first, so a form on some page cannot stop a local job),
+/// and be a JSON object or nothing (then `T::default()`).
+fn post_body<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &[u8],
+    example: &str,
+) -> Result<T, (StatusCode, String)> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json (a POST from a web form is refused)".into(),
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let refuse = |what: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("expected {example}: {what}"),
+        )
+    };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
+        }
+        Ok(other) => Err(refuse(format!("not a JSON object: {other}"))),
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
+/// `POST /savepoints` takes no options: its body is `{}` or nothing.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavepointOptions {}
+
+async fn trigger_savepoint(
+    State(c): State<Arc<JobControl>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err((code, refusal)) = post_body::<SavepointOptions>(&headers, &body, "{} or no body") {
+        return error(code, refusal);
+    }
     match request(&c, false).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(SavepointTriggered { id })).into_response(),
         Err(response) => response,
@@ -155,21 +205,31 @@ async fn savepoint_status(State(c): State<Arc<JobControl>>, Path(id): Path<u64>)
 /// the output up to it, and stops the job; answers with the savepoint's
 /// path. If the savepoint fails, the job keeps running and the answer says
 /// why: state is never dropped silently.
-async fn stop(State(c): State<Arc<JobControl>>, body: axum::body::Bytes) -> Response {
+async fn stop(
+    State(c): State<Arc<JobControl>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     // An empty body is a plain stop.
-    let wanted: StopRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        StopRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(w) => w,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("expected {{\"savepoint\": true|false}}: {e}"),
-                )
-            }
-        }
+    let wanted: StopRequest = match post_body(&headers, &body, "{\"savepoint\": true|false}") {
+        Ok(wanted) => wanted,
+        Err((code, refusal)) => return error(code, refusal),
     };
+    let state = c.state();
+    if matches!(state, JobState::Finished | JobState::Failed) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("the job is not running: it has {}", state_word(state)),
+        );
+    }
+    // One stop at a time: a second one would be told the job keeps
+    // running, or take a second savepoint, while the first stops it.
+    if !c.claim_stop() {
+        return error(
+            StatusCode::CONFLICT,
+            "the job is already stopping: another stop is under way",
+        );
+    }
     if !wanted.savepoint {
         c.set_state(JobState::Stopping, None);
         c.stop.store(true, Ordering::SeqCst);
@@ -177,7 +237,10 @@ async fn stop(State(c): State<Arc<JobControl>>, body: axum::body::Bytes) -> Resp
     }
     let id = match request(&c, true).await {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => {
+            c.release_stop();
+            return response;
+        }
     };
     // Wait for the savepoint, however long it takes: the caller (the
     // operator) owns the timeout.
@@ -188,12 +251,24 @@ async fn stop(State(c): State<Arc<JobControl>>, body: axum::body::Bytes) -> Resp
                 return Json(StopAnswer { savepoint }).into_response();
             }
             Some(SavepointStatus::Failed { error: e }) => {
+                c.release_stop();
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("savepoint {id} failed, the job keeps running: {e}"),
-                )
+                );
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
+    }
+}
+
+fn state_word(state: JobState) -> &'static str {
+    match state {
+        JobState::Finished => "finished",
+        JobState::Failed => "failed",
+        JobState::Starting => "not started yet",
+        JobState::Running => "running",
+        JobState::Restarting => "restarting",
+        JobState::Stopping => "stopping",
     }
 }

@@ -138,6 +138,8 @@ pub struct JobControl {
     ),
     /// Set to stop the job (shared with the run's workers).
     pub stop: Arc<AtomicBool>,
+    /// A `POST /stop` is under way or done: a second one is refused.
+    stop_claimed: AtomicBool,
     savepoints_supported: AtomicBool,
 }
 
@@ -167,6 +169,7 @@ impl JobControl {
             }),
             requests: crossbeam_channel::unbounded(),
             stop: Arc::new(AtomicBool::new(false)),
+            stop_claimed: AtomicBool::new(false),
             savepoints_supported: AtomicBool::new(false),
         })
     }
@@ -282,6 +285,18 @@ impl JobControl {
     }
 
     /// Asks the coordinator for a savepoint.
+    /// Claims the job's stop for one request. False when another stop is
+    /// under way or done, or the job was stopped otherwise.
+    pub fn claim_stop(&self) -> bool {
+        !self.stop.load(Ordering::SeqCst) && !self.stop_claimed.swap(true, Ordering::SeqCst)
+    }
+
+    /// A stop with a savepoint that failed: the job keeps running, and may
+    /// be stopped again.
+    pub fn release_stop(&self) {
+        self.stop_claimed.store(false, Ordering::SeqCst);
+    }
+
     pub fn request_savepoint(&self, request: SavepointRequest) {
         // The receiver lives in this struct, so the send cannot fail.
         let _ = self.requests.0.send(request);

@@ -235,3 +235,113 @@ fn invalid_utf8_is_a_malformed_record_and_a_bom_is_skipped() {
         "{\"user\": \"a\u{FFFD}\", \"ts\": \"2025-09-04T10:00:20Z\"}"
     );
 }
+
+mod properties {
+    //! Arbitrary input through the whole record path (decode, key, window,
+    //! sink): nothing panics or hangs, and no record is lost: every line is
+    //! counted in a result, late, or malformed.
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Any JSON value: numbers of any size and sign, strings, nesting.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// An event time: mostly near each other (so windows fill and fire),
+    /// sometimes anything at all.
+    fn event_time() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => (1_756_980_000_000i64..1_756_980_600_000).prop_map(Value::from),
+            1 => (1_756_980_000i64..1_756_980_600).prop_map(|s| {
+                Value::from(streamjob_runtime::time::format_time(s * 1000))
+            }),
+            1 => any_json(),
+        ]
+    }
+
+    /// One input line: a record with arbitrary fields, or arbitrary text.
+    fn line() -> impl Strategy<Value = String> {
+        let user = prop_oneof![
+            4 => "[ab]".prop_map(Value::from),
+            1 => any_json(),
+        ];
+        let record = (
+            prop::option::weighted(0.95, user),
+            prop::option::weighted(0.95, event_time()),
+            prop::option::of(any_json()),
+        )
+            .prop_map(|(user, ts, amount)| {
+                let mut m = serde_json::Map::new();
+                if let Some(user) = user {
+                    m.insert("user".into(), user);
+                }
+                if let Some(ts) = ts {
+                    m.insert("ts".into(), ts);
+                }
+                if let Some(amount) = amount {
+                    m.insert("amount".into(), amount);
+                }
+                Value::Object(m).to_string()
+            });
+        prop_oneof![
+            8 => record,
+            1 => any_json().prop_map(|v| v.to_string()),
+            1 => "[^\n]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_line_is_counted_late_or_malformed(lines in prop::collection::vec(line(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let input = lines.join("\n");
+            std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+            let spec = JobSpec::from_yaml(
+                "name: t\nsource: {file: {path: in.jsonl}}\neventTime: {field: ts}\n\
+                 watermark: {outOfOrderness: 1m}\nkey: user\nwindow: {tumbling: {size: 1m}}\n\
+                 aggregates: [{name: n, function: count}, {name: total, function: sum, field: amount}, \
+                 {name: top, function: max, field: amount}]\n\
+                 sink: {file: {path: out.jsonl}}\n\
+                 sideOutputs: {malformed: {file: {path: bad.jsonl}}, late: {file: {path: late.jsonl}}}\n",
+            )
+            .unwrap();
+            let summary = run_within(spec, dir.path(), Duration::from_secs(60));
+            // Blank lines (ASCII whitespace, after a byte-order mark at the
+            // start) are no records.
+            let non_empty = input
+                .strip_prefix('\u{FEFF}')
+                .unwrap_or(&input)
+                .lines()
+                .filter(|l| !l.trim_ascii().is_empty())
+                .count() as u64;
+            prop_assert_eq!(summary.records_in + summary.malformed, non_empty);
+            let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap_or_default();
+            let counted: u64 = text
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["n"].as_u64().unwrap())
+                .sum();
+            prop_assert_eq!(counted + summary.late, summary.records_in);
+            let bad = std::fs::read_to_string(dir.path().join("bad.jsonl")).unwrap_or_default();
+            prop_assert_eq!(bad.lines().count() as u64, summary.malformed);
+        }
+    }
+}

@@ -13,16 +13,33 @@ use std::time::Duration;
 use common::wait_until;
 use serde_json::Value;
 
-/// One HTTP/1.1 request; returns the status code and the body.
+/// One HTTP/1.1 request with a JSON body (or none); returns the status
+/// code and the body.
 fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_as(
+        address,
+        method,
+        path,
+        "application/json",
+        body.unwrap_or(""),
+    )
+}
+
+/// One HTTP/1.1 request with a body of `content_type`.
+fn http_as(
+    address: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let body = body.unwrap_or("");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -218,6 +235,63 @@ fn control_api_from_health_to_stop_with_savepoint() {
     let (code, _) = http(&api, "POST", "/stop", Some(r#"{"savepoint": false}"#));
     assert_eq!(code, 200);
     assert!(child.wait().success());
+}
+
+/// A POST must be a JSON object sent as JSON: a form post from a web page
+/// (which a browser sends to any origin) or a JSON array stops nothing.
+/// Once a stop is under way or done, another one gets 409, never an answer
+/// that says the job keeps running.
+#[test]
+fn posts_must_be_json_objects_and_a_second_stop_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path());
+    // A deployment's process stays up after the job stops, still answering.
+    let (_child, api, _stderr) = start(&job, &["--deployment", "d1"]);
+    wait_ready(&api);
+
+    let (code, body) = http_as(
+        &api,
+        "POST",
+        "/stop",
+        "application/x-www-form-urlencoded",
+        "",
+    );
+    assert_eq!(code, 415, "{body}");
+    assert_eq!(
+        json(&body)["error"],
+        "send Content-Type: application/json (a POST from a web form is refused)"
+    );
+    let (code, body) = http_as(&api, "POST", "/savepoints", "text/plain", "{}");
+    assert_eq!(code, 415, "{body}");
+    let (code, body) = http(&api, "POST", "/stop", Some("[]"));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        json(&body)["error"],
+        "expected {\"savepoint\": true|false}: not a JSON object: []"
+    );
+    let (code, body) = http(&api, "POST", "/savepoints", Some(r#"{"now": true}"#));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        json(&http(&api, "GET", "/status", None).1)["state"],
+        "running"
+    );
+
+    let (code, body) = http(&api, "POST", "/stop", Some("{}"));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http(&api, "POST", "/stop", Some(r#"{"savepoint": true}"#));
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            json(&http(&api, "GET", "/status", None).1)["state"] == "finished"
+        }),
+        "the stopped job never finished"
+    );
+    let (code, body) = http(&api, "POST", "/stop", None);
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        json(&body)["error"],
+        "the job is not running: it has finished"
+    );
 }
 
 #[test]
