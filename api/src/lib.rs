@@ -41,6 +41,10 @@ pub mod flags {
     /// Where the control API listens (`off` for none).
     pub const CONTROL_ADDRESS: &str = "--control-address";
     pub const CONTROL_ADDRESS_ENV: &str = "STREAMJOB_CONTROL_ADDRESS";
+    /// A file holding the token that `POST /savepoints` and `POST /stop`
+    /// must present as `Authorization: Bearer <token>`.
+    pub const CONTROL_TOKEN_FILE: &str = "--control-token-file";
+    pub const CONTROL_TOKEN_FILE_ENV: &str = "STREAMJOB_CONTROL_TOKEN_FILE";
     /// Start from a checkpoint or savepoint folder or URI.
     pub const FROM_SAVEPOINT: &str = "--from-savepoint";
     pub const FROM_SAVEPOINT_ENV: &str = "STREAMJOB_FROM_SAVEPOINT";

@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -37,8 +38,51 @@ impl ControlServer {
     }
 }
 
-/// Binds `address` and serves the control API on a background thread.
-pub fn serve(address: &str, control: Arc<JobControl>) -> std::io::Result<ControlServer> {
+/// The secret that requests which change the job (`POST /savepoints`,
+/// `POST /stop`) must present as `Authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct ControlToken(Arc<str>);
+
+impl ControlToken {
+    /// Reads the token from a file (as a Kubernetes Secret is mounted);
+    /// surrounding whitespace is not part of it.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the control token {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(format!(
+                "the control token in {} is {} characters long; use at least 16 random ones",
+                path.display(),
+                token.len()
+            ));
+        }
+        Ok(ControlToken(token.into()))
+    }
+
+    /// Whether the request's `Authorization` header carries the token,
+    /// compared in constant time.
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        use subtle::ConstantTimeEq;
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.0.as_bytes())))
+    }
+}
+
+/// Binds `address` and serves the control API on a background thread. With
+/// a token, requests that change the job must present it; reading (health,
+/// readiness, metrics, status, checkpoints, a savepoint's state) stays open
+/// for probes and scrapers.
+pub fn serve(
+    address: &str,
+    control: Arc<JobControl>,
+    token: Option<ControlToken>,
+) -> std::io::Result<ControlServer> {
     let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
@@ -54,9 +98,10 @@ pub fn serve(address: &str, control: Arc<JobControl>) -> std::io::Result<Control
             runtime.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).expect("a bound listener");
-                let server = axum::serve(listener, router(control)).with_graceful_shutdown(async {
-                    let _ = signal.await;
-                });
+                let server =
+                    axum::serve(listener, router(control, token)).with_graceful_shutdown(async {
+                        let _ = signal.await;
+                    });
                 if let Err(e) = server.await {
                     tracing::error!(%e, "control API stopped");
                 }
@@ -70,7 +115,30 @@ pub fn serve(address: &str, control: Arc<JobControl>) -> std::io::Result<Control
     })
 }
 
-fn router(control: Arc<JobControl>) -> Router {
+fn router(control: Arc<JobControl>, token: Option<ControlToken>) -> Router {
+    let mut changes = Router::new()
+        .route(paths::SAVEPOINTS, post(trigger_savepoint))
+        .route(paths::STOP, post(stop));
+    if let Some(token) = token {
+        changes = changes.route_layer(middleware::from_fn(move |request: Request, next: Next| {
+            let token = token.clone();
+            async move {
+                if token.admits(request.headers()) {
+                    next.run(request).await
+                } else {
+                    let mut refused = error(
+                        StatusCode::UNAUTHORIZED,
+                        "this request changes the job: send Authorization: Bearer <the token of --control-token-file>",
+                    );
+                    refused.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer"),
+                    );
+                    refused
+                }
+            }
+        }));
+    }
     Router::new()
         .route(paths::HEALTHZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(readyz))
@@ -83,9 +151,8 @@ fn router(control: Arc<JobControl>) -> Router {
             paths::CHECKPOINTS,
             get(|State(c): State<Arc<JobControl>>| async move { Json(c.checkpoints()) }),
         )
-        .route(paths::SAVEPOINTS, post(trigger_savepoint))
         .route(&paths::savepoint_route(), get(savepoint_status))
-        .route(paths::STOP, post(stop))
+        .merge(changes)
         .with_state(control)
 }
 

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use streamjob_api::{JobStatus, SnapshotKind, SnapshotRef};
 
-pub use http::{serve, ControlServer};
+pub use http::{serve, ControlServer, ControlToken};
 pub use streamjob_api::{JobState, SavepointStatus, SnapshotRecord};
 
 /// A request for the checkpoint coordinator.

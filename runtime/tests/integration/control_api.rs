@@ -33,13 +33,36 @@ fn http_as(
     content_type: &str,
     body: &str,
 ) -> (u16, String) {
+    http_raw(
+        address,
+        method,
+        path,
+        &format!("Content-Type: {content_type}\r\n"),
+        body,
+    )
+}
+
+/// One HTTP/1.1 request with a JSON body and `Authorization: Bearer <token>`.
+fn http_with_token(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, String) {
+    let headers = format!("Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n");
+    http_raw(address, method, path, &headers, body)
+}
+
+/// One HTTP/1.1 request with `headers` (each line ending in CRLF).
+fn http_raw(address: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -292,6 +315,73 @@ fn posts_must_be_json_objects_and_a_second_stop_is_refused() {
         json(&body)["error"],
         "the job is not running: it has finished"
     );
+}
+
+/// With `--control-token-file`, requests that change the job need the
+/// token; reading stays open for probes and scrapers.
+#[test]
+fn a_control_token_guards_stop_and_savepoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path());
+    let token = "k3J9x2mQ7vL0pR5tZ8wB";
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    let token_file = dir.path().join("token");
+    let (mut child, api, _stderr) = start(
+        &job,
+        &["--control-token-file", token_file.to_str().unwrap()],
+    );
+    wait_ready(&api);
+
+    for (path, body) in [("/stop", "{}"), ("/savepoints", "")] {
+        let (code, answer) = http(&api, "POST", path, Some(body));
+        assert_eq!(code, 401, "{path}: {answer}");
+        assert_eq!(
+            json(&answer)["error"],
+            "this request changes the job: send Authorization: Bearer <the token of --control-token-file>"
+        );
+        let (code, _) = http_with_token(&api, "POST", path, "k3J9x2mQ7vL0pR5tZ8wC", body);
+        assert_eq!(code, 401, "{path} with another token");
+    }
+    for path in ["/healthz", "/readyz", "/metrics", "/status", "/checkpoints"] {
+        assert_eq!(http(&api, "GET", path, None).0, 200, "{path}");
+    }
+    assert_eq!(
+        json(&http(&api, "GET", "/status", None).1)["state"],
+        "running"
+    );
+
+    let (code, answer) = http_with_token(&api, "POST", "/savepoints", token, "");
+    assert_eq!(code, 202, "{answer}");
+    let (code, answer) = http_with_token(&api, "POST", "/stop", token, "{}");
+    assert_eq!(code, 200, "{answer}");
+    assert!(child.wait().success());
+}
+
+/// A token file that is missing or too short to be a secret stops the job
+/// before it runs, instead of leaving the API open.
+#[test]
+fn a_bad_control_token_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path());
+    std::fs::write(dir.path().join("short"), "secret\n").unwrap();
+    for (file, expected) in [
+        ("short", "is 6 characters long; use at least 16 random ones"),
+        ("missing", "cannot read the control token"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+            .arg("run")
+            .arg(&job)
+            .args(["--control-address", "127.0.0.1:0", "--control-token-file"])
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("streamjob: --control-token-file: ") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

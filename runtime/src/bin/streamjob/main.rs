@@ -9,7 +9,7 @@ mod logging;
 
 use clap::{Parser, Subcommand};
 use streamjob_api::flags;
-use streamjob_runtime::control::{serve, JobControl, JobState};
+use streamjob_runtime::control::{serve, ControlToken, JobControl, JobState};
 
 use bench::{bench, BenchConfig, BenchWindow};
 use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
@@ -61,6 +61,12 @@ enum Command {
             default_value = "127.0.0.1:8081"
         )]
         control_address: String,
+        /// A file holding the token (16 characters or more) that requests
+        /// changing the job (`POST /savepoints`, `POST /stop`) must present
+        /// as `Authorization: Bearer <token>`. Without one, anyone who can
+        /// reach the address can stop the job.
+        #[arg(long, env = flags::CONTROL_TOKEN_FILE_ENV)]
+        control_token_file: Option<PathBuf>,
         /// The deployment this process belongs to, for a supervisor that
         /// restarts processes (the operator sets one per rollout). A later
         /// process of the same deployment resumes from the newest snapshot
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
             from_latest_checkpoint,
             allow_non_restored_state,
             control_address,
+            control_token_file,
             deployment,
         } => {
             let restore = match (from_savepoint, from_latest_checkpoint) {
@@ -139,12 +146,21 @@ fn main() -> ExitCode {
                 (None, false) => None,
             };
             let restore = restore.map(|from| (from, allow_non_restored_state));
+            // A job told to guard its API never runs with it open.
+            let token = match control_token_file.as_deref().map(ControlToken::from_file) {
+                None => None,
+                Some(Ok(token)) => Some(token),
+                Some(Err(e)) => {
+                    eprintln!("streamjob: --control-token-file: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             run_job(
                 &job,
                 parallelism,
                 state_dir,
                 restore,
-                Some(&control_address),
+                Some((&control_address, token)),
                 deployment,
             )
         }
@@ -226,17 +242,24 @@ fn run_job(
     parallelism: Option<u32>,
     state_dir: Option<PathBuf>,
     restore: Option<(RestoreFrom, bool)>,
-    control_address: Option<&str>,
+    control_api: Option<(&str, Option<ControlToken>)>,
     deployment: Option<String>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
     let control = JobControl::new(&spec.name, spec.parallelism as usize);
     let mut server = None;
-    if let Some(address) = control_address.filter(|a| *a != "off") {
+    if let Some((address, token)) = control_api.filter(|(a, _)| *a != "off") {
+        let guarded = token.is_some();
         // A busy port must not stop a local run: say so and go on.
-        match serve(address, control.clone()) {
+        match serve(address, control.clone(), token) {
             Ok(s) => {
                 eprintln!("streamjob: control API on http://{}", s.address);
+                if !guarded && !s.address.ip().is_loopback() {
+                    eprintln!(
+                        "streamjob: anyone who can reach {} can stop the job or take savepoints: set --control-token-file",
+                        s.address
+                    );
+                }
                 server = Some(s);
             }
             Err(e) => eprintln!("streamjob: control API not started on {address}: {e}"),
