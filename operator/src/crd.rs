@@ -64,7 +64,8 @@ pub struct StreamJobSpec {
     /// Recovery after failures.
     #[serde(default)]
     pub restart_policy: RestartPolicy,
-    /// Resources of the runtime container.
+    /// Resources of the runtime container (default: requests cpu 500m and
+    /// memory 1Gi, limit memory 2Gi).
     pub resources: Option<ResourceRequirements>,
     /// A pod template merged into the runtime pods (labels, annotations,
     /// node selection, extra env, volumes …).

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, HTTPGetAction, PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
     ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -27,6 +29,8 @@ pub const JOB_FILE: &str = "/etc/streamjob/job.yaml";
 pub const STATE_DIR: &str = "/var/lib/streamjob";
 /// The label naming the StreamJob an object belongs to.
 pub const JOB_LABEL: &str = "streamjob.io/job";
+/// The uid (and gid) the runtime runs as: the runtime image's user.
+pub const RUNTIME_UID: i64 = 10001;
 
 /// How the runtime pod starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +198,16 @@ pub fn stateful_set(
             failure_threshold: Some(6),
             ..probe("/healthz", 10)
         }),
-        resources: job.spec.resources.clone(),
+        resources: Some(job.spec.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "job".into(),
@@ -205,6 +218,12 @@ pub fn stateful_set(
             VolumeMount {
                 name: "state".into(),
                 mount_path: STATE_DIR.into(),
+                ..Default::default()
+            },
+            // The root filesystem is read-only: temporary files go here.
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
                 ..Default::default()
             },
         ]),
@@ -228,9 +247,29 @@ pub fn stateful_set(
                 empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Default::default()
             },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
         ]),
         // A stop-with-savepoint drains and exits: give it time.
         termination_grace_period_seconds: Some(120),
+        // Least privilege (each overridable through `podTemplate`): no
+        // root, the runtime's default seccomp profile, and no API token:
+        // the runtime never calls the Kubernetes API.
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUNTIME_UID),
+            run_as_group: Some(RUNTIME_UID),
+            fs_group: Some(RUNTIME_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        automount_service_account_token: Some(false),
         ..Default::default()
     };
     // Each rollout replaces the pod, even with the same arguments (a
@@ -263,6 +302,21 @@ pub fn stateful_set(
         }),
         ..Default::default()
     })
+}
+
+/// Requests and limits when the StreamJob sets none: a pod without them is
+/// the first evicted, and one without a memory limit can starve its node.
+/// No CPU limit: throttling a stream job only adds latency.
+pub fn default_resources() -> ResourceRequirements {
+    let quantity = |q: &str| Quantity(q.into());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), quantity("500m")),
+            ("memory".into(), quantity("1Gi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), quantity("2Gi"))])),
+        ..Default::default()
+    }
 }
 
 fn deployment(job: &StreamJob) -> Option<&crate::crd::Deployment> {

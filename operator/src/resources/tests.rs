@@ -133,7 +133,7 @@ fn the_pod_template_merges_into_the_container_by_name() {
     let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.containers.len(), 1);
     assert_eq!(c.args.as_ref().unwrap()[0], "run");
-    assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 2);
+    assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 3);
 }
 
 #[test]
@@ -244,4 +244,60 @@ fn a_deployment_record_reads_back_as_written_and_nothing_else() {
                 .into()
         )
     );
+}
+
+/// The runtime pod runs with least privilege unless the StreamJob's
+/// `podTemplate` says otherwise, field by field.
+#[test]
+fn the_pod_is_hardened_by_default_and_a_pod_template_can_relax_it() {
+    let mut job = example_job();
+    job.spec.resources = None;
+    job.spec.pod_template = None;
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let security = pod.security_context.as_ref().unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.run_as_user, Some(RUNTIME_UID));
+    assert_eq!(security.fs_group, Some(RUNTIME_UID));
+    assert_eq!(
+        security.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let c = container(&set);
+    let own = c.security_context.as_ref().unwrap();
+    assert_eq!(own.allow_privilege_escalation, Some(false));
+    assert_eq!(own.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        own.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+    // Writable places are volumes: state and /tmp.
+    let mounts: Vec<&str> = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|m| m.read_only != Some(true))
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(mounts, [STATE_DIR, "/tmp"]);
+    assert_eq!(c.resources, Some(default_resources()));
+    let limits = default_resources().limits.unwrap();
+    assert_eq!(limits["memory"].0, "2Gi");
+
+    job.spec.pod_template = Some(serde_json::json!({
+        "spec": {
+            "securityContext": {"runAsUser": 20000},
+            "containers": [{"name": "streamjob", "securityContext": {"readOnlyRootFilesystem": false}}]
+        }
+    }));
+    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let security = pod.security_context.as_ref().unwrap();
+    assert_eq!(security.run_as_user, Some(20000));
+    assert_eq!(security.run_as_non_root, Some(true));
+    let own = container(&set).security_context.as_ref().unwrap();
+    assert_eq!(own.read_only_root_filesystem, Some(false));
+    assert_eq!(own.allow_privilege_escalation, Some(false));
 }
