@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -17,7 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::crd::{StreamJob, StreamJobStatus};
 use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth};
 use crate::resources::{self, Restore};
-use crate::runtime_api::RuntimeApi;
+use crate::runtime_api::{Endpoint, RuntimeApi};
 
 /// Server-side apply's field manager: one for every write of the operator.
 pub const FIELD_MANAGER: &str = "streamjob-operator";
@@ -39,6 +39,9 @@ pub enum Error {
     /// Storage that cannot be read: no decision is taken on a guess.
     #[error("checkpoint storage: {0}")]
     Storage(String),
+    /// The job's control token cannot be had.
+    #[error("control token: {0}")]
+    Token(String),
 }
 
 /// What every reconcile shares.
@@ -128,16 +131,18 @@ async fn apply(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
         // Done by `apply_deployment`, from the status just written.
         Action::None | Action::Deploy(_) | Action::Undeploy => None,
         Action::StopWithSavepoint => {
+            let endpoint = endpoint(&job, ctx).await?;
             let outcome = ctx
                 .runtime
-                .stop_with_savepoint(&resources::control_url(&job), savepoint_timeout(&job))
+                .stop_with_savepoint(&endpoint, savepoint_timeout(&job))
                 .await;
             Some(lifecycle::stopped(&job, &observed, outcome))
         }
         Action::TriggerSavepoint => {
+            let endpoint = endpoint(&job, ctx).await?;
             let outcome = ctx
                 .runtime
-                .savepoint(&resources::control_url(&job), savepoint_timeout(&job))
+                .savepoint(&endpoint, savepoint_timeout(&job))
                 .await;
             Some(lifecycle::savepoint_taken(&job, &observed, outcome))
         }
@@ -194,10 +199,14 @@ fn savepoint_timeout(job: &StreamJob) -> std::time::Duration {
 /// checkpoint stays in storage, and a finalizer that never lets go is worse.
 async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Requeue, Error> {
     if job.spec.savepoints.on_delete {
-        let outcome = ctx
-            .runtime
-            .stop_with_savepoint(&resources::control_url(job), savepoint_timeout(job))
-            .await;
+        let outcome = match endpoint(job, ctx).await {
+            Ok(endpoint) => {
+                ctx.runtime
+                    .stop_with_savepoint(&endpoint, savepoint_timeout(job))
+                    .await
+            }
+            Err(e) => Err(e.to_string()),
+        };
         let (kind, reason, note) = match outcome {
             Ok(sp) => (
                 KubeEventType::Normal,
@@ -334,11 +343,67 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
             &Patch::Apply(&resources::service(&deployed)),
         )
         .await?;
+    // The pods mount the token: it exists before they do.
+    control_token(job, ctx).await?;
     let set = resources::stateful_set(&deployed, &restore, replicas).map_err(Error::InvalidSpec)?;
     Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .patch(&name, &params, &Patch::Apply(&set))
         .await?;
     Ok(())
+}
+
+/// The job's control API as the operator calls it.
+async fn endpoint(job: &StreamJob, ctx: &Context) -> Result<Endpoint, Error> {
+    Ok(Endpoint {
+        url: resources::control_url(job),
+        token: control_token(job, ctx).await?,
+    })
+}
+
+/// The job's control token, from its Secret; made the first time (32
+/// random bytes, hex) and never rewritten, so running pods keep theirs.
+async fn control_token(job: &StreamJob, ctx: &Context) -> Result<String, Error> {
+    let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
+    let name = resources::token_secret_name(job);
+    let stored = match secrets.get_opt(&name).await? {
+        Some(secret) => secret,
+        None => {
+            let token = new_token().map_err(|e| Error::Token(format!("no randomness: {e}")))?;
+            match secrets
+                .create(
+                    &PostParams::default(),
+                    &resources::token_secret(job, &token),
+                )
+                .await
+            {
+                Ok(_) => return Ok(token),
+                // Made meanwhile (another reconcile): that one counts.
+                Err(kube::Error::Api(e)) if e.code == 409 => secrets.get(&name).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    stored
+        .data
+        .as_ref()
+        .and_then(|d| d.get(resources::TOKEN_KEY))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .filter(|t| t.trim().len() >= 16)
+        .ok_or_else(|| {
+            Error::Token(format!(
+                "Secret {name} holds no usable {:?} (16 characters or more): delete it, and the operator makes a new one with the next rollout",
+                resources::TOKEN_KEY
+            ))
+        })
+}
+
+/// 32 bytes from the kernel's random source, as hex.
+fn new_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The job with the spec its status records as deployed (a recovery keeps

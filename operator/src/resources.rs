@@ -9,12 +9,13 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, HTTPGetAction, PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Probe, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 
 use streamjob_api::flags;
@@ -31,6 +32,10 @@ pub const STATE_DIR: &str = "/var/lib/streamjob";
 pub const JOB_LABEL: &str = "streamjob.io/job";
 /// The uid (and gid) the runtime runs as: the runtime image's user.
 pub const RUNTIME_UID: i64 = 10001;
+/// Where the control token Secret is mounted in the runtime container.
+pub const TOKEN_DIR: &str = "/var/run/streamjob/control";
+/// The key of the token in the Secret, and so the file name under `TOKEN_DIR`.
+pub const TOKEN_KEY: &str = "token";
 
 /// How the runtime pod starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +126,25 @@ pub fn config_map_name(job: &StreamJob) -> String {
     format!("{}-job", job.name_any())
 }
 
+/// The Secret holding the job's control token: made once per StreamJob
+/// (see the controller), owned by it, mounted into its pods, and read by the
+/// operator for its own calls.
+pub fn token_secret(job: &StreamJob, token: &str) -> Secret {
+    Secret {
+        metadata: metadata(job, token_secret_name(job)),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.into(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+pub fn token_secret_name(job: &StreamJob) -> String {
+    format!("{}-control", job.name_any())
+}
+
 /// Headless: it gives the pod a stable DNS name for the control API.
 pub fn service(job: &StreamJob) -> Service {
     Service {
@@ -162,6 +186,10 @@ pub fn stateful_set(
         JOB_FILE.into(),
         flags::CONTROL_ADDRESS.into(),
         format!("0.0.0.0:{CONTROL_PORT}"),
+        // The API listens on the pod network: only holders of the job's
+        // token may stop it or take savepoints.
+        flags::CONTROL_TOKEN_FILE.into(),
+        format!("{TOKEN_DIR}/{TOKEN_KEY}"),
     ];
     match restore {
         Restore::Fresh => {}
@@ -226,6 +254,12 @@ pub fn stateful_set(
                 mount_path: "/tmp".into(),
                 ..Default::default()
             },
+            VolumeMount {
+                name: "control-token".into(),
+                mount_path: TOKEN_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
         ]),
         ..Default::default()
     };
@@ -250,6 +284,16 @@ pub fn stateful_set(
             Volume {
                 name: "tmp".into(),
                 empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+            // Readable by the runtime's group only.
+            Volume {
+                name: "control-token".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(token_secret_name(job)),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ]),

@@ -16,6 +16,14 @@ use streamjob_storage::{Layout, SnapshotKind, SnapshotStore};
 use crate::crd::SnapshotRef;
 use crate::lifecycle::RuntimeStatus;
 
+/// A job's control API: where it is, and the token its requests that change
+/// the job must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub token: String,
+}
+
 /// Calls on a job's runtime; a trait so that tests can point the controller
 /// at processes of their own.
 pub trait RuntimeApi: Send + Sync {
@@ -24,13 +32,13 @@ pub trait RuntimeApi: Send + Sync {
     /// `POST /stop {"savepoint": true}`: the savepoint, or why there is none.
     fn stop_with_savepoint<'a>(
         &'a self,
-        url: &'a str,
+        endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>>;
     /// `POST /savepoints`, then `GET /savepoints/{id}` until it ends.
     fn savepoint<'a>(
         &'a self,
-        url: &'a str,
+        endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>>;
     /// The newest completed snapshot of job `job` in storage `uri`, or why
@@ -102,13 +110,14 @@ impl RuntimeApi for HttpRuntime {
 
     fn stop_with_savepoint<'a>(
         &'a self,
-        url: &'a str,
+        endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
             let request = self
                 .http
-                .post(format!("{url}{}", paths::STOP))
+                .post(format!("{}{}", endpoint.url, paths::STOP))
+                .bearer_auth(&endpoint.token)
                 .json(&StopRequest { savepoint: true });
             let answer: StopAnswer = self.call(request, timeout).await?;
             let savepoint = answer
@@ -124,16 +133,18 @@ impl RuntimeApi for HttpRuntime {
 
     fn savepoint<'a>(
         &'a self,
-        url: &'a str,
+        endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
+            let url = &endpoint.url;
             let deadline = tokio::time::Instant::now() + timeout;
             let SavepointTriggered { id } = self
                 .call(
                     // The API takes only JSON objects posted as JSON.
                     self.http
                         .post(format!("{url}{}", paths::SAVEPOINTS))
+                        .bearer_auth(&endpoint.token)
                         .json(&serde_json::json!({})),
                     Duration::from_secs(40),
                 )

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use common::{Cluster, PodState};
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use serde_json::Value;
 use streamjob_operator::crd::{Phase, RestoreKind, SnapshotRef, StreamJob};
 use streamjob_operator::lifecycle::RuntimeStatus;
-use streamjob_operator::resources::JOB_FILE;
-use streamjob_operator::runtime_api::{HttpRuntime, RuntimeApi};
+use streamjob_operator::resources::{JOB_FILE, TOKEN_DIR, TOKEN_KEY};
+use streamjob_operator::runtime_api::{Endpoint, HttpRuntime, RuntimeApi};
 
 /// The `streamjob` binary the workspace build puts beside the test binaries.
 fn streamjob_binary() -> PathBuf {
@@ -46,6 +46,14 @@ struct LocalRuntime {
 }
 
 impl LocalRuntime {
+    /// The endpoint with the process's address, and the operator's token.
+    fn local(&self, endpoint: &Endpoint) -> Endpoint {
+        Endpoint {
+            url: self.url(),
+            token: endpoint.token.clone(),
+        }
+    }
+
     fn url(&self) -> String {
         match self.address.lock().unwrap().as_ref() {
             Some(address) => format!("http://{address}"),
@@ -61,18 +69,24 @@ impl RuntimeApi for LocalRuntime {
 
     fn stop_with_savepoint<'a>(
         &'a self,
-        _url: &'a str,
+        endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
-        Box::pin(async move { self.http.stop_with_savepoint(&self.url(), timeout).await })
+        Box::pin(async move {
+            let local = self.local(endpoint);
+            self.http.stop_with_savepoint(&local, timeout).await
+        })
     }
 
     fn savepoint<'a>(
         &'a self,
-        _url: &'a str,
+        endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
-        Box::pin(async move { self.http.savepoint(&self.url(), timeout).await })
+        Box::pin(async move {
+            let local = self.local(endpoint);
+            self.http.savepoint(&local, timeout).await
+        })
     }
 
     fn latest_checkpoint<'a>(
@@ -188,6 +202,14 @@ impl Kubelet {
             .unwrap();
         let job_file = pod_dir.join("job.yaml");
         std::fs::write(&job_file, &config.data.unwrap()["job.yaml"]).unwrap();
+        // The Secret volume: the token the operator made for the job.
+        let secret = Api::<Secret>::namespaced(cluster.client.clone(), &cluster.ns)
+            .get(&format!("{}-control", cluster.name))
+            .await
+            .unwrap();
+        let token_file = pod_dir.join("token");
+        std::fs::write(&token_file, &secret.data.unwrap()[TOKEN_KEY].0).unwrap();
+        let mounted_token = format!("{TOKEN_DIR}/{TOKEN_KEY}");
         let container = &template.spec.as_ref().unwrap().containers[0];
         let args: Vec<String> = container
             .args
@@ -196,6 +218,7 @@ impl Kubelet {
             .into_iter()
             .map(|a| match a.as_str() {
                 JOB_FILE => job_file.display().to_string(),
+                a if a == mounted_token => token_file.display().to_string(),
                 "0.0.0.0:8081" => "127.0.0.1:0".into(),
                 _ => a,
             })

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::{env, replicas, restore_args, Cluster, PodState};
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::Client;
 use kube_fake_client::interceptor;
@@ -22,7 +23,7 @@ use streamjob_operator::crd::{
     DesiredState, Phase, RestoreKind, SnapshotRef, StreamJob, UpgradeStep,
 };
 use streamjob_operator::lifecycle::RuntimeStatus;
-use streamjob_operator::runtime_api::RuntimeApi;
+use streamjob_operator::runtime_api::{Endpoint, RuntimeApi};
 
 const CONTROL_URL: &str = "http://visit-counter-0.visit-counter.default.svc:8081";
 
@@ -95,8 +96,25 @@ impl FakeRuntime {
         std::mem::take(&mut self.state.lock().unwrap().calls)
     }
 
-    async fn note(&self, request: &str, url: &str) {
-        assert_eq!(url, CONTROL_URL);
+    /// Records a request; every one must come with the job's own token,
+    /// as its Secret holds it.
+    async fn note(&self, request: &str, endpoint: &Endpoint) {
+        assert_eq!(endpoint.url, CONTROL_URL);
+        let client = self.client.get().expect("a client").clone();
+        let secret = Api::<Secret>::namespaced(client.clone(), "default")
+            .get("visit-counter-control")
+            .await
+            .expect("the job's token Secret");
+        assert_eq!(
+            secret.data.unwrap()["token"].0,
+            endpoint.token.as_bytes(),
+            "{request} without the job's token"
+        );
+        self.record(request).await;
+    }
+
+    /// Records a request with the job's phase and upgrade step.
+    async fn record(&self, request: &str) {
         let client = self.client.get().expect("a client").clone();
         let job = Api::<StreamJob>::namespaced(client, "default")
             .get("visit-counter")
@@ -123,11 +141,11 @@ impl RuntimeApi for FakeRuntime {
 
     fn stop_with_savepoint<'a>(
         &'a self,
-        url: &'a str,
+        endpoint: &'a Endpoint,
         _timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
-            self.note("stop", url).await;
+            self.note("stop", endpoint).await;
             let mut s = self.state.lock().unwrap();
             let outcome = s.stops.pop_front().expect("an answer for the stop");
             if let Ok(savepoint) = &outcome {
@@ -144,11 +162,11 @@ impl RuntimeApi for FakeRuntime {
 
     fn savepoint<'a>(
         &'a self,
-        url: &'a str,
+        endpoint: &'a Endpoint,
         _timeout: Duration,
     ) -> BoxFuture<'a, Result<SnapshotRef, String>> {
         Box::pin(async move {
-            self.note("savepoint", url).await;
+            self.note("savepoint", endpoint).await;
             let mut s = self.state.lock().unwrap();
             s.savepoints
                 .pop_front()
@@ -180,7 +198,7 @@ impl RuntimeApi for FakeRuntime {
         );
         Box::pin(async move {
             let call = format!("dispose {}", savepoint.id);
-            self.note(&call, CONTROL_URL).await;
+            self.record(&call).await;
             Ok(())
         })
     }
@@ -313,6 +331,48 @@ async fn create_applies_the_objects_then_reports_running() {
     cluster.reconcile().await.unwrap();
     assert_eq!(cluster.stateful_set().await.spec, before.spec);
     assert!(cluster.new_events().await.is_empty());
+}
+
+/// Each StreamJob gets a random control token in a Secret it owns, made
+/// once: later reconciles (and rollouts) keep it, the pods mount it, and
+/// the operator's own calls carry it (`FakeRuntime::note` checks each).
+#[tokio::test]
+async fn the_control_token_is_made_once_owned_and_mounted() {
+    let (cluster, _runtime) = running().await;
+    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), "default");
+    let secret = secrets.get("visit-counter-control").await.unwrap();
+    let token = secret.data.as_ref().unwrap()["token"].0.clone();
+    assert_eq!(token.len(), 64);
+    assert!(token.iter().all(u8::is_ascii_hexdigit));
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("StreamJob", "visit-counter")
+    );
+    cluster.advance(60);
+    cluster.reconcile().await.unwrap();
+    let again = secrets.get("visit-counter-control").await.unwrap();
+    assert_eq!(again.data.unwrap()["token"].0, token);
+
+    let set = cluster.stateful_set().await;
+    let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "control-token")
+        .unwrap();
+    let source = volume.secret.as_ref().unwrap();
+    assert_eq!(
+        (source.secret_name.as_deref(), source.default_mode),
+        (Some("visit-counter-control"), Some(0o440))
+    );
+    let args = pod.containers[0].args.clone().unwrap();
+    assert_eq!(
+        args[4..6],
+        ["--control-token-file", "/var/run/streamjob/control/token"]
+    );
 }
 
 #[tokio::test]

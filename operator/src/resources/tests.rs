@@ -63,16 +63,24 @@ fn the_pod_runs_the_job_file_restored_as_asked() {
             .clone()
             .unwrap()
     };
-    let base = ["run", JOB_FILE, "--control-address", "0.0.0.0:8081"];
+    // The API on the pod network, guarded by the job's token.
+    let base = [
+        "run",
+        JOB_FILE,
+        "--control-address",
+        "0.0.0.0:8081",
+        "--control-token-file",
+        "/var/run/streamjob/control/token",
+    ];
     assert_eq!(args(&Restore::Fresh), base);
     assert_eq!(
         args(&Restore::Savepoint(
             "s3://b/visit-counter/savepoints/sp-7".into()
-        ))[4..],
+        ))[6..],
         ["--from-savepoint", "s3://b/visit-counter/savepoints/sp-7"]
     );
     assert_eq!(
-        args(&Restore::LatestCheckpoint)[4..],
+        args(&Restore::LatestCheckpoint)[6..],
         ["--from-latest-checkpoint"]
     );
 }
@@ -133,7 +141,7 @@ fn the_pod_template_merges_into_the_container_by_name() {
     let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.containers.len(), 1);
     assert_eq!(c.args.as_ref().unwrap()[0], "run");
-    assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 3);
+    assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 4);
 }
 
 #[test]

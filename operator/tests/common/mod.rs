@@ -305,7 +305,8 @@ pub fn container(set: &StatefulSet) -> &k8s_openapi::api::core::v1::Container {
 
 /// The container's arguments after `run JOB --control-address ADDRESS`.
 pub fn restore_args(set: &StatefulSet) -> Vec<String> {
-    container(set).args.clone().unwrap()[4..].to_vec()
+    // After the job file, the control address and the token file.
+    container(set).args.clone().unwrap()[6..].to_vec()
 }
 
 /// The value of the container's environment variable `name`.
