@@ -21,6 +21,7 @@ Steps, one line each; the first failing one ends the run with exit 1:
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import sys
@@ -54,6 +55,8 @@ INVALID_VALUES = [
     ("replicaCount: 2", "the operator is a single replica: no replicaCount"),
     ("image: {repository: x, tag: '', pullPolicy: Sometimes}", "pullPolicy enum"),
     ("serviceAccount: {create: true, nam: x}", "no unknown keys in serviceAccount"),
+    ("networkPolicy: {enabled: true, extraControlClients: [{}]}", "an empty peer admits everyone"),
+    ("networkPolicy: {enable: true}", "no unknown keys in networkPolicy"),
 ]
 
 # The whole ClusterRole: (apiGroup, resource) -> verbs. Anything more fails.
@@ -67,6 +70,8 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch"},
     # Each job's control token: made once, read back for the operator's calls.
     ("", "secrets"): {"get", "create"},
+    # Each job's NetworkPolicy, applied server-side.
+    ("networking.k8s.io", "networkpolicies"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "events"): {"create", "patch"},
 }
@@ -197,6 +202,25 @@ def check_objects(docs: list[tuple[str, dict]], values: dict[str, Any], chart: h
     args = ["--metrics-address", f"0.0.0.0:{port}", "--log-format", merged["logFormat"]]
     for ns in merged["watchNamespaces"]:
         args += ["--namespace", ns]
+    if merged["networkPolicy"]["enabled"]:
+        operator_pods = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "streamjob-operator",
+                    "app.kubernetes.io/instance": RELEASE,
+                }
+            },
+        }
+        clients = [operator_pods] + merged["networkPolicy"]["extraControlClients"]
+        rendered = container.get("args", [])
+        if "--control-clients" not in rendered:
+            problems.append("networkPolicy.enabled but no --control-clients argument")
+        else:
+            at = rendered.index("--control-clients")
+            if json.loads(rendered[at + 1]) != clients:
+                problems.append(f"--control-clients is {rendered[at + 1]}, expected {clients}")
+            args += ["--control-clients", rendered[at + 1]]
     if container.get("command") != ["streamjob-operator"]:
         problems.append(f"command is {container.get('command')}, not [streamjob-operator]")
     if container.get("args") != args:

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
@@ -53,6 +54,9 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The time decisions are taken at (tests move it on by hand).
     pub clock: Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>,
+    /// Who may reach the jobs' control port: with some, each job gets a
+    /// NetworkPolicy admitting only them (`resources::network_policy`).
+    pub control_clients: Option<Vec<NetworkPolicyPeer>>,
 }
 
 impl Context {
@@ -66,6 +70,7 @@ impl Context {
             runtime,
             metrics: Arc::default(),
             clock: Arc::new(chrono::Utc::now),
+            control_clients: None,
         }
     }
 }
@@ -345,6 +350,15 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
         .await?;
     // The pods mount the token: it exists before they do.
     control_token(job, ctx).await?;
+    if let Some(clients) = &ctx.control_clients {
+        Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns)
+            .patch(
+                &format!("{name}-control"),
+                &params,
+                &Patch::Apply(&resources::network_policy(job, clients)),
+            )
+            .await?;
+    }
     let set = resources::stateful_set(&deployed, &restore, replicas).map_err(Error::InvalidSpec)?;
     Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .patch(&name, &params, &Patch::Apply(&set))

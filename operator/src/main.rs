@@ -19,6 +19,24 @@ struct Args {
     metrics_address: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Who may reach the jobs' control port, as a JSON list of
+    /// NetworkPolicy peers (the Helm chart passes the operator's own pods);
+    /// with it, each job gets a NetworkPolicy admitting only them.
+    #[arg(long, value_parser = control_clients)]
+    control_clients: Option<ControlClients>,
+}
+
+/// `--control-clients`: NetworkPolicy peers.
+#[derive(Clone)]
+struct ControlClients(Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>);
+
+fn control_clients(json: &str) -> Result<ControlClients, String> {
+    let peers: Vec<_> = serde_json::from_str(json)
+        .map_err(|e| format!("expected a JSON list of NetworkPolicy peers: {e}"))?;
+    if peers.is_empty() {
+        return Err("name at least one peer (an empty list would admit nobody)".into());
+    }
+    Ok(ControlClients(peers))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -40,7 +58,9 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     let client = kube::Client::try_default().await?;
-    let ctx = Arc::new(Context::new(client, Arc::new(HttpRuntime::default())));
+    let mut ctx = Context::new(client, Arc::new(HttpRuntime::default()));
+    ctx.control_clients = args.control_clients.map(|c| c.0);
+    let ctx = Arc::new(ctx);
     let metrics = tokio::spawn(streamjob_operator::metrics::serve(
         args.metrics_address.clone(),
         Arc::clone(&ctx.metrics),

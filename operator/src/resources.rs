@@ -12,6 +12,10 @@ use k8s_openapi::api::core::v1::{
     Probe, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
     Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -161,6 +165,32 @@ pub fn service(job: &StreamJob) -> Service {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Admits connections to the job's pods only on the control port and only
+/// from `clients` (the operator, and whatever the chart adds, such as a
+/// metrics scraper): the pods serve nothing else, and the API's reads are
+/// open (its changes need the token).
+pub fn network_policy(job: &StreamJob, clients: &[NetworkPolicyPeer]) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: metadata(job, format!("{}-control", job.name_any())),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels(job)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(clients.to_vec()),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(CONTROL_PORT)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 use common::{env, replicas, restore_args, Cluster, PodState};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::Api;
 use kube::Client;
 use kube_fake_client::interceptor;
@@ -373,6 +375,48 @@ async fn the_control_token_is_made_once_owned_and_mounted() {
         args[4..6],
         ["--control-token-file", "/var/run/streamjob/control/token"]
     );
+}
+
+/// Started with `--control-clients`, the operator gives each job a
+/// NetworkPolicy that admits only those peers, only on the control port.
+#[tokio::test]
+async fn control_clients_make_a_network_policy_per_job() {
+    let (mut cluster, runtime) = running().await;
+    let operator_pods: NetworkPolicyPeer = serde_json::from_value(serde_json::json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "streamjob-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "streamjob-operator"}}
+    }))
+    .unwrap();
+    let policies = Api::<NetworkPolicy>::namespaced(cluster.client.clone(), "default");
+    assert!(policies
+        .get_opt("visit-counter-control")
+        .await
+        .unwrap()
+        .is_none());
+    cluster.restart_operator_admitting(runtime.clone(), vec![operator_pods.clone()]);
+    cluster.advance(30);
+    cluster.reconcile().await.unwrap();
+    let policy = policies.get("visit-counter-control").await.unwrap();
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["streamjob.io/job"],
+        "visit-counter"
+    );
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+    let rules = spec.ingress.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].from.as_deref(), Some(&[operator_pods][..]));
+    let ports = rules[0].ports.as_ref().unwrap();
+    assert_eq!(
+        (
+            ports.len(),
+            ports[0].port.clone(),
+            ports[0].protocol.as_deref()
+        ),
+        (1, Some(IntOrString::Int(8081)), Some("TCP"))
+    );
+    let owner = &policy.metadata.owner_references.unwrap()[0];
+    assert_eq!(owner.name, "visit-counter");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod choice;
 mod duration;
+mod env_refs;
 mod storage_uri;
 mod validate;
 
@@ -626,7 +627,8 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Reads, parses and validates a job file.
+    /// Reads, parses and validates a job file, with `${env:NAME}`
+    /// references replaced from the process's environment.
     pub fn from_file(path: &std::path::Path) -> Result<JobSpec, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|err| {
             SpecError::single(
@@ -634,7 +636,36 @@ impl JobSpec {
                 format!("cannot read {}: {err}", path.display()),
             )
         })?;
-        JobSpec::from_yaml(&text)
+        JobSpec::from_yaml_with_env(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses a job whose string values may reference environment
+    /// variables (`${env:NAME}`, looked up with `env`), and validates it.
+    pub fn from_yaml_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<JobSpec, SpecError> {
+        if !text.contains("${") {
+            return JobSpec::from_yaml(text);
+        }
+        // Syntax errors with their line and column, as without references.
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize::<_, JobSpec>(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            yaml_error(path, err.into_inner())
+        })?;
+        let mut value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| SpecError::single("", e.to_string()))?;
+        let mut problems = Vec::new();
+        env_refs::resolve(&mut value, env, "", &mut problems);
+        if !problems.is_empty() {
+            return Err(SpecError { errors: problems });
+        }
+        let spec: JobSpec = serde_path_to_error::deserialize(value)
+            .map_err(|err| SpecError::single(err.path().to_string(), err.inner().to_string()))?;
+        spec.validate()?;
+        Ok(spec)
     }
 
     /// Where worker state lives unless overridden: `state.dir`, or

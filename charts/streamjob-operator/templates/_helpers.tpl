@@ -53,6 +53,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+The peers admitted to the jobs' control port (--control-clients): the
+operator's own pods, then networkPolicy.extraControlClients; as JSON.
+*/}}
+{{- define "streamjob-operator.controlClients" -}}
+{{- $operator := dict
+      "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace))
+      "podSelector" (dict "matchLabels" (include "streamjob-operator.selectorLabels" . | fromYaml)) -}}
+{{- prepend .Values.networkPolicy.extraControlClients $operator | toJson -}}
+{{- end }}
+
+{{/*
 The ServiceAccount the operator runs as.
 */}}
 {{- define "streamjob-operator.serviceAccountName" -}}

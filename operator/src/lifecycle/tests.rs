@@ -598,6 +598,46 @@ fn an_invalid_pod_template_is_reported_and_never_rolled_out() {
     assert!(decide(&job, &running(70, 4)).events.is_empty());
 }
 
+/// A password written into the pipeline would land in the job's ConfigMap
+/// in plain text: the spec is refused with how to reference a Secret, and
+/// the deployed one keeps running.
+#[test]
+fn a_literal_secret_in_the_pipeline_is_refused_with_the_way_out() {
+    let mut job = deployed_job();
+    let mut sink = streamjob_spec::KafkaSinkSpec {
+        bootstrap_servers: "kafka:9092".into(),
+        topic: "out".into(),
+        ..Default::default()
+    };
+    sink.properties
+        .insert("sasl.password".into(), "hunter2".into());
+    job.spec.pipeline.sink = streamjob_spec::SinkSpec {
+        kafka: Some(sink.clone()),
+        ..Default::default()
+    };
+    *job.metadata.generation.as_mut().unwrap() += 1;
+    let plan = decide(&job, &running(60, 4));
+    assert_eq!(plan.action, Action::None);
+    assert_eq!(reasons(&plan), ["InvalidSpec"]);
+    let error = plan.status.error.clone().unwrap();
+    assert!(
+        error.starts_with(
+            "spec.pipeline.sink.kafka.properties.sasl.password: sasl.password is written in the job, \
+             which lands in a ConfigMap in plain text: keep it in a Secret"
+        ) && error.contains("write \"${env:SECRET_NAME}\" here"),
+        "{error}"
+    );
+    assert_eq!(plan.status.deployment.as_ref().unwrap().generation, 1);
+
+    // A reference is fine: the runtime resolves it from the pod's environment.
+    sink.properties
+        .insert("sasl.password".into(), "${env:KAFKA_PASSWORD}".into());
+    job.spec.pipeline.sink.kafka = Some(sink);
+    let plan = decide(&job, &running(70, 4));
+    assert!(plan.status.error.is_none(), "{:?}", plan.status.error);
+    assert_ne!(reasons(&plan), ["InvalidSpec"]);
+}
+
 #[test]
 fn the_operators_own_settings_are_no_upgrade() {
     let mut job = deployed_job();

@@ -114,6 +114,18 @@ impl Cluster {
         self.ctx = operator(&self.client, runtime, &self.now);
     }
 
+    /// A new operator process started with `--control-clients`.
+    pub fn restart_operator_admitting(
+        &mut self,
+        runtime: Arc<dyn RuntimeApi>,
+        clients: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+    ) {
+        let mut ctx = Context::new(self.client.clone(), runtime);
+        ctx.clock = self.ctx.clock.clone();
+        ctx.control_clients = Some(clients);
+        self.ctx = Arc::new(ctx);
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap()
     }

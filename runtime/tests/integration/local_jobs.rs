@@ -161,6 +161,58 @@ fn an_invalid_job_file_fails_with_the_field_named() {
     );
 }
 
+/// `${env:NAME}` in a job file's string values comes from the environment
+/// when the job loads (how secrets reach a job without being in its file);
+/// a variable that is not set stops the start with the field named.
+#[test]
+fn a_job_file_takes_values_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"k\": \"a\", \"t\": 1000}\n{\"k\": \"a\", \"t\": 2000}\n",
+    )
+    .unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: x\nsource: {file: {path: in.jsonl}}\neventTime: {field: t}\nkey: k\n\
+         window: {tumbling: {size: 10s}}\naggregates: [{name: n, function: count}]\n\
+         sink: {file: {path: '${env:STREAMJOB_TEST_OUT}.jsonl'}}\n",
+    )
+    .unwrap();
+    let run = |env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_streamjob"));
+        command
+            .arg("run")
+            .arg(&job)
+            .args(["--control-address", "off"])
+            .env_remove("STREAMJOB_TEST_OUT");
+        if let Some(value) = env {
+            command.env("STREAMJOB_TEST_OUT", value);
+        }
+        command.output().unwrap()
+    };
+    let out = run(Some("counts"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = std::fs::read_to_string(dir.path().join("counts.jsonl")).unwrap();
+    assert_eq!(results_of(&counts).len(), 1);
+    assert_eq!(results_of(&counts)[0]["n"], 2);
+
+    let out = run(None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "sink.file.path: ${env:STREAMJOB_TEST_OUT}: the environment has no STREAMJOB_TEST_OUT"
+        ),
+        "{stderr}"
+    );
+}
+
 fn write_job(dir: &Path, extra: &str, body: &str) -> JobSpec {
     let yaml = format!(
         "name: t\nsource: {{file: {{path: in.jsonl}}}}\neventTime: {{field: ts}}\nkey: user\n\
