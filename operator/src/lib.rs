@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod lifecycle;
 pub mod metrics;
+pub mod render;
 pub mod resources;
 pub mod runtime_api;
 

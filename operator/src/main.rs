@@ -11,6 +11,8 @@ use streamjob_operator::runtime_api::HttpRuntime;
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Watch only this namespace (repeat for several); all when absent.
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
@@ -22,8 +24,19 @@ struct Args {
     /// Who may reach the jobs' control port, as a JSON list of
     /// NetworkPolicy peers (the Helm chart passes the operator's own pods);
     /// with it, each job gets a NetworkPolicy admitting only them.
-    #[arg(long, value_parser = control_clients)]
+    #[arg(long, global = true, value_parser = control_clients)]
     control_clients: Option<ControlClients>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Print the objects the operator would apply for a StreamJob (its
+    /// first deployment) as YAML, without a cluster; with
+    /// `--control-clients`, its NetworkPolicy too.
+    Render {
+        /// A StreamJob manifest.
+        file: std::path::PathBuf,
+    },
 }
 
 /// `--control-clients`: NetworkPolicy peers.
@@ -48,6 +61,9 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Render { file }) = &args.command {
+        return render(file, args.control_clients.as_ref().map(|c| &c.0[..]));
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env(streamjob_api::flags::LOG_ENV)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -77,5 +93,20 @@ async fn main() -> anyhow::Result<()> {
         _ = futures::future::join_all(controllers) => {}
         served = metrics => served??,
     }
+    Ok(())
+}
+
+/// `streamjob-operator render FILE`.
+fn render(
+    file: &std::path::Path,
+    control_clients: Option<&[k8s_openapi::api::networking::v1::NetworkPolicyPeer]>,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let job: streamjob_operator::crd::StreamJob = serde_yaml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a StreamJob: {e}", file.display()))?;
+    let yaml = streamjob_operator::render::render(&job, control_clients)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    print!("{yaml}");
     Ok(())
 }

@@ -217,6 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sum_beyond_doubles_is_infinity_not_null() {
+        let mut acc = Accumulator::new(&[AggregateFunction::Sum, AggregateFunction::Sum]);
+        acc.add(&[
+            FieldValue::Num(Num::Float(1e308)),
+            FieldValue::Num(Num::Float(-1e308)),
+        ]);
+        acc.add(&[
+            FieldValue::Num(Num::Float(1e308)),
+            FieldValue::Num(Num::Float(-1e308)),
+        ]);
+        let values: Vec<Value> = acc.results().iter().map(AggregateValue::to_json).collect();
+        assert_eq!(values, [Value::from("Infinity"), Value::from("-Infinity")]);
+    }
+
+    #[test]
     fn integer_sum_overflow_falls_back_to_float() {
         let mut acc = Accumulator::new(&[Sum]);
         acc.add(&[FieldValue::Num(Num::Int(i64::MAX))]);

@@ -211,10 +211,19 @@ impl Num {
         }
     }
 
+    /// A JSON number; JSON has none for a sum beyond the range of doubles,
+    /// so that is the string `"Infinity"` or `"-Infinity"` (`"NaN"` when
+    /// both met), never a `null` that reads as "no values" (PostgreSQL
+    /// takes these strings for a double precision column).
     pub fn to_json(self) -> Value {
         match self {
             Num::Int(v) => Value::from(v),
-            Num::Float(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+            Num::Float(v) => match serde_json::Number::from_f64(v) {
+                Some(n) => Value::Number(n),
+                None if v.is_nan() => Value::from("NaN"),
+                None if v > 0.0 => Value::from("Infinity"),
+                None => Value::from("-Infinity"),
+            },
         }
     }
 }
