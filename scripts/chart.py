@@ -258,26 +258,47 @@ def check_objects(docs: list[tuple[str, dict]], values: dict[str, Any], chart: h
             problems.append(f"the ServiceAccount does not match serviceAccountName {sa_name}")
     elif sas:
         problems.append("serviceAccount.create is false but a ServiceAccount was rendered")
-    binding = one(docs, "ClusterRoleBinding")
-    role = one(docs, "ClusterRole")
-    if binding["roleRef"]["name"] != role["metadata"]["name"] or binding["subjects"] != [
-        {"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}
-    ]:
-        problems.append("the ClusterRoleBinding does not bind the ClusterRole to the operator")
+    subject = [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}]
+    watched = merged["watchNamespaces"]
+    if not watched:
+        # Every namespace: one ClusterRole, bound cluster-wide.
+        binding = one(docs, "ClusterRoleBinding")
+        role = one(docs, "ClusterRole")
+        if binding["roleRef"]["name"] != role["metadata"]["name"] or binding["subjects"] != subject:
+            problems.append("the ClusterRoleBinding does not bind the ClusterRole to the operator")
+        roles = [("the ClusterRole", role)]
+    else:
+        # Only the watched namespaces: a Role and RoleBinding in each, nothing cluster-wide.
+        if find(docs, "ClusterRole") or find(docs, "ClusterRoleBinding"):
+            problems.append("watchNamespaces is set but cluster-wide RBAC was rendered")
+        namespaces = lambda kind: sorted(d["metadata"]["namespace"] for d in find(docs, kind))
+        if namespaces("Role") != sorted(watched) or namespaces("RoleBinding") != sorted(watched):
+            problems.append(f"Roles and RoleBindings are not exactly one per watched namespace {watched}")
+        role_names = {r["metadata"]["namespace"]: r["metadata"]["name"] for r in find(docs, "Role")}
+        for binding in find(docs, "RoleBinding"):
+            ns = binding["metadata"]["namespace"]
+            if binding["roleRef"] != {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": role_names.get(ns),
+            } or binding["subjects"] != subject:
+                problems.append(f"the RoleBinding in {ns} does not bind the Role to the operator")
+        roles = [(f"the Role in {r['metadata']['namespace']}", r) for r in find(docs, "Role")]
 
-    granted: dict[tuple[str, str], set[str]] = {}
-    for rule in role.get("rules", []):
-        if rule.get("resourceNames") or rule.get("nonResourceURLs"):
-            problems.append(f"unexpected rule {rule}")
-        for g in rule.get("apiGroups", []):
-            for r in rule.get("resources", []):
-                granted.setdefault((g, r), set()).update(rule.get("verbs", []))
-    if granted != EXPECTED_RULES:
-        extra = {k: sorted(v - EXPECTED_RULES.get(k, set())) for k, v in granted.items()}
-        extra = {k: v for k, v in extra.items() if v}
-        missing = {k: sorted(v - granted.get(k, set())) for k, v in EXPECTED_RULES.items()}
-        missing = {k: v for k, v in missing.items() if v}
-        problems.append(f"the ClusterRole is not least privilege: extra {extra}, missing {missing}")
+    for label, role in roles:
+        granted: dict[tuple[str, str], set[str]] = {}
+        for rule in role.get("rules", []):
+            if rule.get("resourceNames") or rule.get("nonResourceURLs"):
+                problems.append(f"unexpected rule {rule}")
+            for g in rule.get("apiGroups", []):
+                for r in rule.get("resources", []):
+                    granted.setdefault((g, r), set()).update(rule.get("verbs", []))
+        if granted != EXPECTED_RULES:
+            extra = {k: sorted(v - EXPECTED_RULES.get(k, set())) for k, v in granted.items()}
+            extra = {k: v for k, v in extra.items() if v}
+            missing = {k: sorted(v - granted.get(k, set())) for k, v in EXPECTED_RULES.items()}
+            missing = {k: v for k, v in missing.items() if v}
+            problems.append(f"{label} is not least privilege: extra {extra}, missing {missing}")
     if problems:
         raise Failure("rendered objects:\n  " + "\n  ".join(problems))
 

@@ -80,3 +80,48 @@ The operator image: repository:tag, the tag defaulting to the chart's appVersion
 {{- define "streamjob-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+The operator's RBAC rules: a ClusterRole's when it watches every namespace,
+each watched namespace's Role's otherwise.
+*/}}
+{{- define "streamjob-operator.rules" -}}
+# The custom resource: watched, its finalizer added and removed.
+- apiGroups: ["streamjob.io"]
+  resources: ["streamjobs"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Status is written before every action.
+- apiGroups: ["streamjob.io"]
+  resources: ["streamjobs/status"]
+  verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion on owned objects.
+- apiGroups: ["streamjob.io"]
+  resources: ["streamjobs/finalizers"]
+  verbs: ["update"]
+# Owned objects, applied server-side (patch) and deleted on stateless redeploys.
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Each job's control token: made once, read back for the operator's calls.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
+# Each job's NetworkPolicy (networkPolicy.enabled), applied server-side.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "patch"]
+# Job pods are read to detect crash loops and to reach the control API.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# An Event for every transition (events.k8s.io/v1, and core v1 for older clients).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
