@@ -494,7 +494,7 @@ fn a_restored_job_with_watermark_alignment_makes_progress() {
 /// next checkpoint), and fails the job when they are not.
 #[test]
 fn failed_checkpoints_are_tolerated_up_to_the_limit() {
-    checkpoint_3_fails("minPause: 10ms", "snapshot-write:3", None);
+    checkpoint_3_fails("minPause: 10ms", "snapshot-write:3", None, 1);
 }
 
 /// A checkpoint whose upload stalls (1 s at checkpoint 3) past
@@ -502,22 +502,26 @@ fn failed_checkpoints_are_tolerated_up_to_the_limit() {
 /// next checkpoint completes and the output is exact; not tolerated, the job
 /// fails and says why. (Checkpoint 4 waits behind 3's stalled upload, so
 /// the timeout leaves it room: 750 ms, not much below the stall, or a
-/// loaded machine times 4 out too.)
+/// loaded machine times 4 out too.) The tolerant run tolerates 3 failures in
+/// a row: on a loaded two-core machine an ordinary checkpoint can pass 750 ms
+/// too (seen in CI, at checkpoints 11 and 12, and 45 and 46), and two of
+/// those in a row would fail the job for the machine, not for the code.
 #[test]
 fn a_checkpoint_past_its_timeout_is_abandoned() {
     checkpoint_3_fails(
         "timeout: 750ms",
         "upload-stall:3",
         Some("not complete after 750ms (checkpoints.timeout)"),
+        3,
     );
 }
 
 /// Runs the job with `settings` added to its checkpoints and `failpoint`
-/// making checkpoint 3 fail (with `reason`, when given), once with one
-/// failure tolerated and once with none.
-fn checkpoint_3_fails(settings: &str, failpoint: &str, reason: Option<&str>) {
+/// making checkpoint 3 fail (with `reason`, when given), once with
+/// `tolerant` failures in a row tolerated and once with none.
+fn checkpoint_3_fails(settings: &str, failpoint: &str, reason: Option<&str>, tolerant: u32) {
     let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
-    for tolerated in [1, 0] {
+    for tolerated in [tolerant, 0] {
         let dir = tempfile::tempdir().unwrap();
         let expected = write_input(dir.path(), 300_000);
         let job = dir.path().join("job.yaml");
@@ -532,11 +536,11 @@ fn checkpoint_3_fails(settings: &str, failpoint: &str, reason: Option<&str>) {
                 .join(format!("ckpt/ck/checkpoints/chk-{id}/_metadata"))
         };
         assert!(!chk(3).exists(), "checkpoint 3 never completes");
-        if tolerated == 1 {
+        if tolerated > 0 {
             assert!(ok, "{stderr}");
             assert!(
                 stderr.contains(&format!(
-                    "checkpoint 3 failed (1 of 1 tolerated in a row){reason}"
+                    "checkpoint 3 failed (1 of {tolerated} tolerated in a row){reason}"
                 )),
                 "{stderr}"
             );
