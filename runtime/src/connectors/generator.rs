@@ -26,9 +26,14 @@ pub struct GeneratorSplit {
     /// `next / events_per_ms` and its remainder, kept incrementally.
     ms: u64,
     ms_rem: u64,
-    /// Events per second for this split, and when it started.
+    /// Events per second for this split, and when this run's pacing
+    /// started.
     pace: Option<(f64, Instant)>,
+    /// Events produced in all (kept in snapshots), and by this run (what
+    /// the pacing counts: a restored split must not wait until this run's
+    /// clock catches up with what earlier runs produced).
     produced: u64,
+    paced: u64,
     id: String,
 }
 
@@ -63,6 +68,7 @@ impl GeneratorSplit {
                 .rate
                 .map(|r| (r as f64 / splits as f64, Instant::now())),
             produced: 0,
+            paced: 0,
             id: format!("generator-{index}-of-{splits}"),
         }
     }
@@ -105,7 +111,7 @@ impl SourceSplit for GeneratorSplit {
         let mut budget = max as u64;
         if let Some((rate, started)) = self.pace {
             let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
-            budget = budget.min(allowed.saturating_sub(self.produced));
+            budget = budget.min(allowed.saturating_sub(self.paced));
             if budget == 0 {
                 return Ok(Poll::Pending);
             }
@@ -127,6 +133,7 @@ impl SourceSplit for GeneratorSplit {
                 self.ms += 1;
             }
             self.produced += 1;
+            self.paced += 1;
         }
         Ok(Poll::Ready)
     }
@@ -144,6 +151,11 @@ impl SourceSplit for GeneratorSplit {
         self.produced = records;
         self.ms = offset / self.events_per_ms;
         self.ms_rem = offset % self.events_per_ms;
+        // The pacing starts over from here.
+        self.paced = 0;
+        if let Some((_, started)) = &mut self.pace {
+            *started = Instant::now();
+        }
         Ok(())
     }
 }
@@ -151,6 +163,37 @@ impl SourceSplit for GeneratorSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoDecoding;
+
+    impl super::super::Decode for NoDecoding {
+        fn decode(
+            &mut self,
+            _: Option<&str>,
+            _: Option<&[u8]>,
+        ) -> std::io::Result<Result<Event, crate::record::RecordError>> {
+            unreachable!("generated events are not decoded")
+        }
+    }
+
+    /// A rate-limited split restored after a million events goes on at its
+    /// rate at once: it used to wait until its new clock allowed a million.
+    #[test]
+    fn a_restored_rate_limited_split_does_not_wait_for_its_past() {
+        let spec: GeneratorSpec = serde_yaml::from_str("{keys: 5, rate: 1000}").unwrap();
+        let mut split = GeneratorSplit::new(&spec, 1, 0, 1);
+        split.seek(0, 1_000_000, 1_000_000).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut out = Vec::new();
+        let poll = split.poll(&mut out, 1000, &mut NoDecoding).unwrap();
+        assert_eq!(poll, Poll::Ready);
+        // 50 ms at 1000 events/s, give or take the scheduler.
+        assert!((40..=1000).contains(&out.len()), "{}", out.len());
+        assert_eq!(
+            split.positions(),
+            vec![(1_000_000 + out.len() as u64, 1_000_000 + out.len() as u64)]
+        );
+    }
 
     /// A late event is its on-time self (same key, same value) stamped
     /// exactly `lateBy` earlier; about `lateFraction` of them are late.
