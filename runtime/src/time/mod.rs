@@ -95,7 +95,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn parses_the_seed_format_and_friends() {
+    fn parses_iso8601_variants_and_epoch_millis() {
         let expect = 1_756_980_060_000; // 2025-09-04T10:01:00Z
         for text in [
             "2025-09-04T10:01:00.000000",

@@ -61,7 +61,7 @@ fn example_job(dir: &Path, example: &str) -> JobSpec {
 /// replaces the first); each other order goes to the unmatched output
 /// once, saying which lookup missed.
 #[test]
-fn the_seed_example_enriches_orders_and_reports_the_unmatched() {
+fn the_order_enrichment_example_enriches_orders_and_reports_the_unmatched() {
     let dir = tempfile::tempdir().unwrap();
     let spec = example_job(dir.path(), "order-enrichment.yaml");
     let summary = run(&spec, &common::opts(dir.path())).unwrap();
@@ -407,7 +407,7 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, key: &str, payload
 /// exactly-once output once, with the user's latest name; the deleted
 /// user's and the unknown item's orders are unmatched.
 #[test]
-fn seed_002_on_kafka_exactly_once_across_kills() {
+fn order_enrichment_on_kafka_exactly_once_across_kills() {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     cluster.create_topic("orders", 4, 1).unwrap();
@@ -447,7 +447,7 @@ fn seed_002_on_kafka_exactly_once_across_kills() {
     std::fs::write(
         &job,
         format!(
-            "name: seed-002
+            "name: order-enrichment
 parallelism: 2
 source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [orders], bounded: true}}}}
 enrich:
@@ -463,7 +463,11 @@ checkpoints: {{interval: 100ms, storage: \"file://ckpt\"}}
         ),
     )
     .unwrap();
-    common::kill_after_checkpoints(&job, &dir.path().join("ckpt/seed-002/checkpoints"), 5);
+    common::kill_after_checkpoints(
+        &job,
+        &dir.path().join("ckpt/order-enrichment/checkpoints"),
+        5,
+    );
 
     let mut seen = BTreeSet::new();
     for v in values(&dir.path().join("out.jsonl")) {

@@ -41,7 +41,7 @@ fn visit(count: u64, partial: bool) -> Value {
 /// watermark (5 minutes behind) passes a 2-minute mark, then the final count
 /// when the bounded input ends.
 #[test]
-fn seed_visit_counter_prints_the_expected_windows() {
+fn the_visit_counter_example_prints_the_expected_windows() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let state = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))

@@ -325,7 +325,7 @@ fn exactly_once_rows_across_kills() {
 
 /// The events-to-PostgreSQL example's events: `n` records with more fields than the table wants,
 /// produced to `events` (two partitions).
-fn produce_seed_events(cluster: &MockCluster, n: u64, partitions: u64) {
+fn produce_page_events(cluster: &MockCluster, n: u64, partitions: u64) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     cluster
         .create_topic("events", partitions as i32, 1)
@@ -358,7 +358,7 @@ fn produce_seed_events(cluster: &MockCluster, n: u64, partitions: u64) {
 
 /// The events-to-PostgreSQL example: Kafka events, three fields each, into the
 /// example's `events` table (its own `id SERIAL`, `NOT NULL` columns).
-fn seed_003_job(bootstrap: &str, pg: &PgServer) -> String {
+fn events_to_postgres_job(bootstrap: &str, pg: &PgServer) -> String {
     format!(
         "name: events-to-postgres\nparallelism: 2\n\
          source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [events], bounded: true}}}}\n\
@@ -369,7 +369,7 @@ fn seed_003_job(bootstrap: &str, pg: &PgServer) -> String {
     )
 }
 
-fn create_seed_table(pg: &PgServer) {
+fn create_events_table(pg: &PgServer) {
     pg.client()
         .batch_execute(
             "CREATE TABLE events (id SERIAL PRIMARY KEY, event_id VARCHAR(50) NOT NULL, \
@@ -379,14 +379,14 @@ fn create_seed_table(pg: &PgServer) {
 }
 
 #[test]
-fn seed_003_kafka_events_parsed_and_selected_into_a_table() {
+fn kafka_events_parsed_and_selected_into_a_table() {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    produce_seed_events(&cluster, 1_000, 2);
+    produce_page_events(&cluster, 1_000, 2);
     let pg = PgServer::start();
-    create_seed_table(&pg);
+    create_events_table(&pg);
     let dir = tempfile::tempdir().unwrap();
-    let spec = JobSpec::from_yaml(&seed_003_job(&bootstrap, &pg)).unwrap();
+    let spec = JobSpec::from_yaml(&events_to_postgres_job(&bootstrap, &pg)).unwrap();
     let summary = run(&spec, &opts(dir.path())).unwrap();
     assert_eq!((summary.records_in, summary.results), (1_000, 1_000));
     assert_eq!(
@@ -407,19 +407,19 @@ fn seed_003_kafka_events_parsed_and_selected_into_a_table() {
 
 /// The events-to-PostgreSQL example under five `kill -9`s: every event's row exactly once.
 #[test]
-fn seed_003_rows_exactly_once_across_kills() {
+fn events_into_postgres_exactly_once_across_kills() {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     // librdkafka's mock broker keeps only the newest ~5 MB of a partition
     // (1.2M of these events in 2 partitions left 84,000): 10 partitions
     // of 30,000 stay whole.
     let events = 300_000;
-    produce_seed_events(&cluster, events, 10);
+    produce_page_events(&cluster, events, 10);
     let pg = PgServer::start();
-    create_seed_table(&pg);
+    create_events_table(&pg);
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.yaml");
-    std::fs::write(&job, seed_003_job(&bootstrap, &pg)).unwrap();
+    std::fs::write(&job, events_to_postgres_job(&bootstrap, &pg)).unwrap();
     common::kill_after_checkpoints(
         &job,
         &dir.path().join("ckpt/events-to-postgres/checkpoints"),
