@@ -353,7 +353,7 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
     if let Some(clients) = &ctx.control_clients {
         Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns)
             .patch(
-                &format!("{name}-control"),
+                &resources::control_name(job),
                 &params,
                 &Patch::Apply(&resources::network_policy(job, clients)),
             )
@@ -379,7 +379,7 @@ async fn endpoint(job: &StreamJob, ctx: &Context) -> Result<Endpoint, Error> {
 async fn control_token(job: &StreamJob, ctx: &Context) -> Result<String, Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
-    let name = resources::token_secret_name(job);
+    let name = resources::control_name(job);
     let stored = match secrets.get_opt(&name).await? {
         Some(secret) => secret,
         None => {

@@ -248,15 +248,8 @@ pub fn decide(job: &StreamJob, obs: &Observed) -> Plan {
 
     // A spec that cannot be deployed is never rolled out; the deployed one
     // keeps running (and recovering).
-    if let Some(error) = crate::resources::pod_template_error(job) {
+    if let Some(error) = crate::resources::undeployable(job) {
         return invalid_spec(d, error);
-    }
-    // Nor one that would put a secret into a ConfigMap in plain text.
-    if let Some(secret) = job.spec.pipeline.literal_secrets().first() {
-        return invalid_spec(
-            d,
-            format!("spec.pipeline.{}: {}", secret.path, secret.message),
-        );
     }
 
     // An upgrade or suspension under way goes on first.

@@ -21,11 +21,8 @@ pub fn render(
     if job.namespace().is_none() {
         job.metadata.namespace = Some("default".into());
     }
-    if let Some(error) = resources::pod_template_error(&job) {
+    if let Some(error) = resources::undeployable(&job) {
         return Err(error);
-    }
-    if let Some(secret) = job.spec.pipeline.literal_secrets().first() {
-        return Err(format!("spec.pipeline.{}: {}", secret.path, secret.message));
     }
     streamjob_spec::JobSpec::from_yaml(&resources::job_file(&job))
         .map_err(|e| format!("spec.pipeline is not a valid job: {e}"))?;
@@ -33,7 +30,6 @@ pub fn render(
         Some(path) => Restore::Savepoint(path.clone()),
         None => Restore::Fresh,
     };
-    let yaml = |object: &dyn erased::Yaml| object.yaml();
     let mut secret = resources::token_secret(&job, "");
     secret.data = None;
     let mut documents = vec![
@@ -51,23 +47,12 @@ pub fn render(
     Ok(documents.join("---\n"))
 }
 
-mod erased {
-    /// An object printed as YAML with its `apiVersion` and `kind`.
-    pub trait Yaml {
-        fn yaml(&self) -> String;
+/// An object as YAML, with its `apiVersion` and `kind`.
+fn yaml<K: k8s_openapi::Resource + serde::Serialize>(object: &K) -> String {
+    let mut value = serde_json::to_value(object).expect("an object serializes");
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), K::API_VERSION.into());
+        map.insert("kind".into(), K::KIND.into());
     }
-
-    impl<K> Yaml for K
-    where
-        K: k8s_openapi::Resource + serde::Serialize,
-    {
-        fn yaml(&self) -> String {
-            let mut value = serde_json::to_value(self).expect("an object serializes");
-            if let Some(map) = value.as_object_mut() {
-                map.insert("apiVersion".into(), K::API_VERSION.into());
-                map.insert("kind".into(), K::KIND.into());
-            }
-            serde_yaml::to_string(&value).expect("JSON is YAML")
-        }
-    }
+    serde_yaml::to_string(&value).expect("JSON is YAML")
 }

@@ -135,7 +135,7 @@ pub fn config_map_name(job: &StreamJob) -> String {
 /// operator for its own calls.
 pub fn token_secret(job: &StreamJob, token: &str) -> Secret {
     Secret {
-        metadata: metadata(job, token_secret_name(job)),
+        metadata: metadata(job, control_name(job)),
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
             TOKEN_KEY.into(),
@@ -145,7 +145,9 @@ pub fn token_secret(job: &StreamJob, token: &str) -> Secret {
     }
 }
 
-pub fn token_secret_name(job: &StreamJob) -> String {
+/// The name of the job's control objects: its token Secret and its
+/// NetworkPolicy.
+pub fn control_name(job: &StreamJob) -> String {
     format!("{}-control", job.name_any())
 }
 
@@ -174,7 +176,7 @@ pub fn service(job: &StreamJob) -> Service {
 /// open (its changes need the token).
 pub fn network_policy(job: &StreamJob, clients: &[NetworkPolicyPeer]) -> NetworkPolicy {
     NetworkPolicy {
-        metadata: metadata(job, format!("{}-control", job.name_any())),
+        metadata: metadata(job, control_name(job)),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
                 match_labels: Some(labels(job)),
@@ -320,7 +322,7 @@ pub fn stateful_set(
             Volume {
                 name: "control-token".into(),
                 secret: Some(SecretVolumeSource {
-                    secret_name: Some(token_secret_name(job)),
+                    secret_name: Some(control_name(job)),
                     default_mode: Some(0o440),
                     ..Default::default()
                 }),
@@ -417,6 +419,16 @@ fn env(job: &StreamJob) -> Vec<EnvVar> {
 /// running pod).
 pub fn pod_template_error(job: &StreamJob) -> Option<String> {
     stateful_set(job, &Restore::Fresh, 1).err()
+}
+
+/// Why the StreamJob's spec is never rolled out, naming the field: a
+/// `podTemplate` that makes no pod template, or a secret written into the
+/// pipeline (it would land in a ConfigMap in plain text).
+pub fn undeployable(job: &StreamJob) -> Option<String> {
+    pod_template_error(job).or_else(|| {
+        let secret = job.spec.pipeline.literal_secrets().into_iter().next()?;
+        Some(format!("spec.pipeline.{}: {}", secret.path, secret.message))
+    })
 }
 
 /// Merges the user's pod template into the operator's: maps merge key by
