@@ -20,6 +20,14 @@ pub fn armed(name: &str, checkpoint: u64) -> bool {
     matches!(configured(), Some((point, id)) if point == name && *id == checkpoint)
 }
 
+/// Whether a named thing (a thread, say `worker-1`) is the configured
+/// failpoint: `STREAMJOB_FAILPOINT=<name>:<n>` matches `<name>`'s thing
+/// whose name ends in `-<n>`.
+pub fn armed_for(name: &str, thing: &str) -> bool {
+    matches!(configured(), Some((point, id))
+        if point == name && thing.ends_with(&format!("-{id}")))
+}
+
 /// Aborts the process here if this is the configured failpoint.
 pub fn fail_at(name: &str, checkpoint: u64) {
     if armed(name, checkpoint) {
@@ -34,10 +42,15 @@ pub fn error_at(name: &str, checkpoint: u64) -> bool {
     armed(name, checkpoint)
 }
 
-/// Sleeps here for `duration` if this is the configured failpoint (a stalled
-/// upload, for tests of the checkpoint timeout).
-pub fn stall_at(name: &str, checkpoint: u64, duration: std::time::Duration) {
+/// Waits here, if this is the configured failpoint, until `released` says
+/// so (at most a minute): a stalled upload, for tests of the checkpoint
+/// timeout, that ends when its checkpoint is abandoned, however long the
+/// timeout is.
+pub fn stall_until(name: &str, checkpoint: u64, released: impl Fn() -> bool) {
     if armed(name, checkpoint) {
-        std::thread::sleep(duration);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !released() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }

@@ -88,13 +88,22 @@ impl CheckpointStorage {
     }
 
     /// Keeps the newest `retained` completed checkpoints; removes older ones
-    /// and abandoned (incomplete) ones older than the newest complete one.
+    /// and abandoned (incomplete) checkpoints and savepoints older than the
+    /// newest complete checkpoint.
     pub fn retain(&self, layout: &Layout, retained: usize) -> Result<(), StorageError> {
         let all = self.snapshots(&layout.checkpoints())?;
         let completed: Vec<u64> = all.iter().filter(|s| s.1).map(|s| s.0).collect();
         let Some(&newest) = completed.last() else {
             return Ok(());
         };
+        // A savepoint that failed, or whose run died, never completes once
+        // a later checkpoint has (a restore rolls a committed one forward
+        // before its run checkpoints). Savepoints hold all their files.
+        for (id, complete) in self.snapshots(&layout.savepoints())? {
+            if !complete && id < newest {
+                self.delete_snapshot(&layout.snapshot_dir(SnapshotKind::Savepoint, id))?;
+            }
+        }
         let keep_from = completed
             .len()
             .checked_sub(retained)

@@ -42,6 +42,8 @@ pub(super) struct Wiring<'a> {
     pub trigger: &'a Arc<AtomicU64>,
     /// The id of the savepoint under way.
     pub savepoint: &'a Arc<AtomicU64>,
+    /// The newest snapshot the coordinator abandoned: its uploads stop.
+    pub abandoned: &'a Arc<AtomicU64>,
     pub acks: &'a Sender<Ack>,
     /// Set when the run fails: every thread stops.
     pub abort: &'a Arc<AtomicBool>,
@@ -157,8 +159,13 @@ pub(super) fn build_workers(
                     storage.clone(),
                     w.acks.clone(),
                     w.abort.clone(),
+                    w.abandoned.clone(),
                 )
-                .map_err(|e| JobError::Panic(e.to_string()))?;
+                .map_err(|source| JobError::Thread {
+                    name: format!("upload-{index}"),
+                    parallelism: spec.parallelism,
+                    source,
+                })?;
                 Some(worker::Checkpointing {
                     trigger: w.trigger.clone(),
                     injected: 0,

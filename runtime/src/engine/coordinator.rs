@@ -61,6 +61,9 @@ pub(super) struct Coordinator<'a> {
     pub(super) retained: usize,
     pub(super) next_id: u64,
     pub(super) trigger: &'a std::sync::atomic::AtomicU64,
+    /// The newest snapshot abandoned: the uploaders stop its uploads, so
+    /// one stalled upload does not hold the next snapshot behind it.
+    pub(super) abandoned: &'a std::sync::atomic::AtomicU64,
     /// Checkpoints failed in a row.
     pub(super) failures: u32,
 }
@@ -195,6 +198,8 @@ impl Coordinator<'_> {
     /// row fail the job. Returns when to trigger the next checkpoint.
     fn failed(&mut self, flight: &InFlight, error: String) -> Result<Instant, JobError> {
         let id = flight.id;
+        self.abandoned
+            .fetch_max(id, std::sync::atomic::Ordering::Release);
         match self.control {
             Some(control) if flight.kind == SnapshotKind::Savepoint => {
                 control.savepoint_failed(id, error);
@@ -309,6 +314,7 @@ mod tests {
         layout: Layout,
         trigger: Arc<AtomicU64>,
         savepoint: AtomicU64,
+        abandoned: AtomicU64,
         sink: Sender<SinkMsg>,
         acks: (Sender<Ack>, Receiver<Ack>),
         abort: AtomicBool,
@@ -344,6 +350,7 @@ mod tests {
                 storage,
                 trigger: Arc::new(AtomicU64::new(0)),
                 savepoint: AtomicU64::new(0),
+                abandoned: AtomicU64::new(0),
                 sink,
                 acks: crossbeam_channel::unbounded(),
                 abort: AtomicBool::new(false),
@@ -366,6 +373,7 @@ mod tests {
                 retained: 100,
                 next_id: 1,
                 trigger: &self.trigger,
+                abandoned: &self.abandoned,
                 failures: 0,
             }
         }
@@ -499,5 +507,7 @@ mod tests {
             h.storage.completed(&h.layout.checkpoints()).unwrap(),
             vec![2, 3]
         );
+        // The uploaders are told: checkpoint 1's uploads stop.
+        assert_eq!(h.abandoned.load(Ordering::Acquire), 1);
     }
 }

@@ -49,6 +49,17 @@ pub enum JobError {
     Malformed(Malformed),
     #[error("worker thread failed: {0}")]
     Panic(String),
+    #[error(
+        "could not start thread {name} ({source}): a job of parallelism {parallelism} runs about \
+         {} threads; lower `parallelism`, or raise the limits on threads (ulimit -u, a \
+         container's pids limit) and memory",
+        2 * .parallelism + 2
+    )]
+    Thread {
+        name: String,
+        parallelism: u32,
+        source: std::io::Error,
+    },
     #[error("checkpoint storage: {0}")]
     Storage(#[from] StorageError),
     #[error("restore: {0}")]
@@ -150,4 +161,22 @@ impl JobError {
             _ => true,
         }
     }
+}
+
+/// Starts thread `name` of a job of `parallelism`; a failure to start it
+/// (out of threads or memory) names the thread and the way out.
+pub(crate) fn start_thread<T: Send + 'static>(
+    name: String,
+    parallelism: u32,
+    run: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, JobError> {
+    let spawned = match crate::failpoint::armed_for("thread-start", &name) {
+        true => Err(std::io::Error::other("failpoint thread-start")),
+        false => std::thread::Builder::new().name(name.clone()).spawn(run),
+    };
+    spawned.map_err(|source| JobError::Thread {
+        name,
+        parallelism,
+        source,
+    })
 }

@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::Instant;
 
 use super::build::{build_workers, Wiring};
@@ -12,7 +11,7 @@ use super::collector::{ask_sink, SinkMsg};
 use super::coordinator::{Ack, Coordinator};
 use super::restore::{check_fits, find_restore};
 use super::sinks::{self, Sinks};
-use super::{JobError, RunOptions, RunSummary};
+use super::{start_thread, JobError, RunOptions, RunSummary};
 use crate::checkpoint::{CheckpointStorage, Layout, SnapshotKind};
 use crate::connectors::create_splits;
 use crate::spec::JobSpec;
@@ -75,6 +74,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
 
     let trigger = Arc::new(AtomicU64::new(0));
     let savepoint = Arc::new(AtomicU64::new(0));
+    let abandoned = Arc::new(AtomicU64::new(0));
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let abort = Arc::new(AtomicBool::new(false));
     let stop = opts.stop_flag();
@@ -94,6 +94,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             keyed,
             trigger: &trigger,
             savepoint: &savepoint,
+            abandoned: &abandoned,
             acks: &ack_tx,
             abort: &abort,
             stop: &stop,
@@ -101,19 +102,25 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         splits,
     )?;
     drop(ack_tx);
-    let sink_thread = thread::Builder::new()
-        .name("sink".into())
-        .spawn(move || sinks.run(sink_rx))
-        .map_err(|e| JobError::Panic(e.to_string()))?;
-    let handles = workers
-        .into_iter()
-        .map(|worker| {
-            thread::Builder::new()
-                .name(format!("worker-{}", worker.index))
-                .spawn(move || worker.run())
-                .map_err(|e| JobError::Panic(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let sink_thread = start_thread("sink".into(), spec.parallelism, move || sinks.run(sink_rx))?;
+    let mut handles = Vec::with_capacity(workers.len());
+    let mut unstarted = workers.into_iter();
+    let failed_start = unstarted.find_map(|worker| {
+        let name = format!("worker-{}", worker.index);
+        match start_thread(name, spec.parallelism, move || worker.run()) {
+            Ok(handle) => {
+                handles.push(handle);
+                None
+            }
+            Err(e) => Some(e),
+        }
+    });
+    if let Some(e) = failed_start {
+        // The workers not started go (their senders to the sink with them).
+        drop(unstarted);
+        stop_all(&abort, handles, sink_tx, sink_thread);
+        return Err(e);
+    }
     let startup = started.elapsed();
     // Every worker has its share of the snapshot: the whole of it need not
     // stay in memory while the job runs.
@@ -145,6 +152,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             retained: config.retained as usize,
             next_id: first_id,
             trigger: &trigger,
+            abandoned: &abandoned,
             failures: 0,
         };
         match coordinator.run(&handles, &ack_rx, &abort) {
@@ -153,14 +161,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 final_epoch = next_id;
             }
             Err(e) => {
-                // Nothing of this run may outlive it: a restart starts the
-                // next one (and fences its Kafka producer) at once.
-                abort.store(true, Ordering::SeqCst);
-                for h in handles {
-                    let _ = h.join();
-                }
-                drop(sink_tx);
-                let _ = sink_thread.join();
+                stop_all(&abort, handles, sink_tx, sink_thread);
                 return Err(e);
             }
         }
@@ -222,4 +223,21 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     sink_result.map_err(JobError::Sink)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Stops a run that failed: nothing of it may outlive it (a restart starts
+/// the next one, and fences its Kafka producer, at once). The workers stop
+/// on `abort`; the sink thread ends once every sender to it is gone.
+fn stop_all(
+    abort: &AtomicBool,
+    workers: Vec<std::thread::JoinHandle<Result<super::worker::WorkerReport, JobError>>>,
+    sink_tx: crossbeam_channel::Sender<SinkMsg>,
+    sink_thread: std::thread::JoinHandle<std::io::Result<()>>,
+) {
+    abort.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    drop(sink_tx);
+    let _ = sink_thread.join();
 }

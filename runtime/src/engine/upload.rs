@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -51,6 +51,7 @@ impl Uploader {
         storage: CheckpointStorage,
         acks: Sender<Ack>,
         abort: Arc<AtomicBool>,
+        abandoned: Arc<AtomicU64>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Upload>();
         let thread = std::thread::Builder::new()
@@ -62,7 +63,11 @@ impl Uploader {
                         continue;
                     }
                     let (id, watermark, local) = (job.id, job.watermark, job.local.clone());
-                    let result = upload(&storage, &run, &mut uploaded, job, &abort);
+                    let stop = Stop {
+                        abort: &abort,
+                        abandoned: &abandoned,
+                    };
+                    let result = upload(&storage, &run, &mut uploaded, job, stop);
                     let _ = std::fs::remove_dir_all(&local);
                     let ack = match result {
                         Ok(bytes) => Ack::Done {
@@ -116,7 +121,7 @@ fn upload(
     run: &str,
     uploaded: &mut HashSet<String>,
     mut job: Upload,
-    abort: &AtomicBool,
+    stop: Stop<'_>,
 ) -> Result<u64, StorageError> {
     // Every state write runs before anything is uploaded: a write dropped
     // unrun (an upload failed first) would lose changes its store counts
@@ -134,13 +139,15 @@ fn upload(
         .map(|((table, state), local)| (table, write_state(state, local)))
         .collect();
     let result = (move || {
-        crate::failpoint::stall_at("upload-stall", job.id, std::time::Duration::from_secs(1));
+        let id = job.id;
+        crate::failpoint::stall_until("upload-stall", id, || stop.reason(id).is_some());
         let index = job.snapshot.index;
         let mut files = StateFiles {
             storage,
             dir: &job.dir,
             uploaded,
-            abort,
+            id,
+            stop,
             bytes: 0,
         };
         job.snapshot.state_files = files.upload(&window?, |name, shared| {
@@ -188,6 +195,27 @@ fn write_state(
     })
 }
 
+/// Why an upload under way stops before it is done.
+#[derive(Clone, Copy)]
+struct Stop<'a> {
+    /// The job is stopping.
+    abort: &'a AtomicBool,
+    /// The newest snapshot the coordinator abandoned.
+    abandoned: &'a AtomicU64,
+}
+
+impl Stop<'_> {
+    fn reason(&self, id: u64) -> Option<&'static str> {
+        if self.abort.load(Ordering::Relaxed) {
+            Some("the job is stopping")
+        } else if self.abandoned.load(Ordering::Acquire) >= id {
+            Some("the snapshot was abandoned")
+        } else {
+            None
+        }
+    }
+}
+
 /// Uploads the files of a snapshot's RocksDB checkpoints.
 struct StateFiles<'a> {
     storage: &'a CheckpointStorage,
@@ -195,7 +223,9 @@ struct StateFiles<'a> {
     dir: &'a str,
     /// Keys of the shared files uploaded by this run so far.
     uploaded: &'a mut HashSet<String>,
-    abort: &'a AtomicBool,
+    /// The snapshot's id.
+    id: u64,
+    stop: Stop<'a>,
     /// Bytes uploaded so far.
     bytes: u64,
 }
@@ -211,10 +241,10 @@ impl StateFiles<'_> {
     ) -> Result<Vec<StateFile>, StorageError> {
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            if self.abort.load(Ordering::Relaxed) {
+            if let Some(reason) = self.stop.reason(self.id) {
                 return Err(StorageError::Io {
                     path: self.storage.location(self.dir),
-                    source: std::io::Error::other("the job is stopping"),
+                    source: std::io::Error::other(reason),
                 });
             }
             let name = path
