@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::crd::{StreamJob, StreamJobStatus};
+use crate::crd::{StorageScope, StreamJob, StreamJobStatus};
 use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth};
 use crate::resources::{self, Restore};
 use crate::runtime_api::{Endpoint, RuntimeApi};
@@ -167,10 +167,18 @@ async fn dispose(job: &StreamJob, savepoints: &[crate::crd::SnapshotRef], ctx: &
     let Some(checkpoints) = &job.spec.checkpoints else {
         return;
     };
+    let scoped = |scope| resources::scoped_storage(&checkpoints.storage, job, scope);
     for savepoint in savepoints {
+        // Taken in the namespace's folder, or in the job's by a rollout
+        // from before there were namespace folders.
+        let in_namespace = scoped(StorageScope::Namespace);
+        let uri = match savepoint.path.starts_with(&format!("{in_namespace}/")) {
+            true => in_namespace,
+            false => scoped(StorageScope::Job),
+        };
         let outcome = ctx
             .runtime
-            .dispose_savepoint(&checkpoints.storage, &job.name_any(), savepoint)
+            .dispose_savepoint(&uri, &job.name_any(), savepoint)
             .await;
         let (kind, reason, note) = match outcome {
             Ok(()) => (
@@ -459,11 +467,14 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
         ctx.runtime.status(&resources::control_url(job)).await
     };
     let latest_checkpoint = match &job.spec.checkpoints {
-        Some(checkpoints) => ctx
-            .runtime
-            .latest_checkpoint(&checkpoints.storage, &name)
-            .await
-            .map_err(Error::Storage)?,
+        Some(checkpoints) => {
+            let scope = resources::deployed_scope(job);
+            let uri = resources::scoped_storage(&checkpoints.storage, job, scope);
+            ctx.runtime
+                .latest_checkpoint(&uri, &name)
+                .await
+                .map_err(Error::Storage)?
+        }
         None => None,
     };
     Ok(Observed {
@@ -479,6 +490,32 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
 /// is the kubelet's to restart (the restarted process resumes from its
 /// rollout's checkpoint), repeated ones are the operator's. Ready when its
 /// readiness probe passes.
+/// How the container last ended, as the kubelet reports it: the reason
+/// (`OOMKilled`, `Error`), the exit code and, when the process said why,
+/// the last line it wrote (the container's termination message falls back
+/// to the end of its log). A process killed for memory cannot say so
+/// itself: the advice is added here.
+fn last_exit(c: &ContainerStatus) -> Option<String> {
+    let ended = c.last_state.as_ref()?.terminated.as_ref()?;
+    let reason = ended.reason.as_deref().unwrap_or("Error");
+    let mut text = format!("last exit: {reason}, exit code {}", ended.exit_code);
+    if reason == "OOMKilled" {
+        text.push_str(
+            " (out of memory: raise spec.resources.limits.memory or lower spec.parallelism)",
+        );
+    }
+    let said = ended.message.as_deref().unwrap_or_default();
+    if let Some(line) = said.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        const MAX_CHARS: usize = 300;
+        text.push_str(": ");
+        text.extend(line.chars().take(MAX_CHARS));
+        if line.chars().count() > MAX_CHARS {
+            text.push('…');
+        }
+    }
+    Some(text)
+}
+
 pub fn pod_health(pod: &Pod) -> PodHealth {
     let Some(status) = &pod.status else {
         return PodHealth::Starting;
@@ -486,13 +523,16 @@ pub fn pod_health(pod: &Pod) -> PodHealth {
     for c in status.container_statuses.iter().flatten() {
         if let Some(waiting) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             if waiting.reason.as_deref() == Some("CrashLoopBackOff") {
-                return PodHealth::Failing {
-                    reason: format!(
-                        "CrashLoopBackOff after {} restarts: {}",
-                        c.restart_count,
-                        waiting.message.clone().unwrap_or_default()
-                    ),
-                };
+                let mut reason = format!(
+                    "CrashLoopBackOff after {} restarts: {}",
+                    c.restart_count,
+                    waiting.message.clone().unwrap_or_default()
+                );
+                if let Some(exit) = last_exit(c) {
+                    reason.push_str("; ");
+                    reason.push_str(&exit);
+                }
+                return PodHealth::Failing { reason };
             }
         }
     }
@@ -505,5 +545,68 @@ pub fn pod_health(pod: &Pod) -> PodHealth {
         PodHealth::Ready
     } else {
         PodHealth::Starting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crash_looping(last_state: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "counter-0"},
+            "status": {"containerStatuses": [{
+                "name": "streamjob", "image": "streamjob", "imageID": "", "ready": false,
+                "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": last_state,
+            }]}
+        }))
+        .unwrap()
+    }
+
+    fn failing_reason(pod: &Pod) -> String {
+        match pod_health(pod) {
+            PodHealth::Failing { reason } => reason,
+            other => panic!("not failing: {other:?}"),
+        }
+    }
+
+    /// A process killed for memory cannot say why; one that failed said it
+    /// last: the status and event carry either, not only "CrashLoopBackOff".
+    #[test]
+    fn a_crash_loop_says_how_the_container_last_ended() {
+        let oom = crash_looping(serde_json::json!({"terminated": {
+            "reason": "OOMKilled", "exitCode": 137
+        }}));
+        assert_eq!(
+            failing_reason(&oom),
+            "CrashLoopBackOff after 3 restarts: back-off 40s; last exit: OOMKilled, exit code 137 \
+             (out of memory: raise spec.resources.limits.memory or lower spec.parallelism)"
+        );
+        let failed = crash_looping(serde_json::json!({"terminated": {
+            "reason": "Error", "exitCode": 1,
+            "message": "INFO started\nstreamjob: job counter failed: could not start thread worker-9\n\n"
+        }}));
+        assert_eq!(
+            failing_reason(&failed),
+            "CrashLoopBackOff after 3 restarts: back-off 40s; last exit: Error, exit code 1: \
+             streamjob: job counter failed: could not start thread worker-9"
+        );
+        let long = crash_looping(serde_json::json!({"terminated": {
+            "exitCode": 2, "message": "x".repeat(1000)
+        }}));
+        assert_eq!(
+            failing_reason(&long),
+            format!(
+                "CrashLoopBackOff after 3 restarts: back-off 40s; last exit: Error, exit code 2: {}…",
+                "x".repeat(300)
+            )
+        );
+        let first = crash_looping(serde_json::json!({}));
+        assert_eq!(
+            failing_reason(&first),
+            "CrashLoopBackOff after 3 restarts: back-off 40s"
+        );
     }
 }

@@ -213,6 +213,25 @@ pub struct Deployment {
     /// from its savepoint.
     #[serde(default)]
     pub id: String,
+    /// Which folder of `spec.checkpoints.storage` the pods keep their
+    /// snapshots in.
+    #[serde(default)]
+    pub storage_scope: StorageScope,
+}
+
+/// Which folder of the checkpoint storage a deployment's snapshots go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageScope {
+    /// `<storage>/<job>/`: where rollouts recorded before snapshots were
+    /// kept per namespace write (and so the scope of a status without the
+    /// field). Two StreamJobs of one name in two namespaces would share it,
+    /// so only recoveries of such a rollout stay in it; its next rollout
+    /// from a savepoint or with empty state moves to `namespace`.
+    #[default]
+    Job,
+    /// `<storage>/<namespace>/<job>/`.
+    Namespace,
 }
 
 /// What a deployment's pods restored from (`savepointPath` names the

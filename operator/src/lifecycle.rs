@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::crd::{
-    DesiredState, Phase, SnapshotRef, StreamJob, StreamJobSpec, StreamJobStatus, UpgradeMode,
-    UpgradeStatus, UpgradeStep,
+    DesiredState, Phase, SnapshotRef, StorageScope, StreamJob, StreamJobSpec, StreamJobStatus,
+    UpgradeMode, UpgradeStatus, UpgradeStep,
 };
 use crate::resources::Restore;
 use streamjob_api::{JobState, JobStatus};
@@ -199,12 +199,19 @@ impl<'a> Decision<'a> {
     fn record_deployment(&mut self, restore: Restore, phase: Phase, generation: i64) -> Action {
         self.status.phase = phase;
         let (kind, savepoint_path) = restore.recorded();
+        // A restore from the latest checkpoint reads it where the rollout
+        // before wrote it; any other start moves to the namespace's folder.
+        let storage_scope = match (&restore, &self.status.deployment) {
+            (Restore::LatestCheckpoint, Some(before)) => before.storage_scope,
+            _ => StorageScope::Namespace,
+        };
         self.status.deployment = Some(crate::crd::Deployment {
             generation,
             restore: kind,
             savepoint_path,
             started_at: rfc3339(self.obs.now),
             id: format!("{}-g{generation}", self.obs.now.timestamp_millis()),
+            storage_scope,
         });
         self.status.upgrade = None;
         self.status.error = None;

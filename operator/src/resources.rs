@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 
 use streamjob_api::flags;
 
-use crate::crd::{RestoreKind, StreamJob};
+use crate::crd::{RestoreKind, StorageScope, StreamJob};
 
 /// The control API port of the runtime pods.
 pub const CONTROL_PORT: i32 = 8081;
@@ -113,9 +113,34 @@ pub fn job_file(job: &StreamJob) -> String {
     let mut pipeline = job.spec.pipeline.clone();
     pipeline.name = job.name_any();
     pipeline.parallelism = job.spec.parallelism;
-    pipeline.checkpoints = job.spec.checkpoints.clone();
+    pipeline.checkpoints = job.spec.checkpoints.clone().map(|mut checkpoints| {
+        checkpoints.storage = scoped_storage(&checkpoints.storage, job, deployed_scope(job));
+        checkpoints
+    });
     pipeline.state.dir = Some(STATE_DIR.into());
     serde_yaml::to_string(&pipeline).expect("a job spec serializes")
+}
+
+/// The storage URI a job's snapshots go under in `scope`, from the
+/// `storage` its spec names: the runtime keeps them in `<uri>/<job>/`, so a
+/// namespace scope appends the namespace (StreamJobs of one name in two
+/// namespaces never share a folder).
+pub fn scoped_storage(storage: &str, job: &StreamJob, scope: StorageScope) -> String {
+    let uri = storage.trim_end_matches('/');
+    match scope {
+        StorageScope::Job => uri.to_string(),
+        StorageScope::Namespace => {
+            // As kubectl places a StreamJob that names none.
+            let namespace = job.namespace().unwrap_or_else(|| "default".into());
+            format!("{uri}/{namespace}")
+        }
+    }
+}
+
+/// The storage scope of the deployment recorded in the status; a first
+/// deployment's scope before one is.
+pub fn deployed_scope(job: &StreamJob) -> StorageScope {
+    deployment(job).map_or(StorageScope::Namespace, |d| d.storage_scope)
 }
 
 pub fn config_map(job: &StreamJob) -> ConfigMap {
@@ -259,6 +284,9 @@ pub fn stateful_set(
             ..probe("/healthz", 10)
         }),
         resources: Some(job.spec.resources.clone().unwrap_or_else(default_resources)),
+        // The end of the log becomes the termination message of a failed
+        // run: the operator's status and events say why it ended.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),

@@ -461,7 +461,9 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
     let status = cluster.status().await;
     let savepoint = status.last_savepoint.clone().unwrap();
     assert!(
-        savepoint.path.contains("/counter/savepoints/sp-"),
+        savepoint
+            .path
+            .contains("/checkpoints/default/counter/savepoints/sp-"),
         "{savepoint:?}"
     );
     assert_eq!(

@@ -32,7 +32,7 @@ const CONTROL_URL: &str = "http://visit-counter-0.visit-counter.default.svc:8081
 fn checkpoint(id: u64) -> SnapshotRef {
     SnapshotRef {
         id,
-        path: format!("s3://streamjob-checkpoints/jobs/visit-counter/checkpoints/chk-{id}"),
+        path: format!("s3://streamjob-checkpoints/jobs/default/visit-counter/checkpoints/chk-{id}"),
         time: None,
     }
 }
@@ -40,7 +40,7 @@ fn checkpoint(id: u64) -> SnapshotRef {
 fn savepoint(id: u64) -> SnapshotRef {
     SnapshotRef {
         id,
-        path: format!("s3://streamjob-checkpoints/jobs/visit-counter/savepoints/sp-{id}"),
+        path: format!("s3://streamjob-checkpoints/jobs/default/visit-counter/savepoints/sp-{id}"),
         time: None,
     }
 }
@@ -183,7 +183,7 @@ impl RuntimeApi for FakeRuntime {
     ) -> BoxFuture<'a, Result<Option<SnapshotRef>, String>> {
         assert_eq!(
             (uri, job),
-            ("s3://streamjob-checkpoints/jobs", "visit-counter")
+            ("s3://streamjob-checkpoints/jobs/default", "visit-counter")
         );
         Box::pin(async move { Ok(self.state.lock().unwrap().latest.clone()) })
     }
@@ -196,7 +196,7 @@ impl RuntimeApi for FakeRuntime {
     ) -> BoxFuture<'a, Result<(), String>> {
         assert_eq!(
             (uri, job),
-            ("s3://streamjob-checkpoints/jobs", "visit-counter")
+            ("s3://streamjob-checkpoints/jobs/default", "visit-counter")
         );
         Box::pin(async move {
             let call = format!("dispose {}", savepoint.id);

@@ -5,7 +5,7 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::crd::RestoreKind;
+use crate::crd::{RestoreKind, StorageScope};
 use crate::resources::tests::example_job;
 use streamjob_api::JobState;
 
@@ -16,7 +16,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 fn checkpoint(id: u64) -> SnapshotRef {
     SnapshotRef {
         id,
-        path: format!("s3://streamjob-checkpoints/jobs/visit-counter/checkpoints/chk-{id}"),
+        path: format!("s3://streamjob-checkpoints/jobs/default/visit-counter/checkpoints/chk-{id}"),
         time: None,
     }
 }
@@ -24,7 +24,7 @@ fn checkpoint(id: u64) -> SnapshotRef {
 fn savepoint(id: u64) -> SnapshotRef {
     SnapshotRef {
         id,
-        path: format!("s3://streamjob-checkpoints/jobs/visit-counter/savepoints/sp-{id}"),
+        path: format!("s3://streamjob-checkpoints/jobs/default/visit-counter/savepoints/sp-{id}"),
         time: None,
     }
 }
@@ -651,4 +651,68 @@ fn the_operators_own_settings_are_no_upgrade() {
     assert_eq!(plan.action, Action::None);
     assert!(plan.events.is_empty());
     assert_eq!(plan.status.phase, Phase::Running);
+}
+
+/// A rollout recorded before snapshots were kept per namespace (its status
+/// has no `storageScope`) recovers from its checkpoints where they are, in
+/// the job's folder; its next rollout from a savepoint moves to the
+/// namespace's folder, and recoveries stay there.
+#[test]
+fn a_rollout_from_before_namespace_folders_moves_at_its_next_savepoint() {
+    let mut job = deployed_job();
+    assert_eq!(
+        job.status
+            .as_ref()
+            .unwrap()
+            .deployment
+            .as_ref()
+            .unwrap()
+            .storage_scope,
+        StorageScope::Namespace,
+        "a first deployment writes to the namespace's folder"
+    );
+    // As a status written by an older operator reads.
+    let mut status = serde_json::to_value(job.status.as_ref().unwrap()).unwrap();
+    status["deployment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("storageScope");
+    job.status = Some(serde_json::from_value(status).unwrap());
+    let scope = |plan: &Plan| plan.status.deployment.as_ref().unwrap().storage_scope;
+
+    let plan = decide(&job, &crashing(100, 4));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &crashing(110, 4));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(scope(&plan), StorageScope::Job, "the checkpoints are there");
+    apply(&mut job, &plan);
+    let plan = decide(&job, &running(140, 5));
+    apply(&mut job, &plan);
+
+    change_parallelism(&mut job, 4);
+    let plan = decide(&job, &running(200, 6));
+    assert_eq!(plan.action, Action::StopWithSavepoint);
+    apply(&mut job, &plan);
+    let plan = stopped(&job, &running(205, 6), Ok(savepoint(7)));
+    apply(&mut job, &plan);
+    let stopped_pod = Observed {
+        runtime: None,
+        pod: PodHealth::Starting,
+        ..running(206, 6)
+    };
+    let plan = decide(&job, &stopped_pod);
+    assert_eq!(
+        plan.action,
+        Action::Deploy(Restore::Savepoint(savepoint(7).path))
+    );
+    assert_eq!(scope(&plan), StorageScope::Namespace);
+    apply(&mut job, &plan);
+
+    let plan = decide(&job, &running(240, 9));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &crashing(300, 9));
+    apply(&mut job, &plan);
+    let plan = decide(&job, &crashing(310, 9));
+    assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
+    assert_eq!(scope(&plan), StorageScope::Namespace);
 }

@@ -48,10 +48,42 @@ fn the_job_file_is_the_pipeline_with_the_streamjobs_settings() {
     assert_eq!(file.parallelism, 2);
     assert_eq!(file.state.dir.as_deref(), Some(STATE_DIR));
     let checkpoints = file.checkpoints.clone().expect("checkpoints");
-    assert_eq!(checkpoints.storage, "s3://streamjob-checkpoints/jobs");
+    // The namespace's folder of the storage the StreamJob names.
+    assert_eq!(
+        checkpoints.storage,
+        "s3://streamjob-checkpoints/jobs/default"
+    );
     assert_eq!(checkpoints.interval.as_millis(), 10_000);
     // The runtime accepts it as it stands.
     file.validate().expect("valid");
+}
+
+/// Two StreamJobs of one name in two namespaces, one storage URI: their
+/// snapshots go to two folders; a rollout recorded before namespace
+/// folders keeps the folder its checkpoints are in.
+#[test]
+fn snapshots_go_to_the_namespaces_folder_of_the_storage() {
+    let storage = |job: &StreamJob| {
+        let file: streamjob_spec::JobSpec = serde_yaml::from_str(&job_file(job)).unwrap();
+        file.checkpoints.unwrap().storage
+    };
+    let mut shop = example_job();
+    shop.metadata.namespace = Some("shop".into());
+    let mut ads = example_job();
+    ads.metadata.namespace = Some("ads".into());
+    ads.spec.checkpoints.as_mut().unwrap().storage = "s3://streamjob-checkpoints/jobs/".into();
+    assert_eq!(storage(&shop), "s3://streamjob-checkpoints/jobs/shop");
+    assert_eq!(storage(&ads), "s3://streamjob-checkpoints/jobs/ads");
+
+    shop.status = Some(crate::crd::StreamJobStatus {
+        deployment: Some(crate::crd::Deployment {
+            restore: RestoreKind::LatestCheckpoint,
+            storage_scope: crate::crd::StorageScope::Job,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(storage(&shop), "s3://streamjob-checkpoints/jobs");
 }
 
 #[test]
@@ -206,6 +238,7 @@ fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
             savepoint_path: None,
             started_at: "2026-11-22T06:00:00Z".into(),
             id: "1795413600000-g1".into(),
+            storage_scope: crate::crd::StorageScope::Namespace,
         }),
         ..Default::default()
     });
@@ -273,6 +306,11 @@ fn the_pod_is_hardened_by_default_and_a_pod_template_can_relax_it() {
     );
     assert_eq!(pod.automount_service_account_token, Some(false));
     let c = container(&set);
+    // A failed run's last log lines reach the operator (see pod_health).
+    assert_eq!(
+        c.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
     let own = c.security_context.as_ref().unwrap();
     assert_eq!(own.allow_privilege_escalation, Some(false));
     assert_eq!(own.read_only_root_filesystem, Some(true));
