@@ -40,6 +40,13 @@ pub const TARGETS: usize = 4;
 /// Time allowed for one call to the transaction coordinator.
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Whether Kafka says a newer producer with the same transactional id took
+/// over: the broker's answer, or librdkafka's fatal error that follows it.
+fn is_fencing(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{Fenced, InvalidProducerEpoch, ProducerFenced};
+    matches!(code, Fenced | ProducerFenced | InvalidProducerEpoch)
+}
+
 /// The committed-offset metadata that names a checkpoint.
 const CHECKPOINT_METADATA_PREFIX: &str = "streamjob-checkpoint=";
 
@@ -147,6 +154,7 @@ type HeldBatch = (usize, Vec<String>, Vec<String>);
 /// One transactional producer: the exactly-once Kafka sink.
 pub struct TransactionalKafka {
     writer: KafkaWriter,
+    transactional_id: String,
     group: String,
     consumer: BaseConsumer,
     /// Per worker: the checkpoint whose barrier it passed, while that
@@ -189,18 +197,14 @@ impl TransactionalKafka {
         side_topics: [Option<String>; TARGETS - 1],
         workers: usize,
     ) -> std::io::Result<Self> {
+        let transactional_id = format!("{}-0", spec.transactional_id_prefix(job));
         let mut config = producer_config(spec);
-        config
-            .set(
-                "transactional.id",
-                format!("{}-0", spec.transactional_id_prefix(job)),
-            )
-            .set(
-                "transaction.timeout.ms",
-                spec.transaction_timeout_ms()
-                    .map_err(std::io::Error::other)?
-                    .to_string(),
-            );
+        config.set("transactional.id", &transactional_id).set(
+            "transaction.timeout.ms",
+            spec.transaction_timeout_ms()
+                .map_err(std::io::Error::other)?
+                .to_string(),
+        );
         let [late, malformed, unmatched] = side_topics;
         let writer = KafkaWriter::create(
             config,
@@ -216,6 +220,7 @@ impl TransactionalKafka {
             .map_err(|e| kafka_error("sink: begin_transaction", e))?;
         Ok(TransactionalKafka {
             writer,
+            transactional_id,
             group: group.to_string(),
             consumer: group_consumer(spec, group)?,
             synced: vec![None; workers],
@@ -243,17 +248,27 @@ impl TransactionalKafka {
     /// with nothing half-written. A fatal error (this producer was fenced by
     /// a newer run) leaves nothing to abort: the newer run did.
     fn abort_after(&self, step: &str, e: KafkaError) -> std::io::Error {
-        if let KafkaError::Transaction(txn) = &e {
-            // A fenced producer (a newer run took over) has nothing to abort.
-            let fenced = txn.code() == rdkafka::types::RDKafkaErrorCode::Fenced
-                || self.writer.producer.client().fatal_error().is_some();
-            if txn.txn_requires_abort() && !txn.is_fatal() && !fenced {
-                // Best effort: the next run's init_transactions aborts it too.
-                let _ = self
-                    .writer
-                    .producer
-                    .abort_transaction(Duration::from_secs(5));
-            }
+        let KafkaError::Transaction(txn) = &e else {
+            return kafka_error(&format!("sink: {step}"), e);
+        };
+        let fatal = self.writer.producer.client().fatal_error();
+        if is_fencing(txn.code()) || fatal.as_ref().is_some_and(|(code, _)| is_fencing(*code)) {
+            // A newer run took over: it aborted what this one had open, so
+            // there is nothing left to abort. Which request the broker
+            // refuses first (adding the offsets' partitions, or the commit)
+            // is a race, so the error says what happened, not which step.
+            return std::io::Error::other(format!(
+                "kafka sink: fenced: a newer run of this job took over its transactional id \
+                 {:?}; this run's open transaction was aborted and it must stop ({step}: {e})",
+                self.transactional_id
+            ));
+        }
+        if txn.txn_requires_abort() && !txn.is_fatal() && fatal.is_none() {
+            // Best effort: the next run's init_transactions aborts it too.
+            let _ = self
+                .writer
+                .producer
+                .abort_transaction(Duration::from_secs(5));
         }
         kafka_error(&format!("sink: {step}"), e)
     }
