@@ -146,6 +146,6 @@ impl Decode for Enricher {
             }
         }
         let fields = Fields::with(&record, &found);
-        Ok(self.parser.event(fields, || fields.to_json().into()))
+        Ok(self.parser.event(&fields, || fields.to_json().into()))
     }
 }

@@ -23,10 +23,21 @@ pub const MAX_EVENT_TIME: i64 = 253_402_300_799_999;
 
 /// Reads an event time (epoch milliseconds) from a JSON value.
 pub fn parse_event_time(v: &Value, format: TimeFormat) -> Result<i64, String> {
-    let ts = parse_time_value(v, format)?;
+    in_range(parse_time_value(v, format)?, || v.to_string())
+}
+
+/// [`parse_event_time`] of a string value, read without building a `Value`.
+pub fn parse_event_time_str(s: &str, format: TimeFormat) -> Result<i64, String> {
+    in_range(parse_time_str(s, format)?, || Value::from(s).to_string())
+}
+
+/// `ts`, unless it is outside years 1 to 9999; `shown` is the value as the
+/// record had it (as JSON).
+fn in_range(ts: i64, shown: impl FnOnce() -> String) -> Result<i64, String> {
     if !(MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(&ts) {
         return Err(format!(
-            "{v} is outside the supported range, years 0001 to 9999 (epoch milliseconds {MIN_EVENT_TIME} to {MAX_EVENT_TIME})"
+            "{} is outside the supported range, years 0001 to 9999 (epoch milliseconds {MIN_EVENT_TIME} to {MAX_EVENT_TIME})",
+            shown()
         ));
     }
     Ok(ts)
@@ -38,20 +49,23 @@ fn parse_time_value(v: &Value, format: TimeFormat) -> Result<i64, String> {
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             .ok_or_else(|| format!("expected whole epoch milliseconds, got {n}")),
-        (Value::String(s), TimeFormat::Auto)
-            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            s.parse()
-                .map_err(|_| format!("epoch milliseconds out of range: {s:?}"))
-        }
-        (Value::String(s), TimeFormat::Auto | TimeFormat::Iso8601) => parse_iso8601(s),
+        (Value::String(s), _) => parse_time_str(s, format),
         (Value::Number(n), TimeFormat::Iso8601) => Err(format!(
             "expected an ISO-8601 string, got the number {n} (set eventTime.format: epochMillis)"
         )),
-        (Value::String(s), TimeFormat::EpochMillis) => Err(format!(
+        (other, _) => Err(format!("expected a timestamp, got {other}")),
+    }
+}
+
+fn parse_time_str(s: &str, format: TimeFormat) -> Result<i64, String> {
+    match format {
+        TimeFormat::Auto if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse()
+            .map_err(|_| format!("epoch milliseconds out of range: {s:?}")),
+        TimeFormat::Auto | TimeFormat::Iso8601 => parse_iso8601(s),
+        TimeFormat::EpochMillis => Err(format!(
             "expected epoch milliseconds, got the string {s:?} (set eventTime.format: iso8601)"
         )),
-        (other, _) => Err(format!("expected a timestamp, got {other}")),
     }
 }
 

@@ -11,7 +11,10 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::spec::{AggregateFunction, JobSpec, TimeFormat};
-use crate::time::{format_time, now_millis, parse_event_time};
+use crate::time::{format_time, now_millis, parse_event_time, parse_event_time_str};
+
+mod decode;
+pub use decode::{Leaf, Slots, WantedFields};
 
 /// One component of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -298,8 +301,10 @@ impl RecordError {
 /// Turns JSON text into events, reading only the fields the job needs.
 #[derive(Debug, Clone)]
 pub struct RecordParser {
-    key_paths: Vec<FieldPath>,
-    time_path: Option<FieldPath>,
+    /// Every path below, as one tree: a record is decoded against it.
+    wanted: WantedFields,
+    key_paths: Vec<JobField>,
+    time_path: Option<JobField>,
     time_format: TimeFormat,
     /// `eventTime.maxAhead` in milliseconds.
     max_ahead: i64,
@@ -307,11 +312,79 @@ pub struct RecordParser {
     /// time up to this is not too far ahead (the clock only moves on), so
     /// the clock is read only for a time beyond it.
     horizon: Cell<i64>,
-    aggregates: Vec<(AggregateFunction, Option<FieldPath>)>,
+    aggregates: Vec<(AggregateFunction, Option<JobField>)>,
     keep_raw: bool,
     /// A select job's fields, each with its JSON key (`"path":`, escaped
     /// once): the event carries their projection as `raw`.
-    select: Vec<(FieldPath, String)>,
+    select: Vec<(JobField, String)>,
+}
+
+/// One of the paths a job reads, with its slot in a decoded record.
+#[derive(Debug, Clone)]
+pub struct JobField {
+    path: FieldPath,
+    slot: usize,
+}
+
+/// A value a job reads from a record. Strings are told apart from the
+/// rest because a decoded record borrows them from its text.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldRef<'a> {
+    Str(&'a str),
+    /// Anything but a string or null.
+    Value(&'a Value),
+}
+
+impl<'a> FieldRef<'a> {
+    /// The value, or None for null.
+    fn of(value: &'a Value) -> Option<Self> {
+        match value {
+            Value::Null => None,
+            Value::String(s) => Some(FieldRef::Str(s)),
+            other => Some(FieldRef::Value(other)),
+        }
+    }
+
+    fn type_name(self) -> String {
+        match self {
+            FieldRef::Str(s) => format!("the string {s:?}"),
+            FieldRef::Value(v) => type_name(v),
+        }
+    }
+
+    /// The value as compact JSON text.
+    fn write_json(self, out: &mut String) {
+        use std::fmt::Write;
+        // Both display as serde_json writes them.
+        let _ = match self {
+            FieldRef::Str(s) => write!(out, "{}", Value::from(s)),
+            FieldRef::Value(v) => write!(out, "{v}"),
+        };
+    }
+}
+
+/// Where a parser reads a record's fields from: a decoded record's slots,
+/// or a whole record with enrichment entries.
+pub trait FieldSource {
+    fn field(&self, field: &JobField) -> Option<FieldRef<'_>>;
+}
+
+/// A record decoded for the job's paths.
+struct Decoded<'de>(Slots<'de>);
+
+impl FieldSource for Decoded<'_> {
+    fn field(&self, field: &JobField) -> Option<FieldRef<'_>> {
+        match self.0[field.slot].as_ref()? {
+            Leaf::Str(s) => Some(FieldRef::Str(s)),
+            Leaf::Value(v) => FieldRef::of(v),
+        }
+    }
+}
+
+impl FieldSource for Fields<'_> {
+    fn field(&self, field: &JobField) -> Option<FieldRef<'_>> {
+        self.get(&field.path).and_then(FieldRef::of)
+    }
 }
 
 /// A record's fields as a parser reads them: the record, and the entries
@@ -404,36 +477,54 @@ pub fn type_name(v: &Value) -> String {
 
 impl RecordParser {
     pub fn new(spec: &JobSpec) -> Self {
+        // Every path the job reads, in one list: the decoder's tree is built
+        // from it, and each gets its slot back in the same order.
+        let keys = spec.key.iter().map(|k| FieldPath::new(k));
+        let time = spec.event_time.field.as_deref().map(FieldPath::new);
+        let aggregates = spec
+            .aggregates
+            .iter()
+            .filter_map(|a| a.field.as_deref().map(FieldPath::new));
+        let select = spec.select.iter().map(|f| FieldPath::new(f));
+        let paths: Vec<FieldPath> = keys.chain(time).chain(aggregates).chain(select).collect();
+        let (wanted, slots) = WantedFields::new(paths.iter().map(|p| p.parts.as_slice()));
+        let mut fields = paths
+            .into_iter()
+            .zip(slots)
+            .map(|(path, slot)| JobField { path, slot });
+        let mut next = || fields.next().expect("one field a path");
         RecordParser {
-            key_paths: spec.key.iter().map(|k| FieldPath::new(k)).collect(),
-            time_path: spec.event_time.field.as_deref().map(FieldPath::new),
+            key_paths: spec.key.iter().map(|_| next()).collect(),
+            time_path: spec.event_time.field.as_ref().map(|_| next()),
             time_format: spec.event_time.format,
             max_ahead: spec.event_time.max_ahead.as_millis(),
             horizon: Cell::new(i64::MIN),
             aggregates: spec
                 .aggregates
                 .iter()
-                .map(|a| (a.function, a.field.as_deref().map(FieldPath::new)))
+                .map(|a| (a.function, a.field.as_ref().map(|_| next())))
                 .collect(),
             keep_raw: spec.side_outputs.late.is_some(),
             select: spec
                 .select
                 .iter()
-                .map(|f| (FieldPath::new(f), format!("{}:", Value::from(f.as_str()))))
+                .map(|f| (next(), format!("{}:", Value::from(f.as_str()))))
                 .collect(),
+            wanted,
         }
     }
 
+    /// The event of one record's JSON text, reading only the job's fields.
     pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
-        let value = parse_object(line)?;
-        self.event(Fields::of(&value), || line.trim_end().into())
+        let decoded = Decoded(self.wanted.decode(line)?);
+        self.event(&decoded, || line.trim_end().into())
     }
 
     /// The event of a parsed record; `text` is the record as JSON text,
     /// asked for only when the event keeps it (for the late side output).
     pub fn event(
         &self,
-        value: Fields<'_>,
+        value: &impl FieldSource,
         text: impl FnOnce() -> Box<str>,
     ) -> Result<Event, RecordError> {
         let mut event = self.read_fields(value)?;
@@ -467,20 +558,16 @@ impl RecordParser {
 
     /// The selected fields of a record as a JSON object (a missing one as
     /// null), keyed by their paths: written straight into one string.
-    fn project(&self, value: Fields<'_>) -> String {
+    fn project(&self, value: &impl FieldSource) -> String {
         let mut out = String::with_capacity(64 * self.select.len());
         out.push('{');
-        for (i, (path, key)) in self.select.iter().enumerate() {
+        for (i, (field, key)) in self.select.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str(key);
-            match value.get(path) {
-                // A `Value` displays as its JSON text.
-                Some(v) => {
-                    use std::fmt::Write;
-                    let _ = write!(out, "{v}");
-                }
+            match value.field(field) {
+                Some(v) => v.write_json(&mut out),
                 None => out.push_str("null"),
             }
         }
@@ -488,65 +575,72 @@ impl RecordParser {
         out
     }
 
+    /// The event of a record parsed whole.
     pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {
-        self.read_fields(Fields::of(value))
+        self.read_fields(&Fields::of(value))
     }
 
-    fn read_fields(&self, value: Fields<'_>) -> Result<Event, RecordError> {
+    fn read_fields(&self, value: &impl FieldSource) -> Result<Event, RecordError> {
         let mut key = SmallVec::new();
-        for path in &self.key_paths {
+        for field in &self.key_paths {
             let v = value
-                .get(path)
-                .ok_or_else(|| RecordError::MissingKey(path.name.clone()))?;
+                .field(field)
+                .ok_or_else(|| RecordError::MissingKey(field.path.name.clone()))?;
             key.push(match v {
-                Value::String(s) => KeyPart::Str(s.as_str().into()),
-                Value::Bool(b) => KeyPart::Bool(*b),
-                Value::Number(n) if n.is_i64() => KeyPart::Int(n.as_i64().unwrap_or_default()),
+                FieldRef::Str(s) => KeyPart::Str(s.into()),
+                FieldRef::Value(Value::Bool(b)) => KeyPart::Bool(*b),
+                FieldRef::Value(Value::Number(n)) if n.is_i64() => {
+                    KeyPart::Int(n.as_i64().unwrap_or_default())
+                }
                 other => {
                     return Err(RecordError::BadKey {
-                        field: path.name.clone(),
-                        got: type_name(other),
+                        field: field.path.name.clone(),
+                        got: other.type_name(),
                     })
                 }
             });
         }
         let ts = match &self.time_path {
-            Some(path) => {
+            Some(field) => {
+                let bad_time = |reason| RecordError::BadTime {
+                    field: field.path.name.clone(),
+                    reason,
+                };
                 let v = value
-                    .get(path)
-                    .ok_or_else(|| RecordError::MissingTime(path.name.clone()))?;
-                let ts = parse_event_time(v, self.time_format).map_err(|reason| {
-                    RecordError::BadTime {
-                        field: path.name.clone(),
-                        reason,
-                    }
-                })?;
-                self.check_not_ahead(ts)
-                    .map_err(|reason| RecordError::BadTime {
-                        field: path.name.clone(),
-                        reason,
-                    })?;
+                    .field(field)
+                    .ok_or_else(|| RecordError::MissingTime(field.path.name.clone()))?;
+                let ts = match v {
+                    FieldRef::Str(s) => parse_event_time_str(s, self.time_format),
+                    FieldRef::Value(v) => parse_event_time(v, self.time_format),
+                }
+                .map_err(bad_time)?;
+                self.check_not_ahead(ts).map_err(bad_time)?;
                 ts
             }
             None => 0,
         };
         let mut values = SmallVec::new();
-        for (function, path) in &self.aggregates {
-            let v = path.as_ref().and_then(|p| value.get(p));
+        for (function, field) in &self.aggregates {
+            let v = field.as_ref().and_then(|f| value.field(f));
             values.push(match (function, v) {
                 (_, None) => FieldValue::Missing,
                 (AggregateFunction::CountDistinct, Some(v)) => {
-                    FieldValue::Distinct(xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes()))
+                    let mut text = String::new();
+                    v.write_json(&mut text);
+                    FieldValue::Distinct(xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
                 }
-                (_, Some(Value::Number(n))) => FieldValue::Num(match n.as_i64() {
+                (_, Some(FieldRef::Value(Value::Number(n)))) => FieldValue::Num(match n.as_i64() {
                     Some(i) => Num::Int(i),
                     None => Num::Float(n.as_f64().unwrap_or(f64::NAN)),
                 }),
                 (f, Some(other)) => {
                     return Err(RecordError::NotANumber {
-                        field: path.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                        field: field
+                            .as_ref()
+                            .map(|f| f.path.name.clone())
+                            .unwrap_or_default(),
                         function: f.name(),
-                        got: type_name(other),
+                        got: other.type_name(),
                     })
                 }
             });
