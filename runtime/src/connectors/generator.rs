@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::{Poll, SourceItem, SourceSplit};
+use super::{Poll, SourceSplit};
 use crate::record::{Event, FieldValue, Key, Num};
 use crate::spec::GeneratorSpec;
 
@@ -102,12 +102,7 @@ impl SourceSplit for GeneratorSplit {
     }
 
     /// Generated events need no decoding.
-    fn poll(
-        &mut self,
-        out: &mut Vec<SourceItem>,
-        max: usize,
-        _decoder: &mut dyn super::Decode,
-    ) -> std::io::Result<Poll> {
+    fn poll(&mut self, out: &mut super::RawBatch, max: usize) -> std::io::Result<Poll> {
         let mut budget = max as u64;
         if let Some((rate, started)) = self.pace {
             let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
@@ -118,14 +113,11 @@ impl SourceSplit for GeneratorSplit {
         }
         for _ in 0..budget {
             if self.end.is_some_and(|end| self.next >= end) {
-                out.push(SourceItem::PartitionEnd(0));
+                out.push_end(0);
                 return Ok(Poll::Ended);
             }
             let event = self.event(self.next, self.ms);
-            out.push(SourceItem::Record {
-                partition: 0,
-                event,
-            });
+            out.push_event(0, event);
             self.next += self.step;
             self.ms_rem += self.step;
             while self.ms_rem >= self.events_per_ms {
@@ -136,6 +128,11 @@ impl SourceSplit for GeneratorSplit {
             self.paced += 1;
         }
         Ok(Poll::Ready)
+    }
+
+    /// Generated events are never malformed.
+    fn location(&self, _: usize, at: u64) -> String {
+        format!("generated event {at}")
     }
 
     fn partition_ids(&self) -> Vec<String> {
@@ -164,18 +161,6 @@ impl SourceSplit for GeneratorSplit {
 mod tests {
     use super::*;
 
-    struct NoDecoding;
-
-    impl super::super::Decode for NoDecoding {
-        fn decode(
-            &mut self,
-            _: Option<&str>,
-            _: Option<&[u8]>,
-        ) -> std::io::Result<Result<Event, crate::record::RecordError>> {
-            unreachable!("generated events are not decoded")
-        }
-    }
-
     /// A rate-limited split restored after a million events goes on at its
     /// rate at once: it used to wait until its new clock allowed a million.
     #[test]
@@ -184,14 +169,15 @@ mod tests {
         let mut split = GeneratorSplit::new(&spec, 1, 0, 1);
         split.seek(0, 1_000_000, 1_000_000).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut out = Vec::new();
-        let poll = split.poll(&mut out, 1000, &mut NoDecoding).unwrap();
+        let mut out = super::super::RawBatch::default();
+        let poll = split.poll(&mut out, 1000).unwrap();
         assert_eq!(poll, Poll::Ready);
         // 50 ms at 1000 events/s, give or take the scheduler.
-        assert!((40..=1000).contains(&out.len()), "{}", out.len());
+        let n = out.entries().len();
+        assert!((40..=1000).contains(&n), "{n}");
         assert_eq!(
             split.positions(),
-            vec![(1_000_000 + out.len() as u64, 1_000_000 + out.len() as u64)]
+            vec![(1_000_000 + n as u64, 1_000_000 + n as u64)]
         );
     }
 

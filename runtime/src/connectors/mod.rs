@@ -10,6 +10,7 @@ mod generator;
 mod kafka;
 mod plain;
 mod postgres;
+mod raw;
 mod two_phase;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use kafka::{
 };
 pub use plain::SinkWriter;
 pub use postgres::{PostgresSink, PostgresTable};
+pub use raw::{text_of, RawBatch, RawEntry};
 pub use two_phase::TwoPhaseCommitter;
 
 use crate::record::{Event, RecordError};
@@ -60,7 +62,7 @@ pub enum Poll {
 
 /// Turns a record as read into an event: the job's records (parsed, and
 /// enriched), or a lookup table's changelog entries. A split only reads;
-/// the worker that polls it brings the decoder, which may hold state.
+/// the worker that polls it decodes, with a decoder that may hold state.
 pub trait Decode {
     /// `value` is the record's text (None: a Kafka record without a value,
     /// a tombstone), `key` its Kafka key. The outer error fails the job
@@ -72,48 +74,15 @@ pub trait Decode {
     ) -> std::io::Result<Result<Event, RecordError>>;
 }
 
-/// Decodes one record as read (None: a Kafka record without a value) into
-/// what a split hands the worker. Bytes that are not UTF-8 are not JSON: the
-/// record is malformed, shown as read (lossily), with where its first bad
-/// byte is; every source treats them alike. `location` names the record.
-pub(crate) fn read_record(
-    decoder: &mut dyn Decode,
-    bytes: Option<&[u8]>,
-    key: Option<&[u8]>,
-    partition: usize,
-    location: impl FnOnce() -> String,
-) -> std::io::Result<SourceItem> {
-    let text = match bytes.map(std::str::from_utf8).transpose() {
-        Ok(text) => text,
-        Err(e) => {
-            return Ok(SourceItem::Malformed(Malformed {
-                error: RecordError::NotUtf8(e.valid_up_to()),
-                raw: String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned(),
-                location: location(),
-            }))
-        }
-    };
-    Ok(match decoder.decode(text, key)? {
-        Ok(event) => SourceItem::Record { partition, event },
-        Err(error) => SourceItem::Malformed(Malformed {
-            error,
-            raw: text.unwrap_or_default().to_string(),
-            location: location(),
-        }),
-    })
-}
-
 /// One worker's share of a source.
 pub trait SourceSplit: Send {
     /// Number of partitions in this split (each has its own watermark).
     fn partitions(&self) -> usize;
-    /// Appends up to `max` items, decoded by `decoder`.
-    fn poll(
-        &mut self,
-        out: &mut Vec<SourceItem>,
-        max: usize,
-        decoder: &mut dyn Decode,
-    ) -> std::io::Result<Poll>;
+    /// Appends up to `max` records as read (and the ends of partitions).
+    fn poll(&mut self, out: &mut RawBatch, max: usize) -> std::io::Result<Poll>;
+    /// Where a record is, for people: `visits.jsonl:12`, `events[0]@41`.
+    /// `at` is what the split gave the record in the batch.
+    fn location(&self, partition: usize, at: u64) -> String;
     /// Names of the partitions, stable across runs, in partition order.
     fn partition_ids(&self) -> Vec<String>;
     /// Where each partition is: (offset to resume at, records read).

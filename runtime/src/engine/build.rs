@@ -90,6 +90,7 @@ pub(super) fn build_workers(
             .as_millis(),
         std::process::id()
     );
+    let decode_pool = decode_pool(parallelism)?;
     let mut workers = Vec::with_capacity(parallelism);
     for (index, (mut split, inbox)) in splits.into_iter().zip(receivers).enumerate() {
         let state_dir = state_root.join(format!("worker-{index}"));
@@ -189,7 +190,9 @@ pub(super) fn build_workers(
             max_parallelism: spec.max_parallelism,
             owners: owners.clone(),
             split,
+            raw: Default::default(),
             decoder,
+            decode_pool: decode_pool.clone(),
             split_watermarks,
             split_done: partitions == 0,
             op,
@@ -214,6 +217,24 @@ pub(super) fn build_workers(
         workers.push(worker);
     }
     Ok(workers)
+}
+
+/// Threads that parse records for all the job's workers, one a worker; none
+/// at parallelism 1, where the worker parses its records itself.
+fn decode_pool(parallelism: usize) -> Result<Option<Arc<rayon::ThreadPool>>, JobError> {
+    if parallelism < 2 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(parallelism)
+        .thread_name(|i| format!("decode-{i}"))
+        .build()
+        .map(|pool| Some(Arc::new(pool)))
+        .map_err(|e| JobError::Thread {
+            name: "decode".into(),
+            parallelism: parallelism as u32,
+            source: std::io::Error::other(e.to_string()),
+        })
 }
 
 /// The window operator's early firing, and the wall-clock interval at which

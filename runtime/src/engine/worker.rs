@@ -23,7 +23,7 @@ use super::JobError;
 use crate::checkpoint::{
     CheckpointStorage, Layout, LookupsSnapshot, PartitionPosition, SnapshotKind, WorkerSnapshot,
 };
-use crate::connectors::{Poll, SourceItem, SourceSplit};
+use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit};
 use crate::control::JobControl;
 use crate::enrich::Enricher;
 use crate::record::Event;
@@ -32,6 +32,9 @@ use crate::window::WindowResult;
 
 /// Records read from a split per poll.
 const POLL_BATCH: usize = 1024;
+/// Fewer records than this are parsed by the worker itself: handing them
+/// to the decode threads would cost more than it saves.
+const PARALLEL_DECODE_MIN: usize = 128;
 /// Records per message to a peer: small enough (16 KiB) to stay in cache
 /// between the core that writes it and the core that reads it; measured
 /// best among 32..1024 with `streamjob bench --parallelism 2`.
@@ -103,9 +106,14 @@ pub(crate) struct Worker {
     /// Worker that owns each key group.
     pub owners: Vec<u16>,
     pub split: Box<dyn SourceSplit>,
+    /// What the split read, before it is decoded.
+    pub raw: RawBatch,
     /// Turns the split's records into events, enriching them from the
     /// worker's lookup tables.
     pub decoder: Enricher,
+    /// The job's threads for parsing records (parallelism above 1): one
+    /// busy partition is parsed on every core.
+    pub decode_pool: Option<Arc<rayon::ThreadPool>>,
     pub split_watermarks: PartitionWatermarks,
     pub split_done: bool,
     pub op: Operator,
@@ -198,8 +206,9 @@ impl Worker {
             {
                 let poll = self
                     .split
-                    .poll(&mut items, POLL_BATCH, &mut self.decoder)
+                    .poll(&mut self.raw, POLL_BATCH)
                     .map_err(JobError::Source)?;
+                self.decode(&mut items)?;
                 busy |= !items.is_empty();
                 self.take_items(&mut items)?;
                 let now = now_millis();
@@ -244,6 +253,22 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             }
+        }
+    }
+
+    /// The decode stage: what the split read, as events and malformed
+    /// records, in the order read. Plain records (no lookups) are parsed on
+    /// the job's decode threads.
+    fn decode(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
+        match (&self.decode_pool, self.decoder.plain_parser()) {
+            (Some(pool), Some(parser)) if self.raw.entries().len() >= PARALLEL_DECODE_MIN => {
+                self.raw.decode_parallel(parser, pool, &*self.split, items);
+                Ok(())
+            }
+            _ => self
+                .raw
+                .decode_each(&mut self.decoder, &*self.split, items)
+                .map_err(JobError::Source),
         }
     }
 

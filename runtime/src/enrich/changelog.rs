@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::checkpoint::PartitionPosition;
 use crate::connectors::{
-    file_splits, kafka_partitions, Decode, KafkaSplit, Poll, SourceItem, SourceSplit,
+    file_splits, kafka_partitions, Decode, KafkaSplit, Poll, RawBatch, SourceItem, SourceSplit,
 };
 use crate::record::{parse_object, Event, FieldPath, Key, KeyPart, RecordError};
 use crate::spec::{Changelog as ChangelogSource, ChangelogSpec, KafkaSourceSpec};
@@ -32,6 +32,8 @@ pub(super) struct Changelog {
     follow: Option<Follow>,
     caught_up: bool,
     decoder: EntryDecoder,
+    /// Records as read, then decoded into `items`.
+    raw: RawBatch,
     items: Vec<SourceItem>,
 }
 
@@ -94,6 +96,7 @@ impl Changelog {
                 key: FieldPath::new(key),
                 fields: fields.iter().map(|f| FieldPath::new(f)).collect(),
             },
+            raw: RawBatch::default(),
             items: Vec::with_capacity(BATCH),
         })
     }
@@ -110,7 +113,9 @@ impl Changelog {
         changes: &mut Vec<Change>,
         rejected: &mut Vec<SourceItem>,
     ) -> std::io::Result<bool> {
-        let poll = self.split.poll(&mut self.items, BATCH, &mut self.decoder)?;
+        let poll = self.split.poll(&mut self.raw, BATCH)?;
+        self.raw
+            .decode_each(&mut self.decoder, &*self.split, &mut self.items)?;
         let read = !self.items.is_empty();
         for item in self.items.drain(..) {
             match item {

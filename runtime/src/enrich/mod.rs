@@ -118,6 +118,13 @@ impl Enricher {
     pub fn has_lookups(&self) -> bool {
         !self.lookups.is_empty()
     }
+
+    /// The record parser, when records need nothing else (no lookups): it
+    /// needs no state of the worker, so records can be parsed on other
+    /// threads.
+    pub fn plain_parser(&self) -> Option<&RecordParser> {
+        self.lookups.is_empty().then_some(&self.parser)
+    }
 }
 
 impl Decode for Enricher {

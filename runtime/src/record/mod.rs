@@ -2,8 +2,8 @@
 //! values the aggregates need, extracted once at the source. The full JSON
 //! is kept only when a side output may need to show it.
 
-use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -299,7 +299,7 @@ impl RecordError {
 }
 
 /// Turns JSON text into events, reading only the fields the job needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RecordParser {
     /// Every path below, as one tree: a record is decoded against it.
     wanted: WantedFields,
@@ -310,8 +310,9 @@ pub struct RecordParser {
     max_ahead: i64,
     /// The wall clock plus `max_ahead` when it was last read: an event
     /// time up to this is not too far ahead (the clock only moves on), so
-    /// the clock is read only for a time beyond it.
-    horizon: Cell<i64>,
+    /// the clock is read only for a time beyond it. (Atomic: records are
+    /// decoded on several threads at once.)
+    horizon: AtomicI64,
     aggregates: Vec<(AggregateFunction, Option<JobField>)>,
     keep_raw: bool,
     /// A select job's fields, each with its JSON key (`"path":`, escaped
@@ -498,7 +499,7 @@ impl RecordParser {
             time_path: spec.event_time.field.as_ref().map(|_| next()),
             time_format: spec.event_time.format,
             max_ahead: spec.event_time.max_ahead.as_millis(),
-            horizon: Cell::new(i64::MIN),
+            horizon: AtomicI64::new(i64::MIN),
             aggregates: spec
                 .aggregates
                 .iter()
@@ -540,12 +541,13 @@ impl RecordParser {
     /// is refused: it would move the watermark so far that every later
     /// record is late.
     fn check_not_ahead(&self, ts: i64) -> Result<(), String> {
-        if ts <= self.horizon.get() {
+        if ts <= self.horizon.load(Ordering::Relaxed) {
             return Ok(());
         }
         let now = now_millis();
-        self.horizon.set(now.saturating_add(self.max_ahead));
-        if ts <= self.horizon.get() {
+        let horizon = now.saturating_add(self.max_ahead);
+        self.horizon.fetch_max(horizon, Ordering::Relaxed);
+        if ts <= horizon {
             return Ok(());
         }
         Err(format!(

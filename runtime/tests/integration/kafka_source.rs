@@ -95,7 +95,7 @@ fn kill_9_resumes_from_the_checkpointed_offsets() {
 /// librdkafka reports in its statistics minus the split's next offset.
 #[test]
 fn consumer_lag_is_what_is_not_read_yet() {
-    use streamjob_runtime::connectors::{KafkaSplit, SourceItem, SourceSplit};
+    use streamjob_runtime::connectors::{KafkaSplit, RawBatch, SourceItem, SourceSplit};
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("events", 1, 1).unwrap();
     produce_events(&cluster.bootstrap_servers(), "events", 1, 1000);
@@ -112,8 +112,10 @@ fn consumer_lag_is_what_is_not_read_yet() {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while read < n {
             assert!(std::time::Instant::now() < deadline, "read {read} of {n}");
+            let mut raw = RawBatch::default();
             let mut out = Vec::new();
-            split.poll(&mut out, n - read, &mut parser).unwrap();
+            split.poll(&mut raw, n - read).unwrap();
+            raw.decode_each(&mut parser, &*split, &mut out).unwrap();
             read += out
                 .iter()
                 .filter(|i| matches!(i, SourceItem::Record { .. }))

@@ -398,8 +398,20 @@ fn sorted_results(dir: &Path) -> Vec<String> {
 /// and so does a state budget so small that every key lives in RocksDB.
 #[test]
 fn parallelism_and_spilling_do_not_change_results() {
-    let body = shuffled_input(20_000, 300);
-    let extra = "watermark: {outOfOrderness: 2s}\nallowedLateness: 1s\ntrigger: {early: {everyEventTime: 3s}}\nsideOutputs: {late: {file: {path: late.jsonl}}}\n";
+    // One file: at parallelism above 1 one worker reads it and its records
+    // are parsed on several threads, in order. Malformed lines in between
+    // must come out in the order read, and the late ones be the same.
+    let body: String = shuffled_input(20_000, 300)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i % 997 {
+            13 => format!("{{\"user\": \"u{i}\", \"ts\": \"not a time\"}}\n"),
+            500 => format!("line {i} is not JSON\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let extra = "watermark: {outOfOrderness: 2s}\nallowedLateness: 1s\ntrigger: {early: {everyEventTime: 3s}}\n\
+                 sideOutputs: {late: {file: {path: late.jsonl}}, malformed: {file: {path: bad.jsonl}}}\n";
     let mut outputs = Vec::new();
     for (parallelism, hot_keys) in [(1, 1_000_000), (4, 1_000_000), (3, 5)] {
         let dir = tempfile::tempdir().unwrap();
@@ -407,7 +419,7 @@ fn parallelism_and_spilling_do_not_change_results() {
         spec.parallelism = parallelism;
         spec.state.max_keys_in_memory = hot_keys;
         let summary = run(&spec, &opts(dir.path())).unwrap();
-        assert_eq!(summary.records_in, 20_000);
+        assert_eq!(summary.records_in + summary.malformed, 20_000);
         if hot_keys == 5 {
             assert!(
                 summary.keys_spilled > 1000,
@@ -415,11 +427,19 @@ fn parallelism_and_spilling_do_not_change_results() {
                 summary.keys_spilled
             );
         }
-        let late = std::fs::read_to_string(dir.path().join("late.jsonl")).unwrap_or_default();
-        outputs.push((sorted_results(dir.path()), late.lines().count()));
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        let mut late: Vec<String> = read("late.jsonl").lines().map(str::to_string).collect();
+        late.sort();
+        outputs.push((sorted_results(dir.path()), late, read("bad.jsonl")));
     }
     assert!(outputs[0].0.len() > 1000, "results: {}", outputs[0].0.len());
-    assert!(outputs[0].1 > 0, "the input has late elements");
+    assert!(!outputs[0].1.is_empty(), "the input has late elements");
+    assert_eq!(outputs[0].2.lines().count(), 41, "{}", outputs[0].2);
+    assert!(
+        outputs[0].2.contains(":14\"") && outputs[0].2.contains(":501\""),
+        "{}",
+        outputs[0].2
+    );
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0], outputs[2]);
 }

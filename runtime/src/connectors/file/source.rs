@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use crate::connectors::{read_record, Decode, Poll, SourceItem, SourceSplit};
+use crate::connectors::{Poll, RawBatch, SourceSplit};
 
 /// A byte-order mark some editors write at the start of a UTF-8 file.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -22,7 +22,8 @@ struct OpenFile {
 
 pub struct FileSplit {
     files: Vec<OpenFile>,
-    line: Vec<u8>,
+    /// Files not ended yet, read one line each in turn.
+    open: Vec<usize>,
     next: usize,
 }
 
@@ -47,8 +48,8 @@ impl FileSplit {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(FileSplit {
+            open: (0..files.len()).collect(),
             files,
-            line: Vec::new(),
             next: 0,
         })
     }
@@ -59,48 +60,54 @@ impl SourceSplit for FileSplit {
         self.files.len()
     }
 
-    fn poll(
-        &mut self,
-        out: &mut Vec<SourceItem>,
-        max: usize,
-        decoder: &mut dyn Decode,
-    ) -> std::io::Result<Poll> {
+    fn poll(&mut self, out: &mut RawBatch, max: usize) -> std::io::Result<Poll> {
         let mut produced = 0;
         while produced < max {
-            let open: Vec<usize> = (0..self.files.len())
-                .filter(|i| self.files[*i].reader.is_some())
-                .collect();
-            if open.is_empty() {
+            if self.open.is_empty() {
                 return Ok(Poll::Ended);
             }
-            // One line from each open file in turn.
-            let partition = open[self.next % open.len()];
+            // One line from each open file in turn, read straight into the
+            // batch.
+            let at = self.next % self.open.len();
+            let partition = self.open[at];
             self.next = self.next.wrapping_add(1);
             let file = &mut self.files[partition];
             let reader = file.reader.as_mut().expect("file is open");
-            self.line.clear();
-            let read = reader.read_until(b'\n', &mut self.line)?;
+            let buffer = out.buffer();
+            let start = buffer.len();
+            let read = reader.read_until(b'\n', buffer)?;
             if read == 0 {
                 file.reader = None;
-                out.push(SourceItem::PartitionEnd(partition));
+                self.open.remove(at);
+                out.push_end(partition);
                 continue;
             }
-            let line = match file.offset {
-                0 => self.line.strip_prefix(BOM).unwrap_or(&self.line),
-                _ => &self.line,
-            };
+            let mut line = start..buffer.len();
+            if file.offset == 0 && buffer[line.clone()].starts_with(BOM) {
+                line.start += BOM.len();
+            }
             file.line_no += 1;
             file.offset += read as u64;
             produced += 1;
-            let bytes = line.trim_ascii();
-            if bytes.is_empty() {
+            // Blank lines are no records.
+            let text = &buffer[line.clone()];
+            let leading = text.len() - text.trim_ascii_start().len();
+            let trailing = text.len() - text.trim_ascii_end().len();
+            if leading == text.len() {
+                buffer.truncate(start);
                 continue;
             }
-            out.push(read_record(decoder, Some(bytes), None, partition, || {
-                format!("{}:{}", file.name, file.line_no)
-            })?);
+            out.push_read(
+                partition,
+                line.start + leading..line.end - trailing,
+                file.line_no,
+            );
         }
         Ok(Poll::Ready)
+    }
+
+    fn location(&self, partition: usize, line: u64) -> String {
+        format!("{}:{line}", self.files[partition].name)
     }
 
     fn partition_ids(&self) -> Vec<String> {
@@ -118,6 +125,10 @@ impl SourceSplit for FileSplit {
         f.reader = Some(BufReader::with_capacity(1 << 16, file));
         f.offset = offset;
         f.line_no = records;
+        if !self.open.contains(&partition) {
+            self.open.push(partition);
+            self.open.sort_unstable();
+        }
         Ok(())
     }
 }

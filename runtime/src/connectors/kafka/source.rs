@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::{client_config, kafka_error};
-use crate::connectors::{read_record, Decode, Poll, SourceItem, SourceSplit};
+use crate::connectors::{Poll, RawBatch, SourceSplit};
 use crate::spec::{KafkaSourceSpec, StartFrom};
 
 /// Settings of the job's readers. Partitions are assigned and offsets live
@@ -205,7 +205,7 @@ impl KafkaSplit {
     /// has ended, even if its last record was never delivered: in a topic
     /// written with transactions the last offsets are commit markers,
     /// which consumers skip.
-    fn end_at_position(&mut self, out: &mut Vec<SourceItem>) -> std::io::Result<()> {
+    fn end_at_position(&mut self, out: &mut RawBatch) -> std::io::Result<()> {
         let positions = self
             .consumer
             .position()
@@ -220,7 +220,7 @@ impl KafkaSplit {
             if let (Some(position), Some(end)) = (position, p.end) {
                 if position >= end {
                     p.ended = true;
-                    out.push(SourceItem::PartitionEnd(i));
+                    out.push_end(i);
                 }
             }
         }
@@ -233,17 +233,12 @@ impl SourceSplit for KafkaSplit {
         self.partitions.len()
     }
 
-    fn poll(
-        &mut self,
-        out: &mut Vec<SourceItem>,
-        max: usize,
-        decoder: &mut dyn Decode,
-    ) -> std::io::Result<Poll> {
+    fn poll(&mut self, out: &mut RawBatch, max: usize) -> std::io::Result<Poll> {
         if !self.assigned {
             self.assign()?;
             for (i, p) in self.partitions.iter().enumerate() {
                 if p.ended {
-                    out.push(SourceItem::PartitionEnd(i));
+                    out.push_end(i);
                 }
             }
         }
@@ -272,22 +267,21 @@ impl SourceSplit for KafkaSplit {
             p.next = Some(message.offset() + 1);
             p.records += 1;
             got += 1;
-            out.push(read_record(
-                decoder,
-                message.payload(),
-                message.key(),
-                i,
-                || format!("{}[{}]@{}", p.topic, p.id, message.offset()),
-            )?);
+            out.push_record(i, message.payload(), message.key(), message.offset() as u64);
             if p.end.is_some_and(|end| message.offset() + 1 >= end) {
                 p.ended = true;
-                out.push(SourceItem::PartitionEnd(i));
+                out.push_end(i);
             }
         }
         if got == 0 && self.bounded {
             self.end_at_position(out)?;
         }
         Ok(if got > 0 { Poll::Ready } else { Poll::Pending })
+    }
+
+    fn location(&self, partition: usize, offset: u64) -> String {
+        let p = &self.partitions[partition];
+        format!("{}[{}]@{offset}", p.topic, p.id)
     }
 
     fn partition_ids(&self) -> Vec<String> {

@@ -1,0 +1,213 @@
+//! What a split reads, before anything is decoded: records as bytes with
+//! where they came from, in the order read. Decoding is the worker's stage
+//! (so that it can run on several cores while one split reads); a split
+//! only reads.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::{Decode, Malformed, SourceItem, SourceSplit};
+use crate::record::{Event, RecordError, RecordParser};
+
+/// A batch of what splits read, in order. The records' bytes lie one after
+/// another in one buffer, so reading a batch allocates nothing per record.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    bytes: Vec<u8>,
+    entries: Vec<RawEntry>,
+}
+
+#[derive(Debug)]
+pub enum RawEntry {
+    /// A record as read. `value` is None for a Kafka record without one (a
+    /// tombstone); `at` says where it is in its partition (the line of a
+    /// file, the offset in Kafka), for [`SourceSplit::location`].
+    Record {
+        partition: usize,
+        value: Option<Range<usize>>,
+        key: Option<Range<usize>>,
+        at: u64,
+    },
+    /// An event a source made itself (the generator): nothing to decode.
+    Event { partition: usize, event: Event },
+    /// The partition has no more records.
+    End(usize),
+}
+
+impl RawBatch {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[RawEntry] {
+        &self.entries
+    }
+
+    /// Appends a record, copying its bytes.
+    pub fn push_record(
+        &mut self,
+        partition: usize,
+        value: Option<&[u8]>,
+        key: Option<&[u8]>,
+        at: u64,
+    ) {
+        let value = value.map(|v| self.copy(v));
+        let key = key.map(|k| self.copy(k));
+        self.entries.push(RawEntry::Record {
+            partition,
+            value,
+            key,
+            at,
+        });
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        start..self.bytes.len()
+    }
+
+    /// The buffer, for a reader that appends a record's bytes in place; the
+    /// record is then added with [`RawBatch::push_read`].
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Adds the record whose bytes a reader appended at `value`.
+    pub fn push_read(&mut self, partition: usize, value: Range<usize>, at: u64) {
+        self.entries.push(RawEntry::Record {
+            partition,
+            value: Some(value),
+            key: None,
+            at,
+        });
+    }
+
+    pub fn push_event(&mut self, partition: usize, event: Event) {
+        self.entries.push(RawEntry::Event { partition, event });
+    }
+
+    pub fn push_end(&mut self, partition: usize) {
+        self.entries.push(RawEntry::End(partition));
+    }
+
+    /// A record's value and key bytes.
+    pub fn record_bytes(
+        &self,
+        value: &Option<Range<usize>>,
+        key: &Option<Range<usize>>,
+    ) -> (Option<&[u8]>, Option<&[u8]>) {
+        (
+            value.clone().map(|r| &self.bytes[r]),
+            key.clone().map(|r| &self.bytes[r]),
+        )
+    }
+
+    /// Turns the batch into items, decoding each record with `decoder`, and
+    /// empties it.
+    pub fn decode_each(
+        &mut self,
+        decoder: &mut dyn Decode,
+        split: &dyn SourceSplit,
+        out: &mut Vec<SourceItem>,
+    ) -> std::io::Result<()> {
+        let bytes = std::mem::take(&mut self.bytes);
+        for entry in self.entries.drain(..) {
+            out.push(match entry {
+                RawEntry::Record {
+                    partition,
+                    value,
+                    key,
+                    at,
+                } => {
+                    let value = value.map(|r| &bytes[r]);
+                    let key = key.map(|r| &bytes[r]);
+                    let decoded = match text_of(value) {
+                        Ok(text) => decoder.decode(text, key)?,
+                        Err(e) => Err(e),
+                    };
+                    item(decoded, partition, value, || split.location(partition, at))
+                }
+                RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
+                RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
+            });
+        }
+        self.bytes = bytes;
+        self.bytes.clear();
+        Ok(())
+    }
+
+    /// Turns the batch into items, parsing the records on `pool`'s threads
+    /// (in order: each partition's records stay in the order read), and
+    /// empties it.
+    pub fn decode_parallel(
+        &mut self,
+        parser: &RecordParser,
+        pool: &rayon::ThreadPool,
+        split: &dyn SourceSplit,
+        out: &mut Vec<SourceItem>,
+    ) {
+        let bytes = &self.bytes;
+        let decoded: Vec<Result<Event, RecordError>> = pool.install(|| {
+            self.entries
+                .par_iter()
+                // Enough records a task to outweigh handing it over.
+                .with_min_len(64)
+                .filter_map(|entry| match entry {
+                    RawEntry::Record { value, .. } => Some(
+                        text_of(value.clone().map(|r| &bytes[r]))
+                            .and_then(|text| parser.parse(text.unwrap_or_default())),
+                    ),
+                    RawEntry::Event { .. } | RawEntry::End(_) => None,
+                })
+                .collect()
+        });
+        let mut decoded = decoded.into_iter();
+        for entry in self.entries.drain(..) {
+            out.push(match entry {
+                RawEntry::Record {
+                    partition,
+                    value,
+                    at,
+                    ..
+                } => {
+                    let result = decoded.next().expect("one result a record");
+                    let value = value.map(|r| &self.bytes[r]);
+                    item(result, partition, value, || split.location(partition, at))
+                }
+                RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
+                RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
+            });
+        }
+        self.bytes.clear();
+    }
+}
+
+/// A record's bytes as text. Bytes that are not UTF-8 are not JSON: the
+/// record is malformed, with where its first bad byte is; every source
+/// treats them alike.
+pub fn text_of(value: Option<&[u8]>) -> Result<Option<&str>, RecordError> {
+    value
+        .map(std::str::from_utf8)
+        .transpose()
+        .map_err(|e| RecordError::NotUtf8(e.valid_up_to()))
+}
+
+/// What the worker gets for a decoded record: its event, or the record as
+/// read (lossily, when not UTF-8) with why and where.
+fn item(
+    decoded: Result<Event, RecordError>,
+    partition: usize,
+    value: Option<&[u8]>,
+    location: impl FnOnce() -> String,
+) -> SourceItem {
+    match decoded {
+        Ok(event) => SourceItem::Record { partition, event },
+        Err(error) => SourceItem::Malformed(Malformed {
+            error,
+            raw: String::from_utf8_lossy(value.unwrap_or_default()).into_owned(),
+            location: location(),
+        }),
+    }
+}
