@@ -5,8 +5,6 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::{Decode, Malformed, SourceItem, SourceSplit};
 use crate::record::{Event, RecordError, RecordParser};
 
@@ -138,9 +136,10 @@ impl RawBatch {
         Ok(())
     }
 
-    /// Turns the batch into items, parsing the records on `pool`'s threads
-    /// (in order: each partition's records stay in the order read), and
-    /// empties it.
+    /// Turns the batch into items, parsing the records in parts: one on
+    /// this thread, one on each of `pool`'s threads; then empties it. The
+    /// parts are contiguous and joined in order, so each partition's
+    /// records stay in the order read.
     pub fn decode_parallel(
         &mut self,
         parser: &RecordParser,
@@ -149,21 +148,21 @@ impl RawBatch {
         out: &mut Vec<SourceItem>,
     ) {
         let bytes = &self.bytes;
-        let decoded: Vec<Result<Event, RecordError>> = pool.install(|| {
-            self.entries
-                .par_iter()
-                // Enough records a task to outweigh handing it over.
-                .with_min_len(64)
-                .filter_map(|entry| match entry {
-                    RawEntry::Record { value, .. } => Some(
-                        text_of(value.clone().map(|r| &bytes[r]))
-                            .and_then(|text| parser.parse(text.unwrap_or_default())),
-                    ),
-                    RawEntry::Event { .. } | RawEntry::End(_) => None,
-                })
-                .collect()
+        let parts = pool.current_num_threads() + 1;
+        let size = self.entries.len().div_ceil(parts).max(1);
+        let mut results: Vec<Vec<Result<Event, RecordError>>> =
+            (0..parts).map(|_| Vec::with_capacity(size)).collect();
+        pool.in_place_scope(|scope| {
+            let mut chunks = self.entries.chunks(size).zip(results.iter_mut());
+            let own = chunks.next();
+            for (entries, decoded) in chunks {
+                scope.spawn(move |_| parse_records(entries, bytes, parser, decoded));
+            }
+            if let Some((entries, decoded)) = own {
+                parse_records(entries, bytes, parser, decoded);
+            }
         });
-        let mut decoded = decoded.into_iter();
+        let mut decoded = results.into_iter().flatten();
         for entry in self.entries.drain(..) {
             out.push(match entry {
                 RawEntry::Record {
@@ -181,6 +180,23 @@ impl RawBatch {
             });
         }
         self.bytes.clear();
+    }
+}
+
+/// Parses the records among `entries`, in order, into `decoded`.
+fn parse_records(
+    entries: &[RawEntry],
+    bytes: &[u8],
+    parser: &RecordParser,
+    decoded: &mut Vec<Result<Event, RecordError>>,
+) {
+    for entry in entries {
+        if let RawEntry::Record { value, .. } = entry {
+            decoded.push(
+                text_of(value.clone().map(|r| &bytes[r]))
+                    .and_then(|text| parser.parse(text.unwrap_or_default())),
+            );
+        }
     }
 }
 

@@ -219,14 +219,15 @@ pub(super) fn build_workers(
     Ok(workers)
 }
 
-/// Threads that parse records for all the job's workers, one a worker; none
-/// at parallelism 1, where the worker parses its records itself.
+/// Threads that help the workers parse records: with the worker that read
+/// a batch, `parallelism` threads parse it. None at parallelism 1, where
+/// the worker parses its records itself.
 fn decode_pool(parallelism: usize) -> Result<Option<Arc<rayon::ThreadPool>>, JobError> {
     if parallelism < 2 {
         return Ok(None);
     }
     rayon::ThreadPoolBuilder::new()
-        .num_threads(parallelism)
+        .num_threads(parallelism - 1)
         .thread_name(|i| format!("decode-{i}"))
         .build()
         .map(|pool| Some(Arc::new(pool)))
