@@ -161,7 +161,7 @@ pub fn run_recovery(config: &BenchConfig) -> Result<RunSummary, JobError> {
 /// counts per key in 1-minute tumbling windows, and writes the results to
 /// topic `results` in transactions committed with its checkpoints. The
 /// summary's `elapsed` is the job's run alone.
-pub fn run_kafka_bench(config: &BenchConfig) -> Result<RunSummary, String> {
+pub fn run_kafka_bench(config: &BenchConfig) -> Result<(RunSummary, f64), String> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let cluster = rdkafka::mocking::MockCluster::new(1).map_err(|e| e.to_string())?;
     // The mock broker keeps only the newest 100,000 messages (5 MB) of a
@@ -202,6 +202,7 @@ pub fn run_kafka_bench(config: &BenchConfig) -> Result<RunSummary, String> {
     producer
         .flush(std::time::Duration::from_secs(300))
         .map_err(|e| e.to_string())?;
+    let ceiling = consume_only(&bootstrap, partitions, config.events)?;
     let interval = config
         .checkpoint_interval
         .unwrap_or(Duration::from_secs(10));
@@ -217,7 +218,44 @@ pub fn run_kafka_bench(config: &BenchConfig) -> Result<RunSummary, String> {
         state = config.state_dir.display(),
     );
     let spec = JobSpec::from_yaml(&yaml).map_err(|e| e.to_string())?;
-    run(&spec, &RunOptions::default()).map_err(|e| e.to_string())
+    let summary = run(&spec, &RunOptions::default()).map_err(|e| e.to_string())?;
+    Ok((summary, ceiling))
+}
+
+/// The broker's ceiling for the job's source: events per second one
+/// consumer, set as the source's readers are (`read_committed`, partitions
+/// assigned, one `poll` a message), receives when it does nothing with them.
+fn consume_only(bootstrap: &str, partitions: i32, events: u64) -> Result<f64, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-ceiling")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset("events", p, rdkafka::Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let mut received = 0u64;
+    while received < events {
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            return Err(format!(
+                "consume-only: {received} of {events} events in 300 s"
+            ));
+        }
+        match consumer.poll(std::time::Duration::from_millis(100)) {
+            Some(Ok(_)) => received += 1,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {}
+        }
+    }
+    Ok(events as f64 / started.elapsed().as_secs_f64())
 }
 
 /// `streamjob bench`: runs the workload and prints its figures as
@@ -228,9 +266,10 @@ pub fn bench(config: BenchConfig, recover: bool, kafka: bool) -> Result<(), Stri
             "bench: {} events through Kafka (mock cluster), {} keys, parallelism {}, exactly-once output",
             config.events, config.keys, config.parallelism
         );
-        let summary = run_kafka_bench(&config)?;
+        let (summary, ceiling) = run_kafka_bench(&config)?;
         let _ = std::fs::remove_dir_all(&config.state_dir);
         let secs = summary.elapsed.as_secs_f64();
+        println!("consume_only_events_per_second={}", ceiling as u64);
         println!("elapsed_seconds={secs:.3}");
         println!("results={}", summary.results);
         println!("checkpoints={}", summary.checkpoints);
