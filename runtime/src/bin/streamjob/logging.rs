@@ -65,3 +65,17 @@ where
         writeln!(writer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// With the default filter (`warn`, and notices at info), `log` records
+    /// finer than info stop at the macro: rdkafka logs a trace record for
+    /// every message it polls.
+    #[test]
+    fn log_records_no_layer_writes_stop_at_the_macro() {
+        std::env::remove_var(streamjob_api::flags::LOG_ENV);
+        super::init();
+        assert_eq!(log::max_level(), log::LevelFilter::Info);
+        assert!(!log::log_enabled!(target: "rdkafka::consumer", log::Level::Trace));
+    }
+}
