@@ -173,7 +173,7 @@ mod tests {
         let poll = split.poll(&mut out, 1000).unwrap();
         assert_eq!(poll, Poll::Ready);
         // 50 ms at 1000 events/s, give or take the scheduler.
-        let n = out.entries().len();
+        let n = out.len();
         assert!((40..=1000).contains(&n), "{n}");
         assert_eq!(
             split.positions(),

@@ -34,12 +34,13 @@ pub enum RawEntry {
 }
 
 impl RawBatch {
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// How many entries the batch holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
-    pub fn entries(&self) -> &[RawEntry] {
-        &self.entries
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Appends a record, copying its bytes.
@@ -90,18 +91,6 @@ impl RawBatch {
         self.entries.push(RawEntry::End(partition));
     }
 
-    /// A record's value and key bytes.
-    pub fn record_bytes(
-        &self,
-        value: &Option<Range<usize>>,
-        key: &Option<Range<usize>>,
-    ) -> (Option<&[u8]>, Option<&[u8]>) {
-        (
-            value.clone().map(|r| &self.bytes[r]),
-            key.clone().map(|r| &self.bytes[r]),
-        )
-    }
-
     /// Turns the batch into items, decoding each record with `decoder`, and
     /// empties it.
     pub fn decode_each(
@@ -110,29 +99,11 @@ impl RawBatch {
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
     ) -> std::io::Result<()> {
-        let bytes = std::mem::take(&mut self.bytes);
-        for entry in self.entries.drain(..) {
-            out.push(match entry {
-                RawEntry::Record {
-                    partition,
-                    value,
-                    key,
-                    at,
-                } => {
-                    let value = value.map(|r| &bytes[r]);
-                    let key = key.map(|r| &bytes[r]);
-                    let decoded = match text_of(value) {
-                        Ok(text) => decoder.decode(text, key)?,
-                        Err(e) => Err(e),
-                    };
-                    item(decoded, partition, value, || split.location(partition, at))
-                }
-                RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
-                RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
-            });
-        }
-        self.bytes = bytes;
-        self.bytes.clear();
+        let mut decoded = Vec::with_capacity(self.entries.len());
+        decode_records(&self.entries, &self.bytes, &mut decoded, |text, key| {
+            decoder.decode(text, key)
+        })?;
+        self.emit(decoded, split, out);
         Ok(())
     }
 
@@ -152,17 +123,34 @@ impl RawBatch {
         let size = self.entries.len().div_ceil(parts).max(1);
         let mut results: Vec<Vec<Result<Event, RecordError>>> =
             (0..parts).map(|_| Vec::with_capacity(size)).collect();
+        let parse = |entries: &[RawEntry], decoded: &mut Vec<_>| {
+            // Parsing alone cannot fail the job: only a record can be bad.
+            let _ = decode_records(entries, bytes, decoded, |text, _| {
+                Ok(parser.parse(text.unwrap_or_default()))
+            });
+        };
         pool.in_place_scope(|scope| {
             let mut chunks = self.entries.chunks(size).zip(results.iter_mut());
             let own = chunks.next();
             for (entries, decoded) in chunks {
-                scope.spawn(move |_| parse_records(entries, bytes, parser, decoded));
+                scope.spawn(move |_| parse(entries, decoded));
             }
             if let Some((entries, decoded)) = own {
-                parse_records(entries, bytes, parser, decoded);
+                parse(entries, decoded);
             }
         });
-        let mut decoded = results.into_iter().flatten();
+        self.emit(results.into_iter().flatten(), split, out);
+    }
+
+    /// Turns the entries into items, in order, with `decoded` the records'
+    /// results in the same order; empties the batch.
+    fn emit(
+        &mut self,
+        decoded: impl IntoIterator<Item = Result<Event, RecordError>>,
+        split: &dyn SourceSplit,
+        out: &mut Vec<SourceItem>,
+    ) {
+        let mut decoded = decoded.into_iter();
         for entry in self.entries.drain(..) {
             out.push(match entry {
                 RawEntry::Record {
@@ -183,21 +171,25 @@ impl RawBatch {
     }
 }
 
-/// Parses the records among `entries`, in order, into `decoded`.
-fn parse_records(
+/// Decodes the records among `entries`, in order, into `decoded`: their
+/// text (bytes that are not UTF-8 are malformed) and key through `decode`.
+fn decode_records(
     entries: &[RawEntry],
     bytes: &[u8],
-    parser: &RecordParser,
     decoded: &mut Vec<Result<Event, RecordError>>,
-) {
+    mut decode: impl FnMut(Option<&str>, Option<&[u8]>) -> std::io::Result<Result<Event, RecordError>>,
+) -> std::io::Result<()> {
     for entry in entries {
-        if let RawEntry::Record { value, .. } = entry {
-            decoded.push(
-                text_of(value.clone().map(|r| &bytes[r]))
-                    .and_then(|text| parser.parse(text.unwrap_or_default())),
-            );
+        if let RawEntry::Record { value, key, .. } = entry {
+            let value = value.clone().map(|r| &bytes[r]);
+            let key = key.clone().map(|r| &bytes[r]);
+            decoded.push(match text_of(value) {
+                Ok(text) => decode(text, key)?,
+                Err(e) => Err(e),
+            });
         }
     }
+    Ok(())
 }
 
 /// A record's bytes as text. Bytes that are not UTF-8 are not JSON: the

@@ -261,7 +261,7 @@ impl Worker {
     /// the job's decode threads.
     fn decode(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
         match (&self.decode_pool, self.decoder.plain_parser()) {
-            (Some(pool), Some(parser)) if self.raw.entries().len() >= PARALLEL_DECODE_MIN => {
+            (Some(pool), Some(parser)) if self.raw.len() >= PARALLEL_DECODE_MIN => {
                 self.raw.decode_parallel(parser, pool, &*self.split, items);
                 Ok(())
             }
