@@ -9,7 +9,7 @@
 //!
 //! Semantics are those of parsing the whole record into a `serde_json::Value`
 //! and reading the paths from it (the property test below holds the two
-//! side by side): the same syntax errors with the same positions and words
+//! side by side, in `tests/integration/record_decoding.rs`): the same syntax errors with the same positions and words
 //! (the same parser checks every byte), trailing characters refused, a record that is
 //! not an object refused after its syntax, the last of duplicate names
 //! winning, `null` as absent, and a path through something that is not an
@@ -98,7 +98,7 @@ impl WantedFields {
     pub fn decode<'de>(&self, text: &'de str) -> Result<Slots<'de>, RecordError> {
         let mut slots: Slots<'de> = SmallVec::from_elem(None, self.slots);
         let mut de = serde_json::Deserializer::from_str(text);
-        let is_object = RecordSeed {
+        let is_object = ObjectSeed {
             node: &self.root,
             slots: &mut slots,
         }
@@ -151,29 +151,30 @@ impl Node {
             .find_map(|(n, c)| (n == name).then_some(c))
     }
 
-    /// Fills this node's slots from a value read whole (a path that ends
-    /// here and goes on below too, like `user` and `user.id`).
-    fn fill_from(&self, value: &Value, slots: &mut [Option<Leaf<'_>>]) {
-        if let Some(slot) = self.slot {
-            slots[slot] = Some(Leaf::Value(value.clone()));
-        }
+    /// Fills the slots below this node from its value read whole (a path
+    /// that ends here and goes on below too, like `user` and `user.id`).
+    fn fill_below(&self, value: &Value, slots: &mut [Option<Leaf<'_>>]) {
         for (name, child) in &self.children {
-            if let Some(inner) = value.get(name.as_str()) {
-                child.fill_from(inner, slots);
+            let Some(inner) = value.get(name.as_str()) else {
+                continue;
+            };
+            if let Some(slot) = child.slot {
+                slots[slot] = Some(Leaf::Value(inner.clone()));
             }
+            child.fill_below(inner, slots);
         }
     }
 }
 
-/// The record itself: an object read against the tree's root; anything
-/// else is read through (its syntax errors come first) and reported as not
-/// an object.
-struct RecordSeed<'n, 's, 'de> {
+/// A value read against a node of the tree: an object's entries are read
+/// (yields true); anything else is read through, its syntax checked, and
+/// skipped (false). For the record itself, false means "not an object".
+struct ObjectSeed<'n, 's, 'de> {
     node: &'n Node,
     slots: &'s mut Slots<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_, 'de> {
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_, 'de> {
     type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
@@ -181,11 +182,11 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_, 'de> {
     }
 }
 
-impl<'de> Visitor<'de> for RecordSeed<'_, '_, 'de> {
+impl<'de> Visitor<'de> for ObjectSeed<'_, '_, 'de> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("any JSON value")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
@@ -278,67 +279,20 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, 'de> {
             // going on below reads from it.
             Some(slot) => {
                 let leaf = d.deserialize_any(LeafVisitor)?;
-                match &leaf {
-                    Leaf::Value(value) if !node.children.is_empty() => {
-                        for (name, child) in &node.children {
-                            if let Some(inner) = value.get(name.as_str()) {
-                                child.fill_from(inner, self.slots);
-                            }
-                        }
-                    }
-                    _ => {}
+                if let Leaf::Value(value) = &leaf {
+                    node.fill_below(value, self.slots);
                 }
                 self.slots[slot] = Some(leaf);
                 Ok(())
             }
             // Only paths below: an object is read on, anything else skipped.
-            None => d.deserialize_any(Inner {
-                node,
-                slots: self.slots,
-            }),
+            None => d
+                .deserialize_any(ObjectSeed {
+                    node,
+                    slots: self.slots,
+                })
+                .map(|_| ()),
         }
-    }
-}
-
-/// A value on the way to wanted paths below it.
-struct Inner<'n, 's, 'de> {
-    node: &'n Node,
-    slots: &'s mut Slots<'de>,
-}
-
-impl<'de> Visitor<'de> for Inner<'_, '_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        read_object(self.node, self.slots, map)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
     }
 }
 
@@ -387,183 +341,5 @@ impl<'de> Visitor<'de> for LeafVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Leaf<'de>, A::Error> {
         use serde::Deserialize;
         Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Leaf::Value)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The decoder against the definition it replaces: parse the whole
-    //! record into a `Value`, then read the paths from it.
-
-    use super::super::{parse_object, Event, Fields, RecordError, RecordParser};
-    use crate::spec::JobSpec;
-    use proptest::prelude::*;
-    use serde_json::{json, Value};
-
-    /// A windowed job reading nested paths, a path and a path below it, and
-    /// every kind of aggregate input; and a select job.
-    fn parsers() -> [RecordParser; 2] {
-        let windowed = JobSpec::from_yaml(
-            "name: t\nsource: {file: {path: x}}\neventTime: {field: meta.ts}\n\
-             key: [user, meta.region]\nwindow: {tumbling: {size: 1m}}\n\
-             aggregates: [{name: n, function: count}, {name: s, function: sum, field: amount}, \
-             {name: d, function: countDistinct, field: meta}, \
-             {name: m, function: max, field: meta.amount}]\n\
-             sink: {file: {path: y}}\nsideOutputs: {late: {file: {path: l}}}\n",
-        )
-        .unwrap();
-        let select = JobSpec::from_yaml(
-            "name: t\nsource: {file: {path: x}}\neventTime: {field: meta.ts}\n\
-             select: [user, meta.region, meta, amount]\nsink: {file: {path: y}}\n",
-        )
-        .unwrap();
-        [RecordParser::new(&windowed), RecordParser::new(&select)]
-    }
-
-    fn whole(parser: &RecordParser, text: &str) -> Result<Event, RecordError> {
-        let record = parse_object(text)?;
-        parser.event(&Fields::of(&record), || text.trim_end().into())
-    }
-
-    fn same(text: &str) {
-        for parser in parsers() {
-            assert_eq!(parser.parse(text), whole(&parser, text), "{text}");
-        }
-    }
-
-    #[test]
-    fn reads_the_paths_and_skips_the_rest() {
-        let text = r#"{"page":"/x","user":"ann","meta":{"region":"eu","ts":60000,"amount":2.5,"tags":[1,{"a":null}]},"amount":3}"#;
-        let [windowed, select] = parsers();
-        let event = windowed.parse(text).unwrap();
-        assert_eq!(event.key.to_string(), "ann|eu");
-        assert_eq!(event.ts, 60_000);
-        assert_eq!(
-            select.parse(text).unwrap().raw.as_deref(),
-            Some(
-                r#"{"user":"ann","meta.region":"eu","meta":{"region":"eu","ts":60000,"amount":2.5,"tags":[1,{"a":null}]},"amount":3}"#
-            )
-        );
-        same(text);
-    }
-
-    #[test]
-    fn the_cases_a_parsed_object_decides() {
-        for text in [
-            // Duplicate names: the last one counts, also for a nested path.
-            r#"{"user":"a","user":"b","meta":{"region":"x","ts":1},"meta":{"ts":2}}"#,
-            r#"{"user":"a","meta":{"region":"x","ts":1},"meta":5}"#,
-            // Escapes in names and values.
-            r#"{"us\u0065r":"\u00e9\n\"","meta":{"region":"\ud83d\ude00","ts":"1970-01-01T00:01:00Z"}}"#,
-            // Null is absent; a path through a non-object is absent.
-            r#"{"user":null,"meta":{"region":"x","ts":1}}"#,
-            r#"{"user":"a","meta":[1,2]}"#,
-            // Keys and times of the wrong kind.
-            r#"{"user":1.5,"meta":{"region":"x","ts":1}}"#,
-            r#"{"user":"a","meta":{"region":true,"ts":"soon"}}"#,
-            r#"{"user":"a","meta":{"region":1,"ts":99999999999999999}}"#,
-            r#"{"user":"a","meta":{"region":1,"ts":1},"amount":"12"}"#,
-            r#"{"user":"a","meta":{"region":1,"ts":1,"amount":1e308},"amount":-0.0}"#,
-            // Not an object, syntax errors, trailing characters.
-            "[1,2]",
-            "\"text\"",
-            "[1,",
-            r#"{"user":"a","page":tru}"#,
-            r#"{"user":"a"} x"#,
-            r#"{"user":"a","meta":{"region":1,"ts":1}}  "#,
-            "",
-        ] {
-            same(text);
-        }
-    }
-
-    /// A skipped number too large for a double does not make the record
-    /// malformed (a parsed object refuses it); a read one does.
-    #[test]
-    fn only_read_numbers_must_fit_a_double() {
-        let [windowed, _] = parsers();
-        let text = r#"{"user":"a","meta":{"region":"x","ts":1},"page":1e999}"#;
-        assert!(windowed.parse(text).is_ok());
-        assert!(parse_object(text).is_err());
-        let read = r#"{"user":"a","meta":{"region":"x","ts":1},"amount":1e999}"#;
-        assert_eq!(windowed.parse(read), whole(&windowed, read));
-    }
-
-    fn any_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| json!(f)),
-            "[a-z\"\\\\é😀\u{1}]{0,6}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map(
-                    prop_oneof![
-                        "[a-z]{1,4}",
-                        Just("user".to_string()),
-                        Just("ts".to_string())
-                    ],
-                    inner,
-                    0..4
-                )
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    /// A record with the job's names present or not, holding anything.
-    fn record() -> impl Strategy<Value = String> {
-        let names = prop_oneof![
-            Just("user"),
-            Just("meta"),
-            Just("amount"),
-            Just("region"),
-            Just("ts"),
-            Just("page")
-        ];
-        let meta = prop::collection::vec((names.clone(), any_json()), 0..4);
-        prop::collection::vec(
-            prop_oneof![
-                (names.clone(), any_json()),
-                meta.prop_map(|entries| {
-                    let object: serde_json::Map<String, Value> = entries
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect();
-                    ("meta", Value::Object(object))
-                }),
-            ],
-            0..6,
-        )
-        .prop_map(|entries| {
-            // Written by hand so that names may repeat.
-            let body: Vec<String> = entries
-                .iter()
-                .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
-                .collect();
-            format!("{{{}}}", body.join(","))
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn decoding_equals_parsing_the_whole_record(text in record(), cut in any::<prop::sample::Index>()) {
-            same(&text);
-            // Cut short anywhere (at a character boundary): the same error.
-            let mut at = cut.index(text.len() + 1);
-            while !text.is_char_boundary(at) {
-                at -= 1;
-            }
-            same(&text[..at]);
-        }
-
-        #[test]
-        fn any_value_decodes_as_it_parses(value in any_json()) {
-            same(&value.to_string());
-        }
     }
 }
