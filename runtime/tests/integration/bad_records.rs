@@ -243,25 +243,9 @@ mod properties {
 
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
 
-    /// Any JSON value: numbers of any size and sign, strings, nesting.
     fn any_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| json!(f)),
-            ".{0,12}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
+        crate::common::json::any_json("[a-z]{1,4}")
     }
 
     /// An event time: mostly near each other (so windows fill and fire),

@@ -15,5 +15,6 @@ mod kafka_source;
 mod kafka_transactions;
 mod local_jobs;
 mod postgres_sink;
+mod record_decoding;
 mod spec_errors;
 mod window_model;

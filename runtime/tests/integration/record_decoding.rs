@@ -1,0 +1,159 @@
+//! The record decoder (`record/decode.rs`) against the definition it
+//! replaces: parse the whole record into a `Value`, then read the paths
+//! from it.
+
+use crate::common::json::any_json;
+use proptest::prelude::*;
+use serde_json::Value;
+use streamjob_runtime::record::{parse_object, Event, Fields, RecordError, RecordParser};
+use streamjob_runtime::JobSpec;
+
+/// A windowed job reading nested paths, a path and a path below it, and
+/// every kind of aggregate input; and a select job.
+fn parsers() -> [RecordParser; 2] {
+    let windowed = JobSpec::from_yaml(
+        "name: t\nsource: {file: {path: x}}\neventTime: {field: meta.ts}\n\
+         key: [user, meta.region]\nwindow: {tumbling: {size: 1m}}\n\
+         aggregates: [{name: n, function: count}, {name: s, function: sum, field: amount}, \
+         {name: d, function: countDistinct, field: meta}, \
+         {name: m, function: max, field: meta.amount}]\n\
+         sink: {file: {path: y}}\nsideOutputs: {late: {file: {path: l}}}\n",
+    )
+    .unwrap();
+    let select = JobSpec::from_yaml(
+        "name: t\nsource: {file: {path: x}}\neventTime: {field: meta.ts}\n\
+         select: [user, meta.region, meta, amount]\nsink: {file: {path: y}}\n",
+    )
+    .unwrap();
+    [RecordParser::new(&windowed), RecordParser::new(&select)]
+}
+
+fn whole(parser: &RecordParser, text: &str) -> Result<Event, RecordError> {
+    let record = parse_object(text)?;
+    parser.event(&Fields::of(&record), || text.trim_end().into())
+}
+
+fn same(text: &str) {
+    for parser in parsers() {
+        assert_eq!(parser.parse(text), whole(&parser, text), "{text}");
+    }
+}
+
+#[test]
+fn reads_the_paths_and_skips_the_rest() {
+    let text = r#"{"page":"/x","user":"ann","meta":{"region":"eu","ts":60000,"amount":2.5,"tags":[1,{"a":null}]},"amount":3}"#;
+    let [windowed, select] = parsers();
+    let event = windowed.parse(text).unwrap();
+    assert_eq!(event.key.to_string(), "ann|eu");
+    assert_eq!(event.ts, 60_000);
+    assert_eq!(
+        select.parse(text).unwrap().raw.as_deref(),
+        Some(
+            r#"{"user":"ann","meta.region":"eu","meta":{"region":"eu","ts":60000,"amount":2.5,"tags":[1,{"a":null}]},"amount":3}"#
+        )
+    );
+    same(text);
+}
+
+#[test]
+fn the_cases_a_parsed_object_decides() {
+    for text in [
+        // Duplicate names: the last one counts, also for a nested path.
+        r#"{"user":"a","user":"b","meta":{"region":"x","ts":1},"meta":{"ts":2}}"#,
+        r#"{"user":"a","meta":{"region":"x","ts":1},"meta":5}"#,
+        // Escapes in names and values.
+        r#"{"us\u0065r":"\u00e9\n\"","meta":{"region":"\ud83d\ude00","ts":"1970-01-01T00:01:00Z"}}"#,
+        // Null is absent; a path through a non-object is absent.
+        r#"{"user":null,"meta":{"region":"x","ts":1}}"#,
+        r#"{"user":"a","meta":[1,2]}"#,
+        // Keys and times of the wrong kind.
+        r#"{"user":1.5,"meta":{"region":"x","ts":1}}"#,
+        r#"{"user":"a","meta":{"region":true,"ts":"soon"}}"#,
+        r#"{"user":"a","meta":{"region":1,"ts":99999999999999999}}"#,
+        r#"{"user":"a","meta":{"region":1,"ts":1},"amount":"12"}"#,
+        r#"{"user":"a","meta":{"region":1,"ts":1,"amount":1e308},"amount":-0.0}"#,
+        // Not an object, syntax errors, trailing characters.
+        "[1,2]",
+        "\"text\"",
+        "[1,",
+        r#"{"user":"a","page":tru}"#,
+        r#"{"user":"a"} x"#,
+        r#"{"user":"a","meta":{"region":1,"ts":1}}  "#,
+        "",
+    ] {
+        same(text);
+    }
+}
+
+/// A skipped number too large for a double does not make the record
+/// malformed (a parsed object refuses it); a read one does.
+#[test]
+fn only_read_numbers_must_fit_a_double() {
+    let [windowed, _] = parsers();
+    let text = r#"{"user":"a","meta":{"region":"x","ts":1},"page":1e999}"#;
+    assert!(windowed.parse(text).is_ok());
+    assert!(parse_object(text).is_err());
+    let read = r#"{"user":"a","meta":{"region":"x","ts":1},"amount":1e999}"#;
+    assert_eq!(windowed.parse(read), whole(&windowed, read));
+}
+
+/// Any value, its objects' names sometimes the job's.
+fn json_value() -> BoxedStrategy<Value> {
+    any_json(prop_oneof![
+        "[a-z]{1,4}",
+        Just("user".to_string()),
+        Just("ts".to_string())
+    ])
+}
+
+/// A record with the job's names present or not, holding anything.
+fn record() -> impl Strategy<Value = String> {
+    let names = prop_oneof![
+        Just("user"),
+        Just("meta"),
+        Just("amount"),
+        Just("region"),
+        Just("ts"),
+        Just("page")
+    ];
+    let meta = prop::collection::vec((names.clone(), json_value()), 0..4);
+    prop::collection::vec(
+        prop_oneof![
+            (names.clone(), json_value()),
+            meta.prop_map(|entries| {
+                let object: serde_json::Map<String, Value> = entries
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                ("meta", Value::Object(object))
+            }),
+        ],
+        0..6,
+    )
+    .prop_map(|entries| {
+        // Written by hand so that names may repeat.
+        let body: Vec<String> = entries
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    })
+}
+
+proptest! {
+    #[test]
+    fn decoding_equals_parsing_the_whole_record(text in record(), cut in any::<prop::sample::Index>()) {
+        same(&text);
+        // Cut short anywhere (at a character boundary): the same error.
+        let mut at = cut.index(text.len() + 1);
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        same(&text[..at]);
+    }
+
+    #[test]
+    fn any_value_decodes_as_it_parses(value in json_value()) {
+        same(&value.to_string());
+    }
+}
