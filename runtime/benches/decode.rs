@@ -4,10 +4,15 @@
 //!
 //! - `whole_value`: the record parsed into a `serde_json::Value`, then the
 //!   job's paths read from it (the path before `record::decode`).
-//! - `decoded`: `RecordParser::parse`, serde_json's parser driven to keep
-//!   only the job's paths (what the runtime uses).
-//! - `sonic_get_many`: sonic-rs finding the same paths with its SIMD
-//!   skipping; key and event time are then read as `decoded` reads them.
+//! - `decoded`: `RecordParser::parse`, the whole event as the runtime
+//!   builds it (the scanner, falling back to serde_json).
+//! - `fields_serde`: only the job's paths' values, serde_json's parser
+//!   driven to keep them and skip the rest (`record/decode/serde_path.rs`).
+//! - `fields_scan`: the same values by the purpose-built scanner
+//!   (`record/decode/scan.rs`).
+//! - `sonic_get_many`: sonic-rs finding the key's and the time's values
+//!   with its SIMD skipping; key and event time are then read as `decoded`
+//!   reads them.
 //!
 //! Before timing, each parser is shown a record cut short after the job's
 //! fields: a parser that stops once it has found them accepts it, and the
@@ -17,7 +22,7 @@
 //! Run: `cargo bench -p streamjob-runtime --bench decode`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use streamjob_runtime::record::{parse_object, RecordParser};
+use streamjob_runtime::record::{parse_object, RecordParser, Slots, WantedFields};
 use streamjob_runtime::spec::TimeFormat;
 use streamjob_runtime::time::parse_event_time_str;
 use streamjob_runtime::JobSpec;
@@ -69,6 +74,15 @@ fn job(key: &str, time: &str, amount: Option<&str>) -> RecordParser {
     RecordParser::new(&spec)
 }
 
+/// The decoder's tree of the job's dotted `paths`.
+fn fields(paths: &[&str]) -> WantedFields {
+    let paths: Vec<Vec<String>> = paths
+        .iter()
+        .map(|p| p.split('.').map(String::from).collect())
+        .collect();
+    WantedFields::new(paths.iter().map(Vec::as_slice)).0
+}
+
 /// sonic-rs: the key and the event time at their paths.
 fn sonic(tree: &sonic_rs::PointerTree, text: &str) -> Option<(String, i64)> {
     use sonic_rs::JsonValueTrait;
@@ -89,23 +103,26 @@ fn bench(c: &mut Criterion) {
             visits(),
             job("visit_id", "event_time", None),
             vec![vec!["visit_id"], vec!["event_time"]],
+            fields(&["visit_id", "event_time"]),
         ),
         (
             "orders",
             orders(),
             job("customer.id", "event_time", Some("amount")),
             vec![vec!["customer", "id"], vec!["event_time"]],
+            fields(&["customer.id", "event_time", "amount"]),
         ),
     ];
-    for (name, records, parser, paths) in &sets {
+    for (name, records, parser, paths, wanted) in &sets {
         let mut tree = sonic_rs::PointerTree::new();
         for path in paths {
             tree.add_path(path.iter());
         }
         let truncated = &records[0][..records[0].len() - 3];
         println!(
-            "{name}: a record cut short ({truncated:?}): decoded {}, sonic_get_many {}",
+            "{name}: a record cut short ({truncated:?}): decoded {}, fields_scan {}, sonic_get_many {}",
             verdict(parser.parse(truncated).is_ok()),
+            verdict(wanted.scan(truncated, &mut Slots::new())),
             verdict(sonic(&tree, truncated).is_some()),
         );
         let bytes: usize = records.iter().map(String::len).sum();
@@ -127,6 +144,24 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in records {
                     std::hint::black_box(parser.parse(r).expect("an event"));
+                }
+            })
+        });
+        group.bench_function("fields_serde", |b| {
+            b.iter(|| {
+                let mut slots = Slots::new();
+                for r in records {
+                    wanted.decode_with_serde(r, &mut slots).expect("valid");
+                    std::hint::black_box(&slots);
+                }
+            })
+        });
+        group.bench_function("fields_scan", |b| {
+            b.iter(|| {
+                let mut slots = Slots::new();
+                for r in records {
+                    assert!(wanted.scan(r, &mut slots), "scanned");
+                    std::hint::black_box(&slots);
                 }
             })
         });

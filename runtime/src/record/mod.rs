@@ -517,7 +517,8 @@ impl RecordParser {
 
     /// The event of one record's JSON text, reading only the job's fields.
     pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
-        let decoded = Decoded(self.wanted.decode(line)?);
+        let mut decoded = Decoded(Slots::new());
+        self.wanted.decode(line, &mut decoded.0)?;
         self.event(&decoded, || line.trim_end().into())
     }
 

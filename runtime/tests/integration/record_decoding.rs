@@ -1,11 +1,14 @@
-//! The record decoder (`record/decode.rs`) against the definition it
+//! The record decoder (`record/decode/`) against the definition it
 //! replaces: parse the whole record into a `Value`, then read the paths
-//! from it.
+//! from it. And its two readers against each other: the scanner, where it
+//! answers, answers as serde_json's parser does.
 
 use crate::common::json::any_json;
 use proptest::prelude::*;
 use serde_json::Value;
-use streamjob_runtime::record::{parse_object, Event, Fields, RecordError, RecordParser};
+use streamjob_runtime::record::{
+    parse_object, Event, Fields, RecordError, RecordParser, Slots, WantedFields,
+};
 use streamjob_runtime::JobSpec;
 
 /// A windowed job reading nested paths, a path and a path below it, and
@@ -36,6 +39,82 @@ fn whole(parser: &RecordParser, text: &str) -> Result<Event, RecordError> {
 fn same(text: &str) {
     for parser in parsers() {
         assert_eq!(parser.parse(text), whole(&parser, text), "{text}");
+    }
+    scanned_as_parsed(text);
+}
+
+/// The paths both parsers read, as one tree.
+fn wanted() -> WantedFields {
+    let paths: Vec<Vec<String>> = [
+        "user",
+        "meta.region",
+        "meta.ts",
+        "amount",
+        "meta",
+        "meta.amount",
+    ]
+    .iter()
+    .map(|p| p.split('.').map(String::from).collect())
+    .collect();
+    WantedFields::new(paths.iter().map(Vec::as_slice)).0
+}
+
+/// Whether the scanner took `text`; where it did, it read what serde_json's
+/// parser reads.
+fn scanned_as_parsed(text: &str) -> bool {
+    let fields = wanted();
+    let (mut scanned, mut parsed) = (Slots::new(), Slots::new());
+    if !fields.scan(text, &mut scanned) {
+        return false;
+    }
+    assert_eq!(
+        fields.decode_with_serde(text, &mut parsed),
+        Ok(()),
+        "{text}"
+    );
+    assert_eq!(scanned, parsed, "{text}");
+    true
+}
+
+#[test]
+fn the_scanner_takes_plain_records_and_leaves_the_rest() {
+    for text in [
+        r#"{"page":"/x","user":"ann","meta":{"region":"eu","ts":60000,"amount":2.5,"tags":[1,{"a":null}]},"amount":3}"#,
+        r#" { "user" : "a" , "meta" : { "ts" : -12 , "amount" : 1e3 } , "x" : [ ] , "y" : { } } "#,
+        r#"{"user":"a","meta":{"region":"x","ts":1},"meta":5}"#,
+        r#"{"user":"é","note":"a \"quoted\" \u00e9 word","meta":[{"ts":1}]}"#,
+        r#"{"user":true,"amount":-0,"meta":{"amount":123456789012345678901234}}"#,
+        r#"{"user":"a","meta":{"region":{"deep":[[[{"x":"\n"}]]]}}}"#,
+        r#"{}"#,
+    ] {
+        assert!(scanned_as_parsed(text), "not scanned: {text}");
+        same(text);
+    }
+    let deep = format!("{{\"page\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+    for text in [
+        // Escapes in a name, or in a string the job keeps.
+        r#"{"us\u0065r":"a"}"#,
+        r#"{"user":"a\nb"}"#,
+        // Malformed: serde_json gives the reason.
+        r#"{"user":"a",}"#,
+        r#"{"user":01}"#,
+        r#"{"page":"\x"}"#,
+        "{\"page\":\"a\tb\"}",
+        r#"{"user":"a"} x"#,
+        r#"{"user":tru}"#,
+        r#"{"page":1.}"#,
+        r#"{"page":-}"#,
+        r#"{"page":1e}"#,
+        r#"{"user":"a""#,
+        "[1,2]",
+        "",
+        // A kept number too large for a double.
+        r#"{"amount":1e999}"#,
+        // Nested deeper than the scanner goes.
+        &deep,
+    ] {
+        assert!(!scanned_as_parsed(text), "scanned: {text}");
+        same(text);
     }
 }
 
@@ -144,12 +223,35 @@ proptest! {
     #[test]
     fn decoding_equals_parsing_the_whole_record(text in record(), cut in any::<prop::sample::Index>()) {
         same(&text);
+        // The fast path is the one taken for a record without escapes.
+        prop_assert!(text.contains('\\') || scanned_as_parsed(&text), "not scanned: {}", text);
         // Cut short anywhere (at a character boundary): the same error.
         let mut at = cut.index(text.len() + 1);
         while !text.is_char_boundary(at) {
             at -= 1;
         }
         same(&text[..at]);
+    }
+
+    #[test]
+    fn a_record_with_one_character_changed_decodes_as_it_parses(
+        text in record(),
+        at in any::<prop::sample::Index>(),
+        with in prop::sample::select(vec![
+            '"', '\\', '{', '}', '[', ']', ',', ':', '0', '1', '-', '+', '.', 'e', 'u', 't', 'n',
+            ' ', '\t', '\u{1}', 'é',
+        ]),
+    ) {
+        // Replaced, or inserted where the text ends: each syntax error the
+        // scanner must leave to serde_json, and a few valid changes. (Not
+        // held to the whole-record parse: a changed character can make a
+        // skipped number too large for a double, which only that refuses.)
+        let chars: Vec<char> = text.chars().collect();
+        let at = at.index(chars.len() + 1);
+        let mut changed: String = chars[..at].iter().collect();
+        changed.push(with);
+        changed.extend(chars.get(at + 1..).unwrap_or_default());
+        scanned_as_parsed(&changed);
     }
 
     #[test]

@@ -1,107 +1,25 @@
-//! Reading only the fields a job needs from a record's JSON text.
-//!
-//! A record is parsed once, front to back, by serde_json's parser; the
-//! values at the job's paths (key, event time, aggregate fields, selected
-//! fields) are kept in slots, and everything else is skipped without being
-//! built. A string value without escapes is borrowed from the text, and
-//! numbers, booleans and null need no allocation, so a typical record costs
-//! no allocation per field and no map.
-//!
-//! Semantics are those of parsing the whole record into a `serde_json::Value`
-//! and reading the paths from it (the property test below holds the two
-//! side by side, in `tests/integration/record_decoding.rs`): the same syntax errors with the same positions and words
-//! (the same parser checks every byte), trailing characters refused, a record that is
-//! not an object refused after its syntax, the last of duplicate names
-//! winning, `null` as absent, and a path through something that is not an
-//! object absent. Two differences, both in values the job never reads: a
-//! number too large for a double (`1e999`) and nesting deeper than 128
-//! levels are skipped rather than refused.
-//!
-//! Why serde_json here and not a SIMD parser: see `benches/decode.rs` and
-//! the README's benchmark section.
+//! The decoder on serde_json's parser: the definition the fast scanner
+//! (`scan.rs`) falls back to, and what decides every record it does not
+//! take (escapes in names, errors, deep nesting).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use smallvec::SmallVec;
 
-use super::RecordError;
+use super::{Leaf, Node, Slots};
+use crate::record::RecordError;
 
-/// The value at one of the job's paths, as read from the record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Leaf<'de> {
-    /// A string, borrowed from the record unless it had escapes.
-    Str(Cow<'de, str>),
-    /// Anything else; numbers, booleans and null are inline.
-    Value(Value),
-}
-
-/// The job's paths as a tree of names. Slots are numbered depth first, so
-/// the slots below a name are one contiguous range (cleared when the name
-/// appears again: the last occurrence wins).
-#[derive(Debug, Clone, Default)]
-pub struct WantedFields {
-    root: Node,
-    slots: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Node {
-    /// The slot of the value at this node's path, when a job path ends here.
-    slot: Option<usize>,
-    children: Vec<(String, Node)>,
-    /// The slots of this node and everything below it.
-    first: usize,
-    end: usize,
-}
-
-/// The slots of one record: one per wanted path.
-pub type Slots<'de> = SmallVec<[Option<Leaf<'de>>; 6]>;
-
-impl WantedFields {
-    /// The tree of `paths` (dotted); returns each path's slot in order.
-    pub fn new<'p>(paths: impl IntoIterator<Item = &'p [String]>) -> (Self, Vec<usize>) {
-        let mut tree = Node::default();
-        let mut wanted: Vec<Vec<String>> = Vec::new();
-        for path in paths {
-            wanted.push(path.to_vec());
-            let mut node = &mut tree;
-            for name in path {
-                let at = match node.children.iter().position(|(n, _)| n == name) {
-                    Some(at) => at,
-                    None => {
-                        node.children.push((name.clone(), Node::default()));
-                        node.children.len() - 1
-                    }
-                };
-                node = &mut node.children[at].1;
-            }
-            // Marked now, numbered below.
-            node.slot = Some(usize::MAX);
-        }
-        let mut next = 0;
-        number(&mut tree, &mut next);
-        let slots = wanted.iter().map(|path| tree.slot_of(path)).collect();
-        (
-            WantedFields {
-                root: tree,
-                slots: next,
-            },
-            slots,
-        )
-    }
-
-    /// Reads `text`, a whole record: its wanted values, or why it is not a
-    /// JSON object.
-    pub fn decode<'de>(&self, text: &'de str) -> Result<Slots<'de>, RecordError> {
-        let mut slots: Slots<'de> = SmallVec::from_elem(None, self.slots);
-        let mut de = serde_json::Deserializer::from_str(text);
-        let is_object = ObjectSeed {
-            node: &self.root,
-            slots: &mut slots,
-        }
+/// Reads the wanted values of `text` into `slots` (all empty) with
+/// serde_json's parser, or says why the record is not a JSON object.
+pub(super) fn decode<'de>(
+    root: &Node,
+    text: &'de str,
+    slots: &mut Slots<'de>,
+) -> Result<(), RecordError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let is_object = ObjectSeed { node: root, slots }
         .deserialize(&mut de)
         .and_then(|is_object| de.end().map(|()| is_object))
         .map_err(|e| {
@@ -112,57 +30,9 @@ impl WantedFields {
             let e = serde_json::from_str::<Value>(text).err().unwrap_or(e);
             RecordError::Json(e.to_string())
         })?;
-        if !is_object {
-            return Err(RecordError::NotAnObject);
-        }
-        Ok(slots)
-    }
-}
-
-/// Numbers the slots depth first and records each node's range.
-fn number(node: &mut Node, next: &mut usize) {
-    node.first = *next;
-    if node.slot.is_some() {
-        node.slot = Some(*next);
-        *next += 1;
-    }
-    for (_, child) in &mut node.children {
-        number(child, next);
-    }
-    node.end = *next;
-}
-
-impl Node {
-    fn slot_of(&self, path: &[String]) -> usize {
-        let mut node = self;
-        for name in path {
-            node = node
-                .children
-                .iter()
-                .find_map(|(n, c)| (n == name).then_some(c))
-                .expect("every path was added");
-        }
-        node.slot.expect("every path ends in a slot")
-    }
-
-    fn child(&self, name: &str) -> Option<&Node> {
-        self.children
-            .iter()
-            .find_map(|(n, c)| (n == name).then_some(c))
-    }
-
-    /// Fills the slots below this node from its value read whole (a path
-    /// that ends here and goes on below too, like `user` and `user.id`).
-    fn fill_below(&self, value: &Value, slots: &mut [Option<Leaf<'_>>]) {
-        for (name, child) in &self.children {
-            let Some(inner) = value.get(name.as_str()) else {
-                continue;
-            };
-            if let Some(slot) = child.slot {
-                slots[slot] = Some(Leaf::Value(inner.clone()));
-            }
-            child.fill_below(inner, slots);
-        }
+    match is_object {
+        true => Ok(()),
+        false => Err(RecordError::NotAnObject),
     }
 }
 
