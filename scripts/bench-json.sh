@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The record path users run: JSON lines from a file. Writes N records (87
+# The record path users run: JSON lines from a file. Writes N records (85
 # bytes each: {"event_id","visit_id","event_time","page"}, 1,000 visits,
 # event times 1 ms apart) once, then runs a keyed 1-minute tumbling COUNT by
 # visit_id (discard sink) with the release binary, three times at
@@ -14,15 +14,7 @@ bin="$(release_streamjob)"
 work="${TMPDIR:-/tmp}/streamjob-bench-json-v2-$records"
 mkdir -p "$work"
 if [ ! -s "$work/visits.jsonl" ]; then
-  python3 - "$work/visits.jsonl" "$records" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-start = 1_767_225_600_000
-with open(path, "w") as f:
-    for i in range(n):
-        f.write('{"event_id":%d,"visit_id":"v%05d","event_time":%d,"page":"/p/%03d"}\n'
-                % (10_000_000 + i, (i * 7919) % 1_000, start + i, i % 1000))
-PY
+  python3 scripts/gen-visits.py "$work/visits.jsonl" "$records"
 fi
 cat > "$work/job.yaml" <<YAML
 name: bench-json
