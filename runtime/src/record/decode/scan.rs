@@ -99,28 +99,42 @@ impl<'de> Scanner<'de> {
     /// The entries of an object whose `{` was read, through its `}`: a
     /// wanted name's value is read, any other skipped.
     fn object(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
+        self.items(b'}', |s| {
+            s.eat(b'"')?;
+            let name = s.plain_string()?;
+            s.colon()?;
+            match node.child(name) {
+                Some(child) => s.wanted(child, slots),
+                None => s.skip(0),
+            }
+        })
+    }
+
+    /// The items of an array or object whose opening bracket was read,
+    /// through `close`: each read by `item`, separated by commas.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.skip_whitespace();
-        if self.eat(b'}').is_some() {
+        if self.eat(close).is_some() {
             return Some(());
         }
         loop {
             self.skip_whitespace();
-            self.eat(b'"')?;
-            let name = self.plain_string()?;
-            self.skip_whitespace();
-            self.eat(b':')?;
-            self.skip_whitespace();
-            match node.child(name) {
-                Some(child) => self.wanted(child, slots)?,
-                None => self.skip(0)?,
-            }
+            item(self)?;
             self.skip_whitespace();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some(()),
+                b if b == close => return Some(()),
                 _ => return None,
             }
         }
+    }
+
+    /// The `:` between a name and its value, with the whitespace around it.
+    fn colon(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        self.eat(b':')?;
+        self.skip_whitespace();
+        Some(())
     }
 
     /// The value under a wanted name. Its slots are cleared first: of
@@ -317,43 +331,13 @@ impl<'de> Scanner<'de> {
                 self.at -= 1;
                 self.skip_number_after_sign().map(drop)
             }
-            b'[' if depth < MAX_NESTING => {
-                self.skip_whitespace();
-                if self.eat(b']').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.skip_whitespace();
-                    self.skip(depth + 1)?;
-                    self.skip_whitespace();
-                    match self.next()? {
-                        b',' => {}
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            b'{' if depth < MAX_NESTING => {
-                self.skip_whitespace();
-                if self.eat(b'}').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.skip_whitespace();
-                    self.eat(b'"')?;
-                    self.skip_string()?;
-                    self.skip_whitespace();
-                    self.eat(b':')?;
-                    self.skip_whitespace();
-                    self.skip(depth + 1)?;
-                    self.skip_whitespace();
-                    match self.next()? {
-                        b',' => {}
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
+            b'[' if depth < MAX_NESTING => self.items(b']', |s| s.skip(depth + 1)),
+            b'{' if depth < MAX_NESTING => self.items(b'}', |s| {
+                s.eat(b'"')?;
+                s.skip_string()?;
+                s.colon()?;
+                s.skip(depth + 1)
+            }),
             _ => None,
         }
     }
