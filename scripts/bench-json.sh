@@ -11,21 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-5000000}"
 bin="$(release_streamjob)"
-work="${TMPDIR:-/tmp}/streamjob-bench-json-v2-$records"
-mkdir -p "$work"
-if [ ! -s "$work/visits.jsonl" ]; then
-  python3 scripts/gen-visits.py "$work/visits.jsonl" "$records"
-fi
-cat > "$work/job.yaml" <<YAML
-name: bench-json
-source: {file: {path: visits.jsonl}}
-eventTime: {field: event_time}
-watermark: {outOfOrderness: 1s}
-key: visit_id
-window: {tumbling: {size: 1m}}
-aggregates: [{name: visits, function: count}]
-sink: {discard: {}}
-YAML
+work="$(visits_bench "$records")"
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records of $(head -1 "$work/visits.jsonl" | wc -c) bytes"
 for p in 1 2; do
   pin=()

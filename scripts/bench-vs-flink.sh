@@ -70,25 +70,8 @@ if [ ! -e "$venv/.apache-flink-$flink_version" ]; then
 fi
 flink_py="$venv/bin/python"
 
-work="${TMPDIR:-/tmp}/streamjob-bench-json-v2-$records"
-mkdir -p "$work"
-if [ "$only" != gen ] && [ ! -s "$work/visits.jsonl" ]; then
-  python3 scripts/gen-visits.py "$work/visits.jsonl.tmp" "$records"
-  mv "$work/visits.jsonl.tmp" "$work/visits.jsonl"
-fi
-job_yaml() {
-  cat <<YAML
-name: bench-json
-source: {file: {path: visits.jsonl}}
-eventTime: {field: event_time}
-watermark: {outOfOrderness: 1s}
-key: visit_id
-window: {tumbling: {size: 1m}}
-aggregates: [{name: visits, function: count}]
-sink: {$1: {}}
-YAML
-}
-job_yaml discard > "$work/job.yaml"
+work=""
+[ "$only" = gen ] || work="$(visits_bench "$records")"
 logs="$(mktemp -d "${TMPDIR:-/tmp}/bench-vs-flink.XXXXXX")"
 
 now() { date +%s.%N; }
@@ -133,7 +116,6 @@ workloads=(json gen)
 if [ "${CHECK:-}" = 1 ]; then
   for w in "${workloads[@]}"; do
     if [ "$w" = json ]; then
-      job_yaml stdout > "$work/job-stdout.yaml"
       "$bin" run "$work/job-stdout.yaml" --parallelism 2 --control-address off 2>/dev/null |
         python3 -c 'import json, sys
 for line in sys.stdin:
