@@ -43,7 +43,8 @@ pub struct StateFile {
     pub name: String,
     /// Its key relative to the snapshot's folder: `worker-<i>/<name>` for
     /// the checkpoint's own files, `../../shared/<run>/<name>` for SST
-    /// files shared with other checkpoints.
+    /// files shared with other checkpoints (the `shared/` folder of the
+    /// job's checkpoint storage; its layout is in docs/architecture.md).
     pub key: String,
     pub bytes: u64,
 }
