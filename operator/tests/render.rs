@@ -16,8 +16,11 @@ fn render(file: &std::path::Path, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn render_prints_the_objects_the_operator_applies() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/streamjob-visit-counter.yaml");
+    // Read when the test runs (cargo sets it then too): a test binary
+    // built in another checkout still reads this one's files.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    let example =
+        std::path::Path::new(&manifest_dir).join("../examples/streamjob-visit-counter.yaml");
     let operator =
         r#"[{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "streamjob-operator"}}}]"#;
     let out = render(&example, &["--control-clients", operator]);

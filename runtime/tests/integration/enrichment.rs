@@ -40,7 +40,7 @@ fn table(path: &Path) -> BTreeMap<String, Value> {
 /// Copies examples/orders into `dir/orders` and writes `example` (a file
 /// of examples/) there with its stdout sink writing `out.jsonl` instead.
 fn example_job(dir: &Path, example: &str) -> JobSpec {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = common::repo_root().join("examples");
     std::fs::create_dir_all(dir.join("orders")).unwrap();
     for file in ["orders.jsonl", "users.jsonl", "items.jsonl"] {
         std::fs::copy(

@@ -42,7 +42,7 @@ fn visit(count: u64, partial: bool) -> Value {
 /// when the bounded input ends.
 #[test]
 fn the_visit_counter_example_prints_the_expected_windows() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = common::repo_root();
     let state = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
         .arg("run")

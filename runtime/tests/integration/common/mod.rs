@@ -11,12 +11,20 @@ pub mod postgres;
 pub mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use streamjob_runtime::RunOptions;
+
+/// The repository's root. Read when the test runs (cargo sets
+/// `CARGO_MANIFEST_DIR` then too): a test binary built in another checkout
+/// still reads this one's files.
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo");
+    Path::new(&manifest_dir).join("..")
+}
 
 /// Expected final results: (key, window start in ms) → (count, sum).
 pub type Windows = BTreeMap<(String, i64), (u64, i64)>;
