@@ -107,44 +107,24 @@ impl RawBatch {
         Ok(())
     }
 
-    /// Turns the batch into items, parsing the records in parts: one on
-    /// this thread, one on each of `pool`'s threads; then empties it. The
-    /// parts are contiguous and joined in order, so each partition's
-    /// records stay in the order read.
-    pub fn decode_parallel(
-        &mut self,
+    /// Parses the records among entries `part` with `parser`, in order,
+    /// into `decoded`: one part of a batch that several threads parse,
+    /// joined again by [`RawBatch::emit`].
+    pub fn parse_part(
+        &self,
+        part: Range<usize>,
         parser: &RecordParser,
-        pool: &rayon::ThreadPool,
-        split: &dyn SourceSplit,
-        out: &mut Vec<SourceItem>,
+        decoded: &mut Vec<Result<Event, RecordError>>,
     ) {
-        let bytes = &self.bytes;
-        let parts = pool.current_num_threads() + 1;
-        let size = self.entries.len().div_ceil(parts).max(1);
-        let mut results: Vec<Vec<Result<Event, RecordError>>> =
-            (0..parts).map(|_| Vec::with_capacity(size)).collect();
-        let parse = |entries: &[RawEntry], decoded: &mut Vec<_>| {
-            // Parsing alone cannot fail the job: only a record can be bad.
-            let _ = decode_records(entries, bytes, decoded, |text, _| {
-                Ok(parser.parse(text.unwrap_or_default()))
-            });
-        };
-        pool.in_place_scope(|scope| {
-            let mut chunks = self.entries.chunks(size).zip(results.iter_mut());
-            let own = chunks.next();
-            for (entries, decoded) in chunks {
-                scope.spawn(move |_| parse(entries, decoded));
-            }
-            if let Some((entries, decoded)) = own {
-                parse(entries, decoded);
-            }
+        // Parsing alone cannot fail the job: only a record can be bad.
+        let _ = decode_records(&self.entries[part], &self.bytes, decoded, |text, _| {
+            Ok(parser.parse(text.unwrap_or_default()))
         });
-        self.emit(results.into_iter().flatten(), split, out);
     }
 
     /// Turns the entries into items, in order, with `decoded` the records'
     /// results in the same order; empties the batch.
-    fn emit(
+    pub fn emit(
         &mut self,
         decoded: impl IntoIterator<Item = Result<Event, RecordError>>,
         split: &dyn SourceSplit,

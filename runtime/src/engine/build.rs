@@ -13,6 +13,7 @@ use crossbeam_channel::Sender;
 use super::collector::{Collector, SinkMsg};
 use super::coordinator::Ack;
 use super::operator::{self, Operator};
+use super::parallel_decode::ParallelDecode;
 use super::upload::Uploader;
 use super::worker::{self, Worker};
 use super::{JobError, RunOptions};
@@ -185,6 +186,10 @@ pub(super) fn build_workers(
             }
             None => None,
         };
+        let parallel_decode = decode_pool
+            .clone()
+            .zip(decoder.plain_parser())
+            .map(|(pool, parser)| ParallelDecode::new(pool, parser));
         let worker = Worker {
             index,
             max_parallelism: spec.max_parallelism,
@@ -192,7 +197,7 @@ pub(super) fn build_workers(
             split,
             raw: Default::default(),
             decoder,
-            decode_pool: decode_pool.clone(),
+            parallel_decode,
             split_watermarks,
             split_done: partitions == 0,
             op,
@@ -219,15 +224,16 @@ pub(super) fn build_workers(
     Ok(workers)
 }
 
-/// Threads that help the workers parse records: with the worker that read
-/// a batch, `parallelism` threads parse it. None at parallelism 1, where
+/// Threads that parse the workers' records, `parallelism` of them, shared
+/// by the workers: a batch read by one worker is parsed on every core while
+/// that worker goes on reading and routing. None at parallelism 1, where
 /// the worker parses its records itself.
 fn decode_pool(parallelism: usize) -> Result<Option<Arc<rayon::ThreadPool>>, JobError> {
     if parallelism < 2 {
         return Ok(None);
     }
     rayon::ThreadPoolBuilder::new()
-        .num_threads(parallelism - 1)
+        .num_threads(parallelism)
         .thread_name(|i| format!("decode-{i}"))
         .build()
         .map(|pool| Some(Arc::new(pool)))

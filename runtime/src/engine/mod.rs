@@ -13,6 +13,7 @@ mod build;
 mod collector;
 mod coordinator;
 mod operator;
+mod parallel_decode;
 mod restarts;
 mod restore;
 mod run;

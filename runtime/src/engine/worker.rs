@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
 use super::operator::Operator;
+use super::parallel_decode::{ParallelDecode, MAX_IN_FLIGHT};
 use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
@@ -111,9 +112,9 @@ pub(crate) struct Worker {
     /// Turns the split's records into events, enriching them from the
     /// worker's lookup tables.
     pub decoder: Enricher,
-    /// The job's threads for parsing records (parallelism above 1): one
-    /// busy partition is parsed on every core.
-    pub decode_pool: Option<Arc<rayon::ThreadPool>>,
+    /// Parses the split's records on the job's decode threads while this
+    /// worker reads and routes (parallelism above 1, no lookups).
+    pub parallel_decode: Option<ParallelDecode>,
     pub split_watermarks: PartitionWatermarks,
     pub split_done: bool,
     pub op: Operator,
@@ -208,26 +209,27 @@ impl Worker {
                     .split
                     .poll(&mut self.raw, POLL_BATCH)
                     .map_err(JobError::Source)?;
-                self.decode(&mut items)?;
-                busy |= !items.is_empty();
-                self.take_items(&mut items)?;
-                let now = now_millis();
-                match poll {
-                    Poll::Ended => {
-                        self.split_done = true;
-                        self.on_split_status()?;
+                busy |= !self.raw.is_empty();
+                match &mut self.parallel_decode {
+                    Some(parallel) if self.raw.len() >= PARALLEL_DECODE_MIN => {
+                        let batch = std::mem::replace(&mut self.raw, parallel.empty_batch());
+                        parallel.submit(batch, poll);
+                        let keep = match poll {
+                            Poll::Ended => 0,
+                            Poll::Pending | Poll::Ready => MAX_IN_FLIGHT - 1,
+                        };
+                        self.finish_decoding(keep, &mut items)?;
                     }
-                    // Idleness is checked on every poll: a busy partition
-                    // must not keep a silent one in the same split from
-                    // being marked idle.
-                    Poll::Pending | Poll::Ready => {
-                        let before = self.split_watermarks.status();
-                        self.split_watermarks.check_idle(now);
-                        if self.split_watermarks.status() != before {
-                            self.on_split_status()?;
-                        }
+                    _ => {
+                        // Batches read before this one go first.
+                        self.finish_decoding(0, &mut items)?;
+                        self.decode(&mut items)?;
+                        self.take_items(&mut items)?;
+                        self.after_poll(poll)?;
                     }
                 }
+            } else {
+                self.finish_decoding(0, &mut items)?;
             }
             while let Ok(msg) = self.inbox.try_recv() {
                 busy = true;
@@ -256,19 +258,54 @@ impl Worker {
         }
     }
 
-    /// The decode stage: what the split read, as events and malformed
-    /// records, in the order read. Plain records (no lookups) are parsed on
-    /// the job's decode threads.
+    /// The decode stage on this thread: what the split read, as events and
+    /// malformed records, in the order read.
     fn decode(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
-        match (&self.decode_pool, self.decoder.plain_parser()) {
-            (Some(pool), Some(parser)) if self.raw.len() >= PARALLEL_DECODE_MIN => {
-                self.raw.decode_parallel(parser, pool, &*self.split, items);
+        self.raw
+            .decode_each(&mut self.decoder, &*self.split, items)
+            .map_err(JobError::Source)
+    }
+
+    /// Routes the batches parsing on the decode threads, oldest first, and
+    /// acts on the polls that read them, until at most `keep` are in flight.
+    fn finish_decoding(
+        &mut self,
+        keep: usize,
+        items: &mut Vec<SourceItem>,
+    ) -> Result<(), JobError> {
+        loop {
+            let poll = match &mut self.parallel_decode {
+                Some(parallel) if parallel.in_flight() > keep => {
+                    parallel.finish_oldest(&*self.split, items)
+                }
+                _ => None,
+            };
+            let Some(poll) = poll else {
+                return Ok(());
+            };
+            self.take_items(items)?;
+            self.after_poll(poll)?;
+        }
+    }
+
+    /// Acts on what a poll of the split returned, once the records it read
+    /// are routed.
+    fn after_poll(&mut self, poll: Poll) -> Result<(), JobError> {
+        match poll {
+            Poll::Ended => {
+                self.split_done = true;
+                self.on_split_status()
+            }
+            // Idleness is checked on every poll: a busy partition must not
+            // keep a silent one in the same split from being marked idle.
+            Poll::Pending | Poll::Ready => {
+                let before = self.split_watermarks.status();
+                self.split_watermarks.check_idle(now_millis());
+                if self.split_watermarks.status() != before {
+                    self.on_split_status()?;
+                }
                 Ok(())
             }
-            _ => self
-                .raw
-                .decode_each(&mut self.decoder, &*self.split, items)
-                .map_err(JobError::Source),
         }
     }
 
@@ -472,6 +509,12 @@ impl Worker {
         if id <= c.injected {
             return Ok(());
         }
+        // The barrier follows every record read so far: those still being
+        // parsed are routed first.
+        self.finish_decoding(0, &mut Vec::new())?;
+        let Some(c) = &mut self.checkpointing else {
+            return Ok(());
+        };
         c.injected = id;
         let ids = self.split.partition_ids();
         let positions = self

@@ -20,6 +20,7 @@ mod changelog;
 mod lookup;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::{Decode, SourceItem};
@@ -31,7 +32,7 @@ use lookup::Lookup;
 /// A worker's decoder: parses each record and, for a job with `enrich`,
 /// adds its lookups' entries first.
 pub struct Enricher {
-    parser: RecordParser,
+    parser: Arc<RecordParser>,
     lookups: Vec<Lookup>,
     /// Every worker reads every changelog: only the first one reports its
     /// unreadable records, so that each is reported once.
@@ -64,7 +65,7 @@ impl Enricher {
             })
             .collect::<std::io::Result<_>>()?;
         Ok(Enricher {
-            parser: RecordParser::new(spec),
+            parser: Arc::new(RecordParser::new(spec)),
             lookups,
             reports_rejected: worker == 0,
         })
@@ -122,8 +123,8 @@ impl Enricher {
     /// The record parser, when records need nothing else (no lookups): it
     /// needs no state of the worker, so records can be parsed on other
     /// threads.
-    pub fn plain_parser(&self) -> Option<&RecordParser> {
-        self.lookups.is_empty().then_some(&self.parser)
+    pub fn plain_parser(&self) -> Option<Arc<RecordParser>> {
+        self.lookups.is_empty().then(|| self.parser.clone())
     }
 }
 

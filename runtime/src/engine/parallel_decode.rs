@@ -1,0 +1,116 @@
+//! The decode stage on the job's decode threads: while they parse one batch
+//! of a split's records, the worker that read it reads the next batch and
+//! routes the one before. One busy partition is so parsed on every core,
+//! and reading, parsing and routing overlap instead of taking turns.
+//!
+//! Batches are finished in the order read, each joined from its parts in
+//! order, so each partition's records reach the watermark in the order
+//! read. The worker finishes every batch in flight before anything that
+//! must follow every record read so far: a checkpoint barrier (it records
+//! the split's positions) and the split's end.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit};
+use crate::record::{Event, RecordError, RecordParser};
+
+/// Batches parsing at once: the one just read and the one the worker is
+/// waiting for. More would only hold more records back from the operator.
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
+
+type Parsed = Vec<Result<Event, RecordError>>;
+
+pub(crate) struct ParallelDecode {
+    pool: Arc<rayon::ThreadPool>,
+    parser: Arc<RecordParser>,
+    /// Oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// A finished batch's buffers, emptied, for the next read.
+    spare: Vec<RawBatch>,
+}
+
+/// A batch whose parts are being parsed.
+struct InFlight {
+    batch: Arc<RawBatch>,
+    /// What the poll that read the batch returned: the worker acts on it
+    /// once the batch's records are routed, as it would have at once.
+    poll: Poll,
+    parts: Receiver<(usize, Parsed)>,
+    count: usize,
+}
+
+impl ParallelDecode {
+    pub fn new(pool: Arc<rayon::ThreadPool>, parser: Arc<RecordParser>) -> Self {
+        Self {
+            pool,
+            parser,
+            in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
+            spare: Vec::new(),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// An empty batch to read into, in place of one handed to
+    /// [`ParallelDecode::submit`].
+    pub fn empty_batch(&mut self) -> RawBatch {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Starts parsing `batch`, read by a poll that returned `poll`: one
+    /// part on each decode thread.
+    pub fn submit(&mut self, batch: RawBatch, poll: Poll) {
+        let batch = Arc::new(batch);
+        let count = self.pool.current_num_threads().max(1);
+        let size = batch.len().div_ceil(count).max(1);
+        let (done, parts) = crossbeam_channel::bounded(count);
+        for part in 0..count {
+            let start = (part * size).min(batch.len());
+            let end = (start + size).min(batch.len());
+            let (batch, parser, done): (_, _, Sender<_>) =
+                (batch.clone(), self.parser.clone(), done.clone());
+            self.pool.spawn(move || {
+                let mut decoded = Vec::with_capacity(end - start);
+                batch.parse_part(start..end, &parser, &mut decoded);
+                // The batch goes back to the worker whole once every part
+                // has let go of it.
+                drop(batch);
+                let _ = done.send((part, decoded));
+            });
+        }
+        self.in_flight.push_back(InFlight {
+            batch,
+            poll,
+            parts,
+            count,
+        });
+    }
+
+    /// Waits for the oldest batch in flight and turns it into items in
+    /// `out`, in the order read; returns its poll. None when no batch is in
+    /// flight.
+    pub fn finish_oldest(
+        &mut self,
+        split: &dyn SourceSplit,
+        out: &mut Vec<SourceItem>,
+    ) -> Option<Poll> {
+        let flight = self.in_flight.pop_front()?;
+        let mut parts: Vec<Option<Parsed>> = (0..flight.count).map(|_| None).collect();
+        for _ in 0..flight.count {
+            let (part, decoded) = flight
+                .parts
+                .recv()
+                .expect("a decode thread ends only with the pool");
+            parts[part] = Some(decoded);
+        }
+        let mut batch = Arc::into_inner(flight.batch).expect("every part has let go");
+        batch.emit(parts.into_iter().flatten().flatten(), split, out);
+        self.spare.push(batch);
+        Some(flight.poll)
+    }
+}
