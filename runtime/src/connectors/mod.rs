@@ -19,7 +19,8 @@ pub use file::{FileSplit, TransactionalFile};
 pub use format::{format_late, format_malformed, format_result, OutputFormat};
 pub use generator::GeneratorSplit;
 pub use kafka::{
-    partitions as kafka_partitions, KafkaSplit, KafkaWriter, TransactionalKafka, TARGETS,
+    partitions as kafka_partitions, KafkaSplit, KafkaWriter, TransactionalKafka, READER_TUNING,
+    TARGETS,
 };
 pub use plain::SinkWriter;
 pub use postgres::{PostgresSink, PostgresTable};

@@ -155,24 +155,52 @@ pub fn run_recovery(config: &BenchConfig) -> Result<RunSummary, JobError> {
     run(&spec, &opts)
 }
 
+/// Where the Kafka benchmark's topics live.
+pub enum BenchBroker {
+    /// librdkafka's mock cluster, in this process: it shares the cores
+    /// with the job.
+    InProcess,
+    /// A broker at this address, in its own process; the run's topics are
+    /// named after this process, so runs do not meet.
+    External(String),
+}
+
 /// End to end through Kafka with exactly-once output: the events are first
-/// produced to topic `events` (40,000 per partition) of librdkafka's
-/// in-process mock cluster, untimed; then the job reads them to their end,
-/// counts per key in 1-minute tumbling windows, and writes the results to
-/// topic `results` in transactions committed with its checkpoints. The
-/// summary's `elapsed` is the job's run alone.
-pub fn run_kafka_bench(config: &BenchConfig) -> Result<(RunSummary, f64), String> {
+/// produced to topic `events` (40,000 per partition), untimed; then the job
+/// reads them to their end, counts per key in 1-minute tumbling windows,
+/// and writes the results to topic `results` in transactions committed
+/// with its checkpoints. The summary's `elapsed` is the job's run alone.
+pub fn run_kafka_bench(
+    config: &BenchConfig,
+    broker: &BenchBroker,
+) -> Result<(RunSummary, f64), String> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let cluster = rdkafka::mocking::MockCluster::new(1).map_err(|e| e.to_string())?;
     // The mock broker keeps only the newest 100,000 messages (5 MB) of a
     // partition: enough partitions that none holds more than 40,000.
     let partitions = (config.events.div_ceil(40_000) as i32).max(config.parallelism as i32);
-    for topic in ["events", "results"] {
-        cluster
-            .create_topic(topic, partitions, 1)
-            .map_err(|e| e.to_string())?;
-    }
-    let bootstrap = cluster.bootstrap_servers();
+    let (_cluster, bootstrap, events, results) = match broker {
+        BenchBroker::InProcess => {
+            let cluster = rdkafka::mocking::MockCluster::new(1).map_err(|e| e.to_string())?;
+            for topic in ["events", "results"] {
+                cluster
+                    .create_topic(topic, partitions, 1)
+                    .map_err(|e| e.to_string())?;
+            }
+            let bootstrap = cluster.bootstrap_servers();
+            (
+                Some(cluster),
+                bootstrap,
+                "events".to_string(),
+                "results".to_string(),
+            )
+        }
+        BenchBroker::External(bootstrap) => {
+            let run = std::process::id();
+            let (events, results) = (format!("events-{run}"), format!("results-{run}"));
+            create_topics(bootstrap, &[&events, &results], partitions)?;
+            (None, bootstrap.clone(), events, results)
+        }
+    };
     let producer: BaseProducer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("queue.buffering.max.messages", "1000000")
@@ -185,7 +213,7 @@ pub fn run_kafka_bench(config: &BenchConfig) -> Result<(RunSummary, f64), String
         let key = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % config.keys.max(1);
         let ts = start + i / u64::from(config.events_per_ms.max(1));
         let payload = format!("{{\"key\":\"k{key}\",\"ts\":{ts}}}");
-        let mut record = BaseRecord::<(), str>::to("events")
+        let mut record = BaseRecord::<(), str>::to(&events)
             .payload(&payload)
             .partition((i % partitions as u64) as i32);
         loop {
@@ -202,16 +230,22 @@ pub fn run_kafka_bench(config: &BenchConfig) -> Result<(RunSummary, f64), String
     producer
         .flush(std::time::Duration::from_secs(300))
         .map_err(|e| e.to_string())?;
-    let ceiling = consume_only(&bootstrap, partitions, config.events)?;
+    let ceiling = consume_only(
+        &bootstrap,
+        &events,
+        partitions,
+        config.events,
+        config.parallelism,
+    )?;
     let interval = config
         .checkpoint_interval
         .unwrap_or(Duration::from_secs(10));
     let yaml = format!(
         "name: bench-kafka\nparallelism: {p}\n\
-         source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [events], bounded: true}}}}\n\
+         source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [{events}], bounded: true}}}}\n\
          eventTime: {{field: ts}}\nkey: key\nwindow: {{tumbling: {{size: 1m}}}}\n\
          aggregates: [{{name: count, function: count}}]\n\
-         sink: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: results}}}}\n\
+         sink: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: {results}}}}}\n\
          state: {{dir: \"{state}\"}}\n\
          checkpoints: {{interval: {interval}, storage: \"file://{state}/checkpoints\"}}\n",
         p = config.parallelism,
@@ -222,31 +256,94 @@ pub fn run_kafka_bench(config: &BenchConfig) -> Result<(RunSummary, f64), String
     Ok((summary, ceiling))
 }
 
-/// The broker's ceiling for the job's source: events per second one
-/// consumer, set as the source's readers are (`read_committed`, partitions
-/// assigned, one `poll` a message), receives when it does nothing with them.
-fn consume_only(bootstrap: &str, partitions: i32, events: u64) -> Result<f64, String> {
+/// Creates the benchmark's topics on an external broker.
+fn create_topics(bootstrap: &str, names: &[&str], partitions: i32) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .map_err(|e| e.to_string())?;
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let created = runtime
+        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .map_err(|e| format!("creating topics on {bootstrap}: {e}"))?;
+    for result in created {
+        result.map_err(|(topic, e)| format!("creating topic {topic} on {bootstrap}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The broker's ceiling for the job's source: events per second that
+/// `readers` consumers, one a thread, set as the job's readers are
+/// (`read_committed`, the same tuning, each assigned its share of the
+/// partitions, one `poll` a message), receive when they do nothing with
+/// them.
+fn consume_only(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    events: u64,
+    readers: u32,
+) -> Result<f64, String> {
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..readers as i32)
+            .map(|reader| {
+                let mine: Vec<i32> = (reader..partitions).step_by(readers as usize).collect();
+                // Event i went to partition i % partitions.
+                let expected = mine
+                    .iter()
+                    .map(|&p| (events + (partitions - 1 - p) as u64) / partitions as u64)
+                    .sum();
+                scope.spawn(move || consume_partitions(bootstrap, topic, &mine, expected))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .try_for_each(|t| t.join().map_err(|_| "a reader panicked".to_string())?)
+    })?;
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Reads `expected` events from `partitions` of `topic`.
+fn consume_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    expected: u64,
+) -> Result<(), String> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+    let mut config = rdkafka::config::ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-ceiling")
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(|e| e.to_string())?;
+        .set("isolation.level", "read_committed");
+    for (k, v) in streamjob_runtime::connectors::READER_TUNING {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
     let mut assignment = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
+    for &p in partitions {
         assignment
-            .add_partition_offset("events", p, rdkafka::Offset::Beginning)
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&assignment).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let mut received = 0u64;
-    while received < events {
+    while received < expected {
         if started.elapsed() > std::time::Duration::from_secs(300) {
             return Err(format!(
-                "consume-only: {received} of {events} events in 300 s"
+                "consume-only: {received} of {expected} events in 300 s"
             ));
         }
         match consumer.poll(std::time::Duration::from_millis(100)) {
@@ -255,18 +352,22 @@ fn consume_only(bootstrap: &str, partitions: i32, events: u64) -> Result<f64, St
             None => {}
         }
     }
-    Ok(events as f64 / started.elapsed().as_secs_f64())
+    Ok(())
 }
 
 /// `streamjob bench`: runs the workload and prints its figures as
 /// `name=value` lines, `events_per_second` last.
-pub fn bench(config: BenchConfig, recover: bool, kafka: bool) -> Result<(), String> {
-    if kafka {
+pub fn bench(config: BenchConfig, recover: bool, kafka: Option<BenchBroker>) -> Result<(), String> {
+    if let Some(broker) = kafka {
+        let at = match &broker {
+            BenchBroker::InProcess => "librdkafka's mock cluster in this process".to_string(),
+            BenchBroker::External(bootstrap) => format!("the broker at {bootstrap}"),
+        };
         eprintln!(
-            "bench: {} events through Kafka (mock cluster), {} keys, parallelism {}, exactly-once output",
+            "bench: {} events through Kafka ({at}), {} keys, parallelism {}, exactly-once output",
             config.events, config.keys, config.parallelism
         );
-        let (summary, ceiling) = run_kafka_bench(&config)?;
+        let (summary, ceiling) = run_kafka_bench(&config, &broker)?;
         let _ = std::fs::remove_dir_all(&config.state_dir);
         let secs = summary.elapsed.as_secs_f64();
         println!("consume_only_events_per_second={}", ceiling as u64);

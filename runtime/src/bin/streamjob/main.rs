@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use streamjob_api::flags;
 use streamjob_runtime::control::{serve, ControlToken, JobControl, JobState};
 
-use bench::{bench, BenchConfig, BenchWindow};
+use bench::{bench, BenchBroker, BenchConfig, BenchWindow};
 use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
 #[derive(Parser)]
@@ -111,6 +111,10 @@ enum Command {
         /// windows, checkpoints every --checkpoint-interval (default 10s).
         #[arg(long, conflicts_with_all = ["recover", "window"])]
         kafka: bool,
+        /// With --kafka: use the broker at this address (host:port), in its
+        /// own process, instead of the in-process mock cluster.
+        #[arg(long, requires = "kafka", value_name = "HOST:PORT")]
+        kafka_broker: Option<String>,
     },
 }
 
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
             checkpoint_interval,
             recover,
             kafka,
+            kafka_broker,
         } => bench(
             BenchConfig {
                 events,
@@ -186,7 +191,10 @@ fn main() -> ExitCode {
                 checkpoint_interval,
             },
             recover,
-            kafka,
+            kafka.then_some(match kafka_broker {
+                Some(bootstrap) => BenchBroker::External(bootstrap),
+                None => BenchBroker::InProcess,
+            }),
         ),
     };
     match outcome {

@@ -9,7 +9,7 @@ mod source;
 use rdkafka::config::ClientConfig;
 
 pub use sink::{KafkaWriter, TransactionalKafka, TARGETS};
-pub use source::{partitions, KafkaSplit};
+pub use source::{partitions, KafkaSplit, READER_TUNING};
 
 /// An error from librdkafka, with what was being done.
 pub(crate) fn kafka_error(context: &str, e: rdkafka::error::KafkaError) -> std::io::Error {

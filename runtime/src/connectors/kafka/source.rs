@@ -23,18 +23,27 @@ use crate::spec::{KafkaSourceSpec, StartFrom};
 /// commits to.
 fn consumer_config(spec: &KafkaSourceSpec, job: &str) -> ClientConfig {
     let group = format!("{}.readers", spec.group(job));
-    client_config(
-        &spec.bootstrap_servers,
-        &[
-            ("group.id", &group),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("isolation.level", "read_committed"),
-            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
-        ],
-        &spec.properties,
-    )
+    let settings = [
+        ("group.id", group.as_str()),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("isolation.level", "read_committed"),
+        ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
+    ];
+    let settings: Vec<_> = settings
+        .into_iter()
+        .chain(READER_TUNING.iter().copied())
+        .collect();
+    client_config(&spec.bootstrap_servers, &settings, &spec.properties)
 }
+
+/// Settings for throughput that every reader of the job has, unless the
+/// job's properties set them. `fetch.queue.backoff.ms` is how long
+/// librdkafka waits before fetching more for a partition once its queue of
+/// fetched records is full. Its default, 1 s, idles a reader that empties
+/// the queue faster than that, as the job does: one reader of librdkafka's
+/// in-process broker got 150k records/s with it, 680k with 10 ms.
+pub const READER_TUNING: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
 
 /// How often librdkafka reports partition end offsets (for consumer lag),
 /// unless the job's properties set `statistics.interval.ms`.
@@ -329,5 +338,25 @@ impl SourceSplit for KafkaSplit {
         p.records = records;
         self.assigned = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_are_tuned_unless_the_job_says_otherwise() {
+        let mut spec = KafkaSourceSpec {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            ..Default::default()
+        };
+        let config = consumer_config(&spec, "job");
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(config.get("isolation.level"), Some("read_committed"));
+        spec.properties
+            .insert("fetch.queue.backoff.ms".into(), "500".into());
+        let config = consumer_config(&spec, "job");
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("500"));
     }
 }
