@@ -155,6 +155,13 @@ pub fn run_recovery(config: &BenchConfig) -> Result<RunSummary, JobError> {
     run(&spec, &opts)
 }
 
+/// The Kafka benchmark's settings beyond the workload's.
+pub struct KafkaBench {
+    pub broker: BenchBroker,
+    /// librdkafka settings for the job's transactional producer.
+    pub sink_properties: std::collections::BTreeMap<String, String>,
+}
+
 /// Where the Kafka benchmark's topics live.
 pub enum BenchBroker {
     /// librdkafka's mock cluster, in this process: it shares the cores
@@ -172,13 +179,13 @@ pub enum BenchBroker {
 /// with its checkpoints. The summary's `elapsed` is the job's run alone.
 pub fn run_kafka_bench(
     config: &BenchConfig,
-    broker: &BenchBroker,
+    kafka: &KafkaBench,
 ) -> Result<(RunSummary, f64), String> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     // The mock broker keeps only the newest 100,000 messages (5 MB) of a
     // partition: enough partitions that none holds more than 40,000.
     let partitions = (config.events.div_ceil(40_000) as i32).max(config.parallelism as i32);
-    let (_cluster, bootstrap, events, results) = match broker {
+    let (_cluster, bootstrap, events, results) = match &kafka.broker {
         BenchBroker::InProcess => {
             let cluster = rdkafka::mocking::MockCluster::new(1).map_err(|e| e.to_string())?;
             for topic in ["events", "results"] {
@@ -251,7 +258,10 @@ pub fn run_kafka_bench(
         p = config.parallelism,
         state = config.state_dir.display(),
     );
-    let spec = JobSpec::from_yaml(&yaml).map_err(|e| e.to_string())?;
+    let mut spec = JobSpec::from_yaml(&yaml).map_err(|e| e.to_string())?;
+    if let Some(sink) = &mut spec.sink.kafka {
+        sink.properties = kafka.sink_properties.clone();
+    }
     let summary = run(&spec, &RunOptions::default()).map_err(|e| e.to_string())?;
     Ok((summary, ceiling))
 }
@@ -357,9 +367,9 @@ fn consume_partitions(
 
 /// `streamjob bench`: runs the workload and prints its figures as
 /// `name=value` lines, `events_per_second` last.
-pub fn bench(config: BenchConfig, recover: bool, kafka: Option<BenchBroker>) -> Result<(), String> {
-    if let Some(broker) = kafka {
-        let at = match &broker {
+pub fn bench(config: BenchConfig, recover: bool, kafka: Option<KafkaBench>) -> Result<(), String> {
+    if let Some(kafka) = kafka {
+        let at = match &kafka.broker {
             BenchBroker::InProcess => "librdkafka's mock cluster in this process".to_string(),
             BenchBroker::External(bootstrap) => format!("the broker at {bootstrap}"),
         };
@@ -367,7 +377,7 @@ pub fn bench(config: BenchConfig, recover: bool, kafka: Option<BenchBroker>) -> 
             "bench: {} events through Kafka ({at}), {} keys, parallelism {}, exactly-once output",
             config.events, config.keys, config.parallelism
         );
-        let (summary, ceiling) = run_kafka_bench(&config, &broker)?;
+        let (summary, ceiling) = run_kafka_bench(&config, &kafka)?;
         let _ = std::fs::remove_dir_all(&config.state_dir);
         let secs = summary.elapsed.as_secs_f64();
         println!("consume_only_events_per_second={}", ceiling as u64);

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use streamjob_api::flags;
 use streamjob_runtime::control::{serve, ControlToken, JobControl, JobState};
 
-use bench::{bench, BenchBroker, BenchConfig, BenchWindow};
+use bench::{bench, BenchBroker, BenchConfig, BenchWindow, KafkaBench};
 use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
 
 #[derive(Parser)]
@@ -115,7 +115,19 @@ enum Command {
         /// own process, instead of the in-process mock cluster.
         #[arg(long, requires = "kafka", value_name = "HOST:PORT")]
         kafka_broker: Option<String>,
+        /// With --kafka: a librdkafka setting for the job's transactional
+        /// producer (e.g. compression.type=lz4); repeatable.
+        #[arg(long, requires = "kafka", value_name = "KEY=VALUE", value_parser = key_value)]
+        sink_property: Vec<(String, String)>,
     },
+}
+
+/// A `KEY=VALUE` flag's value.
+fn key_value(flag: &str) -> Result<(String, String), String> {
+    match flag.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{flag:?} is not KEY=VALUE")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -179,6 +191,7 @@ fn main() -> ExitCode {
             recover,
             kafka,
             kafka_broker,
+            sink_property,
         } => bench(
             BenchConfig {
                 events,
@@ -191,9 +204,12 @@ fn main() -> ExitCode {
                 checkpoint_interval,
             },
             recover,
-            kafka.then_some(match kafka_broker {
-                Some(bootstrap) => BenchBroker::External(bootstrap),
-                None => BenchBroker::InProcess,
+            kafka.then_some(KafkaBench {
+                broker: match kafka_broker {
+                    Some(bootstrap) => BenchBroker::External(bootstrap),
+                    None => BenchBroker::InProcess,
+                },
+                sink_properties: sink_property.into_iter().collect(),
             }),
         ),
     };
@@ -329,6 +345,17 @@ fn deployment_name(name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_value_flag_splits_at_its_first_equals_sign() {
+        assert_eq!(
+            key_value("sasl.jaas.config=a=b"),
+            Ok(("sasl.jaas.config".into(), "a=b".into()))
+        );
+        assert_eq!(key_value("linger.ms="), Ok(("linger.ms".into(), "".into())));
+        assert!(key_value("=5").unwrap_err().contains("KEY=VALUE"));
+        assert!(key_value("linger.ms").unwrap_err().contains("KEY=VALUE"));
+    }
 
     /// A deployment names a file in the checkpoint storage: `../` would
     /// reach outside the job's folder.
