@@ -61,9 +61,10 @@ pub enum Poll {
     Ended,
 }
 
-/// Turns a record as read into an event: the job's records (parsed, and
-/// enriched), or a lookup table's changelog entries. A split only reads;
-/// the worker that polls it decodes, with a decoder that may hold state.
+/// Turns a job's record as read into an event (parsed, and enriched). A
+/// split only reads; the worker that polls it decodes, with a decoder that
+/// may hold state. (A lookup table's changelog decodes its records into
+/// changes of the table instead: `RawBatch::decode_records_into`.)
 pub trait Decode {
     /// `value` is the record's text (None: a Kafka record without a value,
     /// a tombstone), `key` its Kafka key. The outer error fails the job

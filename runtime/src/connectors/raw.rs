@@ -107,6 +107,42 @@ impl RawBatch {
         Ok(())
     }
 
+    /// Decodes the batch's records with `decode`, in order, into `decoded`;
+    /// a record that cannot be read goes to `malformed`, with why and where
+    /// it was read. Generated events and partition ends are not records and
+    /// are left out: this is for readers of records only (a lookup table's
+    /// changelog). Empties the batch.
+    pub fn decode_records_into<T>(
+        &mut self,
+        split: &dyn SourceSplit,
+        mut decode: impl FnMut(Option<&str>, Option<&[u8]>) -> Result<T, RecordError>,
+        decoded: &mut Vec<T>,
+        malformed: &mut Vec<SourceItem>,
+    ) {
+        for entry in self.entries.drain(..) {
+            let RawEntry::Record {
+                partition,
+                value,
+                key,
+                at,
+            } = entry
+            else {
+                continue;
+            };
+            let value = value.map(|r| &self.bytes[r]);
+            let key = key.map(|r| &self.bytes[r]);
+            match text_of(value).and_then(|text| decode(text, key)) {
+                Ok(d) => decoded.push(d),
+                Err(error) => malformed.push(SourceItem::Malformed(Malformed::new(
+                    error,
+                    value,
+                    split.location(partition, at),
+                ))),
+            }
+        }
+        self.bytes.clear();
+    }
+
     /// Parses the records among entries `part` with `parser`, in order,
     /// into `decoded`: one part of a batch that several threads parse,
     /// joined again by [`RawBatch::emit`].
@@ -183,7 +219,7 @@ pub fn text_of(value: Option<&[u8]>) -> Result<Option<&str>, RecordError> {
 }
 
 /// What the worker gets for a decoded record: its event, or the record as
-/// read (lossily, when not UTF-8) with why and where.
+/// read with why and where.
 fn item(
     decoded: Result<Event, RecordError>,
     partition: usize,
@@ -192,10 +228,18 @@ fn item(
 ) -> SourceItem {
     match decoded {
         Ok(event) => SourceItem::Record { partition, event },
-        Err(error) => SourceItem::Malformed(Malformed {
+        Err(error) => SourceItem::Malformed(Malformed::new(error, value, location())),
+    }
+}
+
+impl Malformed {
+    /// A record that cannot be read: why, the record as read (lossily, when
+    /// not UTF-8), and where.
+    fn new(error: RecordError, value: Option<&[u8]>, location: String) -> Self {
+        Malformed {
             error,
             raw: String::from_utf8_lossy(value.unwrap_or_default()).into_owned(),
-            location: location(),
-        }),
+            location,
+        }
     }
 }

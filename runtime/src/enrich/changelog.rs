@@ -9,15 +9,16 @@ use serde_json::Value;
 
 use crate::checkpoint::PartitionPosition;
 use crate::connectors::{
-    file_splits, kafka_partitions, Decode, KafkaSplit, Poll, RawBatch, SourceItem, SourceSplit,
+    file_splits, kafka_partitions, KafkaSplit, Poll, RawBatch, SourceItem, SourceSplit,
 };
-use crate::record::{parse_object, Event, FieldPath, Key, KeyPart, RecordError};
+use crate::record::{parse_object, FieldPath, Key, KeyPart, RecordError};
 use crate::spec::{Changelog as ChangelogSource, ChangelogSpec, KafkaSourceSpec};
 
 /// Changelog records read per poll.
 const BATCH: usize = 1024;
 
 /// What a changelog record does to the table.
+#[derive(Debug, PartialEq)]
 pub(super) enum Change {
     /// The key's entry is now this JSON object.
     Put(Key, String),
@@ -32,9 +33,8 @@ pub(super) struct Changelog {
     follow: Option<Follow>,
     caught_up: bool,
     decoder: EntryDecoder,
-    /// Records as read, then decoded into `items`.
+    /// Records as read, before they are decoded into changes.
     raw: RawBatch,
-    items: Vec<SourceItem>,
 }
 
 /// What reads a Kafka changelog on after the catch-up: its spec, the job's
@@ -97,7 +97,6 @@ impl Changelog {
                 fields: fields.iter().map(|f| FieldPath::new(f)).collect(),
             },
             raw: RawBatch::default(),
-            items: Vec::with_capacity(BATCH),
         })
     }
 
@@ -114,19 +113,14 @@ impl Changelog {
         rejected: &mut Vec<SourceItem>,
     ) -> std::io::Result<bool> {
         let poll = self.split.poll(&mut self.raw, BATCH)?;
-        self.raw
-            .decode_each(&mut self.decoder, &*self.split, &mut self.items)?;
-        let read = !self.items.is_empty();
-        for item in self.items.drain(..) {
-            match item {
-                SourceItem::Record { event, .. } => changes.push(match event.raw {
-                    Some(entry) => Change::Put(event.key, entry.into()),
-                    None => Change::Delete(event.key),
-                }),
-                SourceItem::Malformed(m) => rejected.push(SourceItem::Malformed(m)),
-                SourceItem::PartitionEnd(_) => {}
-            }
-        }
+        let read = !self.raw.is_empty();
+        let decoder = &self.decoder;
+        self.raw.decode_records_into(
+            &*self.split,
+            |value, key| decoder.change(value, key),
+            changes,
+            rejected,
+        );
         if poll == Poll::Ended && !self.caught_up {
             self.caught_up = true;
             if let Some(follow) = self.follow.take() {
@@ -169,28 +163,19 @@ impl Changelog {
     }
 }
 
-/// Turns a changelog record into an event keyed by the entry's key (as
-/// text, see `key_text`) carrying the entry's kept fields as `raw`, or no
-/// `raw` for a deletion.
+/// Turns a changelog record into the change it makes: the entry's key (as
+/// text, see `lookup_key`) and its kept fields, or a deletion.
 struct EntryDecoder {
     key: FieldPath,
     /// Fields kept; empty: the whole record.
     fields: Vec<FieldPath>,
 }
 
-impl Decode for EntryDecoder {
-    fn decode(
-        &mut self,
-        value: Option<&str>,
-        key: Option<&[u8]>,
-    ) -> std::io::Result<Result<Event, RecordError>> {
-        Ok(self.entry(value, key))
-    }
-}
-
 impl EntryDecoder {
-    fn entry(&self, value: Option<&str>, key: Option<&[u8]>) -> Result<Event, RecordError> {
-        let (key, raw) = match value {
+    /// `value` is the record's text (None: a Kafka tombstone), `key` its
+    /// Kafka key.
+    fn change(&self, value: Option<&str>, key: Option<&[u8]>) -> Result<Change, RecordError> {
+        Ok(match value {
             // A tombstone: the key is the Kafka record's.
             None => {
                 let key = key.ok_or_else(|| {
@@ -198,7 +183,7 @@ impl EntryDecoder {
                 })?;
                 let key = message_key(key, &self.key)
                     .ok_or_else(|| RecordError::MissingKey(self.key.name().into()))?;
-                (key, None)
+                Change::Delete(key)
             }
             Some(text) => {
                 let record = parse_object(text)?;
@@ -210,14 +195,8 @@ impl EntryDecoder {
                     field: self.key.name().into(),
                     got: crate::record::type_name(key_value),
                 })?;
-                (key, Some(self.kept(&record, text)))
+                Change::Put(key, self.kept(&record, text))
             }
-        };
-        Ok(Event {
-            key,
-            ts: 0,
-            values: Default::default(),
-            raw: raw.map(Into::into),
         })
     }
 
@@ -302,16 +281,16 @@ mod tests {
 
     #[test]
     fn an_entry_keeps_the_named_fields_keyed_by_text() {
-        let e = decoder(&["name", "address.city"])
-            .entry(
-                Some(r#"{"id": 42, "name": "Ann", "address": {"city": "Oslo"}, "x": 1}"#),
-                None,
-            )
-            .unwrap();
-        assert_eq!(e.key, Key::str("42"));
+        let change = decoder(&["name", "address.city"]).change(
+            Some(r#"{"id": 42, "name": "Ann", "address": {"city": "Oslo"}, "x": 1}"#),
+            None,
+        );
         assert_eq!(
-            e.raw.as_deref(),
-            Some(r#"{"name":"Ann","address":{"city":"Oslo"}}"#)
+            change,
+            Ok(Change::Put(
+                Key::str("42"),
+                r#"{"name":"Ann","address":{"city":"Oslo"}}"#.into()
+            ))
         );
     }
 
@@ -325,8 +304,10 @@ mod tests {
             (br#"{"id": 42}"#, "42"),
             (b"1.0", "1.0"),
         ] {
-            let e = d.entry(None, Some(key)).unwrap();
-            assert_eq!((e.key, e.raw), (Key::str(text), None));
+            assert_eq!(
+                d.change(None, Some(key)),
+                Ok(Change::Delete(Key::str(text)))
+            );
         }
     }
 
@@ -349,15 +330,15 @@ mod tests {
     fn an_entry_without_its_key_is_malformed() {
         let d = decoder(&[]);
         assert_eq!(
-            d.entry(None, Some(br#"{"user": 42}"#)),
+            d.change(None, Some(br#"{"user": 42}"#)),
             Err(RecordError::MissingKey("id".into()))
         );
         assert_eq!(
-            d.entry(Some(r#"{"name": "Ann"}"#), None),
+            d.change(Some(r#"{"name": "Ann"}"#), None),
             Err(RecordError::MissingKey("id".into()))
         );
         assert!(matches!(
-            d.entry(Some(r#"{"id": {"a": 1}}"#), None),
+            d.change(Some(r#"{"id": {"a": 1}}"#), None),
             Err(RecordError::BadKey { .. })
         ));
     }

@@ -102,6 +102,45 @@ fn the_order_enrichment_example_enriches_orders_and_reports_the_unmatched() {
     assert_eq!((summary.results, summary.unmatched), (6, 2));
 }
 
+/// A changelog record that cannot be read goes to the malformed output once
+/// (though every worker reads the changelog), with why and where; the rest
+/// of the changelog still builds the table.
+#[test]
+fn a_changelog_record_that_cannot_be_read_is_malformed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = example_job(dir.path(), "order-enrichment.yaml");
+    let users = dir.path().join("orders/users.jsonl");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    let lines = text.lines().count();
+    text.push_str("{\"first_name\": \"No id\"}\nnot json\n");
+    std::fs::write(&users, text).unwrap();
+    spec.parallelism = 2;
+    spec.side_outputs.malformed =
+        Some(serde_json::from_value(json!({"file": {"path": "malformed.jsonl"}})).unwrap());
+    let summary = run(&spec, &common::opts(dir.path())).unwrap();
+    let malformed = values(&dir.path().join("malformed.jsonl"));
+    let got: Vec<(&str, &str)> = malformed
+        .iter()
+        .map(|m| (m["source"].as_str().unwrap(), m["error"].as_str().unwrap()))
+        .collect();
+    let (first, second) = (
+        format!("users.jsonl:{}", lines + 1),
+        format!("users.jsonl:{}", lines + 2),
+    );
+    assert_eq!(
+        got,
+        [
+            (first.as_str(), "missing key field \"id\""),
+            (
+                second.as_str(),
+                "not valid JSON: expected ident at line 1 column 2"
+            ),
+        ]
+    );
+    // The orders are enriched as without the two records.
+    assert_eq!((summary.results, summary.unmatched), (6, 2));
+}
+
 /// Enrichment comes before the key: orders keyed by their item's category
 /// (a field of the lookup) and summed per hour, exactly as a model of the
 /// join and the windows gives them.
