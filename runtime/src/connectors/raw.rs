@@ -14,6 +14,8 @@ use crate::record::{Event, RecordError, RecordParser};
 pub struct RawBatch {
     bytes: Vec<u8>,
     entries: Vec<RawEntry>,
+    /// How many of the entries are records (to decode).
+    records: usize,
 }
 
 #[derive(Debug)]
@@ -43,6 +45,12 @@ impl RawBatch {
         self.entries.is_empty()
     }
 
+    /// How many records the batch holds: entries to decode, not generated
+    /// events or partition ends.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
     /// Appends a record, copying its bytes.
     pub fn push_record(
         &mut self,
@@ -53,6 +61,7 @@ impl RawBatch {
     ) {
         let value = value.map(|v| self.copy(v));
         let key = key.map(|k| self.copy(k));
+        self.records += 1;
         self.entries.push(RawEntry::Record {
             partition,
             value,
@@ -75,6 +84,7 @@ impl RawBatch {
 
     /// Adds the record whose bytes a reader appended at `value`.
     pub fn push_read(&mut self, partition: usize, value: Range<usize>, at: u64) {
+        self.records += 1;
         self.entries.push(RawEntry::Record {
             partition,
             value: Some(value),
@@ -141,6 +151,7 @@ impl RawBatch {
             }
         }
         self.bytes.clear();
+        self.records = 0;
     }
 
     /// Parses the records among entries `part` with `parser`, in order,
@@ -184,6 +195,7 @@ impl RawBatch {
             });
         }
         self.bytes.clear();
+        self.records = 0;
     }
 }
 

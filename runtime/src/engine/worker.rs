@@ -211,7 +211,7 @@ impl Worker {
                     .map_err(JobError::Source)?;
                 busy |= !self.raw.is_empty();
                 match &mut self.parallel_decode {
-                    Some(parallel) if self.raw.len() >= PARALLEL_DECODE_MIN => {
+                    Some(parallel) if self.raw.records() >= PARALLEL_DECODE_MIN => {
                         let batch = std::mem::replace(&mut self.raw, parallel.empty_batch());
                         parallel.submit(batch, poll);
                         let keep = match poll {
