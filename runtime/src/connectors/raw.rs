@@ -109,12 +109,10 @@ impl RawBatch {
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
     ) -> std::io::Result<()> {
-        let mut decoded = Vec::with_capacity(self.entries.len());
-        decode_records(&self.entries, &self.bytes, &mut decoded, |text, key| {
-            decoder.decode(text, key)
-        })?;
-        self.emit(decoded, split, out);
-        Ok(())
+        self.emit(split, out, |value, key| match text_of(value) {
+            Ok(text) => decoder.decode(text, key),
+            Err(e) => Ok(Err(e)),
+        })
     }
 
     /// Decodes the batch's records with `decode`, in order, into `decoded`;
@@ -169,26 +167,36 @@ impl RawBatch {
         });
     }
 
-    /// Turns the entries into items, in order, with `decoded` the records'
-    /// results in the same order; empties the batch.
-    pub fn emit(
+    /// Turns the entries into items, in order, each record's from what
+    /// `decode` makes of its value and key, in one pass; empties the batch.
+    /// An error from `decode` stops it (the job fails).
+    pub fn emit<E>(
         &mut self,
-        decoded: impl IntoIterator<Item = Result<Event, RecordError>>,
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
-    ) {
-        let mut decoded = decoded.into_iter();
+        mut decode: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<Result<Event, RecordError>, E>,
+    ) -> Result<(), E> {
+        out.reserve(self.entries.len());
+        let mut outcome = Ok(());
         for entry in self.entries.drain(..) {
             out.push(match entry {
                 RawEntry::Record {
                     partition,
                     value,
+                    key,
                     at,
-                    ..
                 } => {
-                    let result = decoded.next().expect("one result a record");
                     let value = value.map(|r| &self.bytes[r]);
-                    item(result, partition, value, || split.location(partition, at))
+                    let key = key.map(|r| &self.bytes[r]);
+                    match decode(value, key) {
+                        Ok(decoded) => {
+                            item(decoded, partition, value, || split.location(partition, at))
+                        }
+                        Err(e) => {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
                 }
                 RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
                 RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
@@ -196,6 +204,7 @@ impl RawBatch {
         }
         self.bytes.clear();
         self.records = 0;
+        outcome
     }
 }
 

@@ -109,7 +109,10 @@ impl ParallelDecode {
             parts[part] = Some(decoded);
         }
         let mut batch = Arc::into_inner(flight.batch).expect("every part has let go");
-        batch.emit(parts.into_iter().flatten().flatten(), split, out);
+        let mut parsed = parts.into_iter().flatten().flatten();
+        let Ok(()) = batch.emit(split, out, |_, _| {
+            Ok::<_, std::convert::Infallible>(parsed.next().expect("one result a record"))
+        });
         self.spare.push(batch);
         Some(flight.poll)
     }
