@@ -569,3 +569,39 @@ fn a_select_job_passes_the_selected_fields_through() {
          {\"event_id\":\"e2\",\"user.name\":\"bo\",\"location\":null}\n"
     );
 }
+
+/// A select job reading one file at parallelism 2: its batches are parsed
+/// on the decode threads while the worker reads on, yet the output is
+/// parallelism 1's, line for line and in order (a select job keeps each
+/// record on the worker that read it), malformed records included.
+#[test]
+fn a_select_job_at_parallelism_2_writes_what_parallelism_1_writes() {
+    let mut input = String::new();
+    for i in 0..5_000 {
+        if i % 97 == 13 {
+            input.push_str(&format!("{{\"event_id\": \"e{i}\", broken\n"));
+        } else {
+            input.push_str(&format!(
+                "{{\"event_id\": \"e{i}\", \"user\": {{\"name\": \"u{}\"}}, \"n\": {i}}}\n",
+                i % 7
+            ));
+        }
+    }
+    let output = |parallelism: u32| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+        let spec = JobSpec::from_yaml(&format!(
+            "name: sel\nparallelism: {parallelism}\nsource: {{file: {{path: in.jsonl}}}}\n\
+             select: [event_id, user.name, n]\nsink: {{file: {{path: out.jsonl}}}}\n\
+             sideOutputs: {{malformed: {{file: {{path: bad.jsonl}}}}}}\n"
+        ))
+        .unwrap();
+        let summary = run(&spec, &opts(dir.path())).unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        (summary.results, read("out.jsonl"), read("bad.jsonl"))
+    };
+    let (results, out, bad) = output(1);
+    assert_eq!(results, 5_000 - 52);
+    assert_eq!(bad.lines().count(), 52);
+    assert_eq!(output(2), (results, out, bad));
+}
