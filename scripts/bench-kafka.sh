@@ -11,8 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 events="${1:-2000000}"
-bin="$(release_streamjob)"
 nisshi="${STREAMJOB_NISSHI:-$HOME/.cache/streamjob-tools/bin/nisshi}"
+if [ ! -x "$nisshi" ]; then
+  echo "bench-kafka: no nisshi broker at $nisshi; scripts/deps.sh builds it (once, ~5 min)" >&2
+  exit 1
+fi
+bin="$(release_streamjob)"
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $events events"
 run() {
   local where="$1" p="$2"
