@@ -22,8 +22,8 @@ run() {
   local where="$1" p="$2"
   shift 2
   "$bin" bench --kafka --events "$events" --checkpoint-interval 1s --parallelism "$p" "$@" 2>/dev/null |
-    awk -v label="$where p=$p" -F= '/^consume_only/ {c=$2} /^events_per_second/ {e=$2}
-      END {printf "%s: job %.0fk events/s, consume-only ceiling %.0fk\n", label, e/1000, c/1000}'
+    awk -v label="$where p=$p" -F= '/^consume_only/ {c=$2} /^records_in/ {r=$2} /^events_per_second/ {e=$2}
+      END {printf "%s: job %.0fk events/s (%d records read), consume-only ceiling %.0fk\n", label, e/1000, r, c/1000}'
 }
 for p in 1 2; do
   for _ in 1 2; do run "mock cluster in process" "$p"; done

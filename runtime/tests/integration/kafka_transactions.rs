@@ -179,33 +179,3 @@ fn bounded_job(bootstrap: &str) -> String {
          aggregates: [{{name: n, function: count}}]\nsink: {{discard: {{}}}}\n"
     )
 }
-
-/// `streamjob bench --kafka --kafka-broker` runs the Kafka benchmark against
-/// a broker in its own process: its topics are created there, every event
-/// is counted (100 keys, all in one 1-minute window) and the results go
-/// out in transactions.
-#[test]
-fn the_kafka_bench_runs_against_a_broker_in_its_own_process() {
-    let broker = Broker::start();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamjob"))
-        .args(["bench", "--kafka", "--kafka-broker", &broker.bootstrap])
-        .args(["--events", "20000", "--keys", "100", "--parallelism", "2"])
-        .args(["--checkpoint-interval", "200ms"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let figures: std::collections::BTreeMap<&str, &str> = stdout
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .collect();
-    assert_eq!(figures.get("results"), Some(&"100"), "{stdout}");
-    for rate in ["consume_only_events_per_second", "events_per_second"] {
-        let rate: u64 = figures[rate].parse().unwrap();
-        assert!(rate > 0, "{stdout}");
-    }
-}

@@ -382,6 +382,7 @@ pub fn bench(config: BenchConfig, recover: bool, kafka: Option<KafkaBench>) -> R
         let secs = summary.elapsed.as_secs_f64();
         println!("consume_only_events_per_second={}", ceiling as u64);
         println!("elapsed_seconds={secs:.3}");
+        println!("records_in={}", summary.records_in);
         println!("results={}", summary.results);
         println!("checkpoints={}", summary.checkpoints);
         println!(
