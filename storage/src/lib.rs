@@ -42,9 +42,10 @@ pub struct StateFile {
     /// Its name in the RocksDB folder.
     pub name: String,
     /// Its key relative to the snapshot's folder: `worker-<i>/<name>` for
-    /// the checkpoint's own files, `../../shared/<run>/<name>` for SST
-    /// files shared with other checkpoints (the `shared/` folder of the
-    /// job's checkpoint storage; its layout is in docs/architecture.md).
+    /// the checkpoint's own files; for SST files shared with other
+    /// checkpoints, a key that climbs out of the snapshot's folder into the
+    /// job's shared-state folder ([`Layout::shared_state_file`]; the
+    /// storage layout is in docs/architecture.md).
     pub key: String,
     pub bytes: u64,
 }
@@ -94,6 +95,10 @@ pub struct Layout {
     job: String,
 }
 
+/// The folder of a job's checkpoint storage that holds the SST files
+/// checkpoints share (as Flink's checkpoint storage names it).
+const SHARED_STATE_FOLDER: &str = "shared";
+
 impl Layout {
     pub fn new(job: &str) -> Self {
         Layout {
@@ -137,7 +142,7 @@ impl Layout {
 
     /// The folder of the SST files checkpoints share.
     pub fn shared(&self) -> String {
-        format!("{}/shared", self.job)
+        format!("{}/{SHARED_STATE_FOLDER}", self.job)
     }
 
     /// The key of a worker's own state file, relative to its snapshot folder.
@@ -154,7 +159,7 @@ impl Layout {
     /// The key of a shared SST file of worker run `run`, relative to a
     /// checkpoint's folder (`<job>/checkpoints/chk-<id>`).
     pub fn shared_state_file(run: &str, name: &str) -> String {
-        format!("../../shared/{run}/{name}")
+        format!("../../{SHARED_STATE_FOLDER}/{run}/{name}")
     }
 }
 

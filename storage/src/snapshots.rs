@@ -58,7 +58,8 @@ impl SnapshotStore {
     /// The storage holding the snapshot folder at `location` (a URI, or a
     /// plain path relative to `base_dir`), and the folder's key in it. The
     /// storage is rooted at the bucket or the file system's root, so that
-    /// keys relative to the folder (`../../shared/…`) stay inside it.
+    /// keys relative to the folder (a shared state file's climbs out of it,
+    /// see `Layout::shared_state_file`) stay inside it.
     pub fn locate(location: &str, base_dir: &Path) -> Result<(Self, String), StorageError> {
         let uri_error = |reason| StorageError::Uri {
             uri: location.into(),

@@ -645,7 +645,7 @@ fn a_large_object_goes_to_s3_in_parts_and_reads_back() {
     let relative = storage
         .get(&streamjob_runtime::checkpoint::resolve_key(
             "job/checkpoints/chk-3",
-            "../../shared/run-w0/000042.sst",
+            &streamjob_runtime::checkpoint::Layout::shared_state_file("run-w0", "000042.sst"),
         ))
         .unwrap();
     assert_eq!(relative.map(|r| r.len()), Some(bytes.len()));
