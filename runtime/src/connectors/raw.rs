@@ -161,10 +161,13 @@ impl RawBatch {
         parser: &RecordParser,
         decoded: &mut Vec<Result<Event, RecordError>>,
     ) {
-        // Parsing alone cannot fail the job: only a record can be bad.
-        let _ = decode_records(&self.entries[part], &self.bytes, decoded, |text, _| {
-            Ok(parser.parse(text.unwrap_or_default()))
-        });
+        for entry in &self.entries[part] {
+            if let RawEntry::Record { value, .. } = entry {
+                let value = value.clone().map(|r| &self.bytes[r]);
+                decoded
+                    .push(text_of(value).and_then(|text| parser.parse(text.unwrap_or_default())));
+            }
+        }
     }
 
     /// Turns the entries into items, in order, each record's from what
@@ -206,27 +209,6 @@ impl RawBatch {
         self.records = 0;
         outcome
     }
-}
-
-/// Decodes the records among `entries`, in order, into `decoded`: their
-/// text (bytes that are not UTF-8 are malformed) and key through `decode`.
-fn decode_records(
-    entries: &[RawEntry],
-    bytes: &[u8],
-    decoded: &mut Vec<Result<Event, RecordError>>,
-    mut decode: impl FnMut(Option<&str>, Option<&[u8]>) -> std::io::Result<Result<Event, RecordError>>,
-) -> std::io::Result<()> {
-    for entry in entries {
-        if let RawEntry::Record { value, key, .. } = entry {
-            let value = value.clone().map(|r| &bytes[r]);
-            let key = key.clone().map(|r| &bytes[r]);
-            decoded.push(match text_of(value) {
-                Ok(text) => decode(text, key)?,
-                Err(e) => Err(e),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A record's bytes as text. Bytes that are not UTF-8 are not JSON: the
