@@ -60,6 +60,15 @@ pub mod flags {
     pub const STATE_DIR_ENV: &str = "STREAMJOB_STATE_DIR";
     /// The rollout this process belongs to (see `streamjob run --help`).
     pub const DEPLOYMENT_ENV: &str = "STREAMJOB_DEPLOYMENT";
+    /// The number of processes (pods) the job runs over.
+    pub const PODS: &str = "--pods";
+    pub const PODS_ENV: &str = "STREAMJOB_PODS";
+    /// This process's pod, 0 to pods − 1 (a StatefulSet pod's ordinal).
+    pub const POD_INDEX: &str = "--pod-index";
+    pub const POD_INDEX_ENV: &str = "STREAMJOB_POD_INDEX";
+    /// Every pod's exchange address, `HOST:PORT`, comma-separated, pod 0 first.
+    pub const PEERS: &str = "--peers";
+    pub const PEERS_ENV: &str = "STREAMJOB_PEERS";
     /// The log filter (`info`, `streamjob_runtime=debug`, …).
     pub const LOG_ENV: &str = "STREAMJOB_LOG";
 }

@@ -34,5 +34,5 @@ macro_rules! notice {
 pub use streamjob_spec as spec;
 pub use streamjob_storage::fsutil;
 
-pub use engine::{run, run_with_restarts, JobError, RestoreFrom, RunOptions, RunSummary};
+pub use engine::{run, run_with_restarts, JobError, Pods, RestoreFrom, RunOptions, RunSummary};
 pub use spec::JobSpec;

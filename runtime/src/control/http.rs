@@ -60,6 +60,11 @@ impl ControlToken {
         Ok(ControlToken(token.into()))
     }
 
+    /// The token's bytes: the job's pods key their handshake with it.
+    pub(crate) fn secret(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
     /// Whether the request's `Authorization` header carries the token,
     /// compared in constant time.
     fn admits(&self, headers: &HeaderMap) -> bool {

@@ -3,15 +3,17 @@
 //! share of the snapshot being restored, and its channels to the other
 //! workers, the sink thread and the checkpoint coordinator.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::collector::{Collector, SinkMsg};
 use super::coordinator::Ack;
+use super::exchange::{Message, Peer};
 use super::operator::{self, Operator};
 use super::parallel_decode::ParallelDecode;
 use super::upload::Uploader;
@@ -50,36 +52,36 @@ pub(super) struct Wiring<'a> {
     pub abort: &'a Arc<AtomicBool>,
     /// Set to stop the job.
     pub stop: &'a Arc<AtomicBool>,
+    /// The way to every worker of the job, by index.
+    pub peers: &'a [Peer],
 }
 
-/// Builds one worker per split, state restored and sources positioned.
+/// Builds this process's workers (`local`, with their splits and inboxes),
+/// state restored and sources positioned.
 pub(super) fn build_workers(
     w: &Wiring,
+    local: Range<usize>,
     splits: Vec<Box<dyn SourceSplit>>,
+    inboxes: Vec<Receiver<Message>>,
 ) -> Result<Vec<Worker>, JobError> {
     let spec = w.spec;
     let state_root = w.state_root;
     let base = &w.opts.base_dir;
     let parallelism = spec.parallelism as usize;
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..parallelism).map(|_| worker::channel()).unzip();
     let (early, processing_interval) = early_firing(spec)?;
     let functions: Vec<_> = spec.aggregates.iter().map(|a| a.function).collect();
     let format = OutputFormat::new(spec);
     let now = now_millis();
     // A split with nothing to read (more workers than files) has ended before
-    // it starts; every worker knows that from the outset, so no worker waits
-    // for it, however the threads are scheduled.
-    let initial: Vec<SourceStatus> = splits
-        .iter()
-        .map(|s| {
-            if s.partitions() == 0 {
-                SourceStatus::Ended
-            } else {
-                SourceStatus::Active(MIN_WATERMARK)
-            }
-        })
-        .collect();
+    // it starts; every worker of this process knows that from the outset, so
+    // none waits for it, however the threads are scheduled. (Another pod's
+    // splits announce themselves in-band.)
+    let mut initial = vec![SourceStatus::Active(MIN_WATERMARK); parallelism];
+    for (index, split) in local.clone().zip(&splits) {
+        if split.partitions() == 0 {
+            initial[index] = SourceStatus::Ended;
+        }
+    }
 
     let owners = key_group_owners(spec.max_parallelism, parallelism);
     // Names this run's folder of shared state files in storage.
@@ -91,9 +93,9 @@ pub(super) fn build_workers(
             .as_millis(),
         std::process::id()
     );
-    let decode_pool = decode_pool(parallelism)?;
-    let mut workers = Vec::with_capacity(parallelism);
-    for (index, (mut split, inbox)) in splits.into_iter().zip(receivers).enumerate() {
+    let decode_pool = decode_pool(local.len())?;
+    let mut workers = Vec::with_capacity(local.len());
+    for (index, (mut split, inbox)) in local.zip(splits.into_iter().zip(inboxes)) {
         let state_dir = state_root.join(format!("worker-{index}"));
         let max_keys = spec.state.max_keys_in_memory as usize;
         let op = if spec.select.is_empty() {
@@ -203,7 +205,7 @@ pub(super) fn build_workers(
             op,
             inputs: MinWatermark::with_statuses(initial.clone()),
             inbox,
-            peers: senders.clone(),
+            peers: w.peers.to_vec(),
             outgoing: (0..parallelism).map(|_| Vec::new()).collect(),
             sent_status: vec![None; parallelism],
             collector,

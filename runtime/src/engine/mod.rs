@@ -6,12 +6,14 @@
 //! - `restore`: which snapshot a run starts from, and whether it fits.
 //! - `coordinator`: triggers checkpoints and completes them.
 //! - `restarts`: runs again after a failure, as the restart strategy says.
+//! - `exchange`: the ways between workers, in this process and across pods.
 //! - `worker`, `operator`, `collector`, `sinks`, `upload`: what runs on the
 //!   worker threads and the sink thread.
 
 mod build;
 mod collector;
 mod coordinator;
+mod exchange;
 mod operator;
 mod parallel_decode;
 mod restarts;
@@ -33,6 +35,7 @@ use crate::state::StateError;
 use crate::window::WindowResult;
 
 pub use build::key_group_owners;
+pub use exchange::Pods;
 pub use restarts::run_with_restarts;
 pub use run::run;
 
@@ -65,6 +68,9 @@ pub enum JobError {
     Storage(#[from] StorageError),
     #[error("restore: {0}")]
     Restore(#[from] RestoreError),
+    /// The job's pods could not form, or lost one another.
+    #[error("across pods: {0}")]
+    Pods(String),
     #[error("checkpoint {id} failed: {error}")]
     Checkpoint { id: u64, error: String },
 }
@@ -113,6 +119,9 @@ pub struct RunOptions {
     /// rewinding to where the deployment started. Needs checkpoint storage,
     /// where the deployment is recorded.
     pub deployment: Option<String>,
+    /// The job runs over several processes (pods), and this is one of
+    /// them: it runs its share of the workers.
+    pub pods: Option<Pods>,
 }
 
 /// What a finished job did.

@@ -47,6 +47,11 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
             Err(e) => e,
         };
         attempt += 1;
+        // One pod cannot start over alone: the job's pods restart together
+        // (today: by their supervisor, as a failed job).
+        if opts.pods.as_ref().is_some_and(|p| p.count() > 1) {
+            return Err(error);
+        }
         let delay = spec
             .restart_strategy
             .as_ref()

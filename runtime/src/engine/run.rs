@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::build::{build_workers, Wiring};
 use super::collector::{ask_sink, SinkMsg};
 use super::coordinator::{Ack, Coordinator};
+use super::exchange::{channel, Exchange, Peer};
 use super::restore::{check_fits, find_restore};
 use super::sinks::{self, Sinks};
 use super::{start_thread, JobError, RunOptions, RunSummary};
@@ -19,8 +20,26 @@ use crate::spec::JobSpec;
 /// Runs the job to its end (a bounded source) or until `opts.stop` is set.
 pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let started = Instant::now();
+    let pod_spec;
+    let spec = match &opts.pods {
+        Some(pods) if pods.count() > 1 => {
+            pod_spec = pods.own_outputs(spec);
+            &pod_spec
+        }
+        _ => spec,
+    };
     // Everything below takes the spec's choices as valid.
     spec.validate()?;
+    if let Some(pods) = opts.pods.as_ref().filter(|p| p.count() > 1) {
+        pods.check(spec.parallelism).map_err(JobError::Pods)?;
+        if spec.checkpoints.is_some() || opts.restore.is_some() {
+            return Err(JobError::Pods(
+                "a job over several pods does not take checkpoints or restore yet: remove \
+                 `checkpoints` from the job, or run it in one pod"
+                    .into(),
+            ));
+        }
+    }
     let base = &opts.base_dir;
     let state_root = opts
         .state_dir
@@ -60,7 +79,18 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         restore_state = check_fits(spec, r, opts.allow_non_restored_state)?;
     }
 
-    let splits = create_splits(spec, base).map_err(JobError::Source)?;
+    let parallelism = spec.parallelism as usize;
+    let local = match &opts.pods {
+        Some(pods) => pods.workers_of(pods.index, parallelism),
+        None => 0..parallelism,
+    };
+    let splits: Vec<_> = create_splits(spec, base)
+        .map_err(JobError::Source)?
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| local.contains(index))
+        .map(|(_, split)| split)
+        .collect();
     let commits_output = two_phase.is_some();
     let sinks = Sinks::open(
         spec,
@@ -78,6 +108,36 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let abort = Arc::new(AtomicBool::new(false));
     let stop = opts.stop_flag();
+    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..parallelism).map(|_| channel()).unzip();
+    // Another pod's workers are reached through the exchange, which waits
+    // here until every pod of the job has connected.
+    let exchange = match &opts.pods {
+        Some(pods) if pods.count() > 1 => Some(
+            Exchange::connect(
+                pods,
+                &spec.name,
+                parallelism,
+                inboxes.clone(),
+                abort.clone(),
+            )
+            .map_err(JobError::Pods)?,
+        ),
+        _ => None,
+    };
+    let peers: Vec<Peer> = inboxes
+        .iter()
+        .enumerate()
+        .map(|(worker, inbox)| match &exchange {
+            Some(exchange) => exchange.peer(worker, inbox),
+            None => Peer::Local(inbox.clone()),
+        })
+        .collect();
+    let receivers: Vec<_> = receivers
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| local.contains(index))
+        .map(|(_, receiver)| receiver)
+        .collect();
     // Every worker is built (state opened and restored, sources positioned)
     // before any thread starts: a failure here leaves nothing running.
     let workers = build_workers(
@@ -98,9 +158,20 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             acks: &ack_tx,
             abort: &abort,
             stop: &stop,
+            peers: &peers,
         },
+        local,
         splits,
-    )?;
+        receivers,
+    );
+    drop((inboxes, peers));
+    let workers = match workers {
+        Ok(workers) => workers,
+        Err(e) => {
+            let _ = close_exchange(exchange, false);
+            return Err(e);
+        }
+    };
     drop(ack_tx);
     let sink_thread = start_thread("sink".into(), spec.parallelism, move || sinks.run(sink_rx))?;
     let mut handles = Vec::with_capacity(workers.len());
@@ -118,7 +189,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     if let Some(e) = failed_start {
         // The workers not started go (their senders to the sink with them).
         drop(unstarted);
-        stop_all(&abort, handles, sink_tx, sink_thread);
+        stop_all(&abort, handles, sink_tx, sink_thread, exchange);
         return Err(e);
     }
     let startup = started.elapsed();
@@ -161,7 +232,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 final_epoch = next_id;
             }
             Err(e) => {
-                stop_all(&abort, handles, sink_tx, sink_thread);
+                stop_all(&abort, handles, sink_tx, sink_thread, exchange);
                 return Err(e);
             }
         }
@@ -195,6 +266,11 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // last checkpoint is final too. (A stopped or failed job commits
     // nothing more; a restore produces it again.)
     let stopped = stop.load(Ordering::SeqCst);
+    // With other pods: this pod's workers are done, and the others' may not
+    // be. The job's output is complete only once every pod's is.
+    if let Err(e) = close_exchange(exchange, first_error.is_none() && !stopped) {
+        first_error.get_or_insert(e);
+    }
     if first_error.is_none() && !stopped && commits_output {
         // The final epoch gets an id of its own, reserved like a checkpoint's:
         // the Kafka sink's marker names it, and a later run must not reuse it
@@ -225,6 +301,15 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     Ok(summary)
 }
 
+/// Ends the connections to the job's other pods, if it has any (see
+/// `Exchange::close`).
+fn close_exchange(exchange: Option<Exchange>, clean: bool) -> Result<(), JobError> {
+    match exchange {
+        Some(exchange) => exchange.close(clean).map_err(JobError::Pods),
+        None => Ok(()),
+    }
+}
+
 /// Stops a run that failed: nothing of it may outlive it (a restart starts
 /// the next one, and fences its Kafka producer, at once). The workers stop
 /// on `abort`; the sink thread ends once every sender to it is gone.
@@ -233,8 +318,10 @@ fn stop_all(
     workers: Vec<std::thread::JoinHandle<Result<super::worker::WorkerReport, JobError>>>,
     sink_tx: crossbeam_channel::Sender<SinkMsg>,
     sink_thread: std::thread::JoinHandle<std::io::Result<()>>,
+    exchange: Option<Exchange>,
 ) {
     abort.store(true, Ordering::SeqCst);
+    let _ = close_exchange(exchange, false);
     for worker in workers {
         let _ = worker.join();
     }

@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
+use super::exchange::{Item, Message, Peer};
 use super::operator::Operator;
 use super::parallel_decode::{ParallelDecode, MAX_IN_FLIGHT};
 use super::upload::{Upload, Uploader};
@@ -44,13 +45,6 @@ const SEND_BATCH: usize = 128;
 const HIGH_WATER: usize = 512;
 /// Longest an output line waits in the worker for more to batch with.
 const OUTPUT_DELAY: Duration = Duration::from_millis(100);
-
-pub(crate) enum Item {
-    Record(Event),
-    Status(SourceStatus),
-    /// Checkpoint barrier: everything before it belongs to the checkpoint.
-    Barrier(u64),
-}
 
 /// A worker's part in checkpointing.
 pub(crate) struct Checkpointing {
@@ -84,11 +78,6 @@ pub(crate) struct Alignment {
     kafka_offsets: Vec<(String, i32, i64)>,
 }
 
-pub(crate) struct Message {
-    from: usize,
-    items: Vec<Item>,
-}
-
 /// What a worker did, reported when it finishes.
 #[derive(Debug, Default)]
 pub struct WorkerReport {
@@ -120,7 +109,8 @@ pub(crate) struct Worker {
     pub op: Operator,
     pub inputs: MinWatermark,
     pub inbox: Receiver<Message>,
-    pub peers: Vec<Sender<Message>>,
+    /// The way to every worker of the job, by index (this one's unused).
+    pub peers: Vec<Peer>,
     pub outgoing: Vec<Vec<Item>>,
     pub sent_status: Vec<Option<SourceStatus>>,
     pub collector: Collector,
@@ -145,10 +135,6 @@ pub(crate) struct Worker {
 pub(crate) struct Published {
     records_in: u64,
     outputs: OutputCounts,
-}
-
-pub(crate) fn channel() -> (Sender<Message>, Receiver<Message>) {
-    crossbeam_channel::unbounded()
 }
 
 impl Worker {
@@ -390,8 +376,7 @@ impl Worker {
 
     fn send(&mut self, peer: usize) {
         let items = std::mem::replace(&mut self.outgoing[peer], Vec::with_capacity(SEND_BATCH));
-        // A closed inbox means that worker has stopped; the job is ending.
-        let _ = self.peers[peer].send(Message {
+        self.peers[peer].send(Message {
             from: self.index,
             items,
         });
@@ -449,10 +434,11 @@ impl Worker {
         self.peers
             .iter()
             .enumerate()
-            .any(|(i, p)| i != self.index && p.len() > HIGH_WATER)
+            .any(|(i, p)| i != self.index && p.backlog(self.index) > HIGH_WATER)
     }
 
     fn handle(&mut self, msg: Message) -> Result<(), JobError> {
+        self.peers[msg.from].taken(self.index);
         for item in msg.items {
             self.handle_item(msg.from, item)?;
         }

@@ -241,8 +241,8 @@ pub enum FieldValue {
     Distinct(u64),
 }
 
-/// A record inside the engine.
-#[derive(Debug, Clone, PartialEq)]
+/// A record inside the engine (and between pods, encoded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub key: Key,
     /// Event time, epoch milliseconds.

@@ -4,7 +4,7 @@
 use super::{MAX_WATERMARK, MIN_WATERMARK};
 
 /// What an input (a partition, or an upstream worker) says about its time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SourceStatus {
     /// Records so far are complete up to this watermark.
     Active(i64),

@@ -14,6 +14,7 @@ mod kafka_sink;
 mod kafka_source;
 mod kafka_transactions;
 mod local_jobs;
+mod pods;
 mod postgres_sink;
 mod record_decoding;
 mod spec_errors;

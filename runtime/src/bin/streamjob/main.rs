@@ -12,7 +12,7 @@ use streamjob_api::flags;
 use streamjob_runtime::control::{serve, ControlToken, JobControl, JobState};
 
 use bench::{bench, BenchBroker, BenchConfig, BenchWindow, KafkaBench};
-use streamjob_runtime::{run_with_restarts, JobSpec, RestoreFrom, RunOptions, RunSummary};
+use streamjob_runtime::{run_with_restarts, JobSpec, Pods, RestoreFrom, RunOptions, RunSummary};
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +77,20 @@ enum Command {
         /// job again. A failed job still exits non-zero.
         #[arg(long, env = flags::DEPLOYMENT_ENV, value_parser = deployment_name)]
         deployment: Option<String>,
+        /// Run the job over this many processes (pods), each running its
+        /// share of the `parallelism` workers; records for another pod's
+        /// workers go over one connection per pair of pods. Needs
+        /// --pod-index, --peers and --control-token-file (the pods prove to
+        /// each other that they hold the token).
+        #[arg(long, env = flags::PODS_ENV, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        pods: u32,
+        /// This process's pod: 0 to --pods − 1.
+        #[arg(long, env = flags::POD_INDEX_ENV, default_value_t = 0)]
+        pod_index: u32,
+        /// Every pod's address for the exchange, HOST:PORT, comma-separated,
+        /// pod 0 first. This process listens on its own.
+        #[arg(long, env = flags::PEERS_ENV, value_delimiter = ',', value_name = "HOST:PORT,...")]
+        peers: Vec<String>,
     },
     /// Run the visit-counter scenario end to end, with no set-up.
     Demo {
@@ -144,6 +158,9 @@ fn main() -> ExitCode {
             control_address,
             control_token_file,
             deployment,
+            pods,
+            pod_index,
+            peers,
         } => {
             let restore = match (from_savepoint, from_latest_checkpoint) {
                 // A path on the command line is relative to where the
@@ -171,6 +188,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let pods = match placement(pods, pod_index, peers, token.clone()) {
+                Ok(pods) => pods,
+                Err(e) => {
+                    eprintln!("streamjob: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             run_job(
                 &job,
                 parallelism,
@@ -178,6 +202,7 @@ fn main() -> ExitCode {
                 restore,
                 Some((&control_address, token)),
                 deployment,
+                pods,
             )
         }
         Command::Demo { dir } => demo::demo(dir),
@@ -261,6 +286,46 @@ fn summary_line(spec: &JobSpec, s: &RunSummary) -> String {
     line
 }
 
+/// Where this process stands in a job over several pods (none for one).
+fn placement(
+    pods: u32,
+    index: u32,
+    peers: Vec<String>,
+    token: Option<ControlToken>,
+) -> Result<Option<Pods>, String> {
+    if pods == 1 {
+        return Ok(None);
+    }
+    if peers.len() != pods as usize {
+        return Err(format!(
+            "{} {pods} needs {} with {pods} addresses, pod 0 first; it has {}",
+            flags::PODS,
+            flags::PEERS,
+            peers.len()
+        ));
+    }
+    if index >= pods {
+        return Err(format!(
+            "{} {index}: the pods are 0 to {} ({} {pods})",
+            flags::POD_INDEX,
+            pods - 1,
+            flags::PODS
+        ));
+    }
+    let Some(token) = token else {
+        return Err(format!(
+            "{} {pods} needs {}: the job's pods prove to each other that they hold that token",
+            flags::PODS,
+            flags::CONTROL_TOKEN_FILE
+        ));
+    };
+    Ok(Some(Pods {
+        peers,
+        index: index as usize,
+        token,
+    }))
+}
+
 fn run_job(
     path: &Path,
     parallelism: Option<u32>,
@@ -268,8 +333,13 @@ fn run_job(
     restore: Option<(RestoreFrom, bool)>,
     control_api: Option<(&str, Option<ControlToken>)>,
     deployment: Option<String>,
+    pods: Option<Pods>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
+    if let Some(pods) = &pods {
+        pods.check(spec.parallelism)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let control = JobControl::new(&spec.name, spec.parallelism as usize);
     let mut server = None;
     if let Some((address, token)) = control_api.filter(|(a, _)| *a != "off") {
@@ -296,6 +366,7 @@ fn run_job(
         restore: restore.map(|r| r.0),
         control: Some(control.clone()),
         deployment: deployment.clone(),
+        pods,
         ..Default::default()
     };
     let outcome = run_with_restarts(&spec, &opts);

@@ -1,0 +1,528 @@
+//! The connections between this pod and the job's other pods: one TCP
+//! connection per pair of pods, opened by the pod with the higher index,
+//! carrying every worker-to-worker channel between the two in both
+//! directions. Each connection has a writer task (frames queued by this
+//! pod's workers) and a reader task (frames delivered to this pod's
+//! workers' inboxes, credits returned to their senders), on a small tokio
+//! runtime of the exchange's own.
+//!
+//! A connection ends cleanly when each side has said `Bye` after its
+//! workers ended. Anything else (a peer gone, an unreadable frame) fails
+//! the run: the job is one whole across its pods.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use futures_util::{SinkExt, StreamExt};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use super::wire::{self, Frame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
+use super::{Message, Peer, Pods};
+
+/// How long pods wait for each other at the start: pods of a StatefulSet
+/// may start minutes apart (image pulls, scheduling).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a connecting peer has to prove itself.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between attempts to reach a pod that is not listening yet.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// What the worker threads and the connections' tasks share.
+pub(crate) struct Shared {
+    parallelism: usize,
+    /// Messages sent to another pod's worker and not yet taken by it, per
+    /// pair of workers (`sender · parallelism + receiver`).
+    in_flight: Vec<AtomicUsize>,
+    failure: Mutex<Option<String>>,
+    /// The run's abort flag: a failed connection stops every worker.
+    abort: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn fail(&self, error: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            tracing::error!("{error}");
+            *failure = Some(error);
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn in_flight(&self, from: usize, to: usize) -> &AtomicUsize {
+        &self.in_flight[from * self.parallelism + to]
+    }
+}
+
+enum Outgoing {
+    Frame(Bytes),
+    /// Say `Bye` and stop writing.
+    Close,
+}
+
+/// The way to a worker in another pod.
+#[derive(Clone)]
+pub(crate) struct RemotePeer {
+    to: usize,
+    link: mpsc::UnboundedSender<Outgoing>,
+    shared: Arc<Shared>,
+}
+
+impl RemotePeer {
+    /// Encodes the message on the sending worker's thread and queues it.
+    pub fn send(&self, message: Message) {
+        self.shared
+            .in_flight(message.from, self.to)
+            .fetch_add(1, Ordering::Relaxed);
+        let frame = wire::encode(&Frame::Data {
+            to: self.to as u32,
+            message,
+        });
+        // A closed link has failed the run already.
+        let _ = self.link.send(Outgoing::Frame(frame));
+    }
+
+    pub fn in_flight(&self, from: usize) -> &AtomicUsize {
+        self.shared.in_flight(from, self.to)
+    }
+
+    /// Worker `by` of this pod took a message this peer sent it.
+    pub fn credit(&self, by: usize) {
+        let frame = wire::encode(&Frame::Credit {
+            from: self.to as u32,
+            by: by as u32,
+        });
+        let _ = self.link.send(Outgoing::Frame(frame));
+    }
+}
+
+struct Link {
+    out: mpsc::UnboundedSender<Outgoing>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+/// This pod's connections to the job's other pods.
+pub(crate) struct Exchange {
+    runtime: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    pods: Pods,
+    /// Per pod, the connection to it (none for this pod).
+    links: Vec<Option<Link>>,
+}
+
+impl Exchange {
+    /// Connects to every other pod of the job, and starts delivering what
+    /// they send to `inboxes` (every worker's, only this pod's are used).
+    pub fn connect(
+        pods: &Pods,
+        job: &str,
+        parallelism: usize,
+        inboxes: Vec<Sender<Message>>,
+        abort: Arc<AtomicBool>,
+    ) -> Result<Exchange, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads((pods.count() - 1).clamp(1, 4))
+            .thread_name("exchange")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the exchange's threads: {e}"))?;
+        let shared = Arc::new(Shared {
+            parallelism,
+            in_flight: (0..parallelism * parallelism)
+                .map(|_| AtomicUsize::new(0))
+                .collect(),
+            failure: Mutex::new(None),
+            abort,
+        });
+        let handshake = Handshake {
+            key: hmac::Key::new(hmac::HMAC_SHA256, pods.token.secret()),
+            job: job.to_string(),
+            pods: pods.count(),
+            me: pods.index,
+        };
+        let connections = runtime.block_on(async {
+            tokio::time::timeout(CONNECT_TIMEOUT, open_all(pods, &handshake))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "not every pod of the job connected within {}s ({} pods: {})",
+                        CONNECT_TIMEOUT.as_secs(),
+                        pods.count(),
+                        pods.peers.join(", ")
+                    )
+                })?
+        })?;
+        let mut links: Vec<Option<Link>> = (0..pods.count()).map(|_| None).collect();
+        for (pod, (reader, writer)) in connections {
+            let (out, queue) = mpsc::unbounded_channel();
+            let reading = Reading {
+                pod,
+                senders: pods.workers_of(pod, parallelism),
+                receivers: pods.workers_of(pods.index, parallelism),
+                inboxes: inboxes.clone(),
+                shared: shared.clone(),
+            };
+            let failed = shared.clone();
+            let write = runtime.spawn(async move {
+                if let Err(e) = write_frames(writer, queue).await {
+                    failed.fail(format!("exchange with pod {pod}: {e}"));
+                }
+            });
+            let read = runtime.spawn(async move { reading.run(reader).await });
+            links[pod] = Some(Link {
+                out,
+                tasks: [write, read],
+            });
+        }
+        tracing::info!(
+            pods = pods.count(),
+            pod = pods.index,
+            "connected to every pod of the job"
+        );
+        Ok(Exchange {
+            runtime,
+            shared,
+            pods: pods.clone(),
+            links,
+        })
+    }
+
+    /// The way to `worker`, in this pod or another.
+    pub fn peer(&self, worker: usize, local: &Sender<Message>) -> Peer {
+        let pod = self.pods.pod_of(worker, self.shared.parallelism);
+        match &self.links[pod] {
+            None => Peer::Local(local.clone()),
+            Some(link) => Peer::Remote(RemotePeer {
+                to: worker,
+                link: link.out.clone(),
+                shared: self.shared.clone(),
+            }),
+        }
+    }
+
+    /// Why the exchange failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    /// Ends the connections. `clean`: this pod's workers all ended, so it
+    /// says `Bye` and waits for every other pod to say it too (they may
+    /// still be working). Otherwise the connections are cut, which fails
+    /// the other pods' runs.
+    pub fn close(self, clean: bool) -> Result<(), String> {
+        if clean && self.failure().is_none() {
+            let tasks: Vec<_> = self
+                .links
+                .into_iter()
+                .flatten()
+                .flat_map(|link| {
+                    let _ = link.out.send(Outgoing::Close);
+                    link.tasks
+                })
+                .collect();
+            self.runtime.block_on(async {
+                for task in tasks {
+                    let _ = task.await;
+                }
+            });
+        }
+        self.runtime.shutdown_background();
+        match self.shared.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The secret, the job and this pod: what a handshake checks.
+#[derive(Clone)]
+struct Handshake {
+    key: hmac::Key,
+    job: String,
+    pods: usize,
+    me: usize,
+}
+
+type Connection = (
+    FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+);
+
+/// Listens for the pods above this one and dials the ones below.
+async fn open_all(pods: &Pods, handshake: &Handshake) -> Result<Vec<(usize, Connection)>, String> {
+    let own = &pods.peers[pods.index];
+    let listen = listen_address(own).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen} (this pod's address {own}): {e}"))?;
+    let above = pods.count() - pods.index - 1;
+    let accepting = accept_all(&listener, handshake, above);
+    let dialing = futures_util::future::try_join_all(
+        (0..pods.index).map(|pod| dial(pod, &pods.peers[pod], handshake)),
+    );
+    let (mut accepted, dialed) = tokio::try_join!(accepting, dialing)?;
+    accepted.extend(dialed);
+    Ok(accepted)
+}
+
+/// The address to listen on for peer address `own`: that IP, or every
+/// interface at its port for a name.
+async fn listen_address(own: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = own.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let port = own
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .ok_or_else(|| format!("--peers: {own:?} is not HOST:PORT"))?;
+    Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// Accepts until `count` pods above this one have proved themselves. A
+/// connection that fails its handshake is refused and logged, and the
+/// others go on: no stranger can stop the job from forming.
+async fn accept_all(
+    listener: &TcpListener,
+    handshake: &Handshake,
+    count: usize,
+) -> Result<Vec<(usize, Connection)>, String> {
+    let mut joined: Vec<(usize, Connection)> = Vec::new();
+    let mut pending = JoinSet::new();
+    let handshake = Arc::new(handshake.clone());
+    while joined.len() < count {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, from) = accepted.map_err(|e| format!("accepting a pod: {e}"))?;
+                let handshake = handshake.clone();
+                pending.spawn(async move {
+                    let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake.run(stream, None))
+                        .await
+                        .unwrap_or_else(|_| Err("no handshake in time".into()));
+                    (from, shaken)
+                });
+            }
+            Some(done) = pending.join_next() => {
+                let Ok((from, shaken)) = done else { continue };
+                match shaken {
+                    Ok((pod, _)) if pod < handshake.me || joined.iter().any(|(p, _)| *p == pod) => {
+                        tracing::warn!(%from, pod, "refused a second connection for pod {pod}");
+                    }
+                    Ok((pod, connection)) => joined.push((pod, connection)),
+                    Err(e) => tracing::warn!(%from, "refused a connection to the exchange: {e}"),
+                }
+            }
+        }
+    }
+    Ok(joined)
+}
+
+/// Connects to pod `pod`, retrying while it is not listening yet.
+async fn dial(
+    pod: usize,
+    address: &str,
+    handshake: &Handshake,
+) -> Result<(usize, Connection), String> {
+    loop {
+        match TcpStream::connect(address).await {
+            Ok(stream) => {
+                return handshake
+                    .run(stream, Some(pod))
+                    .await
+                    .map_err(|e| format!("pod {pod} at {address}: {e}"));
+            }
+            Err(_) => tokio::time::sleep(RETRY).await,
+        }
+    }
+}
+
+impl Handshake {
+    /// Both sides say who they are, with a fresh nonce each; the dialing side
+    /// (`dialed` is the pod it expects) proves itself first, then the
+    /// accepting side. Returns the other pod's index.
+    async fn run(
+        &self,
+        stream: TcpStream,
+        dialed: Option<usize>,
+    ) -> Result<(usize, Connection), String> {
+        let io = |e: std::io::Error| e.to_string();
+        stream.set_nodelay(true).map_err(io)?;
+        let (read, write) = stream.into_split();
+        let mut reader = FramedRead::new(read, codec(MAX_HANDSHAKE_FRAME));
+        let mut writer = FramedWrite::new(write, codec(MAX_FRAME));
+        let mut nonce = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| "no randomness for the handshake".to_string())?;
+        let hello = wire::hello(&self.job, self.pods, self.me, nonce);
+        writer.send(wire::encode(&hello)).await.map_err(io)?;
+        let Frame::Hello(theirs) = next_frame(&mut reader).await? else {
+            return Err("the first frame was not a hello".into());
+        };
+        if theirs.protocol != wire::PROTOCOL {
+            return Err(format!(
+                "it speaks {}, this pod {}: run one version of streamjob in every pod",
+                theirs.protocol,
+                wire::PROTOCOL
+            ));
+        }
+        if theirs.job != self.job || theirs.pods as usize != self.pods {
+            return Err(format!(
+                "it belongs to job {:?} of {} pods, this pod to job {:?} of {}",
+                theirs.job, theirs.pods, self.job, self.pods
+            ));
+        }
+        let pod = theirs.pod as usize;
+        if pod >= self.pods || pod == self.me || dialed.is_some_and(|d| d != pod) {
+            return Err(format!("it says it is pod {pod}"));
+        }
+        let mine = || {
+            Frame::Proof(wire::proof(
+                &self.key,
+                &self.job,
+                self.me,
+                pod,
+                &theirs.nonce,
+            ))
+        };
+        if dialed.is_some() {
+            writer.send(wire::encode(&mine())).await.map_err(io)?;
+        }
+        match next_frame(&mut reader).await? {
+            Frame::Proof(mac) if wire::verify(&self.key, &self.job, pod, self.me, &nonce, &mac) => {
+            }
+            _ => return Err(format!("pod {pod} did not prove it holds the job's token")),
+        }
+        if dialed.is_none() {
+            writer.send(wire::encode(&mine())).await.map_err(io)?;
+        }
+        reader.decoder_mut().set_max_frame_length(MAX_FRAME);
+        Ok((pod, (reader, writer)))
+    }
+}
+
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame)
+        .new_codec()
+}
+
+async fn next_frame(
+    reader: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+) -> Result<Frame, String> {
+    match reader.next().await {
+        Some(Ok(bytes)) => wire::decode(&bytes),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("the connection closed".into()),
+    }
+}
+
+/// Writes what this pod's workers queue, flushing whenever the queue is
+/// empty, until told to close.
+async fn write_frames(
+    mut writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    while let Some(out) = queue.recv().await {
+        match out {
+            Outgoing::Frame(frame) => writer.feed(frame).await.map_err(io)?,
+            Outgoing::Close => {
+                writer.send(wire::encode(&Frame::Bye)).await.map_err(io)?;
+                writer.get_mut().shutdown().await.map_err(io)?;
+                return Ok(());
+            }
+        }
+        if queue.is_empty() {
+            SinkExt::<Bytes>::flush(&mut writer).await.map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Delivers what pod `pod` sends.
+struct Reading {
+    pod: usize,
+    /// The workers of that pod, the only ones it may send from.
+    senders: Range<usize>,
+    /// This pod's workers, the only ones it may send to.
+    receivers: Range<usize>,
+    inboxes: Vec<Sender<Message>>,
+    shared: Arc<Shared>,
+}
+
+impl Reading {
+    async fn run(self, mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>) {
+        if let Err(e) = self.read(&mut reader).await {
+            self.shared
+                .fail(format!("exchange with pod {}: {e}", self.pod));
+        }
+    }
+
+    async fn read(
+        &self,
+        reader: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    ) -> Result<(), String> {
+        let mut said_bye = false;
+        while let Some(bytes) = reader.next().await {
+            let bytes = bytes.map_err(|e| e.to_string())?;
+            match wire::decode(&bytes)? {
+                Frame::Data { to, message } => {
+                    let to = to as usize;
+                    if said_bye
+                        || !self.receivers.contains(&to)
+                        || !self.senders.contains(&message.from)
+                    {
+                        return Err(format!(
+                            "a message from worker {} to worker {to} cannot come from it",
+                            message.from
+                        ));
+                    }
+                    // A worker that has stopped takes nothing more; the run
+                    // is ending.
+                    let _ = self.inboxes[to].send(message);
+                }
+                Frame::Credit { from, by } => {
+                    let (from, by) = (from as usize, by as usize);
+                    if !self.receivers.contains(&from) || !self.senders.contains(&by) {
+                        return Err(format!(
+                            "a credit for worker {from} from worker {by} cannot come from it"
+                        ));
+                    }
+                    // Saturating: a confused peer must not make the
+                    // backlog look endless.
+                    let _ = self.shared.in_flight(from, by).fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
+                }
+                Frame::Bye => said_bye = true,
+                Frame::Hello(_) | Frame::Proof(_) => {
+                    return Err("a handshake frame after the handshake".into());
+                }
+            }
+        }
+        match said_bye {
+            true => Ok(()),
+            false => Err("the connection closed before the pod's workers ended".into()),
+        }
+    }
+}

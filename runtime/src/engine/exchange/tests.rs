@@ -1,0 +1,182 @@
+//! Two pods' exchanges in one test process, over 127.0.0.1.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::record::Key;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn token(text: &str) -> ControlToken {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    ControlToken::from_file(file.path()).unwrap()
+}
+
+/// Pod `index` of two, each running one of two workers: its exchange, its
+/// worker's inbox, and the ways to both workers.
+fn pod(
+    index: usize,
+    peers: &[String],
+    secret: &str,
+) -> Result<(Exchange, Receiver<Message>, Vec<Peer>), String> {
+    let pods = Pods {
+        peers: peers.to_vec(),
+        index,
+        token: token(secret),
+    };
+    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| channel()).unzip();
+    let exchange = Exchange::connect(
+        &pods,
+        "job",
+        2,
+        inboxes.clone(),
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    let ways = (0..2).map(|w| exchange.peer(w, &inboxes[w])).collect();
+    let inbox = receivers.into_iter().nth(index).unwrap();
+    Ok((exchange, inbox, ways))
+}
+
+fn record(n: i64) -> Item {
+    Item::Record(Event {
+        key: Key::new([crate::record::KeyPart::Int(n)].into_iter().collect()),
+        ts: n,
+        values: Default::default(),
+        raw: None,
+    })
+}
+
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const SECRET: &str = "a-secret-of-the-test-job";
+
+/// Messages arrive in order; each one counts against the sender's backlog
+/// until the receiver takes it and its credit comes back.
+#[test]
+fn messages_arrive_in_order_and_their_credits_come_back() {
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let other = {
+        let peers = peers.clone();
+        std::thread::spawn(move || pod(1, &peers, SECRET).unwrap())
+    };
+    let (zero, inbox0, ways0) = pod(0, &peers, SECRET).unwrap();
+    let (one, _inbox1, ways1) = other.join().unwrap();
+    assert!(matches!(ways0[0], Peer::Local(_)) && matches!(ways0[1], Peer::Remote(_)));
+
+    // Worker 1 (pod 1) sends worker 0 (pod 0) five messages.
+    for n in 0..5 {
+        ways1[0].send(Message {
+            from: 1,
+            items: vec![record(n), Item::Status(SourceStatus::Active(n))],
+        });
+    }
+    assert_eq!(ways1[0].backlog(1), 5);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let message = inbox0.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(message.from, 1);
+        got.push(message);
+    }
+    let times: Vec<i64> = got
+        .iter()
+        .map(|m| match &m.items[..] {
+            [Item::Record(e), Item::Status(SourceStatus::Active(w))] if e.ts == *w => e.ts,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(times, vec![0, 1, 2, 3, 4]);
+    // Delivered but not taken: the backlog stays.
+    assert_eq!(ways1[0].backlog(1), 5);
+    for _ in 0..3 {
+        ways0[1].taken(0);
+    }
+    wait_for(|| ways1[0].backlog(1) == 2);
+    for _ in 0..2 {
+        ways0[1].taken(0);
+    }
+    wait_for(|| ways1[0].backlog(1) == 0);
+
+    let closing = std::thread::spawn(move || one.close(true));
+    assert_eq!(zero.close(true), Ok(()));
+    assert_eq!(closing.join().unwrap(), Ok(()));
+}
+
+/// A pod whose token differs is refused, and the pod it tried still forms
+/// the job with the right one afterwards.
+#[test]
+fn a_pod_with_another_token_is_refused() {
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let waiting = {
+        let peers = peers.clone();
+        std::thread::spawn(move || pod(0, &peers, SECRET).map(|(exchange, ..)| exchange))
+    };
+    let refused = pod(1, &peers, "the-token-of-another-job").err().unwrap();
+    assert!(refused.starts_with("pod 0 at 127.0.0.1:"), "{refused}");
+    let (one, ..) = pod(1, &peers, SECRET).unwrap();
+    let zero = waiting.join().unwrap().unwrap();
+    let closing = std::thread::spawn(move || one.close(true));
+    assert_eq!(zero.close(true), Ok(()));
+    assert_eq!(closing.join().unwrap(), Ok(()));
+}
+
+/// A pod that goes away without saying `Bye` fails the other's run.
+#[test]
+fn a_pod_gone_without_bye_fails_the_other() {
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let other = {
+        let peers = peers.clone();
+        std::thread::spawn(move || pod(1, &peers, SECRET).unwrap())
+    };
+    let (zero, ..) = pod(0, &peers, SECRET).unwrap();
+    let (one, ..) = other.join().unwrap();
+    assert!(one.close(false).is_ok());
+    wait_for(|| zero.failure().is_some());
+    let failure = zero.close(true).unwrap_err();
+    assert!(
+        failure
+            .contains("exchange with pod 1: the connection closed before the pod's workers ended"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn pods_share_out_workers_in_contiguous_ranges() {
+    let pods = Pods {
+        peers: vec!["a:1".into(), "b:1".into(), "c:1".into()],
+        index: 0,
+        token: token(SECRET),
+    };
+    let shares: Vec<_> = (0..3).map(|p| pods.workers_of(p, 8)).collect();
+    assert_eq!(shares, vec![0..2, 2..5, 5..8]);
+    assert_eq!(pods.pod_of(4, 8), 1);
+    assert!(pods
+        .check(2)
+        .unwrap_err()
+        .contains("3 pods need at least 3 workers"));
+    let outside = Pods {
+        index: 3,
+        ..pods.clone()
+    };
+    assert!(outside.check(8).unwrap_err().contains("--pod-index 3"));
+}

@@ -1,0 +1,101 @@
+//! What the pods of a job say to each other: length-delimited frames, each
+//! one postcard-encoded `Frame`. A connection opens with a handshake in
+//! which each side proves it holds the job's token without sending it.
+
+use bytes::Bytes;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use super::Message;
+
+/// Frames larger than this end the connection: a message is at most a
+/// send batch of records (their raw text only for late and select output).
+pub(super) const MAX_FRAME: usize = 256 << 20;
+/// Before the peer has proved itself, frames are small.
+pub(super) const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
+
+/// Bumped whenever a frame changes: pods of different versions do not talk.
+pub(super) const PROTOCOL: &str = "streamjob-exchange/1";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Frame {
+    /// The first frame each side sends.
+    Hello(Hello),
+    /// HMAC-SHA256 with the job's token over the other side's nonce and who
+    /// the sender is: see `proof`.
+    Proof(Vec<u8>),
+    /// A message from a worker of the sending pod to worker `to` of the
+    /// receiving pod.
+    Data { to: u32, message: Message },
+    /// Worker `by` of the sending pod took a message worker `from` sent it.
+    Credit { from: u32, by: u32 },
+    /// The sending pod's workers have ended: it sends nothing more.
+    Bye,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Hello {
+    pub protocol: String,
+    pub job: String,
+    pub pods: u32,
+    pub pod: u32,
+    pub nonce: [u8; 32],
+}
+
+pub(super) fn encode(frame: &Frame) -> Bytes {
+    Bytes::from(postcard::to_stdvec(frame).expect("frames always encode"))
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<Frame, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("unreadable frame: {e}"))
+}
+
+pub(super) fn hello(job: &str, pods: usize, pod: usize, nonce: [u8; 32]) -> Frame {
+    Frame::Hello(Hello {
+        protocol: PROTOCOL.into(),
+        job: job.into(),
+        pods: pods as u32,
+        pod: pod as u32,
+        nonce,
+    })
+}
+
+/// What pod `from` signs to prove itself to pod `to`, which chose `nonce`:
+/// bound to both ends, so that a proof cannot be replayed to another pod.
+fn challenge(job: &str, from: usize, to: usize, nonce: &[u8; 32]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(PROTOCOL.len() + job.len() + 50);
+    message.extend_from_slice(PROTOCOL.as_bytes());
+    message.push(0);
+    message.extend_from_slice(job.as_bytes());
+    message.push(0);
+    message.extend_from_slice(&(from as u64).to_be_bytes());
+    message.extend_from_slice(&(to as u64).to_be_bytes());
+    message.extend_from_slice(nonce);
+    message
+}
+
+/// Pod `from`'s answer to pod `to`'s `nonce`.
+pub(super) fn proof(
+    key: &hmac::Key,
+    job: &str,
+    from: usize,
+    to: usize,
+    nonce: &[u8; 32],
+) -> Vec<u8> {
+    hmac::sign(key, &challenge(job, from, to, nonce))
+        .as_ref()
+        .to_vec()
+}
+
+/// Whether `mac` is pod `from`'s answer to pod `to`'s `nonce`, compared in
+/// constant time.
+pub(super) fn verify(
+    key: &hmac::Key,
+    job: &str,
+    from: usize,
+    to: usize,
+    nonce: &[u8; 32],
+    mac: &[u8],
+) -> bool {
+    hmac::verify(key, &challenge(job, from, to, nonce), mac).is_ok()
+}

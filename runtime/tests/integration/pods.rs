@@ -1,0 +1,311 @@
+//! One job over several `streamjob run` processes on 127.0.0.1, formed
+//! through `--peers`: each process runs its share of the workers, records
+//! cross between them over the exchange, and together they write exactly
+//! what one process writes.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, wait_until};
+use serde_json::Value;
+
+/// A token file of the job's pods (and its control API).
+fn token_file(dir: &Path, token: &str) -> PathBuf {
+    let path = dir.join(format!("token-{}", token.len()));
+    std::fs::write(&path, token).unwrap();
+    path
+}
+
+const TOKEN: &str = "0123456789abcdef-pods-test-token";
+
+fn peers(pods: usize) -> String {
+    (0..pods)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts pod `index` of a job over `peers`.
+fn start_pod(job: &Path, index: usize, peers: &str, token: &Path) -> Child {
+    let pods = peers.split(',').count();
+    let state = job.parent().unwrap().join(format!("state-{index}"));
+    Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(job)
+        .args(["--control-address", "off", "--pods", &pods.to_string()])
+        .args(["--pod-index", &index.to_string(), "--peers", peers])
+        .arg("--control-token-file")
+        .arg(token)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a pod to end, a minute at most (a job whose pods wait for
+/// each other forever fails here instead of hanging the tests).
+fn finish(child: Child) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("pod process {pid} still ran after a minute")
+        })
+}
+
+/// Runs the job over `pods` processes to its end; each one's stdout.
+fn run_pods(job: &Path, pods: usize) -> Vec<String> {
+    let token = token_file(job.parent().unwrap(), TOKEN);
+    let peers = peers(pods);
+    let children: Vec<Child> = (0..pods)
+        .map(|index| start_pod(job, index, &peers, &token))
+        .collect();
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(index, child)| {
+            let out = finish(child);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "pod {index}: {stderr}");
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect()
+}
+
+/// Runs the job in one process to its end; its stdout.
+fn run_alone(job: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .arg("run")
+        .arg(job)
+        .args(["--control-address", "off", "--state-dir"])
+        .arg(job.parent().unwrap().join("state-alone"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Lines as JSON, without `emit_time` (wall-clock), sorted: which process
+/// writes a line, and when, differs between the runs compared.
+fn sorted(texts: &[String]) -> Vec<Value> {
+    let mut values: Vec<Value> = texts
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            if let Some(object) = v.as_object_mut() {
+                object.remove("emit_time");
+            }
+            v
+        })
+        .collect();
+    values.sort_by_key(|v| v.to_string());
+    values
+}
+
+/// The lines of `stem.jsonl` (one process) or of `stem.pod-<i>.jsonl`
+/// (every pod's), in `dir`.
+fn file_lines(dir: &Path, stem: &str, pods: usize) -> Vec<String> {
+    let names: Vec<String> = match pods {
+        1 => vec![format!("{stem}.jsonl")],
+        _ => (0..pods).map(|i| format!("{stem}.pod-{i}.jsonl")).collect(),
+    };
+    names
+        .iter()
+        .map(|name| {
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect()
+}
+
+/// Four files of keyed amounts, with malformed lines among them.
+fn write_inputs(dir: &Path) {
+    let mut x: u64 = 7;
+    for file in 0..4 {
+        let mut lines = String::new();
+        for i in 0..3_000i64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if i % 311 == 17 {
+                lines.push_str(&format!("{{\"k\": \"broken-{file}-{i}\", \n"));
+                continue;
+            }
+            let key = format!("k{}", (x >> 33) % 50);
+            let ts = i * 3 - ((x >> 20) % 200) as i64;
+            lines.push_str(&format!(
+                "{{\"k\": \"{key}\", \"t\": {ts}, \"a\": {}}}\n",
+                (x >> 40) % 10
+            ));
+        }
+        std::fs::write(dir.join(format!("in-{file}.jsonl")), lines).unwrap();
+    }
+}
+
+/// A windowed job over files, in one process and over 2 and 3: the same
+/// final windows (every key's records meet at the worker that owns the
+/// key, wherever they were read) and the same malformed records.
+#[test]
+fn a_window_job_over_2_and_3_processes_writes_what_one_process_writes() {
+    // Each run in a folder of its own: a file sink appends.
+    let outputs = |pods: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        write_inputs(dir.path());
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: spread\nparallelism: 3\n\
+             source: {file: {paths: [in-0.jsonl, in-1.jsonl, in-2.jsonl, in-3.jsonl]}}\n\
+             eventTime: {field: t}\nwatermark: {outOfOrderness: 500ms}\n\
+             key: k\nwindow: {tumbling: {size: 1s}}\n\
+             aggregates: [{name: n, function: count}, {name: s, function: sum, field: a}, \
+             {name: m, function: max, field: a}]\n\
+             sink: {file: {path: out.jsonl}}\n\
+             sideOutputs: {malformed: {file: {path: bad.jsonl}}}\n",
+        )
+        .unwrap();
+        match pods {
+            1 => drop(run_alone(&job)),
+            _ => drop(run_pods(&job, pods)),
+        }
+        (
+            sorted(&file_lines(dir.path(), "out", pods)),
+            sorted(&file_lines(dir.path(), "bad", pods)),
+        )
+    };
+    let alone = outputs(1);
+    // 4 files × 3,000 lines, every 311th broken: 10 per file.
+    assert_eq!(alone.1.len(), 40);
+    let total: u64 = alone.0.iter().map(|v| v["n"].as_u64().unwrap()).sum();
+    assert_eq!(total, 4 * 3_000 - 40);
+    for pods in [2, 3] {
+        assert!(outputs(pods) == alone, "{pods} pods wrote other output");
+    }
+}
+
+/// Generated events and a select job: the same output over 3 processes as
+/// in one (here to stdout, which each process writes its share of).
+#[test]
+fn generated_and_select_jobs_over_3_processes_write_what_one_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("generated.yaml");
+    std::fs::write(
+        &generated,
+        "name: generated\nparallelism: 4\n\
+         source: {generator: {events: 40000, keys: 300, eventsPerMs: 5, disorder: 20ms}}\n\
+         watermark: {outOfOrderness: 50ms}\n\
+         key: key\nwindow: {sliding: {size: 2s, slide: 1s}}\n\
+         aggregates: [{name: n, function: count}, {name: s, function: sum, field: value}]\n\
+         sink: {stdout: {}}\n",
+    )
+    .unwrap();
+    let alone = sorted(&[run_alone(&generated)]);
+    assert!(alone.len() > 1_000, "{} results", alone.len());
+    assert_eq!(sorted(&run_pods(&generated, 3)), alone);
+
+    write_inputs(dir.path());
+    let select = dir.path().join("select.yaml");
+    std::fs::write(
+        &select,
+        "name: picked\nparallelism: 3\n\
+         source: {file: {paths: [in-0.jsonl, in-1.jsonl, in-2.jsonl, in-3.jsonl]}}\n\
+         select: [k, a]\nsink: {stdout: {}}\n",
+    )
+    .unwrap();
+    let alone = sorted(&[run_alone(&select)]);
+    assert_eq!(alone.len(), 4 * 3_000 - 40);
+    assert_eq!(sorted(&run_pods(&select, 3)), alone);
+}
+
+/// A process without the job's token cannot join it: it is refused, says
+/// why, and the job still forms with the right pod and runs to its end.
+#[test]
+fn a_process_without_the_token_cannot_join_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: guarded\nparallelism: 2\n\
+         source: {file: {paths: [in-0.jsonl, in-1.jsonl]}}\n\
+         select: [k]\nsink: {stdout: {}}\n",
+    )
+    .unwrap();
+    let peers = peers(2);
+    let right = token_file(dir.path(), TOKEN);
+    let wrong = token_file(dir.path(), "a-different-token-of-the-wrong-job");
+    let pod0 = start_pod(&job, 0, &peers, &right);
+    let stranger = finish(start_pod(&job, 1, &peers, &wrong));
+    let stderr = String::from_utf8_lossy(&stranger.stderr);
+    assert!(!stranger.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("pod 0 at 127.0.0.1:") && stderr.contains("the connection closed"),
+        "{stderr}"
+    );
+    let pod1 = start_pod(&job, 1, &peers, &right);
+    let outputs: Vec<String> = [pod0, pod1]
+        .into_iter()
+        .map(|child| {
+            let out = finish(child);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(sorted(&outputs).len(), 2 * 3_000 - 20);
+}
+
+/// A pod killed mid-run fails the others, which say which pod they lost,
+/// instead of waiting for it forever.
+#[test]
+fn losing_a_pod_fails_the_others_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: endless\nparallelism: 2\n\
+         source: {generator: {keys: 100, rate: 20000}}\n\
+         key: key\nwindow: {tumbling: {size: 1s}}\n\
+         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n",
+    )
+    .unwrap();
+    let peers = peers(2);
+    let token = token_file(dir.path(), TOKEN);
+    let pod0 = start_pod(&job, 0, &peers, &token);
+    let mut pod1 = start_pod(&job, 1, &peers, &token);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(pod1.try_wait().unwrap().is_none(), "pod 1 ended early");
+    pod1.kill().unwrap();
+    pod1.wait().unwrap();
+    let mut pod0 = pod0;
+    assert!(
+        wait_until(Duration::from_secs(30), || pod0
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "pod 0 still runs without pod 1"
+    );
+    let out = pod0.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("across pods: exchange with pod 1:"),
+        "{stderr}"
+    );
+}
