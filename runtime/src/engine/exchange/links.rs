@@ -37,7 +37,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a connecting peer has to prove itself.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Between attempts to reach a pod that is not listening yet.
-const RETRY: Duration = Duration::from_millis(100);
+const RETRY: Duration = Duration::from_millis(20);
 
 /// What the worker threads and the connections' tasks share.
 pub(crate) struct Shared {
