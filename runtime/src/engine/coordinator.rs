@@ -17,8 +17,9 @@ use crate::control::{JobControl, SnapshotRecord};
 use crate::spec::JobSpec;
 use crate::time::{now_millis, MIN_WATERMARK};
 
-/// What a worker (or its uploader) tells the coordinator about a snapshot.
-#[derive(Debug)]
+/// What a worker (or its uploader) tells the coordinator about a snapshot
+/// (from another pod, over the exchange).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Ack {
     Done {
         worker: usize,
@@ -66,6 +67,10 @@ pub(super) struct Coordinator<'a> {
     pub(super) abandoned: &'a std::sync::atomic::AtomicU64,
     /// Checkpoints failed in a row.
     pub(super) failures: u32,
+    /// The job's other pods, when it runs over several: they get each
+    /// trigger, send their workers' acknowledgements, and commit on this
+    /// coordinator's word.
+    pub(super) exchange: Option<&'a super::exchange::Exchange>,
 }
 
 impl Coordinator<'_> {
@@ -78,7 +83,7 @@ impl Coordinator<'_> {
         abort: &AtomicBool,
     ) -> Result<(u64, u64), JobError> {
         use std::sync::atomic::Ordering;
-        let parallelism = workers.len();
+        let parallelism = self.spec.parallelism as usize;
         let mut completed = 0;
         let mut next_trigger = Instant::now() + self.interval;
         let mut in_flight: Option<InFlight> = None;
@@ -129,6 +134,9 @@ impl Coordinator<'_> {
                     match self.storage.reserve(&self.layout.snapshot_dir(kind, id)) {
                         Ok(()) => {
                             in_flight = Some(flight);
+                            if let Some(exchange) = self.exchange {
+                                exchange.trigger(id, kind == SnapshotKind::Savepoint);
+                            }
                             self.trigger.store(id, Ordering::Release);
                         }
                         Err(e) => {
@@ -271,6 +279,11 @@ impl Coordinator<'_> {
             id,
             error: format!("the sink could not commit: {e}"),
         })?;
+        if let Some(exchange) = self.exchange {
+            exchange
+                .commit(id, self.timeout)
+                .map_err(|error| JobError::Checkpoint { id, error })?;
+        }
         crate::failpoint::fail_at("after-commit", id);
         // The output is committed: if `_metadata` cannot be written, a
         // restore rolls the checkpoint forward from `_pending`.
@@ -375,6 +388,7 @@ mod tests {
                 trigger: &self.trigger,
                 abandoned: &self.abandoned,
                 failures: 0,
+                exchange: None,
             }
         }
 

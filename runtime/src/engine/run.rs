@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::build::{build_workers, Wiring};
 use super::collector::{ask_sink, SinkMsg};
 use super::coordinator::{Ack, Coordinator};
-use super::exchange::{channel, Exchange, Peer};
+use super::exchange::{channel, Exchange, Peer, PodControl};
 use super::restore::{check_fits, find_restore};
 use super::sinks::{self, Sinks};
 use super::{start_thread, JobError, RunOptions, RunSummary};
@@ -30,15 +30,11 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     };
     // Everything below takes the spec's choices as valid.
     spec.validate()?;
-    if let Some(pods) = opts.pods.as_ref().filter(|p| p.count() > 1) {
+    // This pod's index when the job runs over several.
+    let pod = opts.pods.as_ref().filter(|p| p.count() > 1);
+    if let Some(pods) = pod {
         pods.check(spec.parallelism).map_err(JobError::Pods)?;
-        if spec.checkpoints.is_some() || opts.restore.is_some() {
-            return Err(JobError::Pods(
-                "a job over several pods does not take checkpoints or restore yet: remove \
-                 `checkpoints` from the job, or run it in one pod"
-                    .into(),
-            ));
-        }
+        check_two_phase_over_pods(spec)?;
     }
     let base = &opts.base_dir;
     let state_root = opts
@@ -52,6 +48,44 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     };
     let layout = Layout::new(&spec.name);
     let mut two_phase = sinks::open_two_phase(spec, base).map_err(JobError::Sink)?;
+    let parallelism = spec.parallelism as usize;
+    let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
+    let trigger = Arc::new(AtomicU64::new(0));
+    let savepoint = Arc::new(AtomicU64::new(0));
+    let abandoned = Arc::new(AtomicU64::new(0));
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
+    let abort = Arc::new(AtomicBool::new(false));
+    let stop = opts.stop_flag();
+    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..parallelism).map(|_| channel()).unzip();
+    // Another pod's workers are reached through the exchange, which waits
+    // until every pod of the job has connected.
+    let connect = || match pod {
+        Some(pods) => Exchange::connect(
+            pods,
+            &spec.name,
+            parallelism,
+            inboxes.clone(),
+            abort.clone(),
+            PodControl {
+                trigger: trigger.clone(),
+                savepoint: savepoint.clone(),
+                acks: ack_tx.clone(),
+                stop: stop.clone(),
+                sink: sink_tx.clone(),
+            },
+        )
+        .map(Some)
+        .map_err(JobError::Pods),
+        None => Ok(None),
+    };
+    // The pods agree on the snapshot they start from: pod 0 decides (and
+    // rolls a checkpoint forward if its output was committed) before it
+    // connects; the others look only once connected, so after that.
+    let coordinates = pod.is_none_or(|p| p.index == 0);
+    let mut exchange = match coordinates {
+        true => None,
+        false => connect()?,
+    };
     let restore = match &opts.restore {
         None => None,
         Some(from) => find_restore(
@@ -66,7 +100,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         Some(r) => tracing::info!(from = %r.path, "job {} starting from a snapshot", spec.name),
         None => tracing::info!("job {} starting with empty state", spec.name),
     }
-    if let Some(storage) = &storage {
+    // Only the coordinating pod: another pod's cleanup could remove what
+    // a checkpoint under way just uploaded.
+    if let Some(storage) = storage.as_ref().filter(|_| coordinates) {
         // Not essential to the run: a failure here only leaves the files.
         match storage.remove_unreferenced_shared_files(&layout) {
             Ok(0) => {}
@@ -74,12 +110,14 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             Err(e) => tracing::warn!(%e, "could not clean up unreferenced state files"),
         }
     }
+    if coordinates && pod.is_some() {
+        exchange = connect()?;
+    }
     let mut restore_state = true;
     if let Some(r) = &restore {
         restore_state = check_fits(spec, r, opts.allow_non_restored_state)?;
     }
 
-    let parallelism = spec.parallelism as usize;
     let local = match &opts.pods {
         Some(pods) => pods.workers_of(pods.index, parallelism),
         None => 0..parallelism,
@@ -100,30 +138,6 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     )
     .map_err(JobError::Sink)?;
     let (keep, keyed) = (sinks.keeps(), sinks.keyed());
-    let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
-
-    let trigger = Arc::new(AtomicU64::new(0));
-    let savepoint = Arc::new(AtomicU64::new(0));
-    let abandoned = Arc::new(AtomicU64::new(0));
-    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
-    let abort = Arc::new(AtomicBool::new(false));
-    let stop = opts.stop_flag();
-    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..parallelism).map(|_| channel()).unzip();
-    // Another pod's workers are reached through the exchange, which waits
-    // here until every pod of the job has connected.
-    let exchange = match &opts.pods {
-        Some(pods) if pods.count() > 1 => Some(
-            Exchange::connect(
-                pods,
-                &spec.name,
-                parallelism,
-                inboxes.clone(),
-                abort.clone(),
-            )
-            .map_err(JobError::Pods)?,
-        ),
-        _ => None,
-    };
     let peers: Vec<Peer> = inboxes
         .iter()
         .enumerate()
@@ -207,7 +221,13 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         control.set_savepoints_supported(storage.is_some());
         control.set_state(crate::control::JobState::Running, None);
     }
-    if let (Some(storage), Some(config)) = (&storage, &spec.checkpoints) {
+    let checkpointing = storage.as_ref().zip(spec.checkpoints.as_ref());
+    if let (Some(exchange), Some(_), false) = (&exchange, checkpointing, coordinates) {
+        // Pod 0 coordinates: this pod's acknowledgements go there.
+        forward_acks(&handles, &ack_rx, exchange, &abort);
+        final_epoch = trigger.load(Ordering::Acquire) + 1;
+    }
+    if let (Some((storage, config)), true) = (checkpointing, coordinates) {
         let first_id = storage.last_id(&layout)? + 1;
         let coordinator = Coordinator {
             spec,
@@ -225,6 +245,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             trigger: &trigger,
             abandoned: &abandoned,
             failures: 0,
+            exchange: exchange.as_ref(),
         };
         match coordinator.run(&handles, &ack_rx, &abort) {
             Ok((n, next_id)) => {
@@ -266,19 +287,25 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // last checkpoint is final too. (A stopped or failed job commits
     // nothing more; a restore produces it again.)
     let stopped = stop.load(Ordering::SeqCst);
+    if let (Some(exchange), true) = (&exchange, stopped) {
+        exchange.stop();
+    }
     // With other pods: this pod's workers are done, and the others' may not
     // be. The job's output is complete only once every pod's is.
-    if let Err(e) = close_exchange(exchange, first_error.is_none() && !stopped) {
+    if let Err(e) = close_exchange(exchange, first_error.is_none()) {
         first_error.get_or_insert(e);
     }
     if first_error.is_none() && !stopped && commits_output {
         // The final epoch gets an id of its own, reserved like a checkpoint's:
         // the Kafka sink's marker names it, and a later run must not reuse it
-        // (a two-phase sink implies checkpoints, so there is a coordinator).
+        // (a two-phase sink implies checkpoints, so there is a coordinator,
+        // which reserves it for every pod).
         let id = final_epoch;
         let reserved = match &storage {
-            Some(storage) => storage.reserve(&layout.snapshot_dir(SnapshotKind::Checkpoint, id)),
-            None => Ok(()),
+            Some(storage) if coordinates => {
+                storage.reserve(&layout.snapshot_dir(SnapshotKind::Checkpoint, id))
+            }
+            _ => Ok(()),
         };
         if let Err(e) = reserved {
             first_error = Some(e.into());
@@ -299,6 +326,47 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     sink_result.map_err(JobError::Sink)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Sends this pod's workers' acknowledgements to pod 0's coordinator until
+/// the workers finish.
+fn forward_acks(
+    workers: &[std::thread::JoinHandle<Result<super::worker::WorkerReport, JobError>>],
+    acks: &crossbeam_channel::Receiver<Ack>,
+    exchange: &Exchange,
+    abort: &AtomicBool,
+) {
+    while !workers.iter().all(|w| w.is_finished()) && !abort.load(Ordering::Relaxed) {
+        if let Ok(ack) = acks.recv_timeout(std::time::Duration::from_millis(20)) {
+            exchange.ack(ack);
+        }
+    }
+    // Uploads acknowledged as the workers finished.
+    while let Ok(ack) = acks.try_recv() {
+        exchange.ack(ack);
+    }
+}
+
+/// Two-phase sinks a job over several pods can use so far: each pod's file
+/// sink commits its own file on pod 0's word and rolls its own sealed output
+/// forward on restore. Kafka's and PostgreSQL's open transactions die with
+/// their pod, so a checkpoint that one pod committed and another had not yet
+/// could not be completed.
+fn check_two_phase_over_pods(spec: &JobSpec) -> Result<(), JobError> {
+    let exactly_once = spec
+        .checkpoints
+        .as_ref()
+        .is_some_and(|c| c.mode == crate::spec::CheckpointMode::ExactlyOnce);
+    match spec.sink.choice().map_err(|e| e.at("sink"))? {
+        crate::spec::Sink::Kafka(_) | crate::spec::Sink::Postgres(_) if exactly_once => {
+            Err(JobError::Pods(
+                "a job over several pods writes exactly once to file sinks only so far: use \
+                 `checkpoints.mode: atLeastOnce`, a file sink, or one pod"
+                    .into(),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Ends the connections to the job's other pods, if it has any (see

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, wait_until};
+use common::wait_until;
 use serde_json::Value;
 
 /// A token file of the job's pods (and its control API).
@@ -21,18 +21,42 @@ fn token_file(dir: &Path, token: &str) -> PathBuf {
 
 const TOKEN: &str = "0123456789abcdef-pods-test-token";
 
+/// Addresses for `pods` pods. The ports are below Linux's ephemeral range
+/// (32768 up): a port the OS hands out as free is also one it may give an
+/// outgoing connection of another test before the pod binds it.
 fn peers(pods: usize) -> String {
-    (0..pods)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+    let mut ports = Vec::new();
+    while ports.len() < pods {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(",")
 }
 
 /// Starts pod `index` of a job over `peers`.
 fn start_pod(job: &Path, index: usize, peers: &str, token: &Path) -> Child {
+    start_pod_command(job, index, peers, token).spawn().unwrap()
+}
+
+/// The command of pod `index` of a job over `peers`.
+fn start_pod_command(job: &Path, index: usize, peers: &str, token: &Path) -> Command {
     let pods = peers.split(',').count();
     let state = job.parent().unwrap().join(format!("state-{index}"));
-    Command::new(env!("CARGO_BIN_EXE_streamjob"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_streamjob"));
+    command
         .arg("run")
         .arg(job)
         .args(["--control-address", "off", "--pods", &pods.to_string()])
@@ -42,22 +66,54 @@ fn start_pod(job: &Path, index: usize, peers: &str, token: &Path) -> Child {
         .arg("--state-dir")
         .arg(state)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
 }
 
-/// Waits for a pod to end, a minute at most (a job whose pods wait for
-/// each other forever fails here instead of hanging the tests).
-fn finish(child: Child) -> std::process::Output {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
-    rx.recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("pod process {pid} still ran after a minute")
+/// Waits for pods to end, a minute at most (a job whose pods wait for each
+/// other forever fails here instead of hanging the tests, showing what
+/// every pod said).
+fn finish_all(children: Vec<Child>) -> Vec<std::process::Output> {
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let waits: Vec<_> = children
+        .into_iter()
+        .map(|child| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+            rx
         })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut outputs = Vec::new();
+    for rx in &waits {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(out) => outputs.push(out),
+            Err(_) => {
+                for pid in &pids {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                let said: Vec<String> = waits
+                    .iter()
+                    .zip(&pids)
+                    .map(|(rx, pid)| {
+                        let stderr = rx
+                            .recv()
+                            .map(|out| String::from_utf8_lossy(&out.stderr).into_owned())
+                            .unwrap_or_else(|_| "(ended before)".into());
+                        format!("process {pid}:\n{stderr}")
+                    })
+                    .collect();
+                panic!("pods still ran after a minute:\n{}", said.join("\n"));
+            }
+        }
+    }
+    outputs
+}
+
+/// Waits for one pod to end (see `finish_all`).
+fn finish(child: Child) -> std::process::Output {
+    finish_all(vec![child]).remove(0)
 }
 
 /// Runs the job over `pods` processes to its end; each one's stdout.
@@ -67,11 +123,10 @@ fn run_pods(job: &Path, pods: usize) -> Vec<String> {
     let children: Vec<Child> = (0..pods)
         .map(|index| start_pod(job, index, &peers, &token))
         .collect();
-    children
+    finish_all(children)
         .into_iter()
         .enumerate()
-        .map(|(index, child)| {
-            let out = finish(child);
+        .map(|(index, out)| {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "pod {index}: {stderr}");
             String::from_utf8(out.stdout).unwrap()
@@ -256,10 +311,9 @@ fn a_process_without_the_token_cannot_join_the_job() {
         "{stderr}"
     );
     let pod1 = start_pod(&job, 1, &peers, &right);
-    let outputs: Vec<String> = [pod0, pod1]
+    let outputs: Vec<String> = finish_all(vec![pod0, pod1])
         .into_iter()
-        .map(|child| {
-            let out = finish(child);
+        .map(|out| {
             assert!(
                 out.status.success(),
                 "{}",
@@ -308,4 +362,148 @@ fn losing_a_pod_fails_the_others_with_the_reason() {
         stderr.contains("across pods: exchange with pod 1:"),
         "{stderr}"
     );
+}
+
+/// A checkpointed job over 2 processes, exactly-once file sink: a random
+/// pod (pod 0 included) is killed with `kill -9` shortly after a
+/// checkpoint, 20 times; the other pod fails at once, and both start again
+/// from the latest checkpoint. At the end every window is in the pods'
+/// output exactly once.
+#[test]
+fn exactly_once_output_across_kills_of_either_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = common::write_input(dir.path(), common::kill_test_records());
+    // Two files, so that both pods read: odd and even lines (each still in
+    // order within the out-of-orderness bound).
+    let text = std::fs::read_to_string(dir.path().join("in.jsonl")).unwrap();
+    let (mut even, mut odd) = (String::new(), String::new());
+    for (i, line) in text.lines().enumerate() {
+        let half = if i % 2 == 0 { &mut even } else { &mut odd };
+        half.push_str(line);
+        half.push('\n');
+    }
+    std::fs::write(dir.path().join("in-0.jsonl"), even).unwrap();
+    std::fs::write(dir.path().join("in-1.jsonl"), odd).unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: killed\nparallelism: 2\n\
+         source: {file: {paths: [in-0.jsonl, in-1.jsonl]}}\n\
+         eventTime: {field: t}\nwatermark: {outOfOrderness: 500ms}\n\
+         key: k\nwindow: {tumbling: {size: 1s}}\n\
+         aggregates: [{name: n, function: count}, {name: s, function: sum, field: a}]\n\
+         sink: {file: {path: out.jsonl}}\n\
+         checkpoints: {interval: 30ms, storage: file://ckpt, retained: 3}\n",
+    )
+    .unwrap();
+    let token = token_file(dir.path(), TOKEN);
+    let checkpoints = dir.path().join("ckpt/killed/checkpoints");
+    let start = |restore: bool| -> Vec<Child> {
+        let peers = peers(2);
+        (0..2)
+            .map(|index| {
+                let mut pod = start_pod_command(&job, index, &peers, &token);
+                if restore {
+                    pod.arg("--from-latest-checkpoint");
+                }
+                pod.spawn().unwrap()
+            })
+            .collect()
+    };
+    let mut x: u64 = 4242;
+    for kill in 0..common::kills() {
+        let newest = common::checkpoint_ids(&checkpoints, true).last().copied();
+        let mut pods = start(kill > 0);
+        let progressed = wait_until(Duration::from_secs(60), || {
+            common::checkpoint_ids(&checkpoints, true).last().copied() > newest
+        });
+        assert!(progressed, "round {kill} completed no checkpoint");
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis((x >> 33) % 100));
+        let victim = ((x >> 40) % 2) as usize;
+        assert!(
+            pods[victim].try_wait().unwrap().is_none(),
+            "the job finished after {kill} kills: give it more input"
+        );
+        pods[victim].kill().unwrap();
+        pods[victim].wait().unwrap();
+        // The other pod notices and fails by itself.
+        let survivor = finish(pods.remove(1 - victim));
+        let stderr = String::from_utf8_lossy(&survivor.stderr);
+        assert!(!survivor.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("exchange with pod {victim}: ")),
+            "{stderr}"
+        );
+    }
+    for (index, out) in finish_all(start(true)).into_iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pod {index}: {stderr}");
+    }
+    let lines: Vec<String> = file_lines(dir.path(), "out", 2)
+        .iter()
+        .flat_map(|text| text.lines().map(String::from))
+        .collect();
+    common::check_window_lines(&lines, &expected);
+}
+
+/// Rescaling across pods: a job over 2 pods is killed after a checkpoint
+/// and restored over 3 pods at parallelism 3 (key groups move between
+/// workers and pods); every window is in the pods' output exactly once.
+#[test]
+fn a_checkpoint_of_2_pods_restores_over_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = common::write_input(dir.path(), 200_000);
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: rescaled\nparallelism: 2\nsource: {file: {path: in.jsonl}}\n\
+         eventTime: {field: t}\nwatermark: {outOfOrderness: 500ms}\n\
+         key: k\nwindow: {tumbling: {size: 1s}}\n\
+         aggregates: [{name: n, function: count}, {name: s, function: sum, field: a}]\n\
+         sink: {file: {path: out.jsonl}}\n\
+         checkpoints: {interval: 30ms, storage: file://ckpt}\n",
+    )
+    .unwrap();
+    let token = token_file(dir.path(), TOKEN);
+    let checkpoints = dir.path().join("ckpt/rescaled/checkpoints");
+    let peers = peers(2);
+    let mut pods: Vec<Child> = (0..2)
+        .map(|index| start_pod(&job, index, &peers, &token))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(60), || common::checkpoint_ids(
+            &checkpoints,
+            true
+        )
+        .len()
+            >= 2),
+        "no checkpoint completed"
+    );
+    for pod in &mut pods {
+        pod.kill().unwrap();
+        pod.wait().unwrap();
+    }
+    let peers = self::peers(3);
+    let restored: Vec<Child> = (0..3)
+        .map(|index| {
+            let mut pod = start_pod_command(&job, index, &peers, &token);
+            pod.args(["--parallelism", "3", "--from-latest-checkpoint"]);
+            pod.spawn().unwrap()
+        })
+        .collect();
+    for (index, out) in finish_all(restored).into_iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pod {index}: {stderr}");
+        if index == 0 {
+            assert!(stderr.contains("restored from"), "{stderr}");
+        }
+    }
+    let lines: Vec<String> = file_lines(dir.path(), "out", 3)
+        .iter()
+        .flat_map(|text| text.lines().map(String::from))
+        .collect();
+    common::check_window_lines(&lines, &expected);
 }

@@ -66,6 +66,26 @@ impl TransactionalFile {
         }
     }
 
+    /// The sealed files in `<out>.pending/` of checkpoints up to `id`, by
+    /// checkpoint.
+    fn sealed_up_to(&self, id: u64) -> std::io::Result<BTreeMap<u64, Vec<PathBuf>>> {
+        let mut sealed: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
+        let Some(entries) = absent_ok(std::fs::read_dir(&self.pending))? else {
+            return Ok(sealed);
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let epoch = name
+                .split_once("-w")
+                .and_then(|(e, _)| e.parse::<u64>().ok());
+            if let Some(epoch) = epoch.filter(|e| *e <= id) {
+                sealed.entry(epoch).or_default().push(path);
+            }
+        }
+        Ok(sealed)
+    }
+
     fn rewrite_log(&mut self, commits: &[(u64, u64)]) -> std::io::Result<()> {
         let text: String = commits
             .iter()
@@ -106,15 +126,18 @@ impl TwoPhaseCommitter for TransactionalFile {
     }
 
     /// Output committed after `restored` is cut off. A fresh run (None)
-    /// keeps what the file holds and commits after it.
+    /// keeps what the file holds and commits after it. Output sealed for
+    /// `restored` (or before it) and not committed yet is committed now: in
+    /// a job over several pods, pod 0 may have completed the checkpoint
+    /// while this pod's commit was cut short.
     fn begin(&mut self, restored: Option<u64>) -> std::io::Result<()> {
         let out = self.out.as_path();
-        let pending = &self.pending;
+        let pending = self.pending.clone();
         std::fs::create_dir_all(folder(out))?;
-        if pending.exists() {
-            std::fs::remove_dir_all(pending)?;
-        }
-        std::fs::create_dir_all(pending)?;
+        let mut sealed = match restored {
+            Some(id) => self.sealed_up_to(id)?,
+            None => BTreeMap::new(),
+        };
         let file = OpenOptions::new().create(true).append(true).open(out)?;
         let current = file.metadata()?.len();
         let mut commits = read_commit_log(out)?;
@@ -160,7 +183,26 @@ impl TwoPhaseCommitter for TransactionalFile {
         }
         // The log keeps its history up to what is now committed, so that an
         // older snapshot can still be restored later.
-        self.rewrite_log(&commits)
+        self.rewrite_log(&commits)?;
+        let committed = commits.last().map(|(c, _)| *c);
+        let roll_forward = match (restored, committed) {
+            (Some(id), Some(c)) => c < id && sealed.keys().any(|e| *e > c),
+            (Some(_), None) => !sealed.is_empty(),
+            (None, _) => false,
+        };
+        if let (true, Some(id)) = (roll_forward, restored) {
+            self.sealed = sealed.split_off(&(committed.unwrap_or(0) + 1));
+            tracing::info!(
+                checkpoint = id,
+                "committing output sealed for the restored checkpoint"
+            );
+            self.commit(id)?;
+        }
+        self.sealed.clear();
+        if pending.exists() {
+            std::fs::remove_dir_all(&pending)?;
+        }
+        std::fs::create_dir_all(&pending)
     }
 
     fn write(
@@ -290,5 +332,31 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\n");
+    }
+
+    /// A pod of a job over several restarts from a checkpoint that pod 0
+    /// completed while this pod's commit of it was cut short: the output it
+    /// sealed for that checkpoint (and an abandoned one before) is committed
+    /// now; what it sealed for a later one is dropped.
+    #[test]
+    fn output_sealed_for_the_restored_checkpoint_is_committed_on_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        write(&out, "a\n");
+        write(&with_suffix(&out, ".commits"), "2 2\n");
+        let pending = with_suffix(&out, ".pending");
+        std::fs::create_dir_all(&pending).unwrap();
+        write(&pending.join("3-w1"), "c\n");
+        write(&pending.join("4-w0"), "d\n");
+        write(&pending.join("4-w1"), "e\n");
+        write(&pending.join("5-w0"), "later\n");
+        write(&pending.join("open-w0"), "unsealed\n");
+        TransactionalFile::new(&out, 2).begin(Some(4)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nc\nd\ne\n");
+        assert_eq!(read_commit_log(&out).unwrap(), [(2, 2), (4, 8)]);
+        assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 0);
+        // Restoring 4 again changes nothing.
+        TransactionalFile::new(&out, 2).begin(Some(4)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nc\nd\ne\n");
     }
 }

@@ -12,12 +12,12 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_util::{SinkExt, StreamExt};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -30,6 +30,24 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::wire::{self, Frame, MAX_FRAME, MAX_HANDSHAKE_FRAME};
 use super::{Message, Peer, Pods};
+use crate::engine::collector::{ask_sink, SinkMsg};
+use crate::engine::coordinator::Ack;
+
+/// What other pods may set in motion in this one: checkpoints (pod 0
+/// triggers them, collects acknowledgements and has every pod commit) and
+/// a stop.
+#[derive(Clone)]
+pub(crate) struct PodControl {
+    /// The newest checkpoint the coordinator asked for.
+    pub trigger: Arc<AtomicU64>,
+    /// The id of the savepoint under way.
+    pub savepoint: Arc<AtomicU64>,
+    /// Pod 0's coordinator's acknowledgements.
+    pub acks: Sender<Ack>,
+    pub stop: Arc<AtomicBool>,
+    /// This pod's sink thread, which commits on pod 0's word.
+    pub sink: Sender<SinkMsg>,
+}
 
 /// How long pods wait for each other at the start: pods of a StatefulSet
 /// may start minutes apart (image pulls, scheduling).
@@ -48,6 +66,11 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     /// The run's abort flag: a failed connection stops every worker.
     abort: Arc<AtomicBool>,
+    /// Other pods' answers to `Commit`.
+    commits: (Sender<Committed>, Receiver<Committed>),
+    /// Per pod, whether it has said `Bye`: its workers have ended, and it
+    /// answers nothing more.
+    said_bye: Vec<AtomicBool>,
 }
 
 impl Shared {
@@ -70,6 +93,13 @@ impl Shared {
     fn in_flight(&self, from: usize, to: usize) -> &AtomicUsize {
         &self.in_flight[from * self.parallelism + to]
     }
+}
+
+/// Pod `pod`'s answer to `Commit { id }`: `error` when it could not.
+struct Committed {
+    pod: usize,
+    id: u64,
+    error: Option<String>,
 }
 
 enum Outgoing {
@@ -137,6 +167,7 @@ impl Exchange {
         parallelism: usize,
         inboxes: Vec<Sender<Message>>,
         abort: Arc<AtomicBool>,
+        control: PodControl,
     ) -> Result<Exchange, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads((pods.count() - 1).clamp(1, 4))
@@ -151,6 +182,8 @@ impl Exchange {
                 .collect(),
             failure: Mutex::new(None),
             abort,
+            commits: crossbeam_channel::unbounded(),
+            said_bye: (0..pods.count()).map(|_| AtomicBool::new(false)).collect(),
         });
         let handshake = Handshake {
             key: hmac::Key::new(hmac::HMAC_SHA256, pods.token.secret()),
@@ -175,10 +208,13 @@ impl Exchange {
             let (out, queue) = mpsc::unbounded_channel();
             let reading = Reading {
                 pod,
+                me: pods.index,
                 senders: pods.workers_of(pod, parallelism),
                 receivers: pods.workers_of(pods.index, parallelism),
                 inboxes: inboxes.clone(),
                 shared: shared.clone(),
+                control: control.clone(),
+                back: out.clone(),
             };
             let failed = shared.clone();
             let write = runtime.spawn(async move {
@@ -216,6 +252,80 @@ impl Exchange {
                 shared: self.shared.clone(),
             }),
         }
+    }
+
+    /// Sends `frame` to every other pod.
+    fn broadcast(&self, frame: &Frame) {
+        let bytes = wire::encode(frame);
+        for link in self.links.iter().flatten() {
+            let _ = link.out.send(Outgoing::Frame(bytes.clone()));
+        }
+    }
+
+    /// Pod 0: every pod's workers are to start snapshot `id`. Sent before
+    /// pod 0's own workers see the trigger, so it arrives before their
+    /// barriers (one connection keeps its frames in order).
+    pub fn trigger(&self, id: u64, savepoint: bool) {
+        self.broadcast(&Frame::Trigger { id, savepoint });
+    }
+
+    /// Another pod: a worker's acknowledgement, to pod 0's coordinator.
+    pub fn ack(&self, ack: Ack) {
+        if let Some(link) = &self.links[0] {
+            let _ = link
+                .out
+                .send(Outgoing::Frame(wire::encode(&Frame::Ack(ack))));
+        }
+    }
+
+    /// Pod 0: has every other pod commit snapshot `id`'s output, and waits
+    /// for all of them, `timeout` at most. A pod that has said `Bye` is not
+    /// waited for: its workers have ended, and its sink commits all it holds
+    /// when the pod finishes (or, if it dies first, what it sealed for this
+    /// snapshot when it is restored to it).
+    pub fn commit(&self, id: u64, timeout: Duration) -> Result<(), String> {
+        self.broadcast(&Frame::Commit { id });
+        let mut waiting: Vec<usize> = (1..self.pods.count()).collect();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            waiting.retain(|pod| !self.shared.said_bye[*pod].load(Ordering::Acquire));
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if let Some(failure) = self.failure() {
+                return Err(failure);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "pods {waiting:?} did not commit within {timeout:?}"
+                ));
+            }
+            // In slices, so that a pod lost meanwhile ends the wait.
+            match self
+                .shared
+                .commits
+                .1
+                .recv_timeout(Duration::from_millis(20))
+            {
+                Ok(Committed {
+                    pod,
+                    id: committed,
+                    error,
+                }) if committed == id => match error {
+                    Some(error) => return Err(format!("pod {pod} could not commit: {error}")),
+                    None => waiting.retain(|p| *p != pod),
+                },
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the exchange has stopped".into())
+                }
+            }
+        }
+    }
+
+    /// This pod stops: so does every other.
+    pub fn stop(&self) {
+        self.broadcast(&Frame::Stop);
     }
 
     /// Why the exchange failed, if it did.
@@ -460,12 +570,17 @@ async fn write_frames(
 /// Delivers what pod `pod` sends.
 struct Reading {
     pod: usize,
+    /// This pod.
+    me: usize,
     /// The workers of that pod, the only ones it may send from.
     senders: Range<usize>,
     /// This pod's workers, the only ones it may send to.
     receivers: Range<usize>,
     inboxes: Vec<Sender<Message>>,
     shared: Arc<Shared>,
+    control: PodControl,
+    /// The connection's way back to that pod.
+    back: mpsc::UnboundedSender<Outgoing>,
 }
 
 impl Reading {
@@ -514,7 +629,48 @@ impl Reading {
                         |n| n.checked_sub(1),
                     );
                 }
-                Frame::Bye => said_bye = true,
+                Frame::Trigger { id, savepoint } if self.pod == 0 => {
+                    if savepoint {
+                        self.control.savepoint.store(id, Ordering::Release);
+                    }
+                    self.control.trigger.fetch_max(id, Ordering::AcqRel);
+                }
+                Frame::Ack(ack) if self.me == 0 => {
+                    let _ = self.control.acks.send(ack);
+                }
+                Frame::Commit { id } if self.pod == 0 => {
+                    let (sink, back) = (self.control.sink.clone(), self.back.clone());
+                    // The sink thread may take a while: not on this task.
+                    tokio::task::spawn_blocking(move || {
+                        let outcome = ask_sink(&sink, |reply| SinkMsg::Commit {
+                            checkpoint: id,
+                            reply,
+                        });
+                        let error = outcome.err().map(|e| e.to_string());
+                        let _ = back.send(Outgoing::Frame(wire::encode(&Frame::Committed {
+                            id,
+                            error,
+                        })));
+                    });
+                }
+                Frame::Committed { id, error } if self.me == 0 => {
+                    let _ = self.shared.commits.0.send(Committed {
+                        pod: self.pod,
+                        id,
+                        error,
+                    });
+                }
+                Frame::Stop => self.control.stop.store(true, Ordering::SeqCst),
+                Frame::Trigger { .. }
+                | Frame::Ack(_)
+                | Frame::Commit { .. }
+                | Frame::Committed { .. } => {
+                    return Err("a coordinator's frame from a pod that does not coordinate".into());
+                }
+                Frame::Bye => {
+                    said_bye = true;
+                    self.shared.said_bye[self.pod].store(true, Ordering::Release);
+                }
                 Frame::Hello(_) | Frame::Proof(_) => {
                     return Err("a handshake frame after the handshake".into());
                 }

@@ -23,7 +23,7 @@ use crate::record::Event;
 use crate::spec::JobSpec;
 use crate::time::SourceStatus;
 
-pub(crate) use links::Exchange;
+pub(crate) use links::{Exchange, PodControl};
 
 /// What travels from one worker to another, in order.
 #[derive(Debug, Serialize, Deserialize)]

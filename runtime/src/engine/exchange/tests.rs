@@ -34,12 +34,22 @@ fn pod(
         token: token(secret),
     };
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| channel()).unzip();
+    let (sink, _) = crossbeam_channel::unbounded();
+    let (acks, _) = crossbeam_channel::unbounded();
+    let control = PodControl {
+        trigger: Default::default(),
+        savepoint: Default::default(),
+        acks,
+        stop: Default::default(),
+        sink,
+    };
     let exchange = Exchange::connect(
         &pods,
         "job",
         2,
         inboxes.clone(),
         Arc::new(AtomicBool::new(false)),
+        control,
     )?;
     let ways = (0..2).map(|w| exchange.peer(w, &inboxes[w])).collect();
     let inbox = receivers.into_iter().nth(index).unwrap();

@@ -7,6 +7,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use super::Message;
+use crate::engine::coordinator::Ack;
 
 /// Frames larger than this end the connection: a message is at most a
 /// send batch of records (their raw text only for late and select output).
@@ -29,6 +30,17 @@ pub(super) enum Frame {
     Data { to: u32, message: Message },
     /// Worker `by` of the sending pod took a message worker `from` sent it.
     Credit { from: u32, by: u32 },
+    /// Pod 0's coordinator started snapshot `id` (a savepoint when
+    /// `savepoint`): the workers inject its barrier.
+    Trigger { id: u64, savepoint: bool },
+    /// A worker's answer for a snapshot, to pod 0's coordinator.
+    Ack(Ack),
+    /// Pod 0: snapshot `id` has every worker's state; commit its output.
+    Commit { id: u64 },
+    /// The answer to `Commit`: `error` when the sink could not commit.
+    Committed { id: u64, error: Option<String> },
+    /// The job stops (without firing open windows), in every pod.
+    Stop,
     /// The sending pod's workers have ended: it sends nothing more.
     Bye,
 }
