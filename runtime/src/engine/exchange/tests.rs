@@ -7,12 +7,40 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::record::Key;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Two addresses on 127.0.0.1, with ports below Linux's ephemeral range:
+/// a dial to an ephemeral port nobody listens on yet can connect to itself.
+fn addresses() -> Vec<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2654435761);
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < 2 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+}
+
+type Pod = (Exchange, Receiver<Message>, Vec<Peer>);
+
+/// Both pods of a job of two, connected.
+fn two_pods() -> (Pod, Pod) {
+    let peers = addresses();
+    let other = {
+        let peers = peers.clone();
+        std::thread::spawn(move || pod(1, &peers, SECRET).unwrap())
+    };
+    let zero = pod(0, &peers, SECRET).unwrap();
+    (zero, other.join().unwrap())
+}
+
+/// Ends both pods' exchanges cleanly.
+fn close_both(zero: Exchange, one: Exchange) {
+    let closing = std::thread::spawn(move || one.close(true));
+    assert_eq!(zero.close(true), Ok(()));
+    assert_eq!(closing.join().unwrap(), Ok(()));
 }
 
 fn token(text: &str) -> ControlToken {
@@ -23,11 +51,7 @@ fn token(text: &str) -> ControlToken {
 
 /// Pod `index` of two, each running one of two workers: its exchange, its
 /// worker's inbox, and the ways to both workers.
-fn pod(
-    index: usize,
-    peers: &[String],
-    secret: &str,
-) -> Result<(Exchange, Receiver<Message>, Vec<Peer>), String> {
+fn pod(index: usize, peers: &[String], secret: &str) -> Result<Pod, String> {
     let pods = Pods {
         peers: peers.to_vec(),
         index,
@@ -79,15 +103,7 @@ const SECRET: &str = "a-secret-of-the-test-job";
 /// until the receiver takes it and its credit comes back.
 #[test]
 fn messages_arrive_in_order_and_their_credits_come_back() {
-    let peers: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let other = {
-        let peers = peers.clone();
-        std::thread::spawn(move || pod(1, &peers, SECRET).unwrap())
-    };
-    let (zero, inbox0, ways0) = pod(0, &peers, SECRET).unwrap();
-    let (one, _inbox1, ways1) = other.join().unwrap();
+    let ((zero, inbox0, ways0), (one, _inbox1, ways1)) = two_pods();
     assert!(matches!(ways0[0], Peer::Local(_)) && matches!(ways0[1], Peer::Remote(_)));
 
     // Worker 1 (pod 1) sends worker 0 (pod 0) five messages.
@@ -122,19 +138,14 @@ fn messages_arrive_in_order_and_their_credits_come_back() {
         ways0[1].taken(0);
     }
     wait_for(|| ways1[0].backlog(1) == 0);
-
-    let closing = std::thread::spawn(move || one.close(true));
-    assert_eq!(zero.close(true), Ok(()));
-    assert_eq!(closing.join().unwrap(), Ok(()));
+    close_both(zero, one);
 }
 
 /// A pod whose token differs is refused, and the pod it tried still forms
 /// the job with the right one afterwards.
 #[test]
 fn a_pod_with_another_token_is_refused() {
-    let peers: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
+    let peers = addresses();
     let waiting = {
         let peers = peers.clone();
         std::thread::spawn(move || pod(0, &peers, SECRET).map(|(exchange, ..)| exchange))
@@ -142,24 +153,13 @@ fn a_pod_with_another_token_is_refused() {
     let refused = pod(1, &peers, "the-token-of-another-job").err().unwrap();
     assert!(refused.starts_with("pod 0 at 127.0.0.1:"), "{refused}");
     let (one, ..) = pod(1, &peers, SECRET).unwrap();
-    let zero = waiting.join().unwrap().unwrap();
-    let closing = std::thread::spawn(move || one.close(true));
-    assert_eq!(zero.close(true), Ok(()));
-    assert_eq!(closing.join().unwrap(), Ok(()));
+    close_both(waiting.join().unwrap().unwrap(), one);
 }
 
 /// A pod that goes away without saying `Bye` fails the other's run.
 #[test]
 fn a_pod_gone_without_bye_fails_the_other() {
-    let peers: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let other = {
-        let peers = peers.clone();
-        std::thread::spawn(move || pod(1, &peers, SECRET).unwrap())
-    };
-    let (zero, ..) = pod(0, &peers, SECRET).unwrap();
-    let (one, ..) = other.join().unwrap();
+    let ((zero, ..), (one, ..)) = two_pods();
     assert!(one.close(false).is_ok());
     wait_for(|| zero.failure().is_some());
     let failure = zero.close(true).unwrap_err();
