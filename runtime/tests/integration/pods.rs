@@ -325,12 +325,9 @@ fn a_process_without_the_token_cannot_join_the_job() {
     assert_eq!(sorted(&outputs).len(), 2 * 3_000 - 20);
 }
 
-/// A pod killed mid-run fails the others, which say which pod they lost,
-/// instead of waiting for it forever.
-#[test]
-fn losing_a_pod_fails_the_others_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let job = dir.path().join("job.yaml");
+/// Starts an endless job over two pods and lets it run a moment.
+fn endless_pods(dir: &Path) -> Vec<Child> {
+    let job = dir.join("job.yaml");
     std::fs::write(
         &job,
         "name: endless\nparallelism: 2\n\
@@ -340,26 +337,49 @@ fn losing_a_pod_fails_the_others_with_the_reason() {
     )
     .unwrap();
     let peers = peers(2);
-    let token = token_file(dir.path(), TOKEN);
-    let pod0 = start_pod(&job, 0, &peers, &token);
-    let mut pod1 = start_pod(&job, 1, &peers, &token);
+    let token = token_file(dir, TOKEN);
+    let mut pods: Vec<Child> = (0..2).map(|i| start_pod(&job, i, &peers, &token)).collect();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(pod1.try_wait().unwrap().is_none(), "pod 1 ended early");
-    pod1.kill().unwrap();
-    pod1.wait().unwrap();
-    let mut pod0 = pod0;
-    assert!(
-        wait_until(Duration::from_secs(30), || pod0
-            .try_wait()
-            .unwrap()
-            .is_some()),
-        "pod 0 still runs without pod 1"
-    );
-    let out = pod0.wait_with_output().unwrap();
+    assert!(pods[1].try_wait().unwrap().is_none(), "pod 1 ended early");
+    pods
+}
+
+/// A pod killed mid-run fails the others, which say which pod they lost,
+/// instead of waiting for it forever.
+#[test]
+fn losing_a_pod_fails_the_others_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = endless_pods(dir.path());
+    pods[1].kill().unwrap();
+    pods[1].wait().unwrap();
+    let out = finish(pods.remove(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
         stderr.contains("across pods: exchange with pod 1:"),
+        "{stderr}"
+    );
+}
+
+/// A pod that stalls (stopped with SIGSTOP: its connection stays open, and
+/// silent) is detected by its heartbeats missing, and fails the others.
+#[test]
+fn a_stalled_pod_fails_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = endless_pods(dir.path());
+    let stalled = pods[1].id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &stalled])
+        .status()
+        .unwrap()
+        .success());
+    let out = finish(pods.remove(0));
+    pods[0].kill().unwrap();
+    pods[0].wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("across pods: exchange with pod 1: nothing heard from the pod for 10s"),
         "{stderr}"
     );
 }

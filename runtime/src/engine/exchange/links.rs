@@ -54,6 +54,11 @@ pub(crate) struct PodControl {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a connecting peer has to prove itself.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with nothing else to send sends a heartbeat this often…
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// …and a pod not heard from for this long is taken as stalled, which fails
+/// the run.
+const STALLED: Duration = Duration::from_secs(10);
 /// Between attempts to reach a pod that is not listening yet.
 const RETRY: Duration = Duration::from_millis(20);
 
@@ -551,7 +556,17 @@ async fn write_frames(
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
 ) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    while let Some(out) = queue.recv().await {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    loop {
+        let out = tokio::select! {
+            out = queue.recv() => out,
+            // Nothing to send lately: say this pod is alive.
+            _ = beat.tick() => Some(Outgoing::Frame(wire::encode(&Frame::Heartbeat))),
+        };
+        let Some(out) = out else {
+            return Ok(());
+        };
+        beat.reset();
         match out {
             Outgoing::Frame(frame) => writer.feed(frame).await.map_err(io)?,
             Outgoing::Close => {
@@ -564,7 +579,6 @@ async fn write_frames(
             SinkExt::<Bytes>::flush(&mut writer).await.map_err(io)?;
         }
     }
-    Ok(())
 }
 
 /// Delivers what pod `pod` sends.
@@ -596,7 +610,19 @@ impl Reading {
         reader: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     ) -> Result<(), String> {
         let mut said_bye = false;
-        while let Some(bytes) = reader.next().await {
+        loop {
+            // A pod that sends nothing, not even its heartbeat, is stalled
+            // (stopped, or cut off without a reset); one that said `Bye`
+            // may send nothing more.
+            let next = match said_bye {
+                true => reader.next().await,
+                false => tokio::time::timeout(STALLED, reader.next())
+                    .await
+                    .map_err(|_| {
+                        format!("nothing heard from the pod for {}s", STALLED.as_secs())
+                    })?,
+            };
+            let Some(bytes) = next else { break };
             let bytes = bytes.map_err(|e| e.to_string())?;
             match wire::decode(&bytes)? {
                 Frame::Data { to, message } => {
@@ -661,6 +687,7 @@ impl Reading {
                     });
                 }
                 Frame::Stop => self.control.stop.store(true, Ordering::SeqCst),
+                Frame::Heartbeat => {}
                 Frame::Trigger { .. }
                 | Frame::Ack(_)
                 | Frame::Commit { .. }
