@@ -13,6 +13,7 @@ mod postgres;
 mod raw;
 mod two_phase;
 
+use std::ops::Range;
 use std::path::Path;
 
 pub use file::{FileSplit, TransactionalFile};
@@ -103,11 +104,14 @@ pub trait SourceSplit: Send {
     }
 }
 
-/// Cuts the job's source into `parallelism` splits. Relative file paths are
-/// resolved against `base_dir` (the job file's folder).
+/// Cuts the job's source into `parallelism` splits and opens those of
+/// `workers` (this process's: all of them, or a pod's share), in order.
+/// Relative file paths are resolved against `base_dir` (the job file's
+/// folder).
 pub fn create_splits(
     spec: &JobSpec,
     base_dir: &Path,
+    workers: Range<usize>,
 ) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
     let parallelism = spec.parallelism as usize;
     let source = spec
@@ -115,9 +119,9 @@ pub fn create_splits(
         .choice()
         .map_err(|e| std::io::Error::other(e.at("source")))?;
     match source {
-        Source::File(file) => file_splits(file, base_dir, parallelism, "source.file"),
-        Source::Kafka(k) => kafka_splits(k, &spec.name, parallelism),
-        Source::Generator(gen) => Ok((0..parallelism)
+        Source::File(file) => file_splits(file, base_dir, parallelism, workers, "source.file"),
+        Source::Kafka(k) => kafka_splits(k, &spec.name, parallelism, workers),
+        Source::Generator(gen) => Ok(workers
             .map(|i| {
                 Box::new(GeneratorSplit::new(
                     gen,
@@ -130,12 +134,14 @@ pub fn create_splits(
     }
 }
 
-/// The files, dealt out round-robin to `parallelism` splits; `field` names
-/// the spec field in the error for a missing file.
+/// The files, dealt out round-robin to `parallelism` splits, of which those
+/// of `workers` are opened; `field` names the spec field in the error for a
+/// missing file (any file of the job, not only the opened ones).
 pub fn file_splits(
     file: &FileSourceSpec,
     base_dir: &Path,
     parallelism: usize,
+    workers: Range<usize>,
     field: &str,
 ) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
     let paths: Vec<String> = file
@@ -156,16 +162,18 @@ pub fn file_splits(
         assigned[i % parallelism].push((p.clone(), path));
     }
     assigned
-        .into_iter()
+        .drain(workers)
         .map(|files| FileSplit::open(files).map(|s| Box::new(s) as Box<dyn SourceSplit>))
         .collect()
 }
 
-/// The topics' partitions, dealt out round-robin to `parallelism` splits.
+/// The topics' partitions, dealt out round-robin to `parallelism` splits, of
+/// which those of `workers` get a consumer.
 pub fn kafka_splits(
     spec: &KafkaSourceSpec,
     job: &str,
     parallelism: usize,
+    workers: Range<usize>,
 ) -> std::io::Result<Vec<Box<dyn SourceSplit>>> {
     let mut assigned: Vec<Vec<(String, i32)>> = vec![Vec::new(); parallelism];
     for (i, tp) in kafka::partitions(spec, job, "source.kafka.topics")?
@@ -175,7 +183,7 @@ pub fn kafka_splits(
         assigned[i % parallelism].push(tp);
     }
     assigned
-        .into_iter()
+        .drain(workers)
         .map(|tps| KafkaSplit::new(spec, job, tps).map(|s| Box::new(s) as Box<dyn SourceSplit>))
         .collect()
 }

@@ -122,13 +122,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         Some(pods) => pods.workers_of(pods.index, parallelism),
         None => 0..parallelism,
     };
-    let splits: Vec<_> = create_splits(spec, base)
-        .map_err(JobError::Source)?
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| local.contains(index))
-        .map(|(_, split)| split)
-        .collect();
+    let splits = create_splits(spec, base, local.clone()).map_err(JobError::Source)?;
     let commits_output = two_phase.is_some();
     let sinks = Sinks::open(
         spec,

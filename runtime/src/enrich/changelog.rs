@@ -60,7 +60,8 @@ impl Changelog {
             .map_err(|e| std::io::Error::other(e.at(field)))?;
         let (split, follow) = match changelog {
             ChangelogSource::File(file) => {
-                let split = file_splits(file, base_dir, 1, &format!("{field}.file"))?.remove(0);
+                let split =
+                    file_splits(file, base_dir, 1, 0..1, &format!("{field}.file"))?.remove(0);
                 (split, None)
             }
             ChangelogSource::Kafka(kafka) => {

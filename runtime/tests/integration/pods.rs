@@ -519,9 +519,8 @@ fn a_checkpoint_of_2_pods_restores_over_3() {
     for (index, out) in finish_all(restored).into_iter().enumerate() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "pod {index}: {stderr}");
-        if index == 0 {
-            assert!(stderr.contains("restored from"), "{stderr}");
-        }
+        assert!(stderr.contains("restored from"), "{stderr}");
+        assert!(stderr.contains(&format!("(pod {index} of 3)")), "{stderr}");
     }
     let lines: Vec<String> = file_lines(dir.path(), "out", 3)
         .iter()

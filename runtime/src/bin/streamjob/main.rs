@@ -378,7 +378,12 @@ fn run_job(
         if let Some(from) = &summary.restored_from {
             eprintln!("streamjob: job {} restored from {from}", spec.name);
         }
-        eprintln!("streamjob: {}", summary_line(&spec, summary));
+        let mut line = summary_line(&spec, summary);
+        if let Some(pods) = &opts.pods {
+            // Each pod counts its own workers only.
+            line.push_str(&format!(" (pod {} of {})", pods.index, pods.count()));
+        }
+        eprintln!("streamjob: {line}");
         if let Some(deployment) = deployment {
             // Exiting would have the pod's container started again, and
             // the job with it: stay up, answering `finished`, until
