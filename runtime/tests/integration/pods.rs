@@ -116,6 +116,36 @@ fn finish(child: Child) -> std::process::Output {
     finish_all(vec![child]).remove(0)
 }
 
+/// Every pod's (stdout, stderr), each pod having succeeded.
+fn succeeded(outputs: Vec<std::process::Output>) -> Vec<(String, String)> {
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(index, out)| {
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "pod {index}: {stderr}");
+            (String::from_utf8(out.stdout).unwrap(), stderr)
+        })
+        .collect()
+}
+
+/// Asserts that a pod failed, its stderr saying `reason`.
+fn assert_failed(out: &std::process::Output, reason: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(reason), "{stderr}");
+}
+
+/// Checks the results of every one of `pods` pods (`out.pod-<i>.jsonl` in
+/// `dir`) together: each window exactly once, right values, none missing.
+fn check_pod_windows(dir: &Path, pods: usize, expected: &common::Windows) {
+    let lines: Vec<String> = file_lines(dir, "out", pods)
+        .iter()
+        .flat_map(|text| text.lines().map(String::from))
+        .collect();
+    common::check_window_lines(&lines, expected);
+}
+
 /// Runs the job over `pods` processes to its end; each one's stdout.
 fn run_pods(job: &Path, pods: usize) -> Vec<String> {
     let token = token_file(job.parent().unwrap(), TOKEN);
@@ -123,14 +153,9 @@ fn run_pods(job: &Path, pods: usize) -> Vec<String> {
     let children: Vec<Child> = (0..pods)
         .map(|index| start_pod(job, index, &peers, &token))
         .collect();
-    finish_all(children)
+    succeeded(finish_all(children))
         .into_iter()
-        .enumerate()
-        .map(|(index, out)| {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "pod {index}: {stderr}");
-            String::from_utf8(out.stdout).unwrap()
-        })
+        .map(|(stdout, _)| stdout)
         .collect()
 }
 
@@ -304,23 +329,12 @@ fn a_process_without_the_token_cannot_join_the_job() {
     let wrong = token_file(dir.path(), "a-different-token-of-the-wrong-job");
     let pod0 = start_pod(&job, 0, &peers, &right);
     let stranger = finish(start_pod(&job, 1, &peers, &wrong));
-    let stderr = String::from_utf8_lossy(&stranger.stderr);
-    assert!(!stranger.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("pod 0 at 127.0.0.1:") && stderr.contains("the connection closed"),
-        "{stderr}"
-    );
+    assert_failed(&stranger, "pod 0 at 127.0.0.1:");
+    assert_failed(&stranger, "the connection closed");
     let pod1 = start_pod(&job, 1, &peers, &right);
-    let outputs: Vec<String> = finish_all(vec![pod0, pod1])
+    let outputs: Vec<String> = succeeded(finish_all(vec![pod0, pod1]))
         .into_iter()
-        .map(|out| {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap()
-        })
+        .map(|(stdout, _)| stdout)
         .collect();
     assert_eq!(sorted(&outputs).len(), 2 * 3_000 - 20);
 }
@@ -352,13 +366,7 @@ fn losing_a_pod_fails_the_others_with_the_reason() {
     let mut pods = endless_pods(dir.path());
     pods[1].kill().unwrap();
     pods[1].wait().unwrap();
-    let out = finish(pods.remove(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("across pods: exchange with pod 1:"),
-        "{stderr}"
-    );
+    assert_failed(&finish(pods.remove(0)), "across pods: exchange with pod 1:");
 }
 
 /// A pod that stalls (stopped with SIGSTOP: its connection stays open, and
@@ -376,11 +384,9 @@ fn a_stalled_pod_fails_the_others() {
     let out = finish(pods.remove(0));
     pods[0].kill().unwrap();
     pods[0].wait().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("across pods: exchange with pod 1: nothing heard from the pod for 10s"),
-        "{stderr}"
+    assert_failed(
+        &out,
+        "across pods: exchange with pod 1: nothing heard from the pod for 10s",
     );
 }
 
@@ -453,22 +459,10 @@ fn exactly_once_output_across_kills_of_either_pod() {
         pods[victim].wait().unwrap();
         // The other pod notices and fails by itself.
         let survivor = finish(pods.remove(1 - victim));
-        let stderr = String::from_utf8_lossy(&survivor.stderr);
-        assert!(!survivor.status.success(), "{stderr}");
-        assert!(
-            stderr.contains(&format!("exchange with pod {victim}: ")),
-            "{stderr}"
-        );
+        assert_failed(&survivor, &format!("exchange with pod {victim}: "));
     }
-    for (index, out) in finish_all(start(true)).into_iter().enumerate() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "pod {index}: {stderr}");
-    }
-    let lines: Vec<String> = file_lines(dir.path(), "out", 2)
-        .iter()
-        .flat_map(|text| text.lines().map(String::from))
-        .collect();
-    common::check_window_lines(&lines, &expected);
+    succeeded(finish_all(start(true)));
+    check_pod_windows(dir.path(), 2, &expected);
 }
 
 /// Rescaling across pods: a job over 2 pods is killed after a checkpoint
@@ -516,15 +510,9 @@ fn a_checkpoint_of_2_pods_restores_over_3() {
             pod.spawn().unwrap()
         })
         .collect();
-    for (index, out) in finish_all(restored).into_iter().enumerate() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "pod {index}: {stderr}");
+    for (index, (_, stderr)) in succeeded(finish_all(restored)).into_iter().enumerate() {
         assert!(stderr.contains("restored from"), "{stderr}");
         assert!(stderr.contains(&format!("(pod {index} of 3)")), "{stderr}");
     }
-    let lines: Vec<String> = file_lines(dir.path(), "out", 3)
-        .iter()
-        .flat_map(|text| text.lines().map(String::from))
-        .collect();
-    common::check_window_lines(&lines, &expected);
+    check_pod_windows(dir.path(), 3, &expected);
 }
