@@ -347,12 +347,12 @@ fn forward_acks(
 /// their pod, so a checkpoint that one pod committed and another had not yet
 /// could not be completed.
 fn check_two_phase_over_pods(spec: &JobSpec) -> Result<(), JobError> {
-    let exactly_once = spec
-        .checkpoints
-        .as_ref()
-        .is_some_and(|c| c.mode == crate::spec::CheckpointMode::ExactlyOnce);
+    // Checked before `open_two_phase`: opening the Kafka sink fences every
+    // worker's producer, other pods' included.
     match spec.sink.choice().map_err(|e| e.at("sink"))? {
-        crate::spec::Sink::Kafka(_) | crate::spec::Sink::Postgres(_) if exactly_once => {
+        crate::spec::Sink::Kafka(_) | crate::spec::Sink::Postgres(_)
+            if sinks::exactly_once(spec) =>
+        {
             Err(JobError::Pods(
                 "a job over several pods writes exactly once to file sinks only so far: use \
                  `checkpoints.mode: atLeastOnce`, a file sink, or one pod"

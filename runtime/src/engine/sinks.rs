@@ -51,7 +51,7 @@ pub(crate) struct Sinks {
     results_keyed: bool,
 }
 
-fn exactly_once(spec: &JobSpec) -> bool {
+pub(crate) fn exactly_once(spec: &JobSpec) -> bool {
     spec.checkpoints
         .as_ref()
         .is_some_and(|c| c.mode == CheckpointMode::ExactlyOnce)

@@ -336,10 +336,6 @@ fn run_job(
     pods: Option<Pods>,
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
-    if let Some(pods) = &pods {
-        pods.check(spec.parallelism)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
     let control = JobControl::new(&spec.name, spec.parallelism as usize);
     let mut server = None;
     if let Some((address, token)) = control_api.filter(|(a, _)| *a != "off") {

@@ -54,7 +54,7 @@ pub(crate) struct PodControl {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a connecting peer has to prove itself.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection with nothing else to send sends a heartbeat this often…
+/// Every connection carries a heartbeat this often…
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// …and a pod not heard from for this long is taken as stalled, which fails
 /// the run.
@@ -556,17 +556,16 @@ async fn write_frames(
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
 ) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
+    // One beat a second whatever else goes out: no timer to move per frame.
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
         let out = tokio::select! {
             out = queue.recv() => out,
-            // Nothing to send lately: say this pod is alive.
             _ = beat.tick() => Some(Outgoing::Frame(wire::encode(&Frame::Heartbeat))),
         };
         let Some(out) = out else {
             return Ok(());
         };
-        beat.reset();
         match out {
             Outgoing::Frame(frame) => writer.feed(frame).await.map_err(io)?,
             Outgoing::Close => {

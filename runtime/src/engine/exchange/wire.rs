@@ -41,8 +41,7 @@ pub(super) enum Frame {
     Committed { id: u64, error: Option<String> },
     /// The job stops (without firing open windows), in every pod.
     Stop,
-    /// The sending pod is alive (sent when it has had nothing else to send
-    /// for a second).
+    /// The sending pod is alive (sent every second).
     Heartbeat,
     /// The sending pod's workers have ended: it sends nothing more.
     Bye,
