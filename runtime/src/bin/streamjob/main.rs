@@ -294,7 +294,16 @@ fn placement(
     token: Option<ControlToken>,
 ) -> Result<Option<Pods>, String> {
     if pods == 1 {
-        return Ok(None);
+        // Said for one pod, they would be ignored: a forgotten --pods.
+        return match (peers.len(), index) {
+            (0, 0) => Ok(None),
+            _ => Err(format!(
+                "{} and {} place a job over several pods: give {} N too",
+                flags::PEERS,
+                flags::POD_INDEX,
+                flags::PODS
+            )),
+        };
     }
     if peers.len() != pods as usize {
         return Err(format!(
@@ -427,6 +436,21 @@ mod tests {
         assert_eq!(key_value("linger.ms="), Ok(("linger.ms".into(), "".into())));
         assert!(key_value("=5").unwrap_err().contains("KEY=VALUE"));
         assert!(key_value("linger.ms").unwrap_err().contains("KEY=VALUE"));
+    }
+
+    /// Placement flags are checked together, with the flag to fix named.
+    #[test]
+    fn a_placement_names_what_is_missing() {
+        let peers = || vec!["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()];
+        let missing = |r: Result<Option<Pods>, String>| r.expect_err("refused");
+        assert!(missing(placement(1, 0, peers(), None)).contains("give --pods N too"));
+        assert!(missing(placement(1, 1, vec![], None)).contains("give --pods N too"));
+        assert!(missing(placement(3, 0, peers(), None)).contains("needs --peers with 3 addresses"));
+        assert!(
+            missing(placement(2, 2, peers(), None)).contains("--pod-index 2: the pods are 0 to 1")
+        );
+        assert!(missing(placement(2, 1, peers(), None)).contains("needs --control-token-file"));
+        assert!(matches!(placement(1, 0, vec![], None), Ok(None)));
     }
 
     /// A deployment names a file in the checkpoint storage: `../` would
