@@ -17,7 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::crd::{StorageScope, StreamJob, StreamJobStatus};
 use crate::lifecycle::{self, Action, EventType, Observed, Plan, PodHealth};
-use crate::resources::{self, Restore};
+use crate::resources::{self, Restore, Scale};
 use crate::runtime_api::{Endpoint, RuntimeApi};
 
 /// Server-side apply's field manager: one for every write of the operator.
@@ -333,13 +333,12 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
         return Ok(());
     };
     let restore = Restore::of(deployment).map_err(Error::BadStatus)?;
-    let replicas = if status.phase == crate::crd::Phase::Suspended {
-        0
-    } else {
-        1
-    };
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let deployed = deployed_job(job)?;
+    let scale = match status.phase {
+        crate::crd::Phase::Suspended => Scale::Stopped,
+        _ => Scale::Running,
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let name = job.name_any();
     Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
@@ -363,11 +362,11 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
             .patch(
                 &resources::control_name(job),
                 &params,
-                &Patch::Apply(&resources::network_policy(job, clients)),
+                &Patch::Apply(&resources::network_policy(&deployed, clients)),
             )
             .await?;
     }
-    let set = resources::stateful_set(&deployed, &restore, replicas).map_err(Error::InvalidSpec)?;
+    let set = resources::stateful_set(&deployed, &restore, scale).map_err(Error::InvalidSpec)?;
     Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .patch(&name, &params, &Patch::Apply(&set))
         .await?;
@@ -454,13 +453,21 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
         .get_opt(&name)
         .await?;
     let replicas = set.map(|s| s.spec.and_then(|s| s.replicas).unwrap_or(1));
-    // The StatefulSet's one pod has a fixed name.
-    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&format!("{name}-0"))
-        .await?
-        .as_ref()
-        .map(pod_health)
-        .unwrap_or(PodHealth::Absent);
+    // The StatefulSet's pods have fixed names; pod 0 is looked at even at
+    // zero replicas, while it terminates.
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let mut each = Vec::new();
+    for index in 0..replicas.unwrap_or(0).max(1) {
+        let pod_name = format!("{name}-{index}");
+        let health = pods
+            .get_opt(&pod_name)
+            .await?
+            .as_ref()
+            .map(pod_health)
+            .unwrap_or(PodHealth::Absent);
+        each.push((pod_name, health));
+    }
+    let pod = PodHealth::of_pods(each);
     let runtime = if pod == PodHealth::Absent {
         None
     } else {

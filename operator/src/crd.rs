@@ -21,10 +21,13 @@ use streamjob_spec::{CheckpointSpec, Duration, JobSpec};
     status = "StreamJobStatus",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Parallelism", type_ = "integer", json_path = ".spec.parallelism"),
+    printcolumn(name = "Pods", type_ = "integer", json_path = ".spec.pods"),
     printcolumn(name = "Last checkpoint", type_ = "integer", json_path = ".status.lastCheckpoint.id"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.spec.upgradeMode == 'stateless' || has(self.spec.checkpoints)")
         .message("spec.checkpoints is required unless upgradeMode is stateless: savepoints and recovery need checkpoint storage"),
+    validation = Rule::new("!has(self.spec.pods) || self.spec.pods <= self.spec.parallelism")
+        .message("spec.pods must not exceed spec.parallelism: every pod runs at least one worker"),
     validation = Rule::new("!has(self.spec.pipeline.checkpoints)")
         .message("set checkpoints at spec.checkpoints, not spec.pipeline.checkpoints"),
     validation = Rule::new("!has(self.spec.checkpoints) || self.spec.checkpoints.storage.startsWith('s3://') || self.spec.checkpoints.storage.startsWith('file:///')")
@@ -37,6 +40,14 @@ pub struct StreamJobSpec {
     /// Number of workers the keyed work is spread over.
     #[schemars(range(min = 1))]
     pub parallelism: u32,
+    /// Pods the workers are spread over (at most `parallelism`): pod `i` of
+    /// the StatefulSet runs its share of the workers, and records cross
+    /// between pods on their exchange port. Changing it is an upgrade.
+    // Left out at 1: a spec recorded before the field existed reads the
+    // same, so upgrading the operator upgrades no job.
+    #[serde(default = "one_pod", skip_serializing_if = "is_one_pod")]
+    #[schemars(range(min = 1), extend("default" = 1))]
+    pub pods: u32,
     /// `running`, or `suspended` (stopped with a savepoint, no pods).
     #[serde(default)]
     pub state: DesiredState,
@@ -71,6 +82,14 @@ pub struct StreamJobSpec {
     /// node selection, extra env, volumes …).
     #[schemars(schema_with = "preserve_unknown_object")]
     pub pod_template: Option<serde_json::Value>,
+}
+
+fn one_pod() -> u32 {
+    1
+}
+
+fn is_one_pod(pods: &u32) -> bool {
+    *pods == 1
 }
 
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -14,7 +14,7 @@ use crate::crd::{
 use crate::resources::Restore;
 use streamjob_api::{JobState, JobStatus};
 
-/// What the controller saw of the job's pod.
+/// What the controller saw of the job's pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodHealth {
     /// No pod (not deployed, or scaled to zero).
@@ -26,6 +26,38 @@ pub enum PodHealth {
     Failing {
         reason: String,
     },
+}
+
+impl PodHealth {
+    /// The job's health from each of its pods' (named): failing when one
+    /// is (naming it when there are several), ready when all are, absent
+    /// when none is there.
+    pub fn of_pods(pods: Vec<(String, PodHealth)>) -> PodHealth {
+        let several = pods.len() > 1;
+        let mut all_ready = true;
+        let mut all_absent = true;
+        for (name, health) in pods {
+            match health {
+                PodHealth::Failing { reason } if several => {
+                    return PodHealth::Failing {
+                        reason: format!("pod {name}: {reason}"),
+                    };
+                }
+                PodHealth::Failing { reason } => return PodHealth::Failing { reason },
+                PodHealth::Ready => all_absent = false,
+                PodHealth::Starting => {
+                    all_ready = false;
+                    all_absent = false;
+                }
+                PodHealth::Absent => all_ready = false,
+            }
+        }
+        match (all_absent, all_ready) {
+            (true, _) => PodHealth::Absent,
+            (false, true) => PodHealth::Ready,
+            (false, false) => PodHealth::Starting,
+        }
+    }
 }
 
 /// The runtime's `/status`, as far as the operator uses it.

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use kube::ResourceExt;
 
 use crate::crd::StreamJob;
-use crate::resources::{self, Restore};
+use crate::resources::{self, Restore, Scale};
 
 /// The objects as a YAML stream: ConfigMap, Service, the token Secret
 /// (without its token, which the operator makes in the cluster), the
@@ -43,7 +43,11 @@ pub fn render(
     if let Some(clients) = control_clients {
         documents.push(yaml(&resources::network_policy(&job, clients)));
     }
-    documents.push(yaml(&resources::stateful_set(&job, &restore, 1)?));
+    documents.push(yaml(&resources::stateful_set(
+        &job,
+        &restore,
+        Scale::Running,
+    )?));
     Ok(documents.join("---\n"))
 }
 

@@ -1,16 +1,18 @@
 //! The Kubernetes objects a `StreamJob` is reconciled into: a ConfigMap with
-//! the job file, a headless Service, and a StatefulSet whose one pod runs
-//! `streamjob run` with `parallelism` workers. Pure functions of the
-//! StreamJob and of how the pod must start, so they are tested as values.
+//! the job file, a headless Service, and a StatefulSet whose `pods` pods
+//! run `streamjob run`, each its share of the `parallelism` workers. Pure
+//! functions of the StreamJob and of how the pods must start, so they are
+//! tested as values.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, HTTPGetAction, PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -28,6 +30,11 @@ use crate::crd::{RestoreKind, StorageScope, StreamJob};
 
 /// The control API port of the runtime pods.
 pub const CONTROL_PORT: i32 = 8081;
+/// The port a job's pods exchange records on (with more than one pod).
+pub const EXCHANGE_PORT: i32 = 8082;
+/// The label the StatefulSet controller gives each pod: its ordinal
+/// (Kubernetes 1.28 and later), which is the pod's index in the job.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// Where the job file is mounted in the runtime container.
 pub const JOB_FILE: &str = "/etc/streamjob/job.yaml";
 /// Where RocksDB keeps the job's local state.
@@ -107,9 +114,14 @@ fn owner_reference(job: &StreamJob) -> Option<OwnerReference> {
     job.controller_owner_ref(&())
 }
 
-/// The job file the runtime runs: the pipeline, with the name, parallelism
-/// and checkpoints the StreamJob sets.
+/// The job file the runtime runs (see `runtime_job`).
 pub fn job_file(job: &StreamJob) -> String {
+    serde_yaml::to_string(&runtime_job(job)).expect("a job spec serializes")
+}
+
+/// The job the runtime runs: the pipeline, with the name, parallelism and
+/// checkpoints the StreamJob sets.
+fn runtime_job(job: &StreamJob) -> streamjob_spec::JobSpec {
     let mut pipeline = job.spec.pipeline.clone();
     pipeline.name = job.name_any();
     pipeline.parallelism = job.spec.parallelism;
@@ -118,7 +130,7 @@ pub fn job_file(job: &StreamJob) -> String {
         checkpoints
     });
     pipeline.state.dir = Some(STATE_DIR.into());
-    serde_yaml::to_string(&pipeline).expect("a job spec serializes")
+    pipeline
 }
 
 /// The storage URI a job's snapshots go under in `scope`, from the
@@ -176,19 +188,28 @@ pub fn control_name(job: &StreamJob) -> String {
     format!("{}-control", job.name_any())
 }
 
-/// Headless: it gives the pod a stable DNS name for the control API.
+/// Headless: it gives each pod a stable DNS name, for the control API and
+/// for the other pods. The names resolve before the pods are ready, since
+/// a job over several pods is ready only once its pods have found each
+/// other.
 pub fn service(job: &StreamJob) -> Service {
+    let port = |name: &str, port: i32| ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        ..Default::default()
+    };
+    let mut ports = vec![port("control", CONTROL_PORT)];
+    if job.spec.pods > 1 {
+        ports.push(port("exchange", EXCHANGE_PORT));
+    }
     Service {
         metadata: metadata(job, job.name_any()),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             selector: Some(labels(job)),
-            ports: Some(vec![ServicePort {
-                name: Some("control".into()),
-                port: CONTROL_PORT,
-                target_port: Some(IntOrString::Int(CONTROL_PORT)),
-                ..Default::default()
-            }]),
+            ports: Some(ports),
+            publish_not_ready_addresses: Some(true),
             ..Default::default()
         }),
         ..Default::default()
@@ -197,9 +218,29 @@ pub fn service(job: &StreamJob) -> Service {
 
 /// Admits connections to the job's pods only on the control port and only
 /// from `clients` (the operator, and whatever the chart adds, such as a
-/// metrics scraper): the pods serve nothing else, and the API's reads are
+/// metrics scraper), and, with several pods, on the exchange port from the
+/// job's own pods: the pods serve nothing else, and the API's reads are
 /// open (its changes need the token).
 pub fn network_policy(job: &StreamJob, clients: &[NetworkPolicyPeer]) -> NetworkPolicy {
+    let rule = |from: Vec<NetworkPolicyPeer>, port: i32| NetworkPolicyIngressRule {
+        from: Some(from),
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(port)),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+    };
+    let mut ingress = vec![rule(clients.to_vec(), CONTROL_PORT)];
+    if job.spec.pods > 1 {
+        let own_pods = NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels(job)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ingress.push(rule(vec![own_pods], EXCHANGE_PORT));
+    }
     NetworkPolicy {
         metadata: metadata(job, control_name(job)),
         spec: Some(NetworkPolicySpec {
@@ -208,36 +249,55 @@ pub fn network_policy(job: &StreamJob, clients: &[NetworkPolicyPeer]) -> Network
                 ..Default::default()
             }),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(clients.to_vec()),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(CONTROL_PORT)),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-            }]),
+            ingress: Some(ingress),
             ..Default::default()
         }),
     }
 }
 
-/// The control API of the job's pod, through the headless Service.
+/// The control API of the job's pod 0 (its coordinator), through the
+/// headless Service.
 pub fn control_url(job: &StreamJob) -> String {
+    format!("http://{}:{CONTROL_PORT}", pod_host(job, 0))
+}
+
+/// Pod `index`'s stable DNS name under the headless Service.
+fn pod_host(job: &StreamJob, index: u32) -> String {
     format!(
-        "http://{name}-0.{name}.{ns}.svc:{CONTROL_PORT}",
+        "{name}-{index}.{name}.{ns}.svc",
         name = job.name_any(),
         ns = job.namespace().unwrap_or_else(|| "default".into()),
     )
 }
 
-/// The StatefulSet: `replicas` is 1 while the job runs and 0 when it is
-/// stopped (suspended, or between stop-with-savepoint and redeploy). Fails
-/// when `podTemplate` does not make a pod template (see `pod_template_error`).
+/// Every pod's exchange address, pod 0 first (`--peers`).
+pub fn peers(job: &StreamJob) -> String {
+    (0..job.spec.pods)
+        .map(|index| format!("{}:{EXCHANGE_PORT}", pod_host(job, index)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether the job's pods run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// `spec.pods` replicas.
+    Running,
+    /// No pods: suspended.
+    Stopped,
+}
+
+/// The StatefulSet, scaled as asked. Fails when `podTemplate` does not make
+/// a pod template (see `pod_template_error`).
 pub fn stateful_set(
     job: &StreamJob,
     restore: &Restore,
-    replicas: i32,
+    scale: Scale,
 ) -> Result<StatefulSet, String> {
+    let replicas = match scale {
+        Scale::Running => job.spec.pods as i32,
+        Scale::Stopped => 0,
+    };
     let mut args = vec![
         "run".to_string(),
         JOB_FILE.into(),
@@ -259,6 +319,25 @@ pub fn stateful_set(
     if job.spec.allow_non_restored_state && *restore != Restore::Fresh {
         args.push(flags::ALLOW_NON_RESTORED_STATE.into());
     }
+    let mut ports = vec![ContainerPort {
+        name: Some("control".into()),
+        container_port: CONTROL_PORT,
+        ..Default::default()
+    }];
+    if job.spec.pods > 1 {
+        // The index comes from the pod's ordinal (see `env`).
+        args.extend([
+            flags::PODS.into(),
+            job.spec.pods.to_string(),
+            flags::PEERS.into(),
+            peers(job),
+        ]);
+        ports.push(ContainerPort {
+            name: Some("exchange".into()),
+            container_port: EXCHANGE_PORT,
+            ..Default::default()
+        });
+    }
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -273,11 +352,7 @@ pub fn stateful_set(
         image: Some(job.spec.image.clone()),
         args: Some(args),
         env: Some(env(job)),
-        ports: Some(vec![ContainerPort {
-            name: Some("control".into()),
-            container_port: CONTROL_PORT,
-            ..Default::default()
-        }]),
+        ports: Some(ports),
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(Probe {
             failure_threshold: Some(6),
@@ -401,6 +476,9 @@ pub fn stateful_set(
                 ..Default::default()
             },
             template,
+            // A job's pods start together: each waits for the others, so
+            // none may wait for another to be ready first.
+            pod_management_policy: Some("Parallel".into()),
             volume_claim_templates: None::<Vec<PersistentVolumeClaim>>,
             ..Default::default()
         }),
@@ -427,8 +505,9 @@ fn deployment(job: &StreamJob) -> Option<&crate::crd::Deployment> {
     job.status.as_ref()?.deployment.as_ref()
 }
 
-/// The container's environment: the log level, and the rollout it belongs
-/// to (see `Deployment::id`).
+/// The container's environment: the log level, the rollout it belongs to
+/// (see `Deployment::id`) and, with several pods, the pod's index, from its
+/// ordinal label.
 fn env(job: &StreamJob) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.into(),
@@ -439,6 +518,19 @@ fn env(job: &StreamJob) -> Vec<EnvVar> {
     if let Some(d) = deployment(job).filter(|d| !d.id.is_empty()) {
         env.push(var(flags::DEPLOYMENT_ENV, &d.id));
     }
+    if job.spec.pods > 1 {
+        env.push(EnvVar {
+            name: flags::POD_INDEX_ENV.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.labels['{POD_INDEX_LABEL}']"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     env
 }
 
@@ -446,17 +538,23 @@ fn env(job: &StreamJob) -> Vec<EnvVar> {
 /// (checked before a spec is rolled out, so a bad edit never replaces a
 /// running pod).
 pub fn pod_template_error(job: &StreamJob) -> Option<String> {
-    stateful_set(job, &Restore::Fresh, 1).err()
+    stateful_set(job, &Restore::Fresh, Scale::Running).err()
 }
 
 /// Why the StreamJob's spec is never rolled out, naming the field: a
-/// `podTemplate` that makes no pod template, or a secret written into the
-/// pipeline (it would land in a ConfigMap in plain text).
+/// `podTemplate` that makes no pod template, a secret written into the
+/// pipeline (it would land in a ConfigMap in plain text), or a job that
+/// cannot run over `pods` pods.
 pub fn undeployable(job: &StreamJob) -> Option<String> {
-    pod_template_error(job).or_else(|| {
-        let secret = job.spec.pipeline.literal_secrets().into_iter().next()?;
-        Some(format!("spec.pipeline.{}: {}", secret.path, secret.message))
-    })
+    pod_template_error(job)
+        .or_else(|| {
+            let secret = job.spec.pipeline.literal_secrets().into_iter().next()?;
+            Some(format!("spec.pipeline.{}: {}", secret.path, secret.message))
+        })
+        .or_else(|| {
+            let problem = runtime_job(job).pods_problem(job.spec.pods)?;
+            Some(format!("spec.pods: {problem}"))
+        })
 }
 
 /// Merges the user's pod template into the operator's: maps merge key by

@@ -39,12 +39,17 @@ fn crd_has_the_contracted_names_and_columns() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Phase", "Parallelism", "Last checkpoint", "Age"]);
+    assert_eq!(
+        columns,
+        ["Phase", "Parallelism", "Pods", "Last checkpoint", "Age"]
+    );
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(
         spec["properties"]["parallelism"]["minimum"].as_f64(),
         Some(1.0)
     );
+    assert_eq!(spec["properties"]["pods"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(spec["properties"]["pods"]["default"], 1);
     assert_eq!(
         spec["properties"]["upgradeMode"]["enum"],
         serde_json::json!(["savepoint", "last-state", "stateless"])
@@ -52,5 +57,5 @@ fn crd_has_the_contracted_names_and_columns() {
     let rules = version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
         .as_array()
         .unwrap();
-    assert_eq!(rules.len(), 3);
+    assert_eq!(rules.len(), 4);
 }

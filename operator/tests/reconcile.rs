@@ -212,10 +212,13 @@ async fn created() -> (Cluster, Arc<FakeRuntime>) {
 }
 
 async fn created_with(funcs: interceptor::Funcs) -> (Cluster, Arc<FakeRuntime>) {
+    created_as(common::example_job(), funcs).await
+}
+
+async fn created_as(mut job: StreamJob, funcs: interceptor::Funcs) -> (Cluster, Arc<FakeRuntime>) {
     // The finalizer is already there: kube adds it with a JSON patch that
     // tests `/metadata/finalizers` for null, which the API server accepts
     // for an absent field and kube-fake-client does not.
-    let mut job = common::example_job();
     job.metadata.finalizers = Some(vec![FINALIZER.into()]);
     let runtime = FakeRuntime::new();
     let cluster = Cluster::with_interceptors(job, runtime.clone(), funcs).await;
@@ -900,4 +903,114 @@ async fn reconciles_are_counted_and_served_on_metrics_with_healthz() {
         .await
         .contains("streamjob_operator_reconciles_total 2\n"));
     server.abort();
+}
+
+/// `--pods` and `--peers` as the StatefulSet gives them for `pods` pods.
+fn pod_args(pods: u32) -> Vec<String> {
+    let peers: Vec<String> = (0..pods)
+        .map(|i| format!("visit-counter-{i}.visit-counter.default.svc:8082"))
+        .collect();
+    vec![
+        "--pods".into(),
+        pods.to_string(),
+        "--peers".into(),
+        peers.join(","),
+    ]
+}
+
+/// A job over two pods: both pods of the StatefulSet, running only once
+/// both are ready; a crash loop of pod 1 alone is a failure of the job,
+/// recovered from the latest checkpoint on both; `pods: 3` is a savepoint
+/// upgrade to three replicas; more pods than workers is never rolled out.
+#[tokio::test]
+async fn a_job_over_pods_runs_recovers_and_rescales_as_one() {
+    let mut job = common::example_job();
+    job.spec.parallelism = 4;
+    job.spec.pods = 2;
+    // Exactly-once Kafka output over several pods is refused (see below).
+    job.spec.checkpoints.as_mut().unwrap().mode = streamjob_spec::CheckpointMode::AtLeastOnce;
+    let (cluster, runtime) = created_as(job, interceptor::Funcs::new()).await;
+    cluster.reconcile().await.unwrap();
+    let set = cluster.stateful_set().await;
+    assert_eq!(replicas(&set), 2);
+    assert_eq!(restore_args(&set), pod_args(2));
+
+    // Running once every pod is ready, not before.
+    cluster.set_pod_at(0, PodState::Ready).await;
+    cluster.set_pod_at(1, PodState::Starting).await;
+    runtime.running(3);
+    cluster.reconcile().await.unwrap();
+    assert_eq!(cluster.status().await.phase, Phase::Deploying);
+    cluster.set_pod_at(1, PodState::Ready).await;
+    cluster.reconcile().await.unwrap();
+    assert_eq!(cluster.status().await.phase, Phase::Running);
+    assert_eq!(cluster.new_reasons().await, ["Deploying"]);
+
+    // Pod 1 crash-loops: the job recovers, on both pods.
+    let old_set = cluster.stateful_set().await;
+    cluster.set_pod_at(1, PodState::CrashLooping).await;
+    runtime.down();
+    cluster.reconcile().await.unwrap();
+    let status = cluster.status().await;
+    assert_eq!(status.phase, Phase::Recovering);
+    let reason = "pod visit-counter-1: CrashLoopBackOff after 4 restarts: back-off 1m20s \
+                  restarting failed container";
+    assert_eq!(status.error.as_deref(), Some(reason));
+    assert_eq!(cluster.new_reasons().await, ["JobFailed"]);
+    cluster.advance(10);
+    cluster.reconcile().await.unwrap();
+    let set = cluster.stateful_set().await;
+    assert_eq!(replicas(&set), 2);
+    assert_eq!(restore_args(&set)[0], "--from-latest-checkpoint");
+    assert_eq!(restore_args(&set)[1..], pod_args(2));
+    assert_ne!(
+        env(&set, "STREAMJOB_DEPLOYMENT"),
+        env(&old_set, "STREAMJOB_DEPLOYMENT"),
+        "both pods replaced"
+    );
+    assert_eq!(cluster.new_reasons().await, ["Recovering"]);
+    cluster.set_pod_at(1, PodState::Ready).await;
+    runtime.running(4);
+    cluster.reconcile().await.unwrap();
+    assert_eq!(cluster.status().await.phase, Phase::Running);
+
+    // More pods than workers: refused, naming the field; nothing changes.
+    cluster.edit(|spec| spec.pods = 5).await;
+    cluster.reconcile().await.unwrap();
+    let status = cluster.status().await;
+    let error = "spec.pods: 5 pods need at least 5 workers, and parallelism is 4: raise \
+                 parallelism or use fewer pods";
+    assert_eq!(status.error.as_deref(), Some(error));
+    assert_eq!(cluster.new_reasons().await, ["InvalidSpec"]);
+    assert_eq!(replicas(&cluster.stateful_set().await), 2);
+    assert_eq!(runtime.calls(), Vec::<String>::new());
+
+    // Three pods: stop with a savepoint, redeploy three from it.
+    cluster.edit(|spec| spec.pods = 3).await;
+    runtime.answer_stop(Ok(savepoint(5)));
+    cluster.reconcile().await.unwrap();
+    assert_eq!(runtime.calls(), ["stop (Upgrading stopping)"]);
+    for pod in 0..2 {
+        cluster.set_pod_at(pod, PodState::Absent).await;
+    }
+    runtime.down();
+    cluster.reconcile().await.unwrap();
+    let set = cluster.stateful_set().await;
+    assert_eq!(replicas(&set), 3);
+    assert_eq!(
+        restore_args(&set)[..2],
+        ["--from-savepoint", &savepoint(5).path]
+    );
+    assert_eq!(restore_args(&set)[2..], pod_args(3));
+    assert_eq!(
+        cluster.new_reasons().await,
+        ["UpgradeStarted", "SavepointCompleted", "Redeploying"]
+    );
+    for pod in 0..3 {
+        cluster.set_pod_at(pod, PodState::Ready).await;
+    }
+    runtime.running(6);
+    cluster.reconcile().await.unwrap();
+    let status = cluster.status().await;
+    assert_eq!((status.phase, status.error), (Phase::Running, None));
 }

@@ -716,3 +716,34 @@ fn a_rollout_from_before_namespace_folders_moves_at_its_next_savepoint() {
     assert_eq!(plan.action, Action::Deploy(Restore::LatestCheckpoint));
     assert_eq!(scope(&plan), StorageScope::Namespace);
 }
+
+/// A job over several pods is as healthy as its least healthy pod: one
+/// crash-looping pod fails it (named), one not ready yet keeps it starting.
+#[test]
+fn the_jobs_health_is_its_least_healthy_pods() {
+    use PodHealth::{Absent, Ready, Starting};
+    let failing = || PodHealth::Failing {
+        reason: "CrashLoopBackOff after 4 restarts".into(),
+    };
+    let of = |pods: Vec<PodHealth>| {
+        PodHealth::of_pods(
+            pods.into_iter()
+                .enumerate()
+                .map(|(i, h)| (format!("counter-{i}"), h))
+                .collect(),
+        )
+    };
+    assert_eq!(of(vec![Ready, Ready, Ready]), Ready);
+    assert_eq!(of(vec![Ready, Starting, Ready]), Starting);
+    assert_eq!(of(vec![Ready, Absent]), Starting);
+    assert_eq!(of(vec![Absent, Absent]), Absent);
+    assert_eq!(
+        of(vec![Ready, Starting, failing()]),
+        PodHealth::Failing {
+            reason: "pod counter-2: CrashLoopBackOff after 4 restarts".into()
+        }
+    );
+    // One pod: its reason as it stands.
+    assert_eq!(of(vec![failing()]), failing());
+    assert_eq!(of(vec![Ready]), Ready);
+}

@@ -90,7 +90,7 @@ fn snapshots_go_to_the_namespaces_folder_of_the_storage() {
 fn the_pod_runs_the_job_file_restored_as_asked() {
     let job = example_job();
     let args = |restore: &Restore| {
-        container(&stateful_set(&job, restore, 1).unwrap())
+        container(&stateful_set(&job, restore, Scale::Running).unwrap())
             .args
             .clone()
             .unwrap()
@@ -120,7 +120,7 @@ fn the_pod_runs_the_job_file_restored_as_asked() {
 #[test]
 fn the_stateful_set_is_owned_labelled_and_probed() {
     let job = example_job();
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     let owner = &set.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(owner.kind, "StreamJob");
     assert_eq!(owner.name, "visit-counter");
@@ -144,7 +144,7 @@ fn the_stateful_set_is_owned_labelled_and_probed() {
 #[test]
 fn the_pod_template_merges_into_the_container_by_name() {
     let job = example_job();
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     let c = container(&set);
     let env: Vec<(&str, Option<&str>)> = c
         .env
@@ -182,7 +182,7 @@ fn a_pod_template_cannot_take_the_selector_labels_away() {
     job.spec.pod_template = Some(serde_json::json!({
         "metadata": {"labels": {"team": "web", "streamjob.io/job": "other"}}
     }));
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     let labels = set.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     assert_eq!(labels["team"], "web");
     assert_eq!(labels[JOB_LABEL], "visit-counter");
@@ -217,7 +217,7 @@ fn a_pod_template_that_is_no_pod_template_is_an_error_naming_the_field() {
 #[test]
 fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
     let mut job = example_job();
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     let env = |set: &StatefulSet| {
         container(set)
             .env
@@ -242,7 +242,7 @@ fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
         }),
         ..Default::default()
     });
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     assert_eq!(
         env(&set),
         [
@@ -294,7 +294,7 @@ fn the_pod_is_hardened_by_default_and_a_pod_template_can_relax_it() {
     let mut job = example_job();
     job.spec.resources = None;
     job.spec.pod_template = None;
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let security = pod.security_context.as_ref().unwrap();
     assert_eq!(security.run_as_non_root, Some(true));
@@ -338,7 +338,7 @@ fn the_pod_is_hardened_by_default_and_a_pod_template_can_relax_it() {
             "containers": [{"name": "streamjob", "securityContext": {"readOnlyRootFilesystem": false}}]
         }
     }));
-    let set = stateful_set(&job, &Restore::Fresh, 1).unwrap();
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
     let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let security = pod.security_context.as_ref().unwrap();
     assert_eq!(security.run_as_user, Some(20000));
@@ -346,4 +346,152 @@ fn the_pod_is_hardened_by_default_and_a_pod_template_can_relax_it() {
     let own = container(&set).security_context.as_ref().unwrap();
     assert_eq!(own.read_only_root_filesystem, Some(false));
     assert_eq!(own.allow_privilege_escalation, Some(false));
+}
+
+/// The example with 4 workers over `pods` pods, writing at least once
+/// (exactly-once Kafka output over several pods is refused, see below).
+fn over_pods(pods: u32) -> StreamJob {
+    let mut job = example_job();
+    job.spec.parallelism = 4;
+    job.spec.pods = pods;
+    job.spec.checkpoints.as_mut().unwrap().mode = streamjob_spec::CheckpointMode::AtLeastOnce;
+    job
+}
+
+/// Over several pods: one replica each, started together, each told the
+/// pod count and every pod's stable exchange address, its index from its
+/// ordinal label, and the exchange port open on the pod and the Service.
+#[test]
+fn a_job_over_pods_is_one_replica_per_pod_that_find_each_other() {
+    let job = over_pods(3);
+    assert_eq!(undeployable(&job), None);
+    let set = stateful_set(&job, &Restore::Fresh, Scale::Running).unwrap();
+    let spec = set.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let c = container(&set);
+    assert_eq!(
+        c.args.as_ref().unwrap()[6..],
+        [
+            "--pods",
+            "3",
+            "--peers",
+            "visit-counter-0.visit-counter.default.svc:8082,\
+             visit-counter-1.visit-counter.default.svc:8082,\
+             visit-counter-2.visit-counter.default.svc:8082"
+        ]
+    );
+    let index = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "STREAMJOB_POD_INDEX")
+        .expect("the pod index");
+    assert_eq!(
+        index
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let ports: Vec<i32> = c.ports.iter().flatten().map(|p| p.container_port).collect();
+    assert_eq!(ports, [CONTROL_PORT, EXCHANGE_PORT]);
+    let headless = service(&job).spec.unwrap();
+    let ports: Vec<i32> = headless.ports.iter().flatten().map(|p| p.port).collect();
+    assert_eq!(ports, [CONTROL_PORT, EXCHANGE_PORT]);
+    // The pods look each other up before any is ready.
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    // The coordinator, pod 0, answers the control API.
+    assert_eq!(
+        control_url(&job),
+        "http://visit-counter-0.visit-counter.default.svc:8081"
+    );
+
+    // One pod: no exchange at all.
+    let one = over_pods(1);
+    let set = stateful_set(&one, &Restore::Fresh, Scale::Running).unwrap();
+    let c = container(&set);
+    assert_eq!(c.args.as_ref().unwrap().len(), 6);
+    assert!(c
+        .env
+        .iter()
+        .flatten()
+        .all(|e| e.name != "STREAMJOB_POD_INDEX"));
+    assert_eq!(c.ports.as_ref().unwrap().len(), 1);
+    assert_eq!(service(&one).spec.unwrap().ports.unwrap().len(), 1);
+}
+
+/// The exchange port admits the job's own pods and nobody else; with one
+/// pod it is not open at all.
+#[test]
+fn the_network_policy_opens_the_exchange_to_the_jobs_own_pods_only() {
+    let operator = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        ..Default::default()
+    };
+    let rules = |job: &StreamJob| {
+        network_policy(job, std::slice::from_ref(&operator))
+            .spec
+            .unwrap()
+            .ingress
+            .unwrap()
+    };
+    let job = over_pods(2);
+    let ingress = rules(&job);
+    assert_eq!(ingress.len(), 2);
+    let port = |r: &NetworkPolicyIngressRule| r.ports.as_ref().unwrap()[0].port.clone();
+    assert_eq!(port(&ingress[0]), Some(IntOrString::Int(CONTROL_PORT)));
+    assert_eq!(
+        ingress[0].from.as_deref(),
+        Some(std::slice::from_ref(&operator))
+    );
+    assert_eq!(port(&ingress[1]), Some(IntOrString::Int(EXCHANGE_PORT)));
+    let from = ingress[1].from.as_ref().unwrap();
+    assert_eq!(from.len(), 1);
+    assert_eq!(
+        from[0].pod_selector.as_ref().unwrap().match_labels,
+        Some(labels(&job))
+    );
+    assert_eq!(from[0].namespace_selector, None, "this namespace only");
+    assert_eq!(rules(&over_pods(1)).len(), 1);
+}
+
+/// Shapes the runtime would refuse are refused before a rollout, naming
+/// `spec.pods`.
+#[test]
+fn a_job_that_cannot_run_over_its_pods_is_not_deployed() {
+    let mut too_many = over_pods(3);
+    too_many.spec.parallelism = 2;
+    assert_eq!(
+        undeployable(&too_many).as_deref(),
+        Some(
+            "spec.pods: 3 pods need at least 3 workers, and parallelism is 2: raise parallelism \
+             or use fewer pods"
+        )
+    );
+    let mut exactly_once_kafka = over_pods(2);
+    exactly_once_kafka.spec.checkpoints.as_mut().unwrap().mode =
+        streamjob_spec::CheckpointMode::ExactlyOnce;
+    assert_eq!(
+        undeployable(&exactly_once_kafka).as_deref(),
+        Some(
+            "spec.pods: a job over 2 pods writes exactly once to file sinks only so far: use \
+             `checkpoints.mode: atLeastOnce`, a file sink, or one pod"
+        )
+    );
+}
+
+/// A spec recorded before `pods` existed reads as one pod, and one pod is
+/// recorded as before: upgrading the operator upgrades no job.
+#[test]
+fn one_pod_is_the_spec_without_pods() {
+    let job = example_job();
+    assert_eq!(job.spec.pods, 1);
+    let recorded = serde_json::to_value(&job.spec).unwrap();
+    assert!(recorded.get("pods").is_none(), "{recorded}");
+    assert_eq!(serde_json::to_value(&over_pods(2).spec).unwrap()["pods"], 2);
 }

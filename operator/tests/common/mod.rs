@@ -248,10 +248,15 @@ impl Cluster {
             .collect()
     }
 
-    /// Shows the job's pod as `state` (the kubelet's part).
+    /// Shows the job's pod (its pod 0) as `state` (the kubelet's part).
     pub async fn set_pod(&self, state: PodState) {
+        self.set_pod_at(0, state).await
+    }
+
+    /// Shows the job's pod `index` as `state`.
+    pub async fn set_pod_at(&self, index: u32, state: PodState) {
         let pods = self.api::<Pod>();
-        let name = format!("{}-0", self.name);
+        let name = format!("{}-{index}", self.name);
         if pods.get_opt(&name).await.unwrap().is_some() {
             pods.delete(&name, &Default::default()).await.unwrap();
         }

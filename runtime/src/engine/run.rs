@@ -33,8 +33,12 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     // This pod's index when the job runs over several.
     let pod = opts.pods.as_ref().filter(|p| p.count() > 1);
     if let Some(pods) = pod {
-        pods.check(spec.parallelism).map_err(JobError::Pods)?;
-        check_two_phase_over_pods(spec)?;
+        pods.check().map_err(JobError::Pods)?;
+        // Before `open_two_phase`: opening the Kafka sink fences every
+        // worker's producer, other pods' included.
+        if let Some(problem) = spec.pods_problem(pods.count() as u32) {
+            return Err(JobError::Pods(problem));
+        }
     }
     let base = &opts.base_dir;
     let state_root = opts
@@ -338,28 +342,6 @@ fn forward_acks(
     // Uploads acknowledged as the workers finished.
     while let Ok(ack) = acks.try_recv() {
         exchange.ack(ack);
-    }
-}
-
-/// Two-phase sinks a job over several pods can use so far: each pod's file
-/// sink commits its own file on pod 0's word and rolls its own sealed output
-/// forward on restore. Kafka's and PostgreSQL's open transactions die with
-/// their pod, so a checkpoint that one pod committed and another had not yet
-/// could not be completed.
-fn check_two_phase_over_pods(spec: &JobSpec) -> Result<(), JobError> {
-    // Checked before `open_two_phase`: opening the Kafka sink fences every
-    // worker's producer, other pods' included.
-    match spec.sink.choice().map_err(|e| e.at("sink"))? {
-        crate::spec::Sink::Kafka(_) | crate::spec::Sink::Postgres(_)
-            if sinks::exactly_once(spec) =>
-        {
-            Err(JobError::Pods(
-                "a job over several pods writes exactly once to file sinks only so far: use \
-                 `checkpoints.mode: atLeastOnce`, a file sink, or one pod"
-                    .into(),
-            ))
-        }
-        _ => Ok(()),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::connectors::{
     PostgresSink, PostgresTable, SinkWriter, TransactionalFile, TransactionalKafka,
     TwoPhaseCommitter, TARGETS,
 };
-use crate::spec::{CheckpointMode, JobSpec, Sink, SinkSpec, Source};
+use crate::spec::{JobSpec, Sink, SinkSpec, Source};
 
 /// Where results go: a plain writer; PostgreSQL without exactly-once
 /// checkpoints (rows inserted as they come); or, with exactly-once
@@ -51,12 +51,6 @@ pub(crate) struct Sinks {
     results_keyed: bool,
 }
 
-pub(crate) fn exactly_once(spec: &JobSpec) -> bool {
-    spec.checkpoints
-        .as_ref()
-        .is_some_and(|c| c.mode == CheckpointMode::ExactlyOnce)
-}
-
 /// Opens the job's two-phase sink, when it has one: results to a file, Kafka
 /// or PostgreSQL under exactly-once checkpoints. This comes before the
 /// restore decision, which asks the sink what it committed last; opening
@@ -66,7 +60,7 @@ pub(crate) fn open_two_phase(
     spec: &JobSpec,
     base: &Path,
 ) -> std::io::Result<Option<Box<dyn TwoPhaseCommitter>>> {
-    if !exactly_once(spec) {
+    if !spec.exactly_once() {
         return Ok(None);
     }
     let workers = spec.parallelism as usize;
