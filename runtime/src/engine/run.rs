@@ -67,6 +67,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         Some(pods) => Exchange::connect(
             pods,
             &spec.name,
+            opts.deployment.as_deref().unwrap_or_default(),
             parallelism,
             inboxes.clone(),
             abort.clone(),

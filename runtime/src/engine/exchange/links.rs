@@ -169,6 +169,7 @@ impl Exchange {
     pub fn connect(
         pods: &Pods,
         job: &str,
+        rollout: &str,
         parallelism: usize,
         inboxes: Vec<Sender<Message>>,
         abort: Arc<AtomicBool>,
@@ -193,6 +194,7 @@ impl Exchange {
         let handshake = Handshake {
             key: hmac::Key::new(hmac::HMAC_SHA256, pods.token.secret()),
             job: job.to_string(),
+            rollout: rollout.to_string(),
             pods: pods.count(),
             me: pods.index,
         };
@@ -372,6 +374,7 @@ impl Exchange {
 struct Handshake {
     key: hmac::Key,
     job: String,
+    rollout: String,
     pods: usize,
     me: usize,
 }
@@ -486,7 +489,7 @@ impl Handshake {
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| "no randomness for the handshake".to_string())?;
-        let hello = wire::hello(&self.job, self.pods, self.me, nonce);
+        let hello = wire::hello(&self.job, &self.rollout, self.pods, self.me, nonce);
         writer.send(wire::encode(&hello)).await.map_err(io)?;
         let Frame::Hello(theirs) = next_frame(&mut reader).await? else {
             return Err("the first frame was not a hello".into());
@@ -502,6 +505,15 @@ impl Handshake {
             return Err(format!(
                 "it belongs to job {:?} of {} pods, this pod to job {:?} of {}",
                 theirs.job, theirs.pods, self.job, self.pods
+            ));
+        }
+        // A pod of another rollout (an old one still terminating, whose
+        // restarted container dials the new pods' stable names) starts from
+        // another snapshot: it never joins this one.
+        if theirs.rollout != self.rollout {
+            return Err(format!(
+                "it belongs to rollout {:?}, this pod to rollout {:?}",
+                theirs.rollout, self.rollout
             ));
         }
         let pod = theirs.pod as usize;

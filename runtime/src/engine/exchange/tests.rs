@@ -52,6 +52,15 @@ fn token(text: &str) -> ControlToken {
 /// Pod `index` of two, each running one of two workers: its exchange, its
 /// worker's inbox, and the ways to both workers.
 fn pod(index: usize, peers: &[String], secret: &str) -> Result<Pod, String> {
+    pod_of_rollout(index, peers, secret, "rollout-1")
+}
+
+fn pod_of_rollout(
+    index: usize,
+    peers: &[String],
+    secret: &str,
+    rollout: &str,
+) -> Result<Pod, String> {
     let pods = Pods {
         peers: peers.to_vec(),
         index,
@@ -70,6 +79,7 @@ fn pod(index: usize, peers: &[String], secret: &str) -> Result<Pod, String> {
     let exchange = Exchange::connect(
         &pods,
         "job",
+        rollout,
         2,
         inboxes.clone(),
         Arc::new(AtomicBool::new(false)),
@@ -152,6 +162,27 @@ fn a_pod_with_another_token_is_refused() {
     };
     let refused = pod(1, &peers, "the-token-of-another-job").err().unwrap();
     assert!(refused.starts_with("pod 0 at 127.0.0.1:"), "{refused}");
+    let (one, ..) = pod(1, &peers, SECRET).unwrap();
+    close_both(waiting.join().unwrap().unwrap(), one);
+}
+
+/// A pod of another rollout of the same job (an old pod whose container
+/// restarted while the new pods start) is refused, and the pod it tried
+/// still forms the job with its own rollout's pod.
+#[test]
+fn a_pod_of_another_rollout_is_refused() {
+    let peers = addresses();
+    let waiting = {
+        let peers = peers.clone();
+        std::thread::spawn(move || pod(0, &peers, SECRET).map(|(exchange, ..)| exchange))
+    };
+    let refused = pod_of_rollout(1, &peers, SECRET, "rollout-0")
+        .err()
+        .unwrap();
+    assert!(
+        refused.ends_with("it belongs to rollout \"rollout-1\", this pod to rollout \"rollout-0\""),
+        "{refused}"
+    );
     let (one, ..) = pod(1, &peers, SECRET).unwrap();
     close_both(waiting.join().unwrap().unwrap(), one);
 }

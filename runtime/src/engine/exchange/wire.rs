@@ -16,7 +16,7 @@ pub(super) const MAX_FRAME: usize = 256 << 20;
 pub(super) const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
 
 /// Bumped whenever a frame changes: pods of different versions do not talk.
-pub(super) const PROTOCOL: &str = "streamjob-exchange/1";
+pub(super) const PROTOCOL: &str = "streamjob-exchange/2";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Frame {
@@ -51,6 +51,9 @@ pub(super) enum Frame {
 pub(super) struct Hello {
     pub protocol: String,
     pub job: String,
+    /// The rollout the pod belongs to (`RunOptions::deployment`; empty
+    /// outside a supervisor).
+    pub rollout: String,
     pub pods: u32,
     pub pod: u32,
     pub nonce: [u8; 32],
@@ -64,10 +67,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Frame, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("unreadable frame: {e}"))
 }
 
-pub(super) fn hello(job: &str, pods: usize, pod: usize, nonce: [u8; 32]) -> Frame {
+pub(super) fn hello(job: &str, rollout: &str, pods: usize, pod: usize, nonce: [u8; 32]) -> Frame {
     Frame::Hello(Hello {
         protocol: PROTOCOL.into(),
         job: job.into(),
+        rollout: rollout.into(),
         pods: pods as u32,
         pod: pod as u32,
         nonce,
