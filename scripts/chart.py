@@ -67,7 +67,7 @@ EXPECTED_RULES = {
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "delete"},
     # Each job's control token: made once, read back for the operator's calls.
     ("", "secrets"): {"get", "create"},
     # Each job's NetworkPolicy, applied server-side.

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -367,9 +367,42 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
             .await?;
     }
     let set = resources::stateful_set(&deployed, &restore, scale).map_err(Error::InvalidSpec)?;
-    Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
-        .patch(&name, &params, &Patch::Apply(&set))
-        .await?;
+    let sets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns);
+    let existing = sets.get_opt(&name).await?;
+    let policy = existing.map(|s| {
+        // The API server's default.
+        s.spec
+            .and_then(|s| s.pod_management_policy)
+            .unwrap_or_else(|| "OrderedReady".into())
+    });
+    if policy.is_some_and(|p| p != resources::POD_MANAGEMENT) {
+        // Made by an operator before pods were managed in parallel, and
+        // the field cannot change: replaced, its pods left running until
+        // the new one adopts them (they are its pods by name and labels).
+        tracing::info!(job = %name, "replacing the StatefulSet to manage its pods in parallel");
+        sets.delete(&name, &DeleteParams::orphan()).await?;
+    }
+    sets.patch(&name, &params, &Patch::Apply(&set)).await?;
+    replace_outdated_pods(&deployed, ctx).await
+}
+
+/// Deletes the pods of rollouts before the recorded one, all at once: the
+/// StatefulSet (`OnDelete`) makes them again from the new template.
+async fn replace_outdated_pods(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
+    let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{}={}", resources::JOB_LABEL, job.name_any());
+    for pod in pods.list(&ListParams::default().labels(&selector)).await? {
+        if pod.metadata.deletion_timestamp.is_none() && resources::outdated(job, &pod) {
+            tracing::info!(pod = %pod.name_any(), "deleting a pod of an earlier rollout");
+            match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
+                Ok(_) => {}
+                // Gone meanwhile.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
@@ -451,14 +451,11 @@ pub fn stateful_set(
         automount_service_account_token: Some(false),
         ..Default::default()
     };
-    // Each rollout replaces the pod, even with the same arguments (a
-    // recovery from the latest checkpoint).
-    let annotations = deployment(job)
-        .map(|d| BTreeMap::from([("streamjob.io/deployed-at".to_string(), d.started_at.clone())]));
+    let annotations = rollout_annotations(job);
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(job)),
-            annotations,
+            annotations: (!annotations.is_empty()).then_some(annotations),
             ..Default::default()
         }),
         spec: Some(pod),
@@ -478,12 +475,54 @@ pub fn stateful_set(
             template,
             // A job's pods start together: each waits for the others, so
             // none may wait for another to be ready first.
-            pod_management_policy: Some("Parallel".into()),
+            pod_management_policy: Some(POD_MANAGEMENT.into()),
+            // A rolling update replaces one pod at a time and waits for it
+            // to be ready, which a pod of a new rollout never is beside
+            // the old rollout's pods. The operator deletes a rollout's old
+            // pods all at once instead (`outdated`).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..Default::default()
+            }),
             volume_claim_templates: None::<Vec<PersistentVolumeClaim>>,
             ..Default::default()
         }),
         ..Default::default()
     })
+}
+
+/// The StatefulSet's pod management: immutable once the StatefulSet exists,
+/// so one made with another is replaced (see the controller).
+pub const POD_MANAGEMENT: &str = "Parallel";
+
+/// The annotations naming the rollout a pod belongs to: each rollout
+/// changes the template, even with the same arguments (a recovery from the
+/// latest checkpoint), and tells its pods from the ones before.
+fn rollout_annotations(job: &StreamJob) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    if let Some(d) = deployment(job) {
+        annotations.insert(DEPLOYED_AT.to_string(), d.started_at.clone());
+        if !d.id.is_empty() {
+            annotations.insert(DEPLOYMENT_ANNOTATION.to_string(), d.id.clone());
+        }
+    }
+    annotations
+}
+
+const DEPLOYED_AT: &str = "streamjob.io/deployed-at";
+const DEPLOYMENT_ANNOTATION: &str = "streamjob.io/deployment";
+
+/// Whether `pod` belongs to a rollout before the one the status records:
+/// one of its rollout annotations differs (a pod made before the operator
+/// wrote one of them is judged by the others; a pod with none is not the
+/// operator's to judge).
+pub fn outdated(job: &StreamJob, pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let Some(have) = &pod.metadata.annotations else {
+        return false;
+    };
+    rollout_annotations(job)
+        .iter()
+        .any(|(key, want)| have.get(key).is_some_and(|value| value != want))
 }
 
 /// Requests and limits when the StreamJob sets none: a pod without them is

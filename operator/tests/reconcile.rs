@@ -969,7 +969,12 @@ async fn a_job_over_pods_runs_recovers_and_rescales_as_one() {
         "both pods replaced"
     );
     assert_eq!(cluster.new_reasons().await, ["Recovering"]);
-    cluster.set_pod_at(1, PodState::Ready).await;
+    // The pods of the rollout before, the healthy one too, are deleted at
+    // once for the StatefulSet to make them again (it updates OnDelete).
+    assert_eq!(cluster.pods().await, Vec::<u32>::new());
+    for pod in 0..2 {
+        cluster.set_pod_at(pod, PodState::Ready).await;
+    }
     runtime.running(4);
     cluster.reconcile().await.unwrap();
     assert_eq!(cluster.status().await.phase, Phase::Running);
@@ -990,11 +995,11 @@ async fn a_job_over_pods_runs_recovers_and_rescales_as_one() {
     runtime.answer_stop(Ok(savepoint(5)));
     cluster.reconcile().await.unwrap();
     assert_eq!(runtime.calls(), ["stop (Upgrading stopping)"]);
-    for pod in 0..2 {
-        cluster.set_pod_at(pod, PodState::Absent).await;
-    }
+    // Stopped with the savepoint, the pods wait to be replaced.
+    assert_eq!(cluster.pods().await, [0, 1]);
     runtime.down();
     cluster.reconcile().await.unwrap();
+    assert_eq!(cluster.pods().await, Vec::<u32>::new());
     let set = cluster.stateful_set().await;
     assert_eq!(replicas(&set), 3);
     assert_eq!(
@@ -1013,4 +1018,87 @@ async fn a_job_over_pods_runs_recovers_and_rescales_as_one() {
     cluster.reconcile().await.unwrap();
     let status = cluster.status().await;
     assert_eq!((status.phase, status.error), (Phase::Running, None));
+}
+
+/// A StatefulSet made before its pods were managed in parallel cannot be
+/// changed to it (the API server refuses, as the interceptor here does):
+/// it is deleted with its pods orphaned, and made again, and the new one
+/// adopts the running pod.
+#[tokio::test]
+async fn a_stateful_set_with_ordered_pods_is_replaced_and_its_pods_kept() {
+    // The pod management of the StatefulSet the API server holds, and how
+    // it was deleted (whether its pods went with it).
+    let policy: Arc<Mutex<Option<String>>> = Arc::default();
+    let deleted: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let funcs = {
+        let (policy, deleted) = (policy.clone(), deleted.clone());
+        let policy_on_delete = policy.clone();
+        interceptor::Funcs::new()
+            .patch(move |ctx| {
+                if ctx.patch.get("kind").and_then(|k| k.as_str()) != Some("StatefulSet") {
+                    return Ok(None);
+                }
+                let wanted = ctx.patch["spec"]["podManagementPolicy"]
+                    .as_str()
+                    .unwrap_or("OrderedReady")
+                    .to_string();
+                let mut held = policy.lock().unwrap();
+                match held.as_ref() {
+                    Some(current) if *current != wanted => {
+                        Err(kube_fake_client::Error::InvalidRequest(
+                            "spec: Forbidden: updates to statefulset spec for fields other than \
+                         'replicas', 'ordinals', 'template', 'updateStrategy' … are forbidden"
+                                .into(),
+                        ))
+                    }
+                    _ => {
+                        *held = Some(wanted);
+                        Ok(None)
+                    }
+                }
+            })
+            .delete(move |ctx| {
+                if ctx.name == "visit-counter" {
+                    *policy_on_delete.lock().unwrap() = None;
+                    deleted.lock().unwrap().push(ctx.cascade);
+                }
+                Ok(None)
+            })
+    };
+    let (cluster, runtime) = created_with(funcs).await;
+    cluster.reconcile().await.unwrap();
+    cluster.set_pod(PodState::Ready).await;
+    runtime.running(3);
+    cluster.reconcile().await.unwrap();
+    assert_eq!(cluster.status().await.phase, Phase::Running);
+    // As an operator before parallel pod management left it.
+    let sets = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
+        cluster.client.clone(),
+        &cluster.ns,
+    );
+    let mut old = cluster.stateful_set().await;
+    old.spec.as_mut().unwrap().pod_management_policy = None;
+    old.spec.as_mut().unwrap().update_strategy = None;
+    sets.replace(&cluster.name, &Default::default(), &old)
+        .await
+        .unwrap();
+    *policy.lock().unwrap() = Some("OrderedReady".into());
+
+    cluster.reconcile().await.unwrap();
+    assert_eq!(
+        *deleted.lock().unwrap(),
+        [false],
+        "deleted once, pods orphaned"
+    );
+    let set = cluster.stateful_set().await;
+    let spec = set.spec.as_ref().unwrap();
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(
+        spec.update_strategy.as_ref().unwrap().type_.as_deref(),
+        Some("OnDelete")
+    );
+    assert_eq!(cluster.pods().await, [0], "the pod runs on");
+    assert_eq!(cluster.status().await.phase, Phase::Running);
+    cluster.reconcile().await.unwrap();
+    assert_eq!(deleted.lock().unwrap().len(), 1, "replaced once");
 }

@@ -113,10 +113,11 @@ each watched namespace's Role's otherwise.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["create", "patch"]
-# Job pods are read to detect crash loops and to reach the control API.
+# Job pods are read to detect crash loops and to reach the control API, and
+# a rollout deletes the pods of the one before (the StatefulSet updates OnDelete).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "delete"]
 # An Event for every transition (events.k8s.io/v1, and core v1 for older clients).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -251,10 +251,45 @@ fn each_rollout_names_itself_to_the_runtime_and_replaces_the_pod() {
         ]
     );
     let annotations = set.spec.unwrap().template.metadata.unwrap().annotations;
+    let annotations = annotations.unwrap();
     assert_eq!(
-        annotations.unwrap()["streamjob.io/deployed-at"],
+        annotations["streamjob.io/deployed-at"],
         "2026-11-22T06:00:00Z"
     );
+    assert_eq!(annotations["streamjob.io/deployment"], "1795413600000-g1");
+
+    // Pods of another rollout are outdated: by either annotation (one of
+    // an operator before the `deployment` annotation by the other); a pod
+    // with neither is none of the operator's rollouts.
+    let pod = |pairs: &[(&str, &str)]| {
+        let mut pod = k8s_openapi::api::core::v1::Pod::default();
+        pod.metadata.annotations = Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        pod
+    };
+    let this = pod(&[
+        ("streamjob.io/deployed-at", "2026-11-22T06:00:00Z"),
+        ("streamjob.io/deployment", "1795413600000-g1"),
+    ]);
+    assert!(!outdated(&job, &this));
+    let same_second = pod(&[
+        ("streamjob.io/deployed-at", "2026-11-22T06:00:00Z"),
+        ("streamjob.io/deployment", "1795413600400-g2"),
+    ]);
+    assert!(outdated(&job, &same_second));
+    assert!(outdated(
+        &job,
+        &pod(&[("streamjob.io/deployed-at", "2026-11-22T05:00:00Z")])
+    ));
+    assert!(!outdated(
+        &job,
+        &pod(&[("streamjob.io/deployed-at", "2026-11-22T06:00:00Z")])
+    ));
+    assert!(!outdated(&job, &pod(&[])));
 }
 
 #[test]

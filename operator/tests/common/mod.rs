@@ -248,13 +248,45 @@ impl Cluster {
             .collect()
     }
 
+    /// The job's pods there are (not deleted), by index.
+    pub async fn pods(&self) -> Vec<u32> {
+        let mut indexes: Vec<u32> = self
+            .api::<Pod>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.name_any().rsplit_once('-')?.1.parse().ok())
+            .collect();
+        indexes.sort();
+        indexes
+    }
+
     /// Shows the job's pod (its pod 0) as `state` (the kubelet's part).
     pub async fn set_pod(&self, state: PodState) {
         self.set_pod_at(0, state).await
     }
 
-    /// Shows the job's pod `index` as `state`.
+    /// Shows the job's pod `index` as `state`, made from the StatefulSet's
+    /// template as it stands (its rollout annotations).
     pub async fn set_pod_at(&self, index: u32, state: PodState) {
+        let annotations = self
+            .api::<StatefulSet>()
+            .get_opt(&self.name)
+            .await
+            .unwrap()
+            .and_then(|set| set.spec?.template.metadata?.annotations);
+        self.show_pod(index, state, annotations).await
+    }
+
+    /// Shows the job's pod `index` as `state`, with these annotations (the
+    /// template's it was made from).
+    pub async fn show_pod(
+        &self,
+        index: u32,
+        state: PodState,
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+    ) {
         let pods = self.api::<Pod>();
         let name = format!("{}-{index}", self.name);
         if pods.get_opt(&name).await.unwrap().is_some() {
@@ -267,6 +299,7 @@ impl Cluster {
         pod.metadata.name = Some(name);
         pod.metadata.namespace = Some(self.ns.clone());
         pod.metadata.labels = Some([(JOB_LABEL.to_string(), self.name.clone())].into());
+        pod.metadata.annotations = annotations;
         pod.status = Some(match state {
             PodState::Starting => PodStatus::default(),
             PodState::Ready => PodStatus {
