@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use common::{Cluster, PodState};
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
 use kube::api::Api;
 use serde_json::Value;
 use streamjob_operator::crd::{Phase, RestoreKind, SnapshotRef, StreamJob};
 use streamjob_operator::lifecycle::RuntimeStatus;
-use streamjob_operator::resources::{JOB_FILE, TOKEN_DIR, TOKEN_KEY};
+use streamjob_operator::resources::{JOB_FILE, POD_INDEX_LABEL, TOKEN_DIR, TOKEN_KEY};
 use streamjob_operator::runtime_api::{Endpoint, HttpRuntime, RuntimeApi};
 
 /// The `streamjob` binary the workspace build puts beside the test binaries.
@@ -107,20 +107,37 @@ impl RuntimeApi for LocalRuntime {
     }
 }
 
-/// The kubelet's part for the one pod: runs the StatefulSet's container as a
-/// process, restarts it when it ends, replaces it when the template changes,
-/// and reports the pod's state to the API server.
+/// The StatefulSet controller's and the kubelet's parts for the job's pods:
+/// makes the pods the StatefulSet asks for from its template, runs each
+/// pod's container as a process, restarts a container that ended, makes a
+/// pod again when the operator deleted it (the StatefulSet updates
+/// `OnDelete`), and reports the pods' states to the API server. The pods'
+/// stable names are played by fixed ports on 127.0.0.1.
 struct Kubelet {
     dir: PathBuf,
     binary: PathBuf,
+    /// Pod 0's control API address: the operator's endpoint.
     address: Arc<Mutex<Option<String>>>,
-    /// The template the pod was made from, and its process.
-    pod: Option<(String, Child)>,
+    /// Each pod's exchange address (its stable name), by index.
+    exchange: Vec<String>,
+    /// The pods by index: `None` where there is none.
+    pods: Vec<Option<PodProcess>>,
     pods_made: u32,
-    /// Set by the test: the container is in back-off, not restarted.
-    crash_looping: bool,
     /// Every process's stderr file, in start order.
     logs: Vec<PathBuf>,
+    /// The index in `logs` of each pod's current process.
+    current_log: Vec<usize>,
+}
+
+/// A pod as the kubelet runs it.
+struct PodProcess {
+    /// The template it was made from.
+    template: PodTemplateSpec,
+    process: Child,
+    /// Its control API address, once the process said it.
+    address: Option<String>,
+    /// Set by the test: the container is in back-off, not restarted.
+    crash_looping: bool,
 }
 
 impl Kubelet {
@@ -129,10 +146,11 @@ impl Kubelet {
             dir: dir.to_path_buf(),
             binary: streamjob_binary(),
             address,
-            pod: None,
+            exchange: exchange_addresses(4),
+            pods: Vec::new(),
             pods_made: 0,
-            crash_looping: false,
             logs: Vec::new(),
+            current_log: Vec::new(),
         }
     }
 
@@ -144,56 +162,82 @@ impl Kubelet {
         let Some(spec) = set.and_then(|s| s.spec) else {
             return;
         };
-        let template = serde_json::to_string(&spec.template).unwrap();
-        if spec.replicas == Some(0) {
-            self.delete_pod();
-            cluster.set_pod(PodState::Absent).await;
-            return;
+        let replicas = spec.replicas.unwrap_or(1) as usize;
+        let present = cluster.pods().await;
+        let count = self.pods.len().max(replicas);
+        self.pods.resize_with(count, || None);
+        self.current_log.resize(count, usize::MAX);
+        for index in 0..count {
+            let deleted = !present.contains(&(index as u32));
+            if self.pods[index].is_some() && (index >= replicas || deleted) {
+                // Scaled away, or deleted by the operator for a new
+                // rollout (and made again below, from the template as it
+                // stands, with a new emptyDir).
+                self.delete_pod(index);
+            }
+            if index >= replicas {
+                cluster.show_pod(index as u32, PodState::Absent, None).await;
+                continue;
+            }
+            if self.pods[index].is_none() {
+                self.pods_made += 1;
+                let template = spec.template.clone();
+                let (process, address) = self.start(cluster, index, &template).await;
+                self.pods[index] = Some(PodProcess {
+                    template,
+                    process,
+                    address,
+                    crash_looping: false,
+                });
+            }
+            let pod = self.pods[index].as_mut().unwrap();
+            let annotations = pod
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone());
+            if pod.crash_looping {
+                cluster
+                    .show_pod(index as u32, PodState::CrashLooping, annotations)
+                    .await;
+                continue;
+            }
+            if pod.process.try_wait().unwrap().is_some() {
+                // The container ended: restarted in the same pod.
+                let template = pod.template.clone();
+                let (process, address) = self.start(cluster, index, &template).await;
+                let pod = self.pods[index].as_mut().unwrap();
+                pod.process = process;
+                pod.address = address;
+            }
+            let state = match self.ready(index) {
+                true => PodState::Ready,
+                false => PodState::Starting,
+            };
+            cluster.show_pod(index as u32, state, annotations).await;
         }
-        if self.pod.as_ref().map(|(t, _)| t) != Some(&template) {
-            // A new template: the StatefulSet replaces the pod (and its
-            // emptyDir).
-            self.delete_pod();
-            self.pods_made += 1;
-            self.crash_looping = false;
-            let process = self.start(cluster, &spec.template).await;
-            self.pod = Some((template, process));
-        }
-        if self.crash_looping {
-            cluster.set_pod(PodState::CrashLooping).await;
-            return;
-        }
-        let (_, process) = self.pod.as_mut().unwrap();
-        if process.try_wait().unwrap().is_some() {
-            // The container ended: restarted in the same pod.
-            let template = spec.template.clone();
-            let process = self.start(cluster, &template).await;
-            self.pod.as_mut().unwrap().1 = process;
-        }
-        let ready = self.ready();
-        cluster
-            .set_pod(if ready {
-                PodState::Ready
-            } else {
-                PodState::Starting
-            })
-            .await;
+        let pod0 = self.pods.first().and_then(|p| p.as_ref()?.address.clone());
+        *self.address.lock().unwrap() = pod0;
     }
 
-    fn ready(&self) -> bool {
-        let Some(address) = self.address.lock().unwrap().clone() else {
+    fn ready(&self, index: usize) -> bool {
+        let Some(address) = self.pods[index].as_ref().and_then(|p| p.address.clone()) else {
             return false;
         };
         probe::ready(&format!("http://{address}/readyz"))
     }
 
-    /// Starts the container's command: the job file from the ConfigMap, the
-    /// pod's emptyDir as the state folder, the control API on a free port.
+    /// Starts pod `index`'s container command: the job file from the
+    /// ConfigMap, the pod's emptyDir as the state folder, the control API
+    /// on a free port, the pods' stable names as local addresses, the pod's
+    /// index from its ordinal label. Returns the process and its control
+    /// API address.
     async fn start(
         &mut self,
         cluster: &Cluster,
-        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
-    ) -> Child {
+        index: usize,
+        template: &PodTemplateSpec,
+    ) -> (Child, Option<String>) {
         let pod_dir = self.dir.join(format!("pod-{}", self.pods_made));
         std::fs::create_dir_all(&pod_dir).unwrap();
         let config = Api::<ConfigMap>::namespaced(cluster.client.clone(), &cluster.ns)
@@ -211,18 +255,20 @@ impl Kubelet {
         std::fs::write(&token_file, &secret.data.unwrap()[TOKEN_KEY].0).unwrap();
         let mounted_token = format!("{TOKEN_DIR}/{TOKEN_KEY}");
         let container = &template.spec.as_ref().unwrap().containers[0];
-        let args: Vec<String> = container
-            .args
-            .clone()
-            .unwrap()
-            .into_iter()
-            .map(|a| match a.as_str() {
+        let mut args: Vec<String> = Vec::new();
+        for arg in container.args.clone().unwrap() {
+            let local = match arg.as_str() {
                 JOB_FILE => job_file.display().to_string(),
                 a if a == mounted_token => token_file.display().to_string(),
                 "0.0.0.0:8081" => "127.0.0.1:0".into(),
-                _ => a,
-            })
-            .collect();
+                _ if args.last().map(String::as_str) == Some("--peers") => {
+                    let pods = arg.split(',').count();
+                    self.exchange[..pods].join(",")
+                }
+                _ => arg,
+            };
+            args.push(local);
+        }
         let log = self.dir.join(format!("process-{}.log", self.logs.len()));
         let mut command = Command::new(&self.binary);
         command
@@ -231,31 +277,43 @@ impl Kubelet {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for var in container.env.iter().flatten() {
-            if let Some(value) = &var.value {
-                command.env(&var.name, value);
-            }
+            let from_label = var
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .is_some_and(|f| f.field_path.contains(POD_INDEX_LABEL));
+            match &var.value {
+                Some(value) => command.env(&var.name, value),
+                None if from_label => command.env(&var.name, index.to_string()),
+                None => panic!("{} comes from nowhere this kubelet knows", var.name),
+            };
         }
         let child = command.spawn().unwrap();
+        self.current_log[index] = self.logs.len();
         self.logs.push(log.clone());
-        *self.address.lock().unwrap() = wait_for_address(&log);
-        child
+        (child, wait_for_address(&log))
     }
 
-    /// `kill -9` of the container.
-    fn kill(&mut self) {
-        if let Some((_, process)) = self.pod.as_mut() {
-            process.kill().unwrap();
-            process.wait().unwrap();
+    /// `kill -9` of pod `index`'s container.
+    fn kill(&mut self, index: usize) {
+        if let Some(pod) = self.pods[index].as_mut() {
+            pod.process.kill().unwrap();
+            pod.process.wait().unwrap();
+            pod.address = None;
         }
-        *self.address.lock().unwrap() = None;
     }
 
-    fn delete_pod(&mut self) {
-        if let Some((_, mut process)) = self.pod.take() {
-            let _ = process.kill();
-            let _ = process.wait();
+    /// Pod `index`'s container dies and stays in back-off.
+    fn crash_loop(&mut self, index: usize) {
+        self.kill(index);
+        self.pods[index].as_mut().unwrap().crash_looping = true;
+    }
+
+    fn delete_pod(&mut self, index: usize) {
+        if let Some(mut pod) = self.pods[index].take() {
+            let _ = pod.process.kill();
+            let _ = pod.process.wait();
         }
-        *self.address.lock().unwrap() = None;
     }
 
     fn log(&self, index: usize) -> String {
@@ -266,12 +324,40 @@ impl Kubelet {
             .unwrap();
         text
     }
+
+    /// The index in `logs` of the process pod `index` runs now.
+    fn log_of_pod(&self, index: usize) -> usize {
+        self.current_log[index]
+    }
 }
 
 impl Drop for Kubelet {
     fn drop(&mut self) {
-        self.delete_pod();
+        for index in 0..self.pods.len() {
+            self.delete_pod(index);
+        }
     }
+}
+
+/// Addresses on 127.0.0.1 for `pods` pods' exchange. The ports are below
+/// Linux's ephemeral range (32768 up): a port the OS hands out as free is
+/// also one it may give an outgoing connection before the pod binds it.
+fn exchange_addresses(pods: usize) -> Vec<String> {
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+    let mut ports: Vec<u16> = Vec::new();
+    let mut n: u32 = 0;
+    while ports.len() < pods {
+        n += 1;
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
 }
 
 /// The control API address a process prints, once it does.
@@ -314,12 +400,30 @@ mod probe {
     }
 }
 
-const EVENTS: u64 = 160_000;
+/// The StreamJob's shape: its input and workers.
+struct Shape {
+    /// Generated events, paced at 8000 a second.
+    events: u64,
+    parallelism: u32,
+    pods: u32,
+}
 
-/// The StreamJob: generated visits paced at 8000 a second (20 s of input),
-/// per-key counts in 1 s windows, written to a file committed with each
-/// checkpoint.
-fn stream_job(dir: &Path) -> StreamJob {
+/// One pod, 20 s of input.
+const ONE_POD: Shape = Shape {
+    events: 160_000,
+    parallelism: 2,
+    pods: 1,
+};
+
+/// The StreamJob: generated visits paced at 8000 a second, per-key counts
+/// in 1 s windows, written to a file committed with each checkpoint (one
+/// file per pod).
+fn stream_job(dir: &Path, shape: &Shape) -> StreamJob {
+    let Shape {
+        events,
+        parallelism,
+        pods,
+    } = shape;
     let manifest = format!(
         r#"
 apiVersion: streamjob.io/v1alpha1
@@ -327,12 +431,13 @@ kind: StreamJob
 metadata: {{name: counter, namespace: default, finalizers: [streamjob.io/finalizer]}}
 spec:
   image: streamjob:v1
-  parallelism: 2
+  parallelism: {parallelism}
+  pods: {pods}
   upgradeMode: savepoint
   checkpoints: {{interval: 300ms, storage: "file://{dir}/checkpoints"}}
   restartPolicy: {{backoff: 1s}}
   pipeline:
-    source: {{generator: {{events: {EVENTS}, keys: 20, eventsPerMs: 10, rate: 8000}}}}
+    source: {{generator: {{events: {events}, keys: 20, eventsPerMs: 10, rate: 8000}}}}
     key: key
     window: {{tumbling: {{size: 1s}}}}
     aggregates: [{{name: n, function: count}}]
@@ -343,14 +448,20 @@ spec:
     serde_yaml::from_str(&manifest).unwrap()
 }
 
-/// The final results of the same job run once, unpaced and uninterrupted.
-fn reference_results(dir: &Path) -> Vec<String> {
+/// The final results of the same job run once, in one process, unpaced and
+/// uninterrupted.
+fn reference_results(dir: &Path, shape: &Shape) -> Vec<String> {
     let job = dir.join("reference.yaml");
+    let Shape {
+        events,
+        parallelism,
+        ..
+    } = shape;
     std::fs::write(
         &job,
         format!(
-            "name: counter\nparallelism: 2\n\
-             source: {{generator: {{events: {EVENTS}, keys: 20, eventsPerMs: 10}}}}\n\
+            "name: counter\nparallelism: {parallelism}\n\
+             source: {{generator: {{events: {events}, keys: 20, eventsPerMs: 10}}}}\n\
              key: key\nwindow: {{tumbling: {{size: 1s}}}}\naggregates: [{{name: n, function: count}}]\n\
              sink: {{file: {{path: reference.jsonl}}}}\n"
         ),
@@ -365,13 +476,35 @@ fn reference_results(dir: &Path) -> Vec<String> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    final_results(&dir.join("reference.jsonl"))
+    final_results(&[dir.join("reference.jsonl")])
 }
 
-/// Final window results (not early ones) without their wall-clock
-/// `emit_time`, sorted.
-fn final_results(file: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
+/// The job's output files: `out.jsonl` of one pod, `out.pod-<i>.jsonl` of
+/// pod `i` of several.
+fn outputs(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            name == "out.jsonl"
+                || name
+                    .strip_prefix("out.pod-")
+                    .and_then(|rest| rest.strip_suffix(".jsonl"))
+                    .is_some_and(|index| index.parse::<u32>().is_ok())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Final window results (not early ones) of all `files` without their
+/// wall-clock `emit_time`, sorted.
+fn final_results(files: &[PathBuf]) -> Vec<String> {
+    let text: String = files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).unwrap_or_default())
+        .collect();
     let mut lines: Vec<String> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -426,7 +559,7 @@ fn last_checkpoint(job: &StreamJob) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let expected = reference_results(dir.path());
+    let expected = reference_results(dir.path(), &ONE_POD);
     assert!(expected.len() > 200, "{} windows", expected.len());
 
     let address = Arc::new(Mutex::new(None));
@@ -434,7 +567,7 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
         http: HttpRuntime::default(),
         address: address.clone(),
     });
-    let cluster = Cluster::new(stream_job(dir.path()), runtime).await;
+    let cluster = Cluster::new(stream_job(dir.path(), &ONE_POD), runtime).await;
     let mut kubelet = Kubelet::new(dir.path(), address);
 
     // Deployed, running, checkpointing.
@@ -489,7 +622,7 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
         |job| last_checkpoint(job) > savepoint.id,
     )
     .await;
-    kubelet.kill();
+    kubelet.kill(0);
     run_until(&cluster, &mut kubelet, "the restarted container", |job| {
         phase(job) == Phase::Running
     })
@@ -509,8 +642,7 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
         last_checkpoint(job) > savepoint.id + 1
     })
     .await;
-    kubelet.kill();
-    kubelet.crash_looping = true;
+    kubelet.crash_loop(0);
     run_until(&cluster, &mut kubelet, "the recovery", |job| {
         let status = job.status.as_ref().unwrap();
         phase(job) == Phase::Running && status.restarts == 1
@@ -537,7 +669,139 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
         "done; waiting to be terminated",
     )
     .await;
-    assert_eq!(final_results(&dir.path().join("out.jsonl")), expected);
+    assert_eq!(outputs(dir.path()), [dir.path().join("out.jsonl")]);
+    assert_eq!(final_results(&outputs(dir.path())), expected);
+}
+
+/// Two pods, upgraded to three; 30 s of input.
+const TWO_PODS: Shape = Shape {
+    events: 240_000,
+    parallelism: 3,
+    pods: 2,
+};
+
+/// The same over pods: created over two pods, upgraded to three through a
+/// savepoint, the coordinator (pod 0) killed with `kill -9`, which the
+/// other pods follow and all three restart in place, then pod 2 left in a
+/// crash loop, which the operator recovers by replacing every pod. Every
+/// window is in the pods' output files exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_pods_rescales_fails_over_and_recovers_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = reference_results(dir.path(), &TWO_PODS);
+    assert!(expected.len() > 300, "{} windows", expected.len());
+
+    let address = Arc::new(Mutex::new(None));
+    let runtime = Arc::new(LocalRuntime {
+        http: HttpRuntime::default(),
+        address: address.clone(),
+    });
+    let cluster = Cluster::new(stream_job(dir.path(), &TWO_PODS), runtime).await;
+    let mut kubelet = Kubelet::new(dir.path(), address);
+
+    // Two pods form the job and checkpoint.
+    run_until(
+        &cluster,
+        &mut kubelet,
+        "two checkpoints over two pods",
+        |job| phase(job) == Phase::Running && last_checkpoint(job) >= 2,
+    )
+    .await;
+    assert_eq!(cluster.new_reasons().await, ["Deploying"]);
+    // Each pod found its index in its ordinal label (two pods of one index
+    // never form a job).
+    assert_eq!(kubelet.pods_made, 2);
+
+    // Three pods: stop with a savepoint, all pods replaced at once, the
+    // new three restore it (its key groups spread over the new shape).
+    cluster.edit(|spec| spec.pods = 3).await;
+    run_until(&cluster, &mut kubelet, "the upgrade to three pods", |job| {
+        let status = job.status.as_ref().unwrap();
+        phase(job) == Phase::Running
+            && status.deployment.as_ref().unwrap().restore == RestoreKind::Savepoint
+    })
+    .await;
+    assert_eq!(
+        cluster.new_reasons().await,
+        ["UpgradeStarted", "SavepointCompleted", "Redeploying"]
+    );
+    assert_eq!(kubelet.pods_made, 5);
+    for process in 0..2 {
+        assert!(
+            kubelet
+                .log(process)
+                .contains("done; waiting to be terminated"),
+            "{}",
+            kubelet.log(process)
+        );
+    }
+    let savepoint = cluster.status().await.last_savepoint.unwrap();
+    let savepoint_dir = savepoint.path.trim_start_matches("file://");
+    for pod in 0..3 {
+        let log = kubelet.log_of_pod(pod);
+        wait_for_log(&kubelet, log, &format!("from={savepoint_dir}")).await;
+    }
+
+    // kill -9 of the coordinator after a checkpoint of the new rollout:
+    // the other pods fail with it, the kubelet restarts all three in
+    // place, and they resume from the rollout's newest checkpoint. The
+    // operator has nothing to do.
+    run_until(
+        &cluster,
+        &mut kubelet,
+        "a checkpoint over three pods",
+        |job| last_checkpoint(job) > savepoint.id,
+    )
+    .await;
+    let before = kubelet.logs.len();
+    let killed_at = last_checkpoint(&cluster.job().await);
+    kubelet.kill(0);
+    run_until(
+        &cluster,
+        &mut kubelet,
+        "a checkpoint after the kill",
+        |job| last_checkpoint(job) > killed_at,
+    )
+    .await;
+    assert_eq!(kubelet.pods_made, 5, "restarted in place");
+    assert_eq!(kubelet.logs.len(), before + 3, "each pod's container once");
+    for pod in 0..3 {
+        let log = kubelet.log_of_pod(pod);
+        wait_for_log(
+            &kubelet,
+            log,
+            "started before: resuming from its newest snapshot",
+        )
+        .await;
+    }
+    assert_eq!(cluster.new_reasons().await, Vec::<String>::new());
+
+    // Pod 2 crash-loops: the operator redeploys every pod from the latest
+    // checkpoint after the backoff.
+    kubelet.crash_loop(2);
+    run_until(&cluster, &mut kubelet, "the recovery", |job| {
+        phase(job) == Phase::Running && job.status.as_ref().unwrap().restarts == 1
+    })
+    .await;
+    assert_eq!(cluster.new_reasons().await, ["JobFailed", "Recovering"]);
+    let status = cluster.status().await;
+    let deployment = status.deployment.unwrap();
+    assert_eq!(deployment.restore, RestoreKind::LatestCheckpoint);
+    assert_eq!(kubelet.pods_made, 8);
+    for pod in 0..3 {
+        let log = kubelet.log_of_pod(pod);
+        wait_for_log(&kubelet, log, "/counter/checkpoints/chk-").await;
+    }
+
+    // To the end of the input: every window exactly once, over the files
+    // of all the pods there ever were.
+    for pod in 0..3 {
+        let log = kubelet.log_of_pod(pod);
+        wait_for_log(&kubelet, log, "done; waiting to be terminated").await;
+    }
+    let files = outputs(dir.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(final_results(&files), expected);
 }
 
 /// Waits until process `index`'s log holds `needle`.
