@@ -927,8 +927,6 @@ async fn a_job_over_pods_runs_recovers_and_rescales_as_one() {
     let mut job = common::example_job();
     job.spec.parallelism = 4;
     job.spec.pods = 2;
-    // Exactly-once Kafka output over several pods is refused (see below).
-    job.spec.checkpoints.as_mut().unwrap().mode = streamjob_spec::CheckpointMode::AtLeastOnce;
     let (cluster, runtime) = created_as(job, interceptor::Funcs::new()).await;
     cluster.reconcile().await.unwrap();
     let set = cluster.stateful_set().await;

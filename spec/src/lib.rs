@@ -686,31 +686,16 @@ impl JobSpec {
     }
 
     /// Why the job cannot run over `pods` pods, if it cannot: every pod
-    /// runs at least one worker, and the only exactly-once sink over pods
-    /// so far is the file sink: each pod commits its own file on pod 0's
-    /// word and rolls its own sealed output forward on restore, where a
-    /// Kafka producer's or a PostgreSQL session's open transaction dies with
-    /// its pod, and a checkpoint one pod committed and another had not could
-    /// not be completed.
-    /// The runtime checks this at start, the operator before a rollout.
+    /// runs at least one worker. The runtime checks this at start, the
+    /// operator before a rollout.
     pub fn pods_problem(&self, pods: u32) -> Option<String> {
-        if pods <= 1 {
-            return None;
-        }
-        if pods > self.parallelism {
-            return Some(format!(
+        (pods > self.parallelism).then(|| {
+            format!(
                 "{pods} pods need at least {pods} workers, and parallelism is {}: raise \
                  parallelism or use fewer pods",
                 self.parallelism
-            ));
-        }
-        match self.sink.choice() {
-            Ok(Sink::Kafka(_) | Sink::Postgres(_)) if self.exactly_once() => Some(format!(
-                "a job over {pods} pods writes exactly once to file sinks only so far: use \
-                 `checkpoints.mode: atLeastOnce`, a file sink, or one pod"
-            )),
-            _ => None,
-        }
+            )
+        })
     }
 
     /// What the keyed window state depends on: restoring state built for

@@ -11,7 +11,7 @@ use crate::time::now_millis;
 use crate::window::{Output, WindowResult};
 
 /// Which destination a batch of lines is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     Results,
     Late,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::build::{build_workers, Wiring};
 use super::collector::{ask_sink, SinkMsg};
 use super::coordinator::{Ack, Coordinator};
-use super::exchange::{channel, Exchange, Peer, PodControl};
+use super::exchange::{channel, Exchange, OutputRelay, Peer, PodControl};
 use super::restore::{check_fits, find_restore};
 use super::sinks::{self, Sinks};
 use super::{start_thread, JobError, RunOptions, RunSummary};
@@ -34,8 +34,6 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let pod = opts.pods.as_ref().filter(|p| p.count() > 1);
     if let Some(pods) = pod {
         pods.check().map_err(JobError::Pods)?;
-        // Before `open_two_phase`: opening the Kafka sink fences every
-        // worker's producer, other pods' included.
         if let Some(problem) = spec.pods_problem(pods.count() as u32) {
             return Err(JobError::Pods(problem));
         }
@@ -51,7 +49,13 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         None => None,
     };
     let layout = Layout::new(&spec.name);
-    let mut two_phase = sinks::open_two_phase(spec, base).map_err(JobError::Sink)?;
+    // Over several pods, a sink only pod 0 writes is opened there alone
+    // (opening Kafka's fences every other producer of the job).
+    let relays_output = pod.is_some_and(|p| p.index != 0) && sinks::written_by_pod_0(spec);
+    let mut two_phase = match relays_output {
+        true => None,
+        false => sinks::open_two_phase(spec, base).map_err(JobError::Sink)?,
+    };
     let parallelism = spec.parallelism as usize;
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
     let trigger = Arc::new(AtomicU64::new(0));
@@ -129,14 +133,23 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     };
     let splits = create_splits(spec, base, local.clone()).map_err(JobError::Source)?;
     let commits_output = two_phase.is_some();
-    let sinks = Sinks::open(
-        spec,
-        base,
-        restore.as_ref().map(|r| r.metadata.id),
-        two_phase,
-    )
-    .map_err(JobError::Sink)?;
-    let (keep, keyed) = (sinks.keeps(), sinks.keyed());
+    let relay = exchange.as_ref().and_then(Exchange::output_relay);
+    let sink_work = match (relays_output, relay) {
+        (true, Some(relay)) => SinkWork::Relay(relay),
+        _ => SinkWork::Write(Box::new(
+            Sinks::open(
+                spec,
+                base,
+                restore.as_ref().map(|r| r.metadata.id),
+                two_phase,
+            )
+            .map_err(JobError::Sink)?,
+        )),
+    };
+    let (keep, keyed) = match &sink_work {
+        SinkWork::Write(sinks) => (sinks.keeps(), sinks.keyed()),
+        SinkWork::Relay(_) => sinks::relayed_targets(spec),
+    };
     let peers: Vec<Peer> = inboxes
         .iter()
         .enumerate()
@@ -186,7 +199,10 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         }
     };
     drop(ack_tx);
-    let sink_thread = start_thread("sink".into(), spec.parallelism, move || sinks.run(sink_rx))?;
+    let sink_thread = start_thread("sink".into(), spec.parallelism, move || match sink_work {
+        SinkWork::Write(sinks) => sinks.run(sink_rx),
+        SinkWork::Relay(relay) => relay.run(sink_rx),
+    })?;
     let mut handles = Vec::with_capacity(workers.len());
     let mut unstarted = workers.into_iter();
     let failed_start = unstarted.find_map(|worker| {
@@ -289,6 +305,16 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     if let (Some(exchange), true) = (&exchange, stopped) {
         exchange.stop();
     }
+    if relays_output {
+        // What the relay holds goes out ahead of this pod's `Bye`, so pod 0
+        // has all of it before its final commit.
+        if let Err(e) = ask_sink(&sink_tx, |reply| SinkMsg::Finish {
+            checkpoint: final_epoch,
+            reply,
+        }) {
+            first_error.get_or_insert(JobError::Sink(e));
+        }
+    }
     // With other pods: this pod's workers are done, and the others' may not
     // be. The job's output is complete only once every pod's is.
     if let Err(e) = close_exchange(exchange, first_error.is_none()) {
@@ -344,6 +370,14 @@ fn forward_acks(
     while let Ok(ack) = acks.try_recv() {
         exchange.ack(ack);
     }
+}
+
+/// What the sink thread does: write the job's sinks, or, in a pod other
+/// than pod 0 of a job whose output only pod 0 writes, relay this pod's
+/// output there.
+enum SinkWork {
+    Write(Box<Sinks>),
+    Relay(OutputRelay),
 }
 
 /// Ends the connections to the job's other pods, if it has any (see

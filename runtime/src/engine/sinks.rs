@@ -51,6 +51,38 @@ pub(crate) struct Sinks {
     results_keyed: bool,
 }
 
+/// Whether only pod 0 writes the job's output when the job runs over
+/// several pods: a Kafka or PostgreSQL sink under exactly-once checkpoints
+/// commits one transaction per checkpoint for the whole job, which would
+/// otherwise be one per pod, and a pod's open transaction dies with it. The
+/// other pods relay their workers' output to pod 0 (`OutputRelay`), so the
+/// commit point and the restore decision are one process's.
+pub(crate) fn written_by_pod_0(spec: &JobSpec) -> bool {
+    spec.exactly_once() && matches!(spec.sink.choice(), Ok(Sink::Kafka(_) | Sink::Postgres(_)))
+}
+
+/// For a pod that relays its output to pod 0: the targets its workers emit
+/// (the results, and each side output with a destination) and which carry
+/// their keys (those bound for Kafka), as pod 0's `Sinks` say for its own.
+pub(crate) fn relayed_targets(spec: &JobSpec) -> ([bool; TARGETS], [bool; TARGETS]) {
+    fn kind(s: &Option<SinkSpec>) -> Option<Sink<'_>> {
+        s.as_ref().and_then(|s| s.choice().ok())
+    }
+    let kept = |s: &Option<SinkSpec>| kind(s).is_some_and(|k| !matches!(k, Sink::Discard));
+    let to_kafka = |s: &Option<SinkSpec>| matches!(kind(s), Some(Sink::Kafka(_)));
+    let outputs = &spec.side_outputs;
+    let results_keyed = spec.select.is_empty() && matches!(spec.sink.choice(), Ok(Sink::Kafka(_)));
+    (
+        [
+            true,
+            kept(&outputs.late),
+            kept(&outputs.malformed),
+            kept(&outputs.unmatched),
+        ],
+        [results_keyed, to_kafka(&outputs.late), false, false],
+    )
+}
+
 /// Opens the job's two-phase sink, when it has one: results to a file, Kafka
 /// or PostgreSQL under exactly-once checkpoints. This comes before the
 /// restore decision, which asks the sink what it committed last; opening

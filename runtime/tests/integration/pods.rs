@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::postgres::PgServer;
 use common::wait_until;
 use serde_json::Value;
 
@@ -390,45 +391,52 @@ fn a_stalled_pod_fails_the_others() {
     );
 }
 
-/// A checkpointed job over 2 processes, exactly-once file sink: a random
-/// pod (pod 0 included) is killed with `kill -9` shortly after a
-/// checkpoint, 20 times; the other pod fails at once, and both start again
-/// from the latest checkpoint. At the end every window is in the pods'
-/// output exactly once.
-#[test]
-fn exactly_once_output_across_kills_of_either_pod() {
-    let dir = tempfile::tempdir().unwrap();
-    let expected = common::write_input(dir.path(), common::kill_test_records());
-    // Two files, so that both pods read: odd and even lines (each still in
-    // order within the out-of-orderness bound).
-    let text = std::fs::read_to_string(dir.path().join("in.jsonl")).unwrap();
+/// `write_input`'s records as two files, so that both pods read: odd and
+/// even lines (each still in order within the out-of-orderness bound).
+fn split_input(dir: &Path) {
+    let text = std::fs::read_to_string(dir.join("in.jsonl")).unwrap();
     let (mut even, mut odd) = (String::new(), String::new());
     for (i, line) in text.lines().enumerate() {
         let half = if i % 2 == 0 { &mut even } else { &mut odd };
         half.push_str(line);
         half.push('\n');
     }
-    std::fs::write(dir.path().join("in-0.jsonl"), even).unwrap();
-    std::fs::write(dir.path().join("in-1.jsonl"), odd).unwrap();
-    let job = dir.path().join("job.yaml");
+    std::fs::write(dir.join("in-0.jsonl"), even).unwrap();
+    std::fs::write(dir.join("in-1.jsonl"), odd).unwrap();
+}
+
+/// The kill tests' job over the split input, writing to `sink`.
+fn kill_test_job(dir: &Path, sink: &str) -> PathBuf {
+    let job = dir.join("job.yaml");
     std::fs::write(
         &job,
-        "name: killed\nparallelism: 2\n\
-         source: {file: {paths: [in-0.jsonl, in-1.jsonl]}}\n\
-         eventTime: {field: t}\nwatermark: {outOfOrderness: 500ms}\n\
-         key: k\nwindow: {tumbling: {size: 1s}}\n\
-         aggregates: [{name: n, function: count}, {name: s, function: sum, field: a}]\n\
-         sink: {file: {path: out.jsonl}}\n\
-         checkpoints: {interval: 30ms, storage: file://ckpt, retained: 3}\n",
+        format!(
+            "name: killed\nparallelism: 2\n\
+             source: {{file: {{paths: [in-0.jsonl, in-1.jsonl]}}}}\n\
+             eventTime: {{field: t}}\nwatermark: {{outOfOrderness: 500ms}}\n\
+             key: k\nwindow: {{tumbling: {{size: 1s}}}}\n\
+             aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: a}}]\n\
+             sink: {sink}\n\
+             checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
+        ),
     )
     .unwrap();
-    let token = token_file(dir.path(), TOKEN);
-    let checkpoints = dir.path().join("ckpt/killed/checkpoints");
+    job
+}
+
+/// Runs `job` over 2 processes and kills a random pod (pod 0 included)
+/// with `kill -9` shortly after a checkpoint, `common::kills()` times; the
+/// other pod must fail at once, and both start again from the latest
+/// checkpoint. Then both run to the end.
+fn kill_either_pod_repeatedly(job: &Path) {
+    let dir = job.parent().unwrap();
+    let token = token_file(dir, TOKEN);
+    let checkpoints = dir.join("ckpt/killed/checkpoints");
     let start = |restore: bool| -> Vec<Child> {
         let peers = peers(2);
         (0..2)
             .map(|index| {
-                let mut pod = start_pod_command(&job, index, &peers, &token);
+                let mut pod = start_pod_command(job, index, &peers, &token);
                 if restore {
                     pod.arg("--from-latest-checkpoint");
                 }
@@ -462,7 +470,42 @@ fn exactly_once_output_across_kills_of_either_pod() {
         assert_failed(&survivor, &format!("exchange with pod {victim}: "));
     }
     succeeded(finish_all(start(true)));
+}
+
+/// A checkpointed job over 2 processes, exactly-once file sink: a random
+/// pod (pod 0 included) is killed with `kill -9` shortly after a
+/// checkpoint, 20 times; the other pod fails at once, and both start again
+/// from the latest checkpoint. At the end every window is in the pods'
+/// output exactly once.
+#[test]
+fn exactly_once_output_across_kills_of_either_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = common::write_input(dir.path(), common::kill_test_records());
+    split_input(dir.path());
+    let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}");
+    kill_either_pod_repeatedly(&job);
     check_pod_windows(dir.path(), 2, &expected);
+}
+
+/// The same with exactly-once PostgreSQL output: pod 0 alone writes the
+/// table, one transaction per checkpoint for the whole job, and pod 1
+/// relays its workers' rows to it. After 20 kills of either pod, the table
+/// holds every window's final row exactly once.
+#[test]
+fn exactly_once_rows_across_kills_of_either_pod() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A finished run is final (the table cannot take rows back): the input
+    // must outlast the kills, as in the one-process PostgreSQL test.
+    let expected = common::write_input(dir.path(), 3 * common::kill_test_records());
+    split_input(dir.path());
+    let sink = format!(
+        "{{postgres: {{url: \"{}\", table: windows, createTable: true}}}}",
+        pg.url()
+    );
+    let job = kill_test_job(dir.path(), &sink);
+    kill_either_pod_repeatedly(&job);
+    pg.check_window_rows(&expected);
 }
 
 /// Rescaling across pods: a job over 2 pods is killed after a checkpoint
@@ -515,4 +558,44 @@ fn a_checkpoint_of_2_pods_restores_over_3() {
         assert!(stderr.contains(&format!("(pod {index} of 3)")), "{stderr}");
     }
     check_pod_windows(dir.path(), 3, &expected);
+}
+
+/// Exactly-once Kafka output over 2 processes, from a Kafka source of 3
+/// partitions (librdkafka's mock cluster, reached by both processes over
+/// 127.0.0.1): pod 0 alone writes the output topic, in one transaction per
+/// checkpoint, with pod 1's workers' results relayed to it. Every window
+/// is in the topic once, each record keyed by its key.
+#[test]
+fn exactly_once_kafka_output_over_2_processes_is_written_by_pod_0() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 3, 1).unwrap();
+    cluster.create_topic("out", 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let expected = common::kafka::produce_events(&bootstrap, "events", 3, 60_000);
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "name: kafka-pods\nparallelism: 2\n\
+             source: {{kafka: {{bootstrapServers: \"{bootstrap}\", topics: [events], bounded: true}}}}\n\
+             eventTime: {{field: t}}\nkey: k\nwindow: {{tumbling: {{size: 1s}}}}\n\
+             aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: a}}]\n\
+             sink: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: out}}}}\n\
+             checkpoints: {{interval: 20ms, storage: file://ckpt}}\n"
+        ),
+    )
+    .unwrap();
+    run_pods(&job, 2);
+    let checkpoints = common::checkpoint_ids(&dir.path().join("ckpt/kafka-pods/checkpoints"), true);
+    assert!(!checkpoints.is_empty(), "no checkpoint completed");
+    let lines: Vec<String> = common::kafka::read_topic(&bootstrap, "out")
+        .into_iter()
+        .map(|(key, payload)| {
+            let v: Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(key.as_deref(), v["k"].as_str(), "record key of {payload}");
+            payload
+        })
+        .collect();
+    common::check_window_lines(&lines, &expected);
 }

@@ -32,24 +32,6 @@ fn visit_counter(dir: &Path, sink: &str, checkpoints: bool) -> JobSpec {
     JobSpec::from_yaml(&yaml).unwrap()
 }
 
-/// `SELECT` as text rows.
-fn rows(pg: &PgServer, sql: &str) -> Vec<String> {
-    pg.client()
-        .query(sql, &[])
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| {
-                    r.get::<_, Option<String>>(i)
-                        .unwrap_or_else(|| "NULL".into())
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
-}
-
 fn run_error(spec: &JobSpec, dir: &Path) -> String {
     match run(spec, &opts(dir)) {
         Ok(_) => panic!("the run should fail"),
@@ -68,8 +50,7 @@ fn the_visit_counter_writes_its_results_as_rows() {
     let summary = run(&visit_counter(dir.path(), &sink, true), &opts(dir.path())).unwrap();
     assert_eq!(summary.results, 4);
     assert_eq!(
-        rows(
-            &pg,
+        pg.rows(
             "SELECT visit_id, to_char(window_start AT TIME ZONE 'UTC', 'HH24:MI'), \
              to_char(window_end AT TIME ZONE 'UTC', 'HH24:MI'), visits::text, partial::text \
              FROM visits_counter ORDER BY visits_counter.visits, partial"
@@ -83,8 +64,7 @@ fn the_visit_counter_writes_its_results_as_rows() {
     );
     // The created table's types, and the commit record.
     assert_eq!(
-        rows(
-            &pg,
+        pg.rows(
             "SELECT column_name::text, data_type::text FROM information_schema.columns \
              WHERE table_name = 'visits_counter' ORDER BY ordinal_position"
         ),
@@ -97,7 +77,7 @@ fn the_visit_counter_writes_its_results_as_rows() {
         ]
     );
     assert_eq!(
-        rows(&pg, "SELECT job FROM streamjob_commits"),
+        pg.rows("SELECT job FROM streamjob_commits"),
         ["visit-counter"]
     );
 
@@ -109,10 +89,7 @@ fn the_visit_counter_writes_its_results_as_rows() {
             && error.contains("--from-latest-checkpoint"),
         "{error}"
     );
-    assert_eq!(
-        rows(&pg, "SELECT count(*)::text FROM visits_counter"),
-        ["4"]
-    );
+    assert_eq!(pg.rows("SELECT count(*)::text FROM visits_counter"), ["4"]);
 }
 
 /// examples/visit-counter-postgres.yaml, pointed at the test's server.
@@ -126,10 +103,7 @@ fn the_postgres_example_runs() {
     spec.sink.postgres.as_mut().unwrap().url = pg.url();
     run(&spec, &opts(dir.path())).unwrap();
     assert_eq!(
-        rows(
-            &pg,
-            "SELECT visits::text FROM visits_counter WHERE NOT partial"
-        ),
+        pg.rows("SELECT visits::text FROM visits_counter WHERE NOT partial"),
         ["12"]
     );
 }
@@ -150,10 +124,7 @@ fn an_upsert_key_keeps_one_row_per_window() {
     }
     drop(dir);
     assert_eq!(
-        rows(
-            &pg,
-            "SELECT visit_id, visits::text, partial::text FROM visit_windows"
-        ),
+        pg.rows("SELECT visit_id, visits::text, partial::text FROM visit_windows"),
         ["1|12|false"]
     );
 }
@@ -205,7 +176,7 @@ fn a_table_that_does_not_fit_is_named_column_by_column() {
         ),
         "{error}"
     );
-    let counted = rows(&pg, "SELECT count(*)::text FROM int_start");
+    let counted = pg.rows("SELECT count(*)::text FROM int_start");
     assert_eq!(counted, ["0"], "nothing half-written");
 
     // A date would drop the time of day: refused too.
@@ -240,29 +211,6 @@ fn columns_must_be_result_fields() {
 
 /// Final window rows `(key, window start ms) -> (count, sum)` of table
 /// `windows`, checked against `expected`: each exactly once, none missing.
-fn check_rows(pg: &PgServer, expected: &common::Windows) {
-    let rows = rows(
-        pg,
-        "SELECT k, (extract(epoch FROM window_start) * 1000)::bigint::text, n::bigint::text, \
-         s::bigint::text FROM windows WHERE NOT partial",
-    );
-    let mut seen = std::collections::BTreeSet::new();
-    for row in &rows {
-        let parts: Vec<&str> = row.split('|').collect();
-        let window = (parts[0].to_string(), parts[1].parse::<i64>().unwrap());
-        let got = (
-            parts[2].parse::<u64>().unwrap(),
-            parts[3].parse::<i64>().unwrap(),
-        );
-        assert_eq!(Some(&got), expected.get(&window), "window {window:?}");
-        assert!(
-            seen.insert(window.clone()),
-            "window {window:?} inserted twice"
-        );
-    }
-    assert_eq!(seen.len(), expected.len(), "windows missing");
-}
-
 /// The job file of the kill tests: `write_input`'s records, 1 s windows,
 /// checkpoints every 30 ms, rows to table `windows`.
 fn kill_test_job(dir: &Path, pg: &PgServer) -> std::path::PathBuf {
@@ -306,7 +254,7 @@ fn every_crash_point_of_the_commit_protocol() {
             point == "after-commit",
             "{point}: {stderr}"
         );
-        check_rows(&pg, &expected);
+        pg.check_window_rows(&expected);
     }
 }
 
@@ -324,7 +272,7 @@ fn exactly_once_rows_across_kills() {
     let expected = write_input(dir.path(), 3 * kill_test_records());
     let job = kill_test_job(dir.path(), &pg);
     kill_repeatedly(&job, &[], (150, 300), true);
-    check_rows(&pg, &expected);
+    pg.check_window_rows(&expected);
 }
 
 /// The events-to-PostgreSQL example's events: `n` records with more fields than the table wants,
@@ -394,16 +342,12 @@ fn kafka_events_parsed_and_selected_into_a_table() {
     let summary = run(&spec, &opts(dir.path())).unwrap();
     assert_eq!((summary.records_in, summary.results), (1_000, 1_000));
     assert_eq!(
-        rows(
-            &pg,
-            "SELECT count(*)::text, count(DISTINCT event_id)::text, count(DISTINCT id)::text FROM events"
+        pg.rows("SELECT count(*)::text, count(DISTINCT event_id)::text, count(DISTINCT id)::text FROM events"
         ),
         ["1000|1000|1000"]
     );
     assert_eq!(
-        rows(
-            &pg,
-            "SELECT event_id, user_name, location FROM events WHERE event_id IN ('e0', 'e17') ORDER BY event_id"
+        pg.rows("SELECT event_id, user_name, location FROM events WHERE event_id IN ('e0', 'e17') ORDER BY event_id"
         ),
         ["e0|user0|city0", "e17|user7|city2"]
     );
@@ -430,10 +374,7 @@ fn events_into_postgres_exactly_once_across_kills() {
         5,
     );
     assert_eq!(
-        rows(
-            &pg,
-            "SELECT count(*)::text, count(DISTINCT event_id)::text FROM events"
-        ),
+        pg.rows("SELECT count(*)::text, count(DISTINCT event_id)::text FROM events"),
         [format!("{events}|{events}")]
     );
 }
@@ -460,9 +401,7 @@ fn values_for_json_columns_go_as_json() {
     .unwrap();
     run(&spec, &opts(dir.path())).unwrap();
     assert_eq!(
-        rows(
-            &pg,
-            "SELECT event_id, \"user\"::text, jsonb_typeof(\"user\") FROM profiles ORDER BY event_id"
+        pg.rows("SELECT event_id, \"user\"::text, jsonb_typeof(\"user\") FROM profiles ORDER BY event_id"
         ),
         ["e1|{\"name\": \"ann\"}|object", "e2|\"bo\"|string"]
     );

@@ -10,6 +10,7 @@
 //! workers ended. Anything else (a peer gone, an unreadable frame) fails
 //! the run: the job is one whole across its pods.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -76,16 +77,40 @@ pub(crate) struct Shared {
     /// Per pod, whether it has said `Bye`: its workers have ended, and it
     /// answers nothing more.
     said_bye: Vec<AtomicBool>,
+    /// This pod's workers waiting for pod 0's sink to seal their output,
+    /// by worker and checkpoint (see `OutputRelay`).
+    seals: Mutex<HashMap<(usize, u64), SealReply>>,
 }
+
+/// Where a worker waits for pod 0's `Sealed`.
+type SealReply = Sender<std::io::Result<()>>;
 
 impl Shared {
     fn fail(&self, error: String) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if failure.is_none() {
             tracing::error!("{error}");
-            *failure = Some(error);
+            *failure = Some(error.clone());
         }
+        drop(failure);
         self.abort.store(true, Ordering::SeqCst);
+        // No answer comes any more: the waiting workers fail with the run.
+        let mut seals = self.seals.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, waiting) in seals.drain() {
+            let _ = waiting.send(Err(std::io::Error::other(error.clone())));
+        }
+    }
+
+    /// Answers the worker waiting for `Sealed { worker, checkpoint }`.
+    fn sealed(&self, worker: usize, checkpoint: u64, outcome: std::io::Result<()>) {
+        let waiting = self
+            .seals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(worker, checkpoint));
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(outcome);
+        }
     }
 
     fn failure(&self) -> Option<String> {
@@ -149,6 +174,75 @@ impl RemotePeer {
     }
 }
 
+/// The sink thread of a pod other than pod 0, in a job whose output only
+/// pod 0 writes (a Kafka or PostgreSQL sink under exactly-once checkpoints:
+/// one transaction per checkpoint for the whole job, so one commit point,
+/// as in one process). It sends what this pod's workers emit to pod 0's
+/// sink, in the order they emit it, and passes their barriers on as
+/// `Seal`s, each answered once pod 0's sink has sealed that worker's
+/// output.
+pub(crate) struct OutputRelay {
+    link: mpsc::UnboundedSender<Outgoing>,
+    shared: Arc<Shared>,
+}
+
+impl OutputRelay {
+    /// Runs until every sender is gone.
+    pub fn run(self, rx: Receiver<SinkMsg>) -> std::io::Result<()> {
+        for msg in rx {
+            match msg {
+                SinkMsg::Lines {
+                    worker,
+                    target,
+                    lines,
+                    keys,
+                } => self.send(&Frame::Output {
+                    worker: worker as u32,
+                    target,
+                    lines,
+                    keys,
+                }),
+                SinkMsg::Sync {
+                    worker,
+                    checkpoint,
+                    offsets,
+                    reply,
+                } => {
+                    self.shared
+                        .seals
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((worker, checkpoint), reply);
+                    // Failed before the answer was awaited: no answer comes.
+                    if let Some(failure) = self.shared.failure() {
+                        let failed = Err(std::io::Error::other(failure));
+                        self.shared.sealed(worker, checkpoint, failed);
+                    }
+                    self.send(&Frame::Seal {
+                        worker: worker as u32,
+                        checkpoint,
+                        offsets,
+                    });
+                }
+                // Pod 0 commits the whole job's output.
+                SinkMsg::Commit { reply, .. } => {
+                    let _ = reply.send(Ok(()));
+                }
+                // Everything before it is queued, ahead of the pod's `Bye`.
+                SinkMsg::Finish { reply, .. } => {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, frame: &Frame) {
+        // A closed link has failed the run already.
+        let _ = self.link.send(Outgoing::Frame(wire::encode(frame)));
+    }
+}
+
 struct Link {
     out: mpsc::UnboundedSender<Outgoing>,
     tasks: [JoinHandle<()>; 2],
@@ -190,6 +284,7 @@ impl Exchange {
             abort,
             commits: crossbeam_channel::unbounded(),
             said_bye: (0..pods.count()).map(|_| AtomicBool::new(false)).collect(),
+            seals: Mutex::default(),
         });
         let handshake = Handshake {
             key: hmac::Key::new(hmac::HMAC_SHA256, pods.token.secret()),
@@ -330,6 +425,15 @@ impl Exchange {
         }
     }
 
+    /// The way to pod 0's sink, from another pod.
+    pub fn output_relay(&self) -> Option<OutputRelay> {
+        let link = self.links[0].as_ref()?;
+        Some(OutputRelay {
+            link: link.out.clone(),
+            shared: self.shared.clone(),
+        })
+    }
+
     /// This pod stops: so does every other.
     pub fn stop(&self) {
         self.broadcast(&Frame::Stop);
@@ -345,6 +449,16 @@ impl Exchange {
     /// still be working). Otherwise the connections are cut, which fails
     /// the other pods' runs.
     pub fn close(self, clean: bool) -> Result<(), String> {
+        if clean && self.pods.index == 0 {
+            // Pod 0 says `Bye` last: until every other pod's workers have
+            // ended, they may still need its answers (`Sealed`, `Committed`).
+            let others_done = || {
+                (1..self.pods.count()).all(|pod| self.shared.said_bye[pod].load(Ordering::Acquire))
+            };
+            while !others_done() && self.failure().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         if clean && self.failure().is_none() {
             let tasks: Vec<_> = self
                 .links
@@ -609,6 +723,15 @@ struct Reading {
 }
 
 impl Reading {
+    /// `worker`, if it is one of the sending pod's.
+    fn sender(&self, worker: u32) -> Result<usize, String> {
+        let worker = worker as usize;
+        match self.senders.contains(&worker) {
+            true => Ok(worker),
+            false => Err(format!("output of worker {worker} cannot come from it")),
+        }
+    }
+
     async fn run(self, mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>) {
         if let Err(e) = self.read(&mut reader).await {
             self.shared
@@ -697,13 +820,70 @@ impl Reading {
                         error,
                     });
                 }
+                Frame::Output {
+                    worker,
+                    target,
+                    lines,
+                    keys,
+                } if self.me == 0 => {
+                    let worker = self.sender(worker)?;
+                    // Unbounded, as for this pod's own workers.
+                    let _ = self.control.sink.send(SinkMsg::Lines {
+                        worker,
+                        target,
+                        lines,
+                        keys,
+                    });
+                }
+                Frame::Seal {
+                    worker,
+                    checkpoint,
+                    offsets,
+                } if self.me == 0 => {
+                    let worker = self.sender(worker)?;
+                    // Queued now, behind the worker's lines before the
+                    // barrier and ahead of those after it; only the wait
+                    // for the answer is moved off this task.
+                    let (reply, answer) = crossbeam_channel::bounded(1);
+                    let _ = self.control.sink.send(SinkMsg::Sync {
+                        worker,
+                        checkpoint,
+                        offsets,
+                        reply,
+                    });
+                    let back = self.back.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let outcome = answer
+                            .recv()
+                            .unwrap_or_else(|_| Err(std::io::Error::other("the sink stopped")));
+                        let _ = back.send(Outgoing::Frame(wire::encode(&Frame::Sealed {
+                            worker: worker as u32,
+                            checkpoint,
+                            error: outcome.err().map(|e| e.to_string()),
+                        })));
+                    });
+                }
+                Frame::Sealed {
+                    worker,
+                    checkpoint,
+                    error,
+                } if self.pod == 0 => {
+                    let outcome = match error {
+                        None => Ok(()),
+                        Some(e) => Err(std::io::Error::other(format!("pod 0's sink: {e}"))),
+                    };
+                    self.shared.sealed(worker as usize, checkpoint, outcome);
+                }
                 Frame::Stop => self.control.stop.store(true, Ordering::SeqCst),
                 Frame::Heartbeat => {}
                 Frame::Trigger { .. }
                 | Frame::Ack(_)
                 | Frame::Commit { .. }
-                | Frame::Committed { .. } => {
-                    return Err("a coordinator's frame from a pod that does not coordinate".into());
+                | Frame::Committed { .. }
+                | Frame::Output { .. }
+                | Frame::Seal { .. }
+                | Frame::Sealed { .. } => {
+                    return Err("a frame that only goes to or comes from pod 0".into());
                 }
                 Frame::Bye => {
                     said_bye = true;

@@ -23,7 +23,7 @@ use crate::record::Event;
 use crate::spec::JobSpec;
 use crate::time::SourceStatus;
 
-pub(crate) use links::{Exchange, PodControl};
+pub(crate) use links::{Exchange, OutputRelay, PodControl};
 
 /// What travels from one worker to another, in order.
 #[derive(Debug, Serialize, Deserialize)]

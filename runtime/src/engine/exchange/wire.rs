@@ -7,6 +7,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use super::Message;
+use crate::engine::collector::Target;
 use crate::engine::coordinator::Ack;
 
 /// Frames larger than this end the connection: a message is at most a
@@ -41,6 +42,28 @@ pub(super) enum Frame {
     Committed { id: u64, error: Option<String> },
     /// The job stops (without firing open windows), in every pod.
     Stop,
+    /// Lines a worker of the sending pod emitted, for pod 0's sink (a job
+    /// whose output only pod 0 writes: see `OutputRelay`).
+    Output {
+        worker: u32,
+        target: Target,
+        lines: Vec<String>,
+        keys: Vec<String>,
+    },
+    /// A worker of the sending pod reached the barrier of `checkpoint` with
+    /// its Kafka source partitions at `offsets`: pod 0's sink is to seal
+    /// what it sent so far, then answer with `Sealed`.
+    Seal {
+        worker: u32,
+        checkpoint: u64,
+        offsets: Vec<(String, i32, i64)>,
+    },
+    /// Pod 0's answer to `Seal`: `error` when its sink could not.
+    Sealed {
+        worker: u32,
+        checkpoint: u64,
+        error: Option<String>,
+    },
     /// The sending pod is alive (sent every second).
     Heartbeat,
     /// The sending pod's workers have ended: it sends nothing more.

@@ -146,3 +146,47 @@ impl Drop for PgServer {
             .output();
     }
 }
+
+impl PgServer {
+    /// `SELECT` as text rows, columns joined with `|`.
+    pub fn rows(&self, sql: &str) -> Vec<String> {
+        self.client()
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.get::<_, Option<String>>(i)
+                            .unwrap_or_else(|| "NULL".into())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    /// Table `windows` of the kill tests holds each of `expected`'s final
+    /// windows exactly once, with its values.
+    pub fn check_window_rows(&self, expected: &super::Windows) {
+        let rows = self.rows(
+            "SELECT k, (extract(epoch FROM window_start) * 1000)::bigint::text, n::bigint::text, \
+             s::bigint::text FROM windows WHERE NOT partial",
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for row in &rows {
+            let parts: Vec<&str> = row.split('|').collect();
+            let window = (parts[0].to_string(), parts[1].parse::<i64>().unwrap());
+            let got = (
+                parts[2].parse::<u64>().unwrap(),
+                parts[3].parse::<i64>().unwrap(),
+            );
+            assert_eq!(Some(&got), expected.get(&window), "window {window:?}");
+            assert!(
+                seen.insert(window.clone()),
+                "window {window:?} inserted twice"
+            );
+        }
+        assert_eq!(seen.len(), expected.len(), "windows missing");
+    }
+}
