@@ -311,6 +311,38 @@ fn generated_and_select_jobs_over_3_processes_write_what_one_process_writes() {
     assert_eq!(sorted(&run_pods(&select, 3)), alone);
 }
 
+/// The order-enrichment example (lookups from changelog files, unmatched
+/// orders with their reason) over 2 processes: what one process writes.
+#[test]
+fn an_enrichment_job_over_2_processes_writes_what_one_process_writes() {
+    let enrichment = |pods: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let examples = common::repo_root().join("examples");
+        std::fs::create_dir(dir.path().join("orders")).unwrap();
+        for file in ["orders.jsonl", "users.jsonl", "items.jsonl"] {
+            std::fs::copy(
+                examples.join("orders").join(file),
+                dir.path().join("orders").join(file),
+            )
+            .unwrap();
+        }
+        let job = dir.path().join("order-enrichment.yaml");
+        let text = std::fs::read_to_string(examples.join("order-enrichment.yaml")).unwrap();
+        std::fs::write(&job, format!("{text}parallelism: 3\n")).unwrap();
+        let stdout = match pods {
+            1 => vec![run_alone(&job)],
+            _ => run_pods(&job, pods),
+        };
+        (
+            sorted(&stdout),
+            sorted(&file_lines(dir.path(), "orders-unmatched", pods)),
+        )
+    };
+    let alone = enrichment(1);
+    assert!(!alone.0.is_empty() && !alone.1.is_empty(), "{alone:?}");
+    assert!(enrichment(2) == alone, "2 pods wrote other output");
+}
+
 /// A process without the job's token cannot join it: it is refused, says
 /// why, and the job still forms with the right pod and runs to its end.
 #[test]
