@@ -423,6 +423,88 @@ fn a_stalled_pod_fails_the_others() {
     );
 }
 
+/// CPU time process `pid` has used so far, in clock ticks (user + system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Stops (SIGSTOP) process `pid` for 3 s and returns the CPU ticks
+/// `watched` used in the last 1.5 s of it.
+fn stop_for_a_while(pid: u32, watched: u32) -> u64 {
+    let signal = |name: &str| {
+        assert!(Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let ticks = cpu_ticks(watched);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let used = cpu_ticks(watched) - ticks;
+    signal("-CONT");
+    used
+}
+
+/// Back-pressure across pods, with pod 1 stopped (SIGSTOP) for 3 s at a
+/// time. Without checkpoints: pod 0's sends to it pile up only to the
+/// credit limit, then pod 0 pauses its source, so in the last 1.5 s of the
+/// stop it uses almost no CPU (reading on into memory, it would use all of
+/// it). With checkpoints every 30 ms, stopped three times: once pod 1 goes
+/// on, checkpoints complete again. Both runs' output is exact.
+#[test]
+fn a_stopped_pod_holds_the_job_back_without_a_deadlock() {
+    const TICKS_PER_SECOND: u64 = 100; // USER_HZ on Linux
+    for checkpointed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        // Enough that pod 0 cannot read all of its file during one stop.
+        let expected = common::write_input(dir.path(), 3 * common::kill_test_records());
+        split_input(dir.path());
+        let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}");
+        if !checkpointed {
+            let text = std::fs::read_to_string(&job).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("checkpoints"))
+                .collect();
+            std::fs::write(&job, kept.join("\n")).unwrap();
+        }
+        let token = token_file(dir.path(), TOKEN);
+        let checkpoints = dir.path().join("ckpt/killed/checkpoints");
+        let peers = peers(2);
+        let mut pods: Vec<Child> = (0..2)
+            .map(|index| start_pod(&job, index, &peers, &token))
+            .collect();
+        let (pod0, pod1) = (pods[0].id(), pods[1].id());
+        if !checkpointed {
+            std::thread::sleep(Duration::from_millis(500));
+            let used = stop_for_a_while(pod1, pod0);
+            assert!(
+                used * 2 < TICKS_PER_SECOND,
+                "pod 0 used {used} ticks of CPU in the 1.5 s it should have waited"
+            );
+        }
+        for round in (0..3).filter(|_| checkpointed) {
+            let before = common::checkpoint_ids(&checkpoints, true).last().copied();
+            let progressed = wait_until(Duration::from_secs(60), || {
+                common::checkpoint_ids(&checkpoints, true).last().copied() > before
+            });
+            assert!(progressed, "round {round}: no checkpoint completed");
+            stop_for_a_while(pod1, pod0);
+        }
+        assert!(
+            pods[0].try_wait().unwrap().is_none(),
+            "the job ended: give it more input"
+        );
+        succeeded(finish_all(pods.drain(..).collect()));
+        check_pod_windows(dir.path(), 2, &expected);
+    }
+}
+
 /// `write_input`'s records as two files, so that both pods read: odd and
 /// even lines (each still in order within the out-of-orderness bound).
 fn split_input(dir: &Path) {
