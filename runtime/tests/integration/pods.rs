@@ -500,7 +500,7 @@ fn a_stopped_pod_holds_the_job_back_without_a_deadlock() {
             pods[0].try_wait().unwrap().is_none(),
             "the job ended: give it more input"
         );
-        succeeded(finish_all(pods.drain(..).collect()));
+        succeeded(finish_all(pods));
         check_pod_windows(dir.path(), 2, &expected);
     }
 }
