@@ -236,11 +236,18 @@ fn write_inputs(dir: &Path) {
     }
 }
 
-/// A windowed job over files, in one process and over 2 and 3: the same
-/// final windows (every key's records meet at the worker that owns the
-/// key, wherever they were read) and the same malformed records.
+/// A windowed job over files, tumbling and session windows, in one process
+/// and over 2 and 3: the same final windows (every key's records meet at
+/// the worker that owns the key, wherever they were read) and the same
+/// malformed records.
 #[test]
 fn a_window_job_over_2_and_3_processes_writes_what_one_process_writes() {
+    for window in ["{tumbling: {size: 1s}}", "{session: {gap: 400ms}}"] {
+        a_window_job_over_processes(window);
+    }
+}
+
+fn a_window_job_over_processes(window: &str) {
     // Each run in a folder of its own: a file sink appends.
     let outputs = |pods: usize| {
         let dir = tempfile::tempdir().unwrap();
@@ -248,14 +255,16 @@ fn a_window_job_over_2_and_3_processes_writes_what_one_process_writes() {
         let job = dir.path().join("job.yaml");
         std::fs::write(
             &job,
-            "name: spread\nparallelism: 3\n\
-             source: {file: {paths: [in-0.jsonl, in-1.jsonl, in-2.jsonl, in-3.jsonl]}}\n\
-             eventTime: {field: t}\nwatermark: {outOfOrderness: 500ms}\n\
-             key: k\nwindow: {tumbling: {size: 1s}}\n\
-             aggregates: [{name: n, function: count}, {name: s, function: sum, field: a}, \
-             {name: m, function: max, field: a}]\n\
-             sink: {file: {path: out.jsonl}}\n\
-             sideOutputs: {malformed: {file: {path: bad.jsonl}}}\n",
+            format!(
+                "name: spread\nparallelism: 3\n\
+             source: {{file: {{paths: [in-0.jsonl, in-1.jsonl, in-2.jsonl, in-3.jsonl]}}}}\n\
+             eventTime: {{field: t}}\nwatermark: {{outOfOrderness: 500ms}}\n\
+             key: k\nwindow: {window}\n\
+             aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: a}}, \
+             {{name: m, function: max, field: a}}]\n\
+             sink: {{file: {{path: out.jsonl}}}}\n\
+             sideOutputs: {{malformed: {{file: {{path: bad.jsonl}}}}}}\n"
+            ),
         )
         .unwrap();
         match pods {
@@ -273,7 +282,10 @@ fn a_window_job_over_2_and_3_processes_writes_what_one_process_writes() {
     let total: u64 = alone.0.iter().map(|v| v["n"].as_u64().unwrap()).sum();
     assert_eq!(total, 4 * 3_000 - 40);
     for pods in [2, 3] {
-        assert!(outputs(pods) == alone, "{pods} pods wrote other output");
+        assert!(
+            outputs(pods) == alone,
+            "{window}: {pods} pods wrote other output"
+        );
     }
 }
 
