@@ -556,19 +556,26 @@ fn last_checkpoint(job: &StreamJob) -> u64 {
         .map_or(0, |c| c.id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
+/// A folder, the results an uninterrupted run of `shape` gives, the
+/// StreamJob of that shape in an API server with the operator, and a
+/// kubelet that plays its pods.
+async fn set_up(shape: &Shape) -> (tempfile::TempDir, Vec<String>, Cluster, Kubelet) {
     let dir = tempfile::tempdir().unwrap();
-    let expected = reference_results(dir.path(), &ONE_POD);
-    assert!(expected.len() > 200, "{} windows", expected.len());
-
+    let expected = reference_results(dir.path(), shape);
     let address = Arc::new(Mutex::new(None));
     let runtime = Arc::new(LocalRuntime {
         http: HttpRuntime::default(),
         address: address.clone(),
     });
-    let cluster = Cluster::new(stream_job(dir.path(), &ONE_POD), runtime).await;
-    let mut kubelet = Kubelet::new(dir.path(), address);
+    let cluster = Cluster::new(stream_job(dir.path(), shape), runtime).await;
+    let kubelet = Kubelet::new(dir.path(), address);
+    (dir, expected, cluster, kubelet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
+    let (dir, expected, cluster, mut kubelet) = set_up(&ONE_POD).await;
+    assert!(expected.len() > 200, "{} windows", expected.len());
 
     // Deployed, running, checkpointing.
     run_until(&cluster, &mut kubelet, "two checkpoints", |job| {
@@ -687,17 +694,8 @@ const TWO_PODS: Shape = Shape {
 /// window is in the pods' output files exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_over_pods_rescales_fails_over_and_recovers_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let expected = reference_results(dir.path(), &TWO_PODS);
+    let (dir, expected, cluster, mut kubelet) = set_up(&TWO_PODS).await;
     assert!(expected.len() > 300, "{} windows", expected.len());
-
-    let address = Arc::new(Mutex::new(None));
-    let runtime = Arc::new(LocalRuntime {
-        http: HttpRuntime::default(),
-        address: address.clone(),
-    });
-    let cluster = Cluster::new(stream_job(dir.path(), &TWO_PODS), runtime).await;
-    let mut kubelet = Kubelet::new(dir.path(), address);
 
     // Two pods form the job and checkpoint.
     run_until(

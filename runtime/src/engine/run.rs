@@ -198,6 +198,12 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             return Err(e);
         }
     };
+    // Over several pods, every pod's workers start together.
+    if let Some(Err(e)) = exchange.as_ref().map(Exchange::start_together) {
+        drop(workers);
+        let _ = close_exchange(exchange, false);
+        return Err(JobError::Pods(e));
+    }
     drop(ack_tx);
     let sink_thread = start_thread("sink".into(), spec.parallelism, move || match sink_work {
         SinkWork::Write(sinks) => sinks.run(sink_rx),

@@ -323,6 +323,95 @@ fn generated_and_select_jobs_over_3_processes_write_what_one_process_writes() {
     assert_eq!(sorted(&run_pods(&select, 3)), alone);
 }
 
+/// One file of keyed amounts in event-time order, `records` long, with
+/// records behind the watermark in its last two thirds: some within the
+/// allowed lateness of their (already fired) session, some beyond it.
+fn write_late_input(dir: &Path, records: i64) {
+    let mut lines = String::with_capacity(records as usize * 40);
+    let mut x: u64 = 11;
+    for i in 0..records {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let behind = match i {
+            i if i < records / 3 => 0,
+            i if i % 97 == 0 => 560,
+            i if i % 89 == 0 => 800,
+            _ => 0,
+        };
+        lines.push_str(&format!(
+            "{{\"k\": \"k{}\", \"t\": {}, \"a\": {}}}\n",
+            (x >> 33) % 50,
+            i * 3 - behind,
+            (x >> 40) % 10
+        ));
+    }
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+}
+
+/// Session windows with allowed lateness, early results on event time and
+/// a late side output: over 2 and 3 processes, the final results and late
+/// records one process writes.
+///
+/// Which records are late depends on the watermark a worker has when it
+/// gets them: the minimum over its inputs, where a peer not heard from yet
+/// holds it back (as in Flink). The pods start their workers together, and
+/// this job reads one file (the other workers have no input: their status
+/// settles as they start), with the late records after its first third;
+/// the early results, which follow the watermark from the first record on,
+/// are only counted.
+#[test]
+fn lateness_over_2_and_3_processes_is_what_one_process_has() {
+    const RECORDS: i64 = 21_000;
+    let sessions = |pods: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        write_late_input(dir.path(), RECORDS);
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            "name: sessions\nparallelism: 3\nsource: {file: {path: in.jsonl}}\n\
+             eventTime: {field: t}\nwatermark: {outOfOrderness: 500ms}\n\
+             key: k\nwindow: {session: {gap: 40ms}}\nallowedLateness: 100ms\n\
+             trigger: {early: {everyEventTime: 50ms}}\n\
+             aggregates: [{name: n, function: count}, {name: s, function: sum, field: a}]\n\
+             sink: {file: {path: out.jsonl}}\n\
+             sideOutputs: {late: {file: {path: late.jsonl}}}\n",
+        )
+        .unwrap();
+        match pods {
+            1 => drop(run_alone(&job)),
+            _ => drop(run_pods(&job, pods)),
+        }
+        let (early, last): (Vec<Value>, Vec<Value>) = sorted(&file_lines(dir.path(), "out", pods))
+            .into_iter()
+            .partition(|v| v["partial"] == true);
+        (
+            early.len(),
+            last,
+            sorted(&file_lines(dir.path(), "late", pods)),
+        )
+    };
+    let (early, last, late) = sessions(1);
+    assert!(early > 100, "{early} early results");
+    // Every 89th record of the last two thirds, less those also 97th.
+    let beyond = (RECORDS / 3..RECORDS)
+        .filter(|i| i % 89 == 0 && i % 97 != 0)
+        .count();
+    assert_eq!(late.len(), beyond, "late records");
+    // Sessions fired again with a record within the allowed lateness.
+    let updated = last.iter().filter(|v| v["n"].as_u64() > Some(1)).count();
+    assert!(updated > 50, "{updated} sessions of more than one record");
+    for pods in [2, 3] {
+        let (early_over_pods, last_over_pods, late_over_pods) = sessions(pods);
+        assert!(
+            early_over_pods > 100,
+            "{pods} pods: {early_over_pods} early results"
+        );
+        assert!(last_over_pods == last, "{pods} pods: other final results");
+        assert!(late_over_pods == late, "{pods} pods: other late records");
+    }
+}
+
 /// The order-enrichment example (lookups from changelog files, unmatched
 /// orders with their reason) over 2 processes: what one process writes.
 #[test]

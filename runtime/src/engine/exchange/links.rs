@@ -80,6 +80,10 @@ pub(crate) struct Shared {
     /// This pod's workers waiting for pod 0's sink to seal their output,
     /// by worker and checkpoint (see `OutputRelay`).
     seals: Mutex<HashMap<(usize, u64), SealReply>>,
+    /// Pod 0: per pod, whether its workers are built (`Ready`).
+    ready: Vec<AtomicBool>,
+    /// Pod 0 said every pod is ready (`Go`).
+    go: AtomicBool,
 }
 
 /// Where a worker waits for pod 0's `Sealed`.
@@ -285,6 +289,8 @@ impl Exchange {
             commits: crossbeam_channel::unbounded(),
             said_bye: (0..pods.count()).map(|_| AtomicBool::new(false)).collect(),
             seals: Mutex::default(),
+            ready: (0..pods.count()).map(|_| AtomicBool::new(false)).collect(),
+            go: AtomicBool::new(false),
         });
         let handshake = Handshake {
             key: hmac::Key::new(hmac::HMAC_SHA256, pods.token.secret()),
@@ -421,6 +427,40 @@ impl Exchange {
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err("the exchange has stopped".into())
                 }
+            }
+        }
+    }
+
+    /// Waits until every pod's workers are built, so that they all start
+    /// together: a pod restoring a large state does not leave the others
+    /// reading ahead into their buffers meanwhile, and no worker's watermark
+    /// waits at the start for a peer not started yet. Pod 0 waits for every
+    /// `Ready` and answers `Go`; the others say `Ready` and wait for it.
+    pub fn start_together(&self) -> Result<(), String> {
+        let all_set = |flags: &[AtomicBool]| flags.iter().all(|f| f.load(Ordering::Acquire));
+        if self.pods.index == 0 {
+            while !all_set(&self.shared.ready[1..]) {
+                self.pause()?;
+            }
+            self.broadcast(&Frame::Go);
+        } else {
+            if let Some(link) = &self.links[0] {
+                let _ = link.out.send(Outgoing::Frame(wire::encode(&Frame::Ready)));
+            }
+            while !self.shared.go.load(Ordering::Acquire) {
+                self.pause()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A short wait, unless the exchange failed.
+    fn pause(&self) -> Result<(), String> {
+        match self.failure() {
+            Some(failure) => Err(failure),
+            None => {
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(())
             }
         }
     }
@@ -874,6 +914,10 @@ impl Reading {
                     };
                     self.shared.sealed(worker as usize, checkpoint, outcome);
                 }
+                Frame::Ready if self.me == 0 => {
+                    self.shared.ready[self.pod].store(true, Ordering::Release);
+                }
+                Frame::Go if self.pod == 0 => self.shared.go.store(true, Ordering::Release),
                 Frame::Stop => self.control.stop.store(true, Ordering::SeqCst),
                 Frame::Heartbeat => {}
                 Frame::Trigger { .. }
@@ -882,7 +926,9 @@ impl Reading {
                 | Frame::Committed { .. }
                 | Frame::Output { .. }
                 | Frame::Seal { .. }
-                | Frame::Sealed { .. } => {
+                | Frame::Sealed { .. }
+                | Frame::Ready
+                | Frame::Go => {
                     return Err("a frame that only goes to or comes from pod 0".into());
                 }
                 Frame::Bye => {

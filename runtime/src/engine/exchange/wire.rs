@@ -64,6 +64,11 @@ pub(super) enum Frame {
         checkpoint: u64,
         error: Option<String>,
     },
+    /// To pod 0: the sending pod's workers are built (state restored,
+    /// sources positioned).
+    Ready,
+    /// From pod 0: every pod is ready; the workers start.
+    Go,
     /// The sending pod is alive (sent every second).
     Heartbeat,
     /// The sending pod's workers have ended: it sends nothing more.
