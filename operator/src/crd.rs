@@ -24,6 +24,7 @@ use streamjob_spec::{CheckpointSpec, Duration, JobSpec};
     printcolumn(name = "Pods", type_ = "integer", json_path = ".spec.pods"),
     printcolumn(name = "Last checkpoint", type_ = "integer", json_path = ".status.lastCheckpoint.id"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Last savepoint", type_ = "string", json_path = ".status.lastSavepoint.path", priority = 1),
     validation = Rule::new("self.spec.upgradeMode == 'stateless' || has(self.spec.checkpoints)")
         .message("spec.checkpoints is required unless upgradeMode is stateless: savepoints and recovery need checkpoint storage"),
     validation = Rule::new("!has(self.spec.pods) || self.spec.pods <= self.spec.parallelism")

@@ -41,8 +41,24 @@ fn crd_has_the_contracted_names_and_columns() {
         .collect();
     assert_eq!(
         columns,
-        ["Phase", "Parallelism", "Pods", "Last checkpoint", "Age"]
+        [
+            "Phase",
+            "Parallelism",
+            "Pods",
+            "Last checkpoint",
+            "Age",
+            "Last savepoint"
+        ]
     );
+    // Only with `-o wide`.
+    let wide: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["priority"] == 1)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(wide, ["Last savepoint"]);
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(
         spec["properties"]["parallelism"]["minimum"].as_f64(),
