@@ -10,6 +10,7 @@
 # The tests, also: cargo-nextest, and the tests' real protocol peers:
 #   postgresql           PostgreSQL (15 on Debian 12): the tests start their own
 #                        server on 127.0.0.1 with its initdb and pg_ctl
+#   chromium             a headless browser: the dashboard's test drives it
 #   moto[server] (PyPI)  an S3-protocol server on 127.0.0.1 (moto_server)
 #   nisshi (crates.io)   a Kafka-compatible broker with transactions, built
 #                        once (~5 min) into ~/.cache/streamjob-tools
@@ -23,7 +24,7 @@ case "$mode" in
     ;;
 esac
 packages=(clang libclang-dev cmake g++ make pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev liblz4-dev libcurl4-openssl-dev)
-[ "$mode" = build ] || packages+=(postgresql)
+[ "$mode" = build ] || packages+=(postgresql chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

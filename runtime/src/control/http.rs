@@ -157,6 +157,7 @@ fn router(control: Arc<JobControl>, token: Option<ControlToken>) -> Router {
             get(|State(c): State<Arc<JobControl>>| async move { Json(c.checkpoints()) }),
         )
         .route(&paths::savepoint_route(), get(savepoint_status))
+        .merge(super::dashboard::routes())
         .merge(changes)
         .with_state(control)
 }

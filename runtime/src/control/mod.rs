@@ -2,6 +2,7 @@
 //! requests and stop, shared between the running job and the HTTP control
 //! API (`http.rs`). It outlives restarts, so probes and clients see one job.
 
+mod dashboard;
 mod http;
 
 use std::collections::{BTreeMap, VecDeque};

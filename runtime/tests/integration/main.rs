@@ -8,6 +8,7 @@ mod common;
 mod bad_records;
 mod checkpoints;
 mod control_api;
+mod dashboard;
 mod engine_model;
 mod enrichment;
 mod kafka_sink;
