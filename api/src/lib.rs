@@ -140,6 +140,22 @@ pub struct JobStatus {
     /// Kafka records not read yet, over all partitions.
     #[serde(default)]
     pub lag: Option<u64>,
+    /// The job's workers, in all its pods.
+    #[serde(default)]
+    pub parallelism: u32,
+    /// Over several pods, which one this is.
+    #[serde(default)]
+    pub pod: Option<PodPlace>,
+    /// RFC 3339: when this process started.
+    #[serde(default)]
+    pub started_at: Option<String>,
+}
+
+/// A pod's place in a job over several pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodPlace {
+    pub index: u32,
+    pub pods: u32,
 }
 
 /// One completed checkpoint or savepoint (`GET /checkpoints`).

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use streamjob_api::{JobStatus, SnapshotKind, SnapshotRef};
+use streamjob_api::{JobStatus, PodPlace, SnapshotKind, SnapshotRef};
 
 pub use http::{serve, ControlServer, ControlToken};
 pub use streamjob_api::{JobState, SavepointStatus, SnapshotRecord};
@@ -142,6 +142,10 @@ pub struct JobControl {
     /// A `POST /stop` is under way or done: a second one is refused.
     stop_claimed: AtomicBool,
     savepoints_supported: AtomicBool,
+    /// Over several pods, this one's place.
+    pod: Mutex<Option<PodPlace>>,
+    /// When the process started, epoch milliseconds.
+    started_at: i64,
 }
 
 impl std::fmt::Debug for JobControl {
@@ -172,7 +176,14 @@ impl JobControl {
             stop: Arc::new(AtomicBool::new(false)),
             stop_claimed: AtomicBool::new(false),
             savepoints_supported: AtomicBool::new(false),
+            pod: Mutex::new(None),
+            started_at: crate::time::now_millis(),
         })
+    }
+
+    /// The job runs over several pods, this one pod `index` of `pods`.
+    pub fn set_pod(&self, index: u32, pods: u32) {
+        *self.pod.lock().unwrap_or_else(|p| p.into_inner()) = Some(PodPlace { index, pods });
     }
 
     /// Whether the job can take savepoints (it has checkpoint storage).
@@ -336,6 +347,9 @@ impl JobControl {
             unmatched: self.metrics.unmatched.get(),
             restarts: self.metrics.restarts.get(),
             lag: self.lag(),
+            parallelism: self.watermarks.len() as u32,
+            pod: *self.pod.lock().unwrap_or_else(|p| p.into_inner()),
+            started_at: Some(crate::time::format_time(self.started_at)),
         }
     }
 }

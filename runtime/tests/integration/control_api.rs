@@ -188,6 +188,10 @@ fn control_api_from_health_to_stop_with_savepoint() {
     // The answer is the shared wire type the operator reads.
     let typed: streamjob_api::JobStatus = serde_json::from_value(status.clone()).unwrap();
     assert_eq!(typed.state, streamjob_api::JobState::Running);
+    // Its shape and start, for the dashboard: one process, two workers.
+    assert_eq!((typed.parallelism, typed.pod), (2, None));
+    let started = typed.started_at.expect("startedAt");
+    assert!(started.ends_with('Z') && started.len() >= 20, "{started}");
     assert!(typed.last_checkpoint.is_some_and(|c| c.time.is_some()));
     let checkpoint_path = status["lastCheckpoint"]["path"].as_str().unwrap();
     assert!(

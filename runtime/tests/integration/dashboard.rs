@@ -229,6 +229,8 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     );
     assert_eq!(page.text("job"), "watched");
     assert_eq!(page.text("state"), "running");
+    let shape = page.text("shape");
+    assert!(shape.starts_with("parallelism 2 · up "), "{shape}");
     let first = page.eval("document.querySelector('#checkpoints tr td:nth-child(2)').textContent");
     assert_eq!(first, "checkpoint");
     page.wait_for(

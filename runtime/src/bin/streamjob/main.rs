@@ -346,6 +346,9 @@ fn run_job(
 ) -> Result<(), String> {
     let spec = load_job(path, parallelism)?;
     let control = JobControl::new(&spec.name, spec.parallelism as usize);
+    if let Some(pods) = &pods {
+        control.set_pod(pods.index as u32, pods.count() as u32);
+    }
     let mut server = None;
     if let Some((address, token)) = control_api.filter(|(a, _)| *a != "off") {
         let guarded = token.is_some();

@@ -8,6 +8,11 @@ const samples = []; // [milliseconds, recordsIn], the last two minutes
 const WINDOW_MS = 120000;
 let last = null; // the previous /status, for rates
 
+const duration = (ms) => {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const [h, m] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60)];
+  return h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+};
 const number = (n) => (n === null || n === undefined ? "–" : n.toLocaleString("en"));
 const bytes = (n) => {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -24,6 +29,10 @@ async function json(path) {
 
 function showStatus(s, now) {
   $("job").textContent = s.job;
+  const shape = [`parallelism ${s.parallelism}`];
+  if (s.pod) shape.push(`pod ${s.pod.index} of ${s.pod.pods}`);
+  if (s.startedAt) shape.push(`up ${duration(now - Date.parse(s.startedAt))}`);
+  $("shape").textContent = shape.join(" · ");
   $("state").textContent = s.state;
   $("state").className = `state ${s.state}`;
   $("error").hidden = !s.error;
