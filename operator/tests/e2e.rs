@@ -545,6 +545,21 @@ async fn run_until(
     }
 }
 
+/// Runs until a savepoint upgrade has redeployed and runs from its
+/// savepoint; its events are the three of a savepoint upgrade.
+async fn until_upgraded(cluster: &Cluster, kubelet: &mut Kubelet, what: &str) {
+    run_until(cluster, kubelet, what, |job| {
+        let status = job.status.as_ref().unwrap();
+        phase(job) == Phase::Running
+            && status.deployment.as_ref().unwrap().restore == RestoreKind::Savepoint
+    })
+    .await;
+    assert_eq!(
+        cluster.new_reasons().await,
+        ["UpgradeStarted", "SavepointCompleted", "Redeploying"]
+    );
+}
+
 fn phase(job: &StreamJob) -> Phase {
     job.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
@@ -588,16 +603,7 @@ async fn upgrade_kill_and_recovery_keep_the_output_exactly_once() {
     cluster
         .edit(|spec| spec.image = "streamjob:v2".into())
         .await;
-    run_until(&cluster, &mut kubelet, "the upgrade", |job| {
-        let status = job.status.as_ref().unwrap();
-        phase(job) == Phase::Running
-            && status.deployment.as_ref().unwrap().restore == RestoreKind::Savepoint
-    })
-    .await;
-    assert_eq!(
-        cluster.new_reasons().await,
-        ["UpgradeStarted", "SavepointCompleted", "Redeploying"]
-    );
+    until_upgraded(&cluster, &mut kubelet, "the upgrade").await;
     let status = cluster.status().await;
     let savepoint = status.last_savepoint.clone().unwrap();
     assert!(
@@ -713,16 +719,7 @@ async fn a_job_over_pods_rescales_fails_over_and_recovers_exactly_once() {
     // Three pods: stop with a savepoint, all pods replaced at once, the
     // new three restore it (its key groups spread over the new shape).
     cluster.edit(|spec| spec.pods = 3).await;
-    run_until(&cluster, &mut kubelet, "the upgrade to three pods", |job| {
-        let status = job.status.as_ref().unwrap();
-        phase(job) == Phase::Running
-            && status.deployment.as_ref().unwrap().restore == RestoreKind::Savepoint
-    })
-    .await;
-    assert_eq!(
-        cluster.new_reasons().await,
-        ["UpgradeStarted", "SavepointCompleted", "Redeploying"]
-    );
+    until_upgraded(&cluster, &mut kubelet, "the upgrade to three pods").await;
     assert_eq!(kubelet.pods_made, 5);
     for process in 0..2 {
         assert!(
