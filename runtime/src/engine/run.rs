@@ -146,10 +146,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             .map_err(JobError::Sink)?,
         )),
     };
-    let (keep, keyed) = match &sink_work {
-        SinkWork::Write(sinks) => (sinks.keeps(), sinks.keyed()),
-        SinkWork::Relay(_) => sinks::relayed_targets(spec),
-    };
+    let (keep, keyed) = sinks::output_targets(spec);
     let peers: Vec<Peer> = inboxes
         .iter()
         .enumerate()

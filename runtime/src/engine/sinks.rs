@@ -46,9 +46,6 @@ pub(crate) struct Sinks {
     late: SideWriter,
     malformed: SideWriter,
     unmatched: SideWriter,
-    /// Whether results go to Kafka with their key (a select job's records
-    /// have none).
-    results_keyed: bool,
 }
 
 /// Whether only pod 0 writes the job's output when the job runs over
@@ -61,20 +58,22 @@ pub(crate) fn written_by_pod_0(spec: &JobSpec) -> bool {
     spec.exactly_once() && matches!(spec.sink.choice(), Ok(Sink::Kafka(_) | Sink::Postgres(_)))
 }
 
-/// For a pod that relays its output to pod 0: the targets its workers emit
-/// (the results, and each side output with a destination) and which carry
-/// their keys (those bound for Kafka), as pod 0's `Sinks` say for its own.
-pub(crate) fn relayed_targets(spec: &JobSpec) -> ([bool; TARGETS], [bool; TARGETS]) {
+/// The targets the job's workers emit (the results, and each side output
+/// with a destination; the rest are only counted) and which of them carry
+/// their keys (those bound for Kafka). A function of the spec, so a pod
+/// that relays its output to pod 0 emits what pod 0's sinks write.
+pub(crate) fn output_targets(spec: &JobSpec) -> ([bool; TARGETS], [bool; TARGETS]) {
     fn kind(s: &Option<SinkSpec>) -> Option<Sink<'_>> {
         s.as_ref().and_then(|s| s.choice().ok())
     }
     let kept = |s: &Option<SinkSpec>| kind(s).is_some_and(|k| !matches!(k, Sink::Discard));
     let to_kafka = |s: &Option<SinkSpec>| matches!(kind(s), Some(Sink::Kafka(_)));
     let outputs = &spec.side_outputs;
-    let results_keyed = spec.select.is_empty() && matches!(spec.sink.choice(), Ok(Sink::Kafka(_)));
+    let results = spec.sink.choice().ok();
+    let results_keyed = spec.select.is_empty() && matches!(results, Some(Sink::Kafka(_)));
     (
         [
-            true,
+            !matches!(results, Some(Sink::Discard)),
             kept(&outputs.late),
             kept(&outputs.malformed),
             kept(&outputs.unmatched),
@@ -158,38 +157,8 @@ impl Sinks {
             late: side(&spec.side_outputs.late, Target::Late)?,
             malformed: side(&spec.side_outputs.malformed, Target::Malformed)?,
             unmatched: side(&spec.side_outputs.unmatched, Target::Unmatched)?,
-            results_keyed: spec.select.is_empty() && matches!(sink, Sink::Kafka(_)),
             results,
         })
-    }
-
-    /// Which targets are written anywhere (the rest are only counted).
-    pub fn keeps(&self) -> [bool; TARGETS] {
-        let results = match &self.results {
-            ResultsWriter::Plain(w) => !w.discards(),
-            ResultsWriter::Postgres(_) | ResultsWriter::TwoPhase(_) => true,
-        };
-        let side = |s: &SideWriter| match s {
-            SideWriter::Own(w) => !w.discards(),
-            SideWriter::InTransaction => true,
-        };
-        [
-            results,
-            side(&self.late),
-            side(&self.malformed),
-            side(&self.unmatched),
-        ]
-    }
-
-    /// Which targets go to Kafka, where records carry their key (malformed
-    /// and unmatched records have none).
-    pub fn keyed(&self) -> [bool; TARGETS] {
-        let results = self.results_keyed;
-        let late = matches!(
-            self.late,
-            SideWriter::Own(SinkWriter::Kafka(_)) | SideWriter::InTransaction
-        );
-        [results, late, false, false]
     }
 
     /// The thread's body: runs until every sender is gone.
