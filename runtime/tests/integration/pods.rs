@@ -147,14 +147,18 @@ fn check_pod_windows(dir: &Path, pods: usize, expected: &common::Windows) {
     common::check_window_lines(&lines, expected);
 }
 
-/// Runs the job over `pods` processes to its end; each one's stdout.
-fn run_pods(job: &Path, pods: usize) -> Vec<String> {
+/// Starts the job over `pods` processes, with the job's token beside it.
+fn start_pods(job: &Path, pods: usize) -> Vec<Child> {
     let token = token_file(job.parent().unwrap(), TOKEN);
     let peers = peers(pods);
-    let children: Vec<Child> = (0..pods)
+    (0..pods)
         .map(|index| start_pod(job, index, &peers, &token))
-        .collect();
-    succeeded(finish_all(children))
+        .collect()
+}
+
+/// Runs the job over `pods` processes to its end; each one's stdout.
+fn run_pods(job: &Path, pods: usize) -> Vec<String> {
+    succeeded(finish_all(start_pods(job, pods)))
         .into_iter()
         .map(|(stdout, _)| stdout)
         .collect()
@@ -484,9 +488,7 @@ fn endless_pods(dir: &Path) -> Vec<Child> {
          aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n",
     )
     .unwrap();
-    let peers = peers(2);
-    let token = token_file(dir, TOKEN);
-    let mut pods: Vec<Child> = (0..2).map(|i| start_pod(&job, i, &peers, &token)).collect();
+    let mut pods = start_pods(&job, 2);
     std::thread::sleep(Duration::from_secs(2));
     assert!(pods[1].try_wait().unwrap().is_none(), "pod 1 ended early");
     pods
@@ -565,21 +567,10 @@ fn a_stopped_pod_holds_the_job_back_without_a_deadlock() {
         // Enough that pod 0 cannot read all of its file during one stop.
         let expected = common::write_input(dir.path(), 3 * common::kill_test_records());
         split_input(dir.path());
-        let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}");
-        if !checkpointed {
-            let text = std::fs::read_to_string(&job).unwrap();
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.starts_with("checkpoints"))
-                .collect();
-            std::fs::write(&job, kept.join("\n")).unwrap();
-        }
-        let token = token_file(dir.path(), TOKEN);
+        let checkpoints = if checkpointed { CHECKPOINTED } else { "" };
+        let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}", checkpoints);
         let checkpoints = dir.path().join("ckpt/killed/checkpoints");
-        let peers = peers(2);
-        let mut pods: Vec<Child> = (0..2)
-            .map(|index| start_pod(&job, index, &peers, &token))
-            .collect();
+        let mut pods = start_pods(&job, 2);
         let (pod0, pod1) = (pods[0].id(), pods[1].id());
         if !checkpointed {
             std::thread::sleep(Duration::from_millis(500));
@@ -620,8 +611,12 @@ fn split_input(dir: &Path) {
     std::fs::write(dir.join("in-1.jsonl"), odd).unwrap();
 }
 
-/// The kill tests' job over the split input, writing to `sink`.
-fn kill_test_job(dir: &Path, sink: &str) -> PathBuf {
+/// Checkpoints every 30 ms, to a folder beside the job.
+const CHECKPOINTED: &str = "checkpoints: {interval: 30ms, storage: file://ckpt, retained: 3}\n";
+
+/// The kill tests' job over the split input, writing to `sink`, with
+/// `checkpoints` (a line of the job file, or none).
+fn kill_test_job(dir: &Path, sink: &str, checkpoints: &str) -> PathBuf {
     let job = dir.join("job.yaml");
     std::fs::write(
         &job,
@@ -631,8 +626,7 @@ fn kill_test_job(dir: &Path, sink: &str) -> PathBuf {
              eventTime: {{field: t}}\nwatermark: {{outOfOrderness: 500ms}}\n\
              key: k\nwindow: {{tumbling: {{size: 1s}}}}\n\
              aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: a}}]\n\
-             sink: {sink}\n\
-             checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
+             sink: {sink}\n{checkpoints}"
         ),
     )
     .unwrap();
@@ -697,7 +691,7 @@ fn exactly_once_output_across_kills_of_either_pod() {
     let dir = tempfile::tempdir().unwrap();
     let expected = common::write_input(dir.path(), common::kill_test_records());
     split_input(dir.path());
-    let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}");
+    let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}", CHECKPOINTED);
     kill_either_pod_repeatedly(&job);
     check_pod_windows(dir.path(), 2, &expected);
 }
@@ -718,7 +712,7 @@ fn exactly_once_rows_across_kills_of_either_pod() {
         "{{postgres: {{url: \"{}\", table: windows, createTable: true}}}}",
         pg.url()
     );
-    let job = kill_test_job(dir.path(), &sink);
+    let job = kill_test_job(dir.path(), &sink, CHECKPOINTED);
     kill_either_pod_repeatedly(&job);
     pg.check_window_rows(&expected);
 }
@@ -741,12 +735,8 @@ fn a_checkpoint_of_2_pods_restores_over_3() {
          checkpoints: {interval: 30ms, storage: file://ckpt}\n",
     )
     .unwrap();
-    let token = token_file(dir.path(), TOKEN);
     let checkpoints = dir.path().join("ckpt/rescaled/checkpoints");
-    let peers = peers(2);
-    let mut pods: Vec<Child> = (0..2)
-        .map(|index| start_pod(&job, index, &peers, &token))
-        .collect();
+    let mut pods = start_pods(&job, 2);
     assert!(
         wait_until(Duration::from_secs(60), || common::checkpoint_ids(
             &checkpoints,
@@ -761,6 +751,7 @@ fn a_checkpoint_of_2_pods_restores_over_3() {
         pod.wait().unwrap();
     }
     let peers = self::peers(3);
+    let token = token_file(dir.path(), TOKEN);
     let restored: Vec<Child> = (0..3)
         .map(|index| {
             let mut pod = start_pod_command(&job, index, &peers, &token);
