@@ -386,13 +386,20 @@ async fn apply_deployment(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
     replace_outdated_pods(&deployed, ctx).await
 }
 
+/// The label selector of the job's pods.
+fn job_selector(job: &StreamJob) -> String {
+    format!("{}={}", resources::JOB_LABEL, job.name_any())
+}
+
 /// Deletes the pods of rollouts before the recorded one, all at once: the
 /// StatefulSet (`OnDelete`) makes them again from the new template.
 async fn replace_outdated_pods(job: &StreamJob, ctx: &Context) -> Result<(), Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    let selector = format!("{}={}", resources::JOB_LABEL, job.name_any());
-    for pod in pods.list(&ListParams::default().labels(&selector)).await? {
+    for pod in pods
+        .list(&ListParams::default().labels(&job_selector(job)))
+        .await?
+    {
         if pod.metadata.deletion_timestamp.is_none() && resources::outdated(job, &pod) {
             tracing::info!(pod = %pod.name_any(), "deleting a pod of an earlier rollout");
             match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
@@ -487,19 +494,20 @@ async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
         .await?;
     let replicas = set.map(|s| s.spec.and_then(|s| s.replicas).unwrap_or(1));
     // The StatefulSet's pods have fixed names; pod 0 is looked at even at
-    // zero replicas, while it terminates.
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    let mut each = Vec::new();
-    for index in 0..replicas.unwrap_or(0).max(1) {
-        let pod_name = format!("{name}-{index}");
-        let health = pods
-            .get_opt(&pod_name)
-            .await?
-            .as_ref()
-            .map(pod_health)
-            .unwrap_or(PodHealth::Absent);
-        each.push((pod_name, health));
-    }
+    // zero replicas, while it terminates. One list, however many pods.
+    let listed = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&job_selector(job)))
+        .await?;
+    let each = (0..replicas.unwrap_or(0).max(1))
+        .map(|index| {
+            let pod_name = format!("{name}-{index}");
+            let health = listed
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()))
+                .map_or(PodHealth::Absent, pod_health);
+            (pod_name, health)
+        })
+        .collect();
     let pod = PodHealth::of_pods(each);
     let runtime = if pod == PodHealth::Absent {
         None
