@@ -149,6 +149,109 @@ pub struct JobStatus {
     /// RFC 3339: when this process started.
     #[serde(default)]
     pub started_at: Option<String>,
+    /// The checkpoint or savepoint this run restored its state from.
+    #[serde(default)]
+    pub restored_from: Option<String>,
+    /// This process's workers: where their time went, and their source
+    /// partitions.
+    #[serde(default)]
+    pub workers: Vec<WorkerStatus>,
+    /// The last few malformed records, newest last.
+    #[serde(default)]
+    pub recent_malformed: Vec<MalformedRecord>,
+    /// The failures that restarted the job in this process, newest last.
+    #[serde(default)]
+    pub recent_restarts: Vec<Failure>,
+    /// Checkpoints and savepoints that failed, newest last.
+    #[serde(default)]
+    pub checkpoint_failures: Vec<CheckpointFailure>,
+}
+
+/// One worker of the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    pub index: u32,
+    /// Where the worker's time went over the last second.
+    pub time: WorkerTime,
+    /// RFC 3339, once the worker has one.
+    #[serde(default)]
+    pub watermark: Option<String>,
+    /// The source partitions this worker reads.
+    #[serde(default)]
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// Shares of a worker's time, adding up to 1. Time blocked is
+/// back-pressure: the worker could have read more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerTime {
+    /// Reading, decoding, routing and windowing.
+    pub busy: f64,
+    /// Waiting for records, or for other inputs' checkpoint barriers.
+    pub idle: f64,
+    /// Not reading because a peer worker's inbox is full.
+    pub blocked_on_exchange: f64,
+    /// Waiting for the sink to make the output durable.
+    pub blocked_on_sink: f64,
+}
+
+/// One source partition (a file, a Kafka partition, a generator stream).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionStatus {
+    pub id: String,
+    pub state: PartitionState,
+    /// Records read from it.
+    pub records: u64,
+    /// RFC 3339, once it has records.
+    #[serde(default)]
+    pub watermark: Option<String>,
+    /// Kafka records not read yet, once the end offset is known.
+    #[serde(default)]
+    pub lag: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PartitionState {
+    /// Its watermark holds the job's back until it advances.
+    Active,
+    /// No records for `watermark.idleTimeout`: it holds nothing back.
+    Idle,
+    Ended,
+}
+
+/// A record that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MalformedRecord {
+    /// RFC 3339.
+    pub at: String,
+    /// Where it was read: `visits.jsonl:12`, `events[0]@41`.
+    pub location: String,
+    pub error: String,
+}
+
+/// Why the job failed at one time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// RFC 3339.
+    pub at: String,
+    pub error: String,
+}
+
+/// A checkpoint or savepoint that did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointFailure {
+    pub id: u64,
+    pub kind: SnapshotKind,
+    /// RFC 3339.
+    pub at: String,
+    pub error: String,
 }
 
 /// A pod's place in a job over several pods.
@@ -169,6 +272,25 @@ pub struct SnapshotRecord {
     pub completed_at: i64,
     pub bytes: u64,
     pub duration_ms: u64,
+    /// Where the duration went (absent from older runtimes).
+    #[serde(default)]
+    pub phases: Option<CheckpointPhases>,
+}
+
+/// The phases of a checkpoint, in milliseconds; each is the slowest
+/// worker's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointPhases {
+    /// From a worker's barrier until every input's barrier reached it.
+    pub alignment_ms: u64,
+    /// Making the output durable and writing the state, while the worker
+    /// waits.
+    pub sync_ms: u64,
+    /// Uploading the state, while the worker goes on.
+    pub upload_ms: u64,
+    /// The sink's commit and the metadata.
+    pub commit_ms: u64,
 }
 
 /// `GET /savepoints/{id}`.

@@ -98,9 +98,10 @@ pub trait SourceSplit: Send {
     fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {
         Vec::new()
     }
-    /// Records in the source not read yet (Kafka consumer lag), when known.
-    fn lag(&self) -> Option<u64> {
-        None
+    /// Records in each partition not read yet (Kafka consumer lag), where
+    /// known; in partition order.
+    fn lags(&self) -> Vec<Option<u64>> {
+        vec![None; self.partitions()]
     }
 }
 

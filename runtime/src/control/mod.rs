@@ -4,18 +4,22 @@
 
 mod dashboard;
 mod http;
+mod metrics;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-use streamjob_api::{JobStatus, PodPlace, SnapshotKind, SnapshotRef};
+use streamjob_api::{
+    CheckpointFailure, Failure, JobStatus, MalformedRecord, PodPlace, SnapshotKind, SnapshotRef,
+};
 
 pub use http::{serve, ControlServer, ControlToken};
-pub use streamjob_api::{JobState, SavepointStatus, SnapshotRecord};
+pub use metrics::Metrics;
+pub use streamjob_api::{
+    CheckpointPhases, JobState, PartitionState, PartitionStatus, SavepointStatus, SnapshotRecord,
+    WorkerStatus, WorkerTime,
+};
 
 /// A request for the checkpoint coordinator.
 pub struct SavepointRequest {
@@ -25,103 +29,23 @@ pub struct SavepointRequest {
     pub reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
 }
 
-/// Counters and gauges, as Prometheus exposes them.
-#[derive(Default)]
-pub struct Metrics {
-    pub records_in: Counter,
-    pub results: Counter,
-    pub late: Counter,
-    pub malformed: Counter,
-    pub unmatched: Counter,
-    pub checkpoints_completed: Counter,
-    pub checkpoints_failed: Counter,
-    pub restarts: Counter,
-    pub last_checkpoint_id: Gauge,
-    pub last_checkpoint_bytes: Gauge,
-    pub last_checkpoint_duration_ms: Gauge,
-    pub watermark_ms: Gauge,
-    /// Kafka records not read yet, over all partitions (absent until the
-    /// consumers first report end offsets).
-    pub consumer_lag: Gauge,
-}
-
-impl Metrics {
-    fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("streamjob");
-        r.register(
-            "records_in",
-            "Records read from the source",
-            self.records_in.clone(),
-        );
-        r.register("results", "Window results emitted", self.results.clone());
-        r.register(
-            "late_records",
-            "Elements later than the allowed lateness",
-            self.late.clone(),
-        );
-        r.register(
-            "malformed_records",
-            "Records that could not be read",
-            self.malformed.clone(),
-        );
-        r.register(
-            "unmatched_records",
-            "Records an enrich lookup found no entry for",
-            self.unmatched.clone(),
-        );
-        r.register(
-            "checkpoints_completed",
-            "Checkpoints and savepoints completed",
-            self.checkpoints_completed.clone(),
-        );
-        r.register(
-            "checkpoints_failed",
-            "Checkpoints that failed",
-            self.checkpoints_failed.clone(),
-        );
-        r.register("restarts", "Restarts after failures", self.restarts.clone());
-        r.register(
-            "last_checkpoint_id",
-            "Id of the last completed checkpoint",
-            self.last_checkpoint_id.clone(),
-        );
-        r.register(
-            "last_checkpoint_size_bytes",
-            "Size of the last completed checkpoint",
-            self.last_checkpoint_bytes.clone(),
-        );
-        r.register(
-            "last_checkpoint_duration_milliseconds",
-            "Time from trigger to completion of the last checkpoint",
-            self.last_checkpoint_duration_ms.clone(),
-        );
-        r.register(
-            "watermark_milliseconds",
-            "The job's event-time watermark",
-            self.watermark_ms.clone(),
-        );
-        r.register(
-            "consumer_lag_records",
-            "Kafka records behind the end of the source partitions (last stable offset minus next offset to read)",
-            self.consumer_lag.clone(),
-        );
-        r
-    }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry())
-            .expect("writing to a String cannot fail");
-        text
-    }
-}
-
 struct Shared {
     state: JobState,
     error: Option<String>,
     checkpoints: VecDeque<SnapshotRecord>,
     savepoints: BTreeMap<u64, SavepointStatus>,
+    restored_from: Option<String>,
+    recent_malformed: VecDeque<MalformedRecord>,
+    recent_restarts: VecDeque<Failure>,
+    checkpoint_failures: VecDeque<CheckpointFailure>,
+}
+
+/// Pushes `item` onto a list that keeps the newest `keep`.
+fn keep_newest<T>(list: &mut VecDeque<T>, item: T, keep: usize) {
+    list.push_back(item);
+    while list.len() > keep {
+        list.pop_front();
+    }
 }
 
 /// What the running job and the control API share.
@@ -132,6 +56,8 @@ pub struct JobControl {
     watermarks: Vec<AtomicI64>,
     /// Per-worker consumer lag (-1: not known yet); the job's is their sum.
     lags: Vec<AtomicI64>,
+    /// What each of this process's workers last published (once a second).
+    workers: Vec<Mutex<Option<WorkerStatus>>>,
     shared: Mutex<Shared>,
     requests: (
         crossbeam_channel::Sender<SavepointRequest>,
@@ -158,6 +84,8 @@ impl std::fmt::Debug for JobControl {
 
 /// Checkpoints listed by `/checkpoints`.
 const HISTORY: usize = 50;
+/// Malformed records, restarts and checkpoint failures `/status` lists.
+const RECENT: usize = 5;
 
 impl JobControl {
     pub fn new(job: &str, parallelism: usize) -> Arc<Self> {
@@ -166,11 +94,16 @@ impl JobControl {
             metrics: Metrics::default(),
             watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),
             lags: (0..parallelism).map(|_| AtomicI64::new(-1)).collect(),
+            workers: (0..parallelism).map(|_| Mutex::new(None)).collect(),
             shared: Mutex::new(Shared {
                 state: JobState::Starting,
                 error: None,
                 checkpoints: VecDeque::new(),
                 savepoints: BTreeMap::new(),
+                restored_from: None,
+                recent_malformed: VecDeque::new(),
+                recent_restarts: VecDeque::new(),
+                checkpoint_failures: VecDeque::new(),
             }),
             requests: crossbeam_channel::unbounded(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -248,6 +181,108 @@ impl JobControl {
         (min > i64::MIN).then_some(min)
     }
 
+    /// A worker's last second: the seconds it spent on each activity, its
+    /// watermark and its partitions.
+    pub fn worker_second(
+        &self,
+        index: usize,
+        spent: WorkerTime,
+        watermark: i64,
+        partitions: Vec<PartitionStatus>,
+        partition_watermarks: &[i64],
+    ) {
+        let m = &self.metrics;
+        for (activity, seconds) in [
+            ("busy", spent.busy),
+            ("idle", spent.idle),
+            ("blocked_on_exchange", spent.blocked_on_exchange),
+            ("blocked_on_sink", spent.blocked_on_sink),
+        ] {
+            m.worker_time
+                .get_or_create(&metrics::WorkerActivity {
+                    worker: index as u32,
+                    activity,
+                })
+                .inc_by(seconds);
+        }
+        for (p, wm) in partitions.iter().zip(partition_watermarks) {
+            let label = metrics::PartitionLabel {
+                partition: p.id.clone(),
+            };
+            if *wm > i64::MIN {
+                m.partition_watermark_ms.get_or_create(&label).set(*wm);
+            }
+            if let Some(lag) = p.lag {
+                m.partition_lag.get_or_create(&label).set(lag as i64);
+            }
+        }
+        let total = spent.busy + spent.idle + spent.blocked_on_exchange + spent.blocked_on_sink;
+        let share = |s: f64| if total > 0.0 { s / total } else { 0.0 };
+        let status = WorkerStatus {
+            index: index as u32,
+            time: WorkerTime {
+                busy: share(spent.busy),
+                idle: share(spent.idle),
+                blocked_on_exchange: share(spent.blocked_on_exchange),
+                blocked_on_sink: share(spent.blocked_on_sink),
+            },
+            watermark: (watermark > i64::MIN).then(|| crate::time::format_time(watermark)),
+            partitions,
+        };
+        if let Some(slot) = self.workers.get(index) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+        }
+    }
+
+    /// What this run restored its state from.
+    pub fn set_restored_from(&self, from: Option<String>) {
+        self.shared().restored_from = from;
+    }
+
+    /// A record that could not be read (counted by the worker's metrics).
+    pub fn malformed(&self, location: &str, error: &str) {
+        let record = MalformedRecord {
+            at: crate::time::format_time(crate::time::now_millis()),
+            location: location.to_string(),
+            error: error.to_string(),
+        };
+        keep_newest(&mut self.shared().recent_malformed, record, RECENT);
+    }
+
+    /// The job failed with `error` and is restarting.
+    pub fn restarting(&self, error: String) {
+        self.metrics.restarts.inc();
+        let failure = Failure {
+            at: crate::time::format_time(crate::time::now_millis()),
+            error: error.clone(),
+        };
+        let mut s = self.shared();
+        keep_newest(&mut s.recent_restarts, failure, RECENT);
+        s.state = JobState::Restarting;
+        s.error = Some(error);
+    }
+
+    /// A checkpoint or savepoint failed.
+    pub fn snapshot_failed(&self, id: u64, kind: SnapshotKind, error: String) {
+        self.metrics.checkpoints_failed.inc();
+        let mut s = self.shared();
+        if kind == SnapshotKind::Savepoint {
+            s.savepoints.insert(
+                id,
+                SavepointStatus::Failed {
+                    error: error.clone(),
+                },
+            );
+        }
+        let failure = CheckpointFailure {
+            id,
+            kind,
+            at: crate::time::format_time(crate::time::now_millis()),
+            error,
+        };
+        keep_newest(&mut s.checkpoint_failures, failure, RECENT);
+    }
+
     pub fn checkpoint_completed(&self, record: SnapshotRecord) {
         self.metrics.checkpoints_completed.inc();
         let mut s = self.shared();
@@ -267,25 +302,27 @@ impl JobControl {
                 self.metrics
                     .last_checkpoint_duration_ms
                     .set(record.duration_ms as i64);
+                let phases = record.phases.unwrap_or_default();
+                for (phase, ms) in [
+                    ("alignment", phases.alignment_ms),
+                    ("sync", phases.sync_ms),
+                    ("upload", phases.upload_ms),
+                    ("commit", phases.commit_ms),
+                ] {
+                    self.metrics
+                        .last_checkpoint_phase_ms
+                        .get_or_create(&metrics::PhaseLabel { phase })
+                        .set(ms as i64);
+                }
             }
         }
-        s.checkpoints.push_back(record);
-        if s.checkpoints.len() > HISTORY {
-            s.checkpoints.pop_front();
-        }
+        keep_newest(&mut s.checkpoints, record, HISTORY);
     }
 
     pub fn savepoint_started(&self, id: u64) {
         self.shared()
             .savepoints
             .insert(id, SavepointStatus::InProgress);
-    }
-
-    pub fn savepoint_failed(&self, id: u64, error: String) {
-        self.metrics.checkpoints_failed.inc();
-        self.shared()
-            .savepoints
-            .insert(id, SavepointStatus::Failed { error });
     }
 
     pub fn savepoint(&self, id: u64) -> Option<SavepointStatus> {
@@ -350,6 +387,15 @@ impl JobControl {
             parallelism: self.watermarks.len() as u32,
             pod: *self.pod.lock().unwrap_or_else(|p| p.into_inner()),
             started_at: Some(crate::time::format_time(self.started_at)),
+            restored_from: s.restored_from.clone(),
+            workers: self
+                .workers
+                .iter()
+                .filter_map(|w| w.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .collect(),
+            recent_malformed: s.recent_malformed.iter().cloned().collect(),
+            recent_restarts: s.recent_restarts.iter().cloned().collect(),
+            checkpoint_failures: s.checkpoint_failures.iter().cloned().collect(),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::restore::source_kind;
 use super::worker::WorkerReport;
 use super::JobError;
 use crate::checkpoint::{CheckpointStorage, Layout, Metadata, SnapshotKind, METADATA, PENDING};
-use crate::control::{JobControl, SnapshotRecord};
+use crate::control::{CheckpointPhases, JobControl, SnapshotRecord};
 use crate::spec::JobSpec;
 use crate::time::{now_millis, MIN_WATERMARK};
 
@@ -27,6 +27,9 @@ pub enum Ack {
         bytes: u64,
         /// The worker's watermark at the snapshot.
         watermark: i64,
+        /// How long the worker's phases took (no commit: that is the
+        /// coordinator's).
+        phases: CheckpointPhases,
     },
     Failed {
         worker: usize,
@@ -35,14 +38,22 @@ pub enum Ack {
     },
 }
 
-/// The checkpoint under way: the bytes and watermark each worker reported.
+/// What a worker reported of a snapshot it wrote.
+#[derive(Clone, Copy)]
+struct Written {
+    bytes: u64,
+    watermark: i64,
+    phases: CheckpointPhases,
+}
+
+/// The checkpoint under way: what each worker reported.
 pub(super) struct InFlight {
     id: u64,
     kind: SnapshotKind,
     /// Stop the job when this savepoint completes.
     then_stop: bool,
     started: Instant,
-    acks: Vec<Option<(u64, i64)>>,
+    acks: Vec<Option<Written>>,
 }
 
 /// Triggers checkpoints on the interval, collects the workers' acks, and
@@ -94,7 +105,11 @@ impl Coordinator<'_> {
                 // takes no more checkpoints; an unfinished one is abandoned.
                 if let (Some(f), Some(control)) = (&in_flight, self.control) {
                     if f.kind == SnapshotKind::Savepoint {
-                        control.savepoint_failed(f.id, "the job ended before it completed".into());
+                        control.snapshot_failed(
+                            f.id,
+                            f.kind,
+                            "the job ended before it completed".into(),
+                        );
                     }
                 }
                 return Ok((completed, self.next_id));
@@ -164,9 +179,14 @@ impl Coordinator<'_> {
                     id,
                     bytes,
                     watermark,
+                    phases,
                 }) => match &mut in_flight {
                     Some(flight) if flight.id == id => {
-                        flight.acks[worker] = Some((bytes, watermark));
+                        flight.acks[worker] = Some(Written {
+                            bytes,
+                            watermark,
+                            phases,
+                        });
                         if !flight.acks.iter().all(Option::is_some) {
                             continue;
                         }
@@ -208,22 +228,20 @@ impl Coordinator<'_> {
         let id = flight.id;
         self.abandoned
             .fetch_max(id, std::sync::atomic::Ordering::Release);
-        match self.control {
-            Some(control) if flight.kind == SnapshotKind::Savepoint => {
-                control.savepoint_failed(id, error);
-            }
-            _ if self.failures < self.tolerable_failures => {
+        if let Some(control) = self.control {
+            control.snapshot_failed(id, flight.kind, error.clone());
+        }
+        match flight.kind {
+            SnapshotKind::Savepoint => {}
+            SnapshotKind::Checkpoint if self.failures < self.tolerable_failures => {
                 self.failures += 1;
                 crate::notice!(
                     "checkpoint {id} failed ({} of {} tolerated in a row): {error}",
                     self.failures,
                     self.tolerable_failures
                 );
-                if let Some(control) = self.control {
-                    control.metrics.checkpoints_failed.inc();
-                }
             }
-            _ => return Err(JobError::Checkpoint { id, error }),
+            SnapshotKind::Checkpoint => return Err(JobError::Checkpoint { id, error }),
         }
         Ok(self.next_trigger(flight.started))
     }
@@ -247,8 +265,22 @@ impl Coordinator<'_> {
     ) -> Result<Result<(), String>, JobError> {
         let id = flight.id;
         let written = flight.acks.iter().flatten();
-        let bytes = written.clone().map(|a| a.0).sum();
-        let watermark = written.map(|a| a.1).min().unwrap_or(MIN_WATERMARK);
+        let bytes = written.clone().map(|a| a.bytes).sum();
+        let watermark = written
+            .clone()
+            .map(|a| a.watermark)
+            .min()
+            .unwrap_or(MIN_WATERMARK);
+        let slowest = |phase: fn(&CheckpointPhases) -> u64| {
+            written.clone().map(|a| phase(&a.phases)).max().unwrap_or(0)
+        };
+        let mut phases = CheckpointPhases {
+            alignment_ms: slowest(|p| p.alignment_ms),
+            sync_ms: slowest(|p| p.sync_ms),
+            upload_ms: slowest(|p| p.upload_ms),
+            commit_ms: 0,
+        };
+        let committing = Instant::now();
         let dir = self.layout.snapshot_dir(flight.kind, id);
         let metadata = Metadata {
             id,
@@ -294,6 +326,7 @@ impl Coordinator<'_> {
         if let Err(e) = self.storage.retain(self.layout, self.retained) {
             tracing::warn!(%e, "could not remove old checkpoints");
         }
+        phases.commit_ms = committing.elapsed().as_millis() as u64;
         if let Some(control) = self.control {
             control.checkpoint_completed(SnapshotRecord {
                 id,
@@ -302,6 +335,7 @@ impl Coordinator<'_> {
                 completed_at: metadata.completed_at,
                 bytes,
                 duration_ms: flight.started.elapsed().as_millis() as u64,
+                phases: Some(phases),
             });
         }
         tracing::info!(id, bytes, "checkpoint completed");
@@ -438,6 +472,12 @@ mod tests {
             id,
             bytes: 10,
             watermark: 0,
+            phases: CheckpointPhases {
+                alignment_ms: 1,
+                sync_ms: 2,
+                upload_ms: 3,
+                commit_ms: 0,
+            },
         })
     }
 
@@ -470,11 +510,34 @@ mod tests {
         // Odd checkpoints fail, even ones complete: never two failures in a
         // row, so one tolerated failure is enough for six checkpoints.
         let worker = h.worker(6, |id| if id % 2 == 1 { failed(id) } else { done(id) });
-        let (completed, next_id) = h
-            .coordinator(1, Duration::from_secs(60))
+        let control = JobControl::new("coordinated", 1);
+        let mut coordinator = h.coordinator(1, Duration::from_secs(60));
+        coordinator.control = Some(&control);
+        let (completed, next_id) = coordinator
             .run(&[worker], &h.acks.1, &h.abort)
             .expect("no more than one failure in a row");
         assert_eq!(completed, 3);
+        // The control API lists each failure with its reason, and each
+        // completed checkpoint with the worker's phases.
+        let status = control.status();
+        let failures: Vec<_> = status
+            .checkpoint_failures
+            .iter()
+            .map(|f| (f.id, f.kind, f.error.as_str()))
+            .collect();
+        let disk_full = "worker 0: disk full";
+        assert_eq!(
+            failures,
+            [1, 3, 5].map(|id| (id, SnapshotKind::Checkpoint, disk_full))
+        );
+        assert_eq!(control.metrics.checkpoints_failed.get(), 3);
+        for record in control.checkpoints() {
+            let phases = record.phases.expect("phases");
+            assert_eq!(
+                (phases.alignment_ms, phases.sync_ms, phases.upload_ms),
+                (1, 2, 3)
+            );
+        }
         // Ids are never reused: a checkpoint triggered after 6 took 7.
         assert!(next_id >= 7, "{next_id}");
         assert_eq!(

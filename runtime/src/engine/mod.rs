@@ -10,6 +10,7 @@
 //! - `worker`, `operator`, `collector`, `sinks`, `upload`: what runs on the
 //!   worker threads and the sink thread.
 
+mod activity;
 mod build;
 mod collector;
 mod coordinator;

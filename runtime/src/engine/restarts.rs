@@ -73,11 +73,7 @@ pub fn run_with_restarts(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary
             _ => "the start (no checkpoints)",
         };
         if let Some(control) = &opts.control {
-            control.metrics.restarts.inc();
-            control.set_state(
-                crate::control::JobState::Restarting,
-                Some(error.to_string()),
-            );
+            control.restarting(error.to_string());
         }
         crate::notice!(
             "job {} failed: {error}; restart {attempt} in {delay:?} from {resumes_from}",

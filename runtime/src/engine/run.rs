@@ -237,6 +237,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
     };
     if let Some(control) = &opts.control {
         control.set_savepoints_supported(storage.is_some());
+        control.set_restored_from(summary.restored_from.clone());
         control.set_state(crate::control::JobState::Running, None);
     }
     let checkpointing = storage.as_ref().zip(spec.checkpoints.as_ref());

@@ -18,6 +18,7 @@ use crate::checkpoint::{
     resolve_key, CheckpointStorage, Layout, LookupsSnapshot, StateFile, StorageError,
     TableSnapshot, WorkerSnapshot,
 };
+use crate::control::CheckpointPhases;
 use crate::state::StateCheckpoint;
 
 /// One checkpoint's files to upload.
@@ -34,6 +35,8 @@ pub(crate) struct Upload {
     /// changes to write.
     pub tables: Vec<(TableSnapshot, StateCheckpoint)>,
     pub watermark: i64,
+    /// The worker's phases so far; the upload's is added here.
+    pub phases: CheckpointPhases,
 }
 
 pub(crate) struct Uploader {
@@ -63,6 +66,7 @@ impl Uploader {
                         continue;
                     }
                     let (id, watermark, local) = (job.id, job.watermark, job.local.clone());
+                    let (mut phases, started) = (job.phases, std::time::Instant::now());
                     let stop = Stop {
                         abort: &abort,
                         abandoned: &abandoned,
@@ -75,6 +79,10 @@ impl Uploader {
                             id,
                             bytes,
                             watermark,
+                            phases: {
+                                phases.upload_ms = started.elapsed().as_millis() as u64;
+                                phases
+                            },
                         },
                         Err(e) => Ack::Failed {
                             worker: index,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::activity::{Activity, Wait};
 use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
 use super::exchange::{Item, Message, Peer};
@@ -26,7 +27,7 @@ use crate::checkpoint::{
     CheckpointStorage, Layout, LookupsSnapshot, PartitionPosition, SnapshotKind, WorkerSnapshot,
 };
 use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit};
-use crate::control::JobControl;
+use crate::control::{CheckpointPhases, JobControl, PartitionState, PartitionStatus};
 use crate::enrich::Enricher;
 use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
@@ -71,6 +72,8 @@ pub(crate) struct Checkpointing {
 /// A checkpoint whose barriers are arriving.
 pub(crate) struct Alignment {
     id: u64,
+    /// When this worker injected its barrier.
+    started: Instant,
     /// Inputs whose barrier has arrived (or which have ended).
     got: Vec<bool>,
     positions: Vec<PartitionPosition>,
@@ -128,6 +131,8 @@ pub(crate) struct Worker {
     /// Live metrics for the control API.
     pub control: Option<Arc<JobControl>>,
     pub published: Published,
+    /// Where this worker's time goes, for the control API.
+    pub activity: Activity,
 }
 
 /// Counts already added to the live metrics.
@@ -140,7 +145,7 @@ pub(crate) struct Published {
 impl Worker {
     pub fn run(mut self) -> Result<WorkerReport, JobError> {
         let result = self.run_loop();
-        self.publish();
+        self.publish(true);
         if result.is_err() {
             self.abort.store(true, Ordering::SeqCst);
         }
@@ -178,6 +183,9 @@ impl Worker {
             }
             let mut busy = false;
             self.maybe_inject()?;
+            // Held back by a peer's full inbox: time waiting now is
+            // back-pressure, not idleness.
+            let exchange_full = !self.split_done && self.alignment.is_none() && self.congested();
             if self.decoder.has_lookups() {
                 busy |= self
                     .decoder
@@ -187,7 +195,7 @@ impl Worker {
             }
             if !self.split_done
                 && self.alignment.is_none()
-                && !self.congested()
+                && !exchange_full
                 && !self.ahead_of_the_job()
                 && self.decoder.ready()
             {
@@ -230,12 +238,20 @@ impl Worker {
             }
             self.op.maintain()?;
             self.collector.flush_older_than(OUTPUT_DELAY);
-            self.publish();
+            self.publish(false);
             if self.inputs.status() == SourceStatus::Ended {
                 return Ok(());
             }
             if !busy {
-                match self.inbox.recv_timeout(Duration::from_millis(5)) {
+                let wait = match exchange_full {
+                    true => Wait::Exchange,
+                    false => Wait::Idle,
+                };
+                let inbox = &self.inbox;
+                let next = self
+                    .activity
+                    .time(wait, || inbox.recv_timeout(Duration::from_millis(5)));
+                match next {
                     Ok(msg) => self.handle(msg)?,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -318,6 +334,9 @@ impl Worker {
                     if self.fail_on_malformed {
                         return Err(JobError::Malformed(m));
                     }
+                    if let Some(control) = &self.control {
+                        control.malformed(&m.location, &m.error.to_string());
+                    }
                     self.collector.malformed(&m);
                 }
                 SourceItem::PartitionEnd(p) => {
@@ -398,8 +417,9 @@ impl Worker {
         }
     }
 
-    /// Adds what happened since the last call to the live metrics.
-    fn publish(&mut self) {
+    /// Adds what happened since the last call to the live metrics; once a
+    /// second, and `last`, the worker's activity and partitions too.
+    fn publish(&mut self, last: bool) {
         let Some(control) = &self.control else {
             return;
         };
@@ -416,9 +436,47 @@ impl Worker {
             outputs: now,
         };
         control.set_watermark(self.index, self.op.watermark());
-        if let Some(lag) = self.split.lag() {
-            control.set_lag(self.index, lag);
+        let now = Instant::now();
+        if !last && !self.activity.due(now) {
+            return;
         }
+        let spent = self.activity.take(now);
+        let lags = self.split.lags();
+        if lags.iter().all(Option::is_some) && !lags.is_empty() {
+            control.set_lag(self.index, lags.iter().flatten().sum());
+        }
+        let positions = self.split.positions();
+        let watermarks: Vec<i64> = (0..positions.len())
+            .map(|p| self.split_watermarks.watermark(p))
+            .collect();
+        let partitions = self
+            .split
+            .partition_ids()
+            .into_iter()
+            .zip(positions)
+            .zip(lags)
+            .enumerate()
+            .map(|(p, ((id, (_, records)), lag))| PartitionStatus {
+                id,
+                state: match self.split_watermarks.partition_status(p) {
+                    _ if self.split_done => PartitionState::Ended,
+                    SourceStatus::Active(_) => PartitionState::Active,
+                    SourceStatus::Idle => PartitionState::Idle,
+                    SourceStatus::Ended => PartitionState::Ended,
+                },
+                records,
+                watermark: (watermarks[p] > i64::MIN)
+                    .then(|| crate::time::format_time(watermarks[p])),
+                lag,
+            })
+            .collect();
+        control.worker_second(
+            self.index,
+            spent,
+            self.op.watermark(),
+            partitions,
+            &watermarks,
+        );
     }
 
     /// Whether this split's watermark is too far ahead of the job's: then
@@ -528,6 +586,7 @@ impl Worker {
         got[self.index] = true;
         let superseded = self.alignment.replace(Alignment {
             id,
+            started: Instant::now(),
             got,
             positions,
             kafka_offsets: self.split.kafka_offsets(),
@@ -575,11 +634,17 @@ impl Worker {
         let Some(c) = &self.checkpointing else {
             return Ok(());
         };
+        let mut phases = CheckpointPhases {
+            alignment_ms: a.started.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        let sync_started = Instant::now();
         // Output emitted before the barrier must be durable before the
         // checkpoint can complete; otherwise a crash after it loses that
         // output for good.
-        self.collector
-            .sync(a.id, a.kafka_offsets)
+        let collector = &mut self.collector;
+        self.activity
+            .time(Wait::Sink, || collector.sync(a.id, a.kafka_offsets))
             .map_err(JobError::Sink)?;
         if crate::failpoint::error_at("worker-error", a.id) {
             return Err(JobError::Source(std::io::Error::other(format!(
@@ -608,6 +673,7 @@ impl Worker {
                 .op
                 .checkpoint_state()
                 .and_then(|state| Ok((state, self.decoder.checkpoint()?)));
+            phases.sync_ms = sync_started.elapsed().as_millis() as u64;
             match state {
                 Ok((state, tables)) => c.uploader.submit(Upload {
                     id: a.id,
@@ -617,6 +683,7 @@ impl Worker {
                     state,
                     tables,
                     watermark: self.op.watermark(),
+                    phases,
                 }),
                 // An earlier checkpoint's state write failed: the store
                 // no longer holds what it counts as written. Only a restore
@@ -632,6 +699,8 @@ impl Worker {
         // stands alone. Rare, and taken here (processing waits for it).
         snapshot.entries = self.op.snapshot(self.max_parallelism)?;
         let tables = self.decoder.savepoint()?;
+        phases.sync_ms = sync_started.elapsed().as_millis() as u64;
+        let writing = Instant::now();
         let dir = c.layout.snapshot_dir(SnapshotKind::Savepoint, a.id);
         let lookups = LookupsSnapshot {
             index: self.index,
@@ -648,6 +717,10 @@ impl Worker {
                 id: a.id,
                 bytes,
                 watermark: self.op.watermark(),
+                phases: CheckpointPhases {
+                    upload_ms: writing.elapsed().as_millis() as u64,
+                    ..phases
+                },
             },
             Err(e) => failed(e.to_string()),
         };

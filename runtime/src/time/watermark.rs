@@ -158,10 +158,7 @@ impl PartitionWatermarks {
         if ts > self.max_ts[partition] {
             self.max_ts[partition] = ts;
         }
-        // Flink's bounded out-of-orderness: complete up to max - bound - 1.
-        let wm = self.max_ts[partition]
-            .saturating_sub(self.out_of_orderness)
-            .saturating_sub(1);
+        let wm = self.watermark(partition);
         self.combined.update(partition, SourceStatus::Active(wm))
     }
 
@@ -172,9 +169,7 @@ impl PartitionWatermarks {
         if ended {
             self.combined.set(partition, SourceStatus::Ended);
         } else if max_ts > MIN_WATERMARK {
-            let wm = max_ts
-                .saturating_sub(self.out_of_orderness)
-                .saturating_sub(1);
+            let wm = self.watermark(partition);
             self.combined.set(partition, SourceStatus::Active(wm));
         }
         self.combined.recompute();
@@ -182,6 +177,22 @@ impl PartitionWatermarks {
 
     pub fn max_ts(&self, partition: usize) -> i64 {
         self.max_ts[partition]
+    }
+
+    /// A partition's own watermark (`MIN_WATERMARK` before its first
+    /// record): Flink's bounded out-of-orderness, complete up to the
+    /// highest event time less the bound, less 1.
+    pub fn watermark(&self, partition: usize) -> i64 {
+        match self.max_ts[partition] {
+            MIN_WATERMARK => MIN_WATERMARK,
+            max => max.saturating_sub(self.out_of_orderness).saturating_sub(1),
+        }
+    }
+
+    /// Whether a partition holds the split's watermark back, is idle or
+    /// has ended.
+    pub fn partition_status(&self, partition: usize) -> SourceStatus {
+        self.combined.inputs[partition]
     }
 
     pub fn is_ended(&self, partition: usize) -> bool {

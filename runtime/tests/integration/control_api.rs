@@ -4,77 +4,14 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::http::{http, http_as, http_with_token};
 use common::wait_until;
 use serde_json::Value;
-
-/// One HTTP/1.1 request with a JSON body (or none); returns the status
-/// code and the body.
-fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    http_as(
-        address,
-        method,
-        path,
-        "application/json",
-        body.unwrap_or(""),
-    )
-}
-
-/// One HTTP/1.1 request with a body of `content_type`.
-fn http_as(
-    address: &str,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &str,
-) -> (u16, String) {
-    http_raw(
-        address,
-        method,
-        path,
-        &format!("Content-Type: {content_type}\r\n"),
-        body,
-    )
-}
-
-/// One HTTP/1.1 request with a JSON body and `Authorization: Bearer <token>`.
-fn http_with_token(
-    address: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> (u16, String) {
-    let headers = format!("Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n");
-    http_raw(address, method, path, &headers, body)
-}
-
-/// One HTTP/1.1 request with `headers` (each line ending in CRLF).
-fn http_raw(address: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// Waits (up to 10 s) for `/readyz` to answer 200.
 fn wait_ready(api: &str) {
@@ -198,6 +135,45 @@ fn control_api_from_health_to_stop_with_savepoint() {
         Path::new(checkpoint_path).join("_metadata").is_file(),
         "{status}"
     );
+    assert_eq!(typed.restored_from, None, "a fresh start");
+
+    // Each worker's last second and its generator partition, once both
+    // workers have published one.
+    assert!(wait_until(Duration::from_secs(10), || {
+        json(&http(&api, "GET", "/status", None).1)["workers"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2)
+    }));
+    let typed: streamjob_api::JobStatus =
+        serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
+    for (index, worker) in typed.workers.iter().enumerate() {
+        assert_eq!(worker.index, index as u32);
+        let t = worker.time;
+        let total = t.busy + t.idle + t.blocked_on_exchange + t.blocked_on_sink;
+        assert!((total - 1.0).abs() < 1e-9, "{worker:?}");
+        // 20,000 records a second keep a worker mostly waiting for more.
+        assert!(t.idle > 0.5, "{worker:?}");
+        let [partition] = worker.partitions.as_slice() else {
+            panic!("one generator partition per worker: {worker:?}");
+        };
+        assert_eq!(partition.state, streamjob_api::PartitionState::Active);
+        assert!(partition.records > 0 && partition.watermark.is_some());
+        assert_eq!(partition.lag, None, "no Kafka");
+    }
+    let ids: Vec<_> = typed.workers.iter().map(|w| &w.partitions[0].id).collect();
+    assert_ne!(ids[0], ids[1], "{ids:?}");
+    // Where the checkpoints' time went.
+    let history: Vec<streamjob_api::SnapshotRecord> =
+        serde_json::from_str(&http(&api, "GET", "/checkpoints", None).1).unwrap();
+    let phases = history[0].phases.expect("phases");
+    for phase in [
+        phases.alignment_ms,
+        phases.sync_ms,
+        phases.upload_ms,
+        phases.commit_ms,
+    ] {
+        assert!(phase <= history[0].duration_ms, "{:?}", history[0]);
+    }
 
     let (code, metrics) = http(&api, "GET", "/metrics", None);
     assert_eq!(code, 200);
@@ -208,6 +184,15 @@ fn control_api_from_health_to_stop_with_savepoint() {
         "streamjob_last_checkpoint_id",
         "streamjob_last_checkpoint_size_bytes",
         "streamjob_watermark_milliseconds",
+        "streamjob_worker_time_seconds_total{worker=\"1\",activity=\"busy\"}",
+        "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"idle\"}",
+        "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"blocked_on_exchange\"}",
+        "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"blocked_on_sink\"}",
+        &format!(
+            "streamjob_partition_watermark_milliseconds{{partition=\"{}\"}}",
+            ids[0]
+        ),
+        "streamjob_last_checkpoint_phase_milliseconds{phase=\"upload\"}",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
@@ -253,9 +238,11 @@ fn control_api_from_health_to_stop_with_savepoint() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(status.success(), "{rest}");
 
-    // The job resumes from that savepoint.
+    // The job resumes from that savepoint, and says so.
     let (mut child, api, _stderr) = start(&job, &["--from-savepoint", &stop_path]);
     wait_ready(&api);
+    let status = json(&http(&api, "GET", "/status", None).1);
+    assert_eq!(status["restoredFrom"], stop_path.as_str(), "{status}");
     assert!(wait_until(Duration::from_secs(10), || {
         json(&http(&api, "GET", "/status", None).1)["recordsIn"].as_u64() > Some(0)
     }));
@@ -465,12 +452,86 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
     assert!(matches!(child.0.try_wait(), Ok(None)));
     let status = json(&http(&api, "GET", "/status", None).1);
     assert_eq!(status["state"], "finished", "{status}");
+    let from = status["restoredFrom"].as_str().unwrap();
+    assert!(restored.trim_end().ends_with(from), "{restored} / {status}");
     assert_eq!(
         status["lastSavepoint"]["path"],
         stop_path.as_str(),
         "{status}"
     );
     assert_eq!(http(&api, "GET", "/readyz", None).0, 503);
+    child.0.kill().unwrap();
+    child.wait();
+}
+
+/// `/status` keeps the last few malformed records with where they were
+/// and why, and says where each file partition got to. The job runs under
+/// `--deployment` so that its process stays up once the files are read.
+#[test]
+fn status_lists_the_last_malformed_records_and_each_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut good = String::new();
+    let mut bad = String::new();
+    for i in 0..100 {
+        good.push_str(&format!("{{\"k\":\"a\",\"t\":{}}}\n", 1_000 * i));
+        match i % 10 {
+            // Eight malformed lines: 3, 13, …, 73 (line numbers from 1).
+            2 if i < 80 => bad.push_str(&format!("{{\"k\":\"b\",\"t\":\"x{i}\"}}\n")),
+            _ => bad.push_str(&format!("{{\"k\":\"b\",\"t\":{}}}\n", 1_000 * i)),
+        }
+    }
+    std::fs::write(dir.path().join("good.jsonl"), good).unwrap();
+    std::fs::write(dir.path().join("bad.jsonl"), bad).unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: files\nparallelism: 1\n\
+         source: {file: {paths: [good.jsonl, bad.jsonl]}}\n\
+         key: k\neventTime: {field: t}\nwindow: {tumbling: {size: 10s}}\n\
+         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
+         checkpoints: {interval: 1s, storage: file://checkpoints}\n",
+    )
+    .unwrap();
+    let (mut child, api, mut stderr) = start(&job, &["--deployment", "d1"]);
+    read_until(&mut stderr, "deployment d1 done");
+    let status: streamjob_api::JobStatus =
+        serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
+    assert_eq!(status.state, streamjob_api::JobState::Finished);
+    assert_eq!((status.records_in, status.malformed), (192, 8));
+    let locations: Vec<_> = status
+        .recent_malformed
+        .iter()
+        .map(|m| m.location.as_str())
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            "bad.jsonl:33",
+            "bad.jsonl:43",
+            "bad.jsonl:53",
+            "bad.jsonl:63",
+            "bad.jsonl:73"
+        ],
+        "the newest five, oldest first"
+    );
+    let last = &status.recent_malformed[4];
+    assert!(
+        last.error.contains("t") && last.error.contains("x72"),
+        "{last:?}"
+    );
+    let [worker] = status.workers.as_slice() else {
+        panic!("{:?}", status.workers);
+    };
+    let partitions: Vec<_> = worker
+        .partitions
+        .iter()
+        .map(|p| (p.id.as_str(), p.state, p.records))
+        .collect();
+    let ended = streamjob_api::PartitionState::Ended;
+    assert_eq!(
+        partitions,
+        [("good.jsonl", ended, 100), ("bad.jsonl", ended, 100)]
+    );
     child.0.kill().unwrap();
     child.wait();
 }

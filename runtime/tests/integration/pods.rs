@@ -60,7 +60,9 @@ fn start_pod_command(job: &Path, index: usize, peers: &str, token: &Path) -> Com
     command
         .arg("run")
         .arg(job)
-        .args(["--control-address", "off", "--pods", &pods.to_string()])
+        // No control API unless a test sets the variable again.
+        .env(streamjob_api::flags::CONTROL_ADDRESS_ENV, "off")
+        .args(["--pods", &pods.to_string()])
         .args(["--pod-index", &index.to_string(), "--peers", peers])
         .arg("--control-token-file")
         .arg(token)
@@ -535,8 +537,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// Stops (SIGSTOP) process `pid` for 3 s and returns the CPU ticks
-/// `watched` used in the last 1.5 s of it.
-fn stop_for_a_while(pid: u32, watched: u32) -> u64 {
+/// `watched` used in the last 1.5 s of it; `look` runs at the end of the
+/// stop.
+fn stop_for_a_while(pid: u32, watched: u32, look: impl FnOnce()) -> u64 {
     let signal = |name: &str| {
         assert!(Command::new("kill")
             .args([name, &pid.to_string()])
@@ -549,6 +552,7 @@ fn stop_for_a_while(pid: u32, watched: u32) -> u64 {
     let ticks = cpu_ticks(watched);
     std::thread::sleep(Duration::from_millis(1_500));
     let used = cpu_ticks(watched) - ticks;
+    look();
     signal("-CONT");
     used
 }
@@ -557,7 +561,8 @@ fn stop_for_a_while(pid: u32, watched: u32) -> u64 {
 /// time. Without checkpoints: pod 0's sends to it pile up only to the
 /// credit limit, then pod 0 pauses its source, so in the last 1.5 s of the
 /// stop it uses almost no CPU (reading on into memory, it would use all of
-/// it). With checkpoints every 30 ms, stopped three times: once pod 1 goes
+/// it), and its control API says its worker is blocked on the exchange.
+/// With checkpoints every 30 ms, stopped three times: once pod 1 goes
 /// on, checkpoints complete again. Both runs' output is exact.
 #[test]
 fn a_stopped_pod_holds_the_job_back_without_a_deadlock() {
@@ -570,11 +575,34 @@ fn a_stopped_pod_holds_the_job_back_without_a_deadlock() {
         let checkpoints = if checkpointed { CHECKPOINTED } else { "" };
         let job = kill_test_job(dir.path(), "{file: {path: out.jsonl}}", checkpoints);
         let checkpoints = dir.path().join("ckpt/killed/checkpoints");
-        let mut pods = start_pods(&job, 2);
+        let (token, peers) = (token_file(dir.path(), TOKEN), peers(2));
+        let control = common::free_port().to_string();
+        let mut pods: Vec<Child> = (0..2)
+            .map(|index| {
+                let mut pod = start_pod_command(&job, index, &peers, &token);
+                if index == 0 {
+                    let address = format!("127.0.0.1:{control}");
+                    pod.env(streamjob_api::flags::CONTROL_ADDRESS_ENV, address);
+                }
+                pod.spawn().unwrap()
+            })
+            .collect();
         let (pod0, pod1) = (pods[0].id(), pods[1].id());
         if !checkpointed {
             std::thread::sleep(Duration::from_millis(500));
-            let used = stop_for_a_while(pod1, pod0);
+            let look = || {
+                let api = format!("127.0.0.1:{control}");
+                let status = common::http::http(&api, "GET", "/status", None).1;
+                let status: streamjob_api::JobStatus = serde_json::from_str(&status).unwrap();
+                let [worker] = status.workers.as_slice() else {
+                    panic!("pod 0 runs worker 0 alone: {status:?}");
+                };
+                assert!(
+                    worker.time.blocked_on_exchange > 0.9,
+                    "pod 0's worker in the last second of the stop: {worker:?}"
+                );
+            };
+            let used = stop_for_a_while(pod1, pod0, look);
             assert!(
                 used * 2 < TICKS_PER_SECOND,
                 "pod 0 used {used} ticks of CPU in the 1.5 s it should have waited"
@@ -586,7 +614,7 @@ fn a_stopped_pod_holds_the_job_back_without_a_deadlock() {
                 common::checkpoint_ids(&checkpoints, true).last().copied() > before
             });
             assert!(progressed, "round {round}: no checkpoint completed");
-            stop_for_a_while(pod1, pod0);
+            stop_for_a_while(pod1, pod0, || {});
         }
         assert!(
             pods[0].try_wait().unwrap().is_none(),

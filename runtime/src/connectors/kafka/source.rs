@@ -308,20 +308,21 @@ impl SourceSplit for KafkaSplit {
             .collect()
     }
 
-    fn lag(&self) -> Option<u64> {
+    fn lags(&self) -> Vec<Option<u64>> {
         let ends = self
             .consumer
             .context()
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let mut lag = 0;
-        for p in &self.partitions {
-            let end = *ends.get(p.topic.as_str())?.get(&p.id)?;
-            // Nothing read yet: all of it is behind (from `startFrom`).
-            lag += (end - p.next.unwrap_or(0)).max(0) as u64;
-        }
-        Some(lag)
+        self.partitions
+            .iter()
+            .map(|p| {
+                let end = *ends.get(p.topic.as_str())?.get(&p.id)?;
+                // Nothing read yet: all of it is behind (from `startFrom`).
+                Some((end - p.next.unwrap_or(0)).max(0) as u64)
+            })
+            .collect()
     }
 
     fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {

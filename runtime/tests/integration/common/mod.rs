@@ -4,6 +4,7 @@
 // Each test binary uses some of these.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod json;
 pub mod kafka;
 pub mod nisshi;
