@@ -26,19 +26,22 @@ impl Drop for Killed {
     }
 }
 
-/// A paced, endless job with checkpoints every 300 ms; returns the process
-/// and its control API's address.
-fn start_job(dir: &Path) -> (Killed, String) {
+/// A paced, endless job with checkpoints every 300 ms, and `more` lines.
+fn job_yaml(more: &str) -> String {
+    "name: watched\nparallelism: 2\n\
+     source: {generator: {keys: 100, rate: 20000}}\n\
+     key: key\nwindow: {tumbling: {size: 1s}}\n\
+     aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
+     checkpoints: {interval: 300ms, storage: file://ckpt}\n"
+        .to_string()
+        + more
+}
+
+/// Starts `yaml` with the control API and a token, and `env` set; returns
+/// the process and its control API's address.
+fn start_job(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> (Killed, String) {
     let job = dir.join("job.yaml");
-    std::fs::write(
-        &job,
-        "name: watched\nparallelism: 2\n\
-         source: {generator: {keys: 100, rate: 20000}}\n\
-         key: key\nwindow: {tumbling: {size: 1s}}\n\
-         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
-         checkpoints: {interval: 300ms, storage: file://ckpt}\n",
-    )
-    .unwrap();
+    std::fs::write(&job, yaml).unwrap();
     let token = dir.join("token");
     std::fs::write(&token, TOKEN).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamjob"))
@@ -46,6 +49,7 @@ fn start_job(dir: &Path) -> (Killed, String) {
         .arg(&job)
         .args(["--control-address", "127.0.0.1:0", "--control-token-file"])
         .arg(&token)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -218,7 +222,7 @@ fn screenshot_path(dir: &Path) -> PathBuf {
 #[test]
 fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     let dir = tempfile::tempdir().unwrap();
-    let (_job, address) = start_job(dir.path());
+    let (_job, address) = start_job(dir.path(), &job_yaml(""), &[]);
     let (_browser, port) = start_browser(dir.path(), &format!("http://{address}/"));
     let mut page = Page::attach(port);
 
@@ -231,8 +235,47 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     assert_eq!(page.text("state"), "running");
     let shape = page.text("shape");
     assert!(shape.starts_with("parallelism 2 · up "), "{shape}");
+    assert!(shape.ends_with(" · started without a snapshot"), "{shape}");
     let first = page.eval("document.querySelector('#checkpoints tr td:nth-child(2)').textContent");
     assert_eq!(first, "checkpoint");
+    // Its phases: alignment / sync / upload / commit, in milliseconds.
+    let phases = page.eval("document.querySelector('#checkpoints tr td:nth-child(5)').textContent");
+    let phases: Vec<u64> = phases
+        .as_str()
+        .unwrap()
+        .split(" / ")
+        .map(|ms| ms.parse().unwrap())
+        .collect();
+    assert_eq!(phases.len(), 4, "{phases:?}");
+    // Both workers' time, each with its generator partition, once they
+    // have reported their first second.
+    page.wait_for(
+        "document.querySelectorAll('#workers tr').length === 2 && \
+         document.querySelectorAll('#partitions tr').length === 2",
+        Duration::from_secs(10),
+    );
+    let worker = page.eval(
+        "[...document.querySelectorAll('#workers tr')[1].cells].map(c => c.textContent)",
+    );
+    let cells: Vec<&str> = worker
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cells[0], "1", "{cells:?}");
+    let share = |cell: &str| cell.trim_end_matches('%').parse::<u32>().unwrap();
+    let shares = share(cells[2]) + share(cells[3]) + share(cells[4]);
+    assert!((98..=102).contains(&shares), "busy + idle + blocked: {cells:?}");
+    // 20,000 records a second leave the workers mostly waiting.
+    assert!(share(cells[3]) > 50, "{cells:?}");
+    let bar = page.eval("document.querySelectorAll('#workers tr')[1].querySelectorAll('.bar span').length");
+    assert_eq!(bar, 4);
+    let partition = page.eval(
+        "[...document.querySelectorAll('#partitions tr')[0].cells].map(c => c.textContent)",
+    );
+    assert_eq!(partition[1], "0", "{partition}");
+    assert_eq!(partition[2], "active", "{partition}");
     page.wait_for(
         "document.getElementById('in-rate').textContent !== '–'",
         Duration::from_secs(10),
@@ -283,15 +326,74 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
         Duration::from_secs(10),
     );
 
-    // The chart draws the rate from a few seconds of samples on.
+    // The chart draws both rates from a few seconds of samples on.
     page.wait_for(
-        "document.getElementById('line').getAttribute('points').split(' ').length >= 5",
+        "document.getElementById('line').getAttribute('points').split(' ').length >= 5 && \
+         document.getElementById('line-out').getAttribute('points').split(' ').length >= 5",
         Duration::from_secs(15),
     );
-    let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
+    // The whole page, not only what fits the window.
+    let size = page.call("Page.getLayoutMetrics", json!({}))["cssContentSize"].clone();
+    let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
+    let shot = page.call(
+        "Page.captureScreenshot",
+        json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+    );
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     std::fs::write(screenshot_path(dir.path()), png).unwrap();
+}
+
+/// A job that fails and waits to restart: the page says so, and why; once
+/// its process is gone, the page keeps what it last said.
+#[test]
+fn the_dashboard_of_a_failed_job_shows_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // Worker 0 fails at checkpoint 3 as a failing connector would; the
+    // restart waits a minute, long enough to look.
+    let yaml = job_yaml("restartStrategy: {fixedDelay: {attempts: 1, delay: 60s}}\n");
+    let failpoint = [("STREAMJOB_FAILPOINT", "worker-error:3")];
+    let (mut job, address) = start_job(dir.path(), &yaml, &failpoint);
+    let (_browser, port) = start_browser(dir.path(), &format!("http://{address}/"));
+    let mut page = Page::attach(port);
+
+    page.wait_for(
+        "document.getElementById('state').textContent === 'restarting'",
+        Duration::from_secs(30),
+    );
+    let why = "failpoint worker-error:3 reached";
+    let error = page.text("error");
+    assert!(error.starts_with("Error: ") && error.contains(why), "{error}");
+    page.wait_for(
+        "document.querySelectorAll('#restart-list tr td.why').length === 1",
+        Duration::from_secs(5),
+    );
+    let restart = page.eval("document.querySelector('#restart-list td.why').textContent");
+    assert!(restart.as_str().unwrap().contains(why), "{restart}");
+    assert_eq!(page.text("restarts"), "1");
+    // The checkpoint the failure stopped is listed as failed, or was never
+    // acknowledged: either way no completed checkpoint 3.
+    let completed = page.eval(
+        "[...document.querySelectorAll('#checkpoints tr')].map(r => r.cells[0].textContent)",
+    );
+    assert!(
+        !completed.as_array().unwrap().iter().any(|id| id == "3"),
+        "{completed}"
+    );
+
+    // The process ends (a pod replaced): the page keeps the last word.
+    job.0.kill().unwrap();
+    job.0.wait().unwrap();
+    page.wait_for(
+        "document.getElementById('state').textContent === 'unreachable'",
+        Duration::from_secs(10),
+    );
+    let error = page.text("error");
+    assert!(
+        error.starts_with("The job's control API does not answer. It last said: restarting: ")
+            && error.contains(why),
+        "{error}"
+    );
 }
