@@ -13,7 +13,10 @@ Steps, one line each; the first failing one ends the run with exit 1:
      schemas (kubernetes-validate's Python API, which is what its CLI's
      --strict runs; a kind with no schema fails here, where the CLI only
      warns), and the Deployment, Service, ServiceAccount and RBAC say what the
-     chart promises (arguments, single replica, least privilege).
+     chart promises (arguments, single replica, least privilege); the Grafana
+     dashboard's ConfigMap holds dashboards/streamjob.json, and the PodMonitor
+     (a Prometheus-operator kind, with no schema to validate against) scrapes
+     the jobs' control port and the operator's metrics port.
   4. schema: rendering with each of INVALID_VALUES is refused by
      values.schema.json.
 """
@@ -37,6 +40,10 @@ from kubernetes_validate import utils as kv
 CHART = "charts/streamjob-operator"
 CRD = "crds/streamjob.yaml"
 CHART_CRD = f"{CHART}/crds/streamjob.yaml"
+DASHBOARD = f"{CHART}/dashboards/streamjob.json"
+# Kinds of other projects' CRDs: no schema in kubernetes-validate, so
+# check_monitoring checks what the chart renders of them.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 # The newest Kubernetes kubernetes-validate ships schemas for; the operator's
 # k8s-openapi API level (1.35) is checked as well.
 KUBE_VERSIONS = ["1.37.0", "1.35.0"]
@@ -57,6 +64,8 @@ INVALID_VALUES = [
     ("serviceAccount: {create: true, nam: x}", "no unknown keys in serviceAccount"),
     ("networkPolicy: {enabled: true, extraControlClients: [{}]}", "an empty peer admits everyone"),
     ("networkPolicy: {enable: true}", "no unknown keys in networkPolicy"),
+    ("podMonitor: {enabled: true, interval: 30}", "podMonitor.interval is a duration"),
+    ("grafana: {dashboard: {enabled: true, label: '', labelValue: '1'}}", "the sidecar needs a label"),
 ]
 
 # The whole ClusterRole: (apiGroup, resource) -> verbs. Anything more fails.
@@ -95,6 +104,8 @@ def validate_strict(docs: list[tuple[str, dict]]) -> list[str]:
     schema for is an error here (its CLI only warns)."""
     errors = []
     for source, obj in docs:
+        if (obj.get("apiVersion"), obj.get("kind")) in CUSTOM_KINDS:
+            continue
         name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
         for version in KUBE_VERSIONS:
             try:
@@ -299,8 +310,67 @@ def check_objects(docs: list[tuple[str, dict]], values: dict[str, Any], chart: h
             missing = {k: sorted(v - granted.get(k, set())) for k, v in EXPECTED_RULES.items()}
             missing = {k: v for k, v in missing.items() if v}
             problems.append(f"{label} is not least privilege: extra {extra}, missing {missing}")
+    problems += check_monitoring(docs, merged, chart)
     if problems:
         raise Failure("rendered objects:\n  " + "\n  ".join(problems))
+
+
+def check_monitoring(docs: list[tuple[str, dict]], merged: dict[str, Any], chart: helm.Chart) -> list[str]:
+    """The Grafana dashboard's ConfigMap and the PodMonitor, when enabled."""
+    problems = []
+    dashboard = merged["grafana"]["dashboard"]
+    maps = find(docs, "ConfigMap")
+    if not dashboard["enabled"]:
+        if maps:
+            problems.append("grafana.dashboard.enabled is false but a ConfigMap was rendered")
+    elif len(maps) != 1:
+        problems.append(f"expected the dashboard's ConfigMap, rendered {len(maps)} ConfigMaps")
+    else:
+        cm = maps[0]
+        labels = cm["metadata"].get("labels", {})
+        if labels.get(dashboard["label"]) != dashboard["labelValue"]:
+            problems.append(f"the dashboard's ConfigMap lacks the label {dashboard['label']}")
+        namespace = dashboard.get("namespace") or NAMESPACE
+        if cm["metadata"].get("namespace") != namespace:
+            problems.append(f"the dashboard's ConfigMap is not in {namespace}")
+        with open(DASHBOARD) as f:
+            want = json.load(f)
+        try:
+            got = json.loads(cm.get("data", {}).get("streamjob.json", ""))
+        except json.JSONDecodeError as e:
+            got = f"not JSON: {e}"
+        if got != want:
+            problems.append(f"the dashboard's ConfigMap does not hold {DASHBOARD}")
+    monitors = find(docs, "PodMonitor")
+    monitor = merged["podMonitor"]
+    if not monitor["enabled"]:
+        if monitors:
+            problems.append("podMonitor.enabled is false but a PodMonitor was rendered")
+        return problems
+    if len(monitors) != 1:
+        return problems + [f"expected one PodMonitor, rendered {len(monitors)}"]
+    pm = monitors[0]
+    spec = pm["spec"]
+    interval = monitor["interval"]
+    endpoints = [(e.get("port"), e.get("path"), e.get("interval")) for e in spec.get("podMetricsEndpoints", [])]
+    if endpoints != [("control", "/metrics", interval), ("metrics", "/metrics", interval)]:
+        problems.append(f"the PodMonitor's endpoints are {endpoints}")
+    if spec.get("podTargetLabels") != ["streamjob.io/job"]:
+        problems.append("the PodMonitor does not label series with streamjob.io/job")
+    names = [e for e in spec.get("selector", {}).get("matchExpressions", []) if e.get("key") == "app.kubernetes.io/name"]
+    if [sorted(e.get("values", [])) for e in names] != [sorted(["streamjob", chart.metadata["name"]])]:
+        problems.append(f"the PodMonitor does not select the jobs' and the operator's pods: {names}")
+    watched = merged["watchNamespaces"]
+    want_ns = {"matchNames": sorted(set(watched) | {NAMESPACE})} if watched else {"any": True}
+    got_ns = spec.get("namespaceSelector", {})
+    if "matchNames" in got_ns:
+        got_ns = {"matchNames": sorted(got_ns["matchNames"])}
+    if got_ns != want_ns:
+        problems.append(f"the PodMonitor's namespaceSelector is {spec.get('namespaceSelector')}, expected {want_ns}")
+    labels = pm["metadata"].get("labels", {})
+    if any(labels.get(k) != v for k, v in (monitor.get("labels") or {}).items()):
+        problems.append("the PodMonitor lacks podMonitor.labels")
+    return problems
 
 
 def render(chart: helm.Chart, label: str, values: dict[str, Any] | None, out: str) -> int:

@@ -58,3 +58,36 @@ pub async fn serve(address: String, metrics: Arc<Metrics>) -> std::io::Result<()
     let listener = tokio::net::TcpListener::bind(address.as_str()).await?;
     axum::serve(listener, app).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chart's Grafana dashboard names only operator series that
+    /// `encode` exports (the runtime's are checked in its tests).
+    #[test]
+    fn the_grafana_dashboard_names_only_series_the_operator_exports() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../charts/streamjob-operator/dashboards/streamjob.json"
+        ))
+        .expect("the dashboard is JSON");
+        let text = dashboard.to_string();
+        let named: std::collections::BTreeSet<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("streamjob_operator_"))
+            .collect();
+        assert!(named.len() >= 3, "{named:?}");
+        let metrics = Metrics::default();
+        metrics.reconcile_seconds.observe(0.2);
+        let exported = metrics.encode();
+        for name in named {
+            assert!(
+                exported
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
+                "the dashboard names {name}, which the operator does not export:\n{exported}"
+            );
+        }
+    }
+}

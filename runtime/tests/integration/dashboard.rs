@@ -254,9 +254,8 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
          document.querySelectorAll('#partitions tr').length === 2",
         Duration::from_secs(10),
     );
-    let worker = page.eval(
-        "[...document.querySelectorAll('#workers tr')[1].cells].map(c => c.textContent)",
-    );
+    let worker =
+        page.eval("[...document.querySelectorAll('#workers tr')[1].cells].map(c => c.textContent)");
     let cells: Vec<&str> = worker
         .as_array()
         .unwrap()
@@ -266,14 +265,17 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     assert_eq!(cells[0], "1", "{cells:?}");
     let share = |cell: &str| cell.trim_end_matches('%').parse::<u32>().unwrap();
     let shares = share(cells[2]) + share(cells[3]) + share(cells[4]);
-    assert!((98..=102).contains(&shares), "busy + idle + blocked: {cells:?}");
+    assert!(
+        (98..=102).contains(&shares),
+        "busy + idle + blocked: {cells:?}"
+    );
     // 20,000 records a second leave the workers mostly waiting.
     assert!(share(cells[3]) > 50, "{cells:?}");
-    let bar = page.eval("document.querySelectorAll('#workers tr')[1].querySelectorAll('.bar span').length");
+    let bar = page
+        .eval("document.querySelectorAll('#workers tr')[1].querySelectorAll('.bar span').length");
     assert_eq!(bar, 4);
-    let partition = page.eval(
-        "[...document.querySelectorAll('#partitions tr')[0].cells].map(c => c.textContent)",
-    );
+    let partition = page
+        .eval("[...document.querySelectorAll('#partitions tr')[0].cells].map(c => c.textContent)");
     assert_eq!(partition[1], "0", "{partition}");
     assert_eq!(partition[2], "active", "{partition}");
     page.wait_for(
@@ -334,7 +336,8 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     );
     // The whole page, not only what fits the window.
     let size = page.call("Page.getLayoutMetrics", json!({}))["cssContentSize"].clone();
-    let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
+    let clip =
+        json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
     let shot = page.call(
         "Page.captureScreenshot",
         json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
@@ -365,7 +368,10 @@ fn the_dashboard_of_a_failed_job_shows_why() {
     );
     let why = "failpoint worker-error:3 reached";
     let error = page.text("error");
-    assert!(error.starts_with("Error: ") && error.contains(why), "{error}");
+    assert!(
+        error.starts_with("Error: ") && error.contains(why),
+        "{error}"
+    );
     page.wait_for(
         "document.querySelectorAll('#restart-list tr td.why').length === 1",
         Duration::from_secs(5),
@@ -375,9 +381,8 @@ fn the_dashboard_of_a_failed_job_shows_why() {
     assert_eq!(page.text("restarts"), "1");
     // The checkpoint the failure stopped is listed as failed, or was never
     // acknowledged: either way no completed checkpoint 3.
-    let completed = page.eval(
-        "[...document.querySelectorAll('#checkpoints tr')].map(r => r.cells[0].textContent)",
-    );
+    let completed = page
+        .eval("[...document.querySelectorAll('#checkpoints tr')].map(r => r.cells[0].textContent)");
     assert!(
         !completed.as_array().unwrap().iter().any(|id| id == "3"),
         "{completed}"

@@ -11,6 +11,7 @@ mod control_api;
 mod dashboard;
 mod engine_model;
 mod enrichment;
+mod grafana;
 mod kafka_sink;
 mod kafka_source;
 mod kafka_transactions;

@@ -1,0 +1,79 @@
+//! The chart's Grafana dashboard is valid JSON, and every runtime series its
+//! queries name is one the runtime exports. The operator's series
+//! (`streamjob_operator_…`) are checked in the operator's own tests.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use streamjob_runtime::control::{JobControl, PartitionState, PartitionStatus, WorkerTime};
+
+/// Included at build time: cargo rebuilds the test when it changes.
+const DASHBOARD: &str =
+    include_str!("../../../charts/streamjob-operator/dashboards/streamjob.json");
+
+/// The label the chart's PodMonitor gives every series (the job's name).
+const JOB_LABEL: &str = "streamjob_io_job";
+
+fn queries(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr" | "query", Value::String(q)) => out.push(q.clone()),
+                    _ => queries(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| queries(i, out)),
+        _ => {}
+    }
+}
+
+/// A series name as exposed: a counter's `_total`, a family's labels
+/// dropped.
+fn exposed(line: &str) -> Option<&str> {
+    let name = line.split(['{', ' ']).next()?;
+    (!line.starts_with('#') && !name.is_empty()).then_some(name)
+}
+
+#[test]
+fn the_grafana_dashboard_names_only_series_the_runtime_exports() {
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "streamjob");
+    let mut found = Vec::new();
+    queries(&dashboard, &mut found);
+    let named: BTreeSet<&str> = found
+        .iter()
+        .flat_map(|q| q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("streamjob_") && *w != JOB_LABEL)
+        .filter(|w| !w.starts_with("streamjob_operator_"))
+        .collect();
+    assert!(named.len() >= 10, "{named:?}");
+
+    // A job's metrics with every family filled in once.
+    let control = JobControl::new("j", 1);
+    let partition = PartitionStatus {
+        id: "events-0".into(),
+        state: PartitionState::Active,
+        records: 1,
+        watermark: None,
+        lag: Some(3),
+    };
+    control.worker_second(0, WorkerTime::default(), 1, vec![partition], &[1]);
+    control.checkpoint_completed(streamjob_api::SnapshotRecord {
+        id: 1,
+        kind: streamjob_api::SnapshotKind::Checkpoint,
+        path: "chk-1".into(),
+        completed_at: 0,
+        bytes: 1,
+        duration_ms: 1,
+        phases: Some(Default::default()),
+    });
+    let text = control.metrics.encode();
+    let exported: BTreeSet<&str> = text.lines().filter_map(exposed).collect();
+    let missing: Vec<_> = named.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard names {missing:?}, which the runtime does not export:\n{text}"
+    );
+}
