@@ -98,6 +98,11 @@ pub trait SourceSplit: Send {
     fn kafka_offsets(&self) -> Vec<(String, i32, i64)> {
         Vec::new()
     }
+    /// How long the polls since the last call waited for records to
+    /// arrive: idle time, however the poll ended.
+    fn take_waited(&mut self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Records in each partition not read yet (Kafka consumer lag), where
     /// known; in partition order.
     fn lags(&self) -> Vec<Option<u64>> {

@@ -203,6 +203,8 @@ impl Worker {
                     .split
                     .poll(&mut self.raw, POLL_BATCH)
                     .map_err(JobError::Source)?;
+                // A source that waited for records was idle meanwhile.
+                self.activity.waited(Wait::Idle, self.split.take_waited());
                 busy |= !self.raw.is_empty();
                 match &mut self.parallel_decode {
                     Some(parallel) if self.raw.records() >= PARALLEL_DECODE_MIN => {

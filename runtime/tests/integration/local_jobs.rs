@@ -5,6 +5,7 @@ use crate::common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{opts, sum_field};
 use serde_json::Value;
@@ -604,4 +605,77 @@ fn a_select_job_at_parallelism_2_writes_what_parallelism_1_writes() {
     assert_eq!(results, 5_000 - 52);
     assert_eq!(bad.lines().count(), 52);
     assert_eq!(output(2), (results, out, bad));
+}
+
+/// `streamjob demo --ui`: after the demo, the visit counter runs on from its
+/// latest checkpoint, reading the visits a producer keeps adding (one in
+/// 500 malformed), with its dashboard at the address it prints, until the
+/// process is stopped.
+#[test]
+fn demo_ui_keeps_the_visit_counter_running_with_its_dashboard() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_streamjob"))
+        .args(["demo", "--ui", "--ui-address", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Killed<'a>(&'a mut std::process::Child);
+    impl Drop for Killed<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let demo = Killed(&mut demo);
+    let stdout = std::io::BufReader::new(demo.0.stdout.take().unwrap());
+    let mut said = String::new();
+    let mut address = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(rest) = line.split_once("Its dashboard: http://") {
+            address = rest.1.split_once('/').map(|(a, _)| a.to_string());
+            break;
+        }
+    }
+    let api = address.unwrap_or_else(|| panic!("no dashboard address in:\n{said}"));
+    assert!(said.contains("[demo 8/8]"), "the demo ran first:\n{said}");
+
+    let (code, page) = common::http::http(&api, "GET", "/", None);
+    assert_eq!(code, 200);
+    assert!(page.contains("<title>Streamjob</title>"), "{page}");
+    let status = || -> streamjob_api::JobStatus {
+        serde_json::from_str(&common::http::http(&api, "GET", "/status", None).1).unwrap()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            let s = status();
+            s.records_in >= 600 && s.malformed >= 1
+        }),
+        "{:?}",
+        status()
+    );
+    let s = status();
+    assert_eq!(s.job, "visit-counter");
+    assert_eq!(s.state, streamjob_api::JobState::Running);
+    let from = s
+        .restored_from
+        .expect("restored from the demo's checkpoint");
+    assert!(from.contains("/checkpoints/chk-"), "{from}");
+    // 200 visits a second leave the worker waiting for Kafka most of the
+    // time: that wait, inside the source's poll, is idle time.
+    let [worker] = s.workers.as_slice() else {
+        panic!("{:?}", s.workers);
+    };
+    assert!(worker.time.idle > 0.5, "{worker:?}");
+    assert_eq!(worker.partitions[0].id, "kafka:visits:0");
+    let bad = &s.recent_malformed[0];
+    assert!(
+        bad.error.contains("event_time") && bad.location.starts_with("visits[0]@"),
+        "{bad:?}"
+    );
 }

@@ -23,13 +23,18 @@ fn demo_job(bootstrap: &str, bounded: bool) -> String {
     )
 }
 
-/// Produces lines to the `visits` topic of the demo's cluster.
-fn demo_produce(bootstrap: &str, lines: &[&str]) -> Result<(), String> {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
+/// A producer to the demo's cluster.
+fn demo_producer(bootstrap: &str) -> Result<rdkafka::producer::BaseProducer, String> {
+    rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
-        .map_err(|e| format!("demo producer: {e}"))?;
+        .map_err(|e| format!("demo producer: {e}"))
+}
+
+/// Produces lines to the `visits` topic of the demo's cluster.
+fn demo_produce(bootstrap: &str, lines: &[&str]) -> Result<(), String> {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer = demo_producer(bootstrap)?;
     for line in lines {
         producer
             .send(BaseRecord::<(), str>::to("visits").payload(*line))
@@ -93,7 +98,7 @@ fn demo_show_output(bootstrap: &str, from: usize) -> Result<usize, String> {
 /// The visit counter and its fault tolerance end to end, with no set-up: Kafka (librdkafka's
 /// in-process mock cluster), checkpoints, a crash, and a restore that resumes
 /// from the checkpointed offsets.
-pub fn demo(dir: Option<PathBuf>) -> Result<(), String> {
+pub fn demo(dir: Option<PathBuf>, ui: Option<&str>) -> Result<(), String> {
     use std::time::{Duration, Instant};
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("streamjob-demo-{}", std::process::id()))
@@ -180,6 +185,88 @@ pub fn demo(dir: Option<PathBuf>) -> Result<(), String> {
         "           Checkpoints, state and output files are in {}",
         dir.display()
     );
+    match ui {
+        Some(address) => demo_ui(&dir, &bootstrap, address),
+        None => Ok(()),
+    }
+}
+
+/// Visit ids the `--ui` producer spreads its visits over.
+const UI_VISITORS: u64 = 50;
+/// Visits a second the `--ui` producer sends, each 300 ms of event time
+/// after the last: a minute of event time a second, so that windows close
+/// and early results come while someone watches.
+const UI_VISITS_PER_SECOND: u64 = 200;
+const UI_EVENT_TIME_STEP_MS: i64 = 300;
+
+/// `demo --ui`: the visit counter again, from its latest checkpoint, on a
+/// stream of new visits (now and then a malformed one), with its
+/// dashboard, until the process is stopped.
+fn demo_ui(dir: &Path, bootstrap: &str, address: &str) -> Result<(), String> {
+    let spec = JobSpec::from_yaml(&demo_job(bootstrap, false)).map_err(|e| e.to_string())?;
+    let control = JobControl::new(&spec.name, 1);
+    // A busy port must not end the demo: take a free one and say which.
+    let server = streamjob_runtime::control::serve(address, control.clone(), None)
+        .or_else(|_| streamjob_runtime::control::serve("127.0.0.1:0", control.clone(), None))
+        .map_err(|e| format!("cannot serve the dashboard: {e}"))?;
+    let producer = {
+        let bootstrap = bootstrap.to_string();
+        std::thread::spawn(move || demo_ui_visits(&bootstrap))
+    };
+    println!("[demo ui] visit-counter runs on from its latest checkpoint, reading the visits a producer adds:");
+    println!("           {UI_VISITS_PER_SECOND} a second, a minute of event time each second, one in 500 malformed.");
+    println!(
+        "           Its dashboard: http://{}/ (Ctrl-C stops the demo)",
+        server.address
+    );
+    let opts = RunOptions {
+        base_dir: dir.to_path_buf(),
+        restore: Some(RestoreFrom::LatestCheckpoint),
+        control: Some(control.clone()),
+        ..Default::default()
+    };
+    let outcome = streamjob_runtime::run(&spec, &opts);
+    if producer.is_finished() {
+        if let Ok(Err(e)) = producer.join() {
+            return Err(e);
+        }
+    }
+    outcome
+        .map(drop)
+        .map_err(|e| format!("the demo job failed: {e}"))
+}
+
+/// Produces visits to the demo's `visits` topic for `--ui`, forever.
+fn demo_ui_visits(bootstrap: &str) -> Result<(), String> {
+    use rdkafka::producer::BaseRecord;
+    use std::time::{Duration, Instant};
+    let producer = demo_producer(bootstrap)?;
+    // After the shipped visits (which end at 10:12 on 2025-09-04).
+    let start = streamjob_runtime::time::parse_iso8601("2025-09-04T11:00:00Z")?;
+    let started = Instant::now();
+    for n in 0u64.. {
+        let event_time =
+            streamjob_runtime::time::format_time(start + n as i64 * UI_EVENT_TIME_STEP_MS);
+        let visit = if n % 500 == 499 {
+            // A malformed visit, for the dashboard's list of them.
+            format!(
+                r#"{{"event_id": "ui-{n}", "visit_id": {}, "event_time": "soon"}}"#,
+                n % UI_VISITORS
+            )
+        } else {
+            format!(
+                r#"{{"event_id": "ui-{n}", "visit_id": {}, "event_time": "{event_time}", "page": "page{}"}}"#,
+                n % UI_VISITORS,
+                n % 7
+            )
+        };
+        producer
+            .send(BaseRecord::<(), _>::to("visits").payload(&visit))
+            .map_err(|(e, _)| format!("demo produce: {e}"))?;
+        producer.poll(Duration::ZERO);
+        let due = started + Duration::from_micros((n + 1) * 1_000_000 / UI_VISITS_PER_SECOND);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
     Ok(())
 }
 
@@ -235,17 +322,14 @@ fn demo_enrichment(
     dir: &Path,
     cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
 ) -> Result<(), String> {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::{BaseRecord, Producer};
     for topic in ["users", "items", "orders"] {
         cluster
             .create_topic(topic, 1, 1)
             .map_err(|e| format!("create topic {topic}: {e}"))?;
     }
     let bootstrap = cluster.bootstrap_servers();
-    let producer: BaseProducer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .map_err(|e| format!("demo producer: {e}"))?;
+    let producer = demo_producer(&bootstrap)?;
     for (topic, lines) in [
         ("users", DEMO_USERS),
         ("items", DEMO_ITEMS),

@@ -98,6 +98,18 @@ enum Command {
         /// temporary folder).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Then keep the visit counter running on a stream of new visits,
+        /// with its dashboard, until Ctrl-C.
+        #[arg(long)]
+        ui: bool,
+        /// Where the dashboard listens with --ui (a busy port: a free one).
+        #[arg(
+            long,
+            default_value = "127.0.0.1:8081",
+            value_name = "HOST:PORT",
+            requires = "ui"
+        )]
+        ui_address: String,
     },
     /// Measure throughput: generated events, keyed windowed COUNT, results
     /// discarded. Prints `events_per_second=N` last.
@@ -205,7 +217,11 @@ fn main() -> ExitCode {
                 pods,
             )
         }
-        Command::Demo { dir } => demo::demo(dir),
+        Command::Demo {
+            dir,
+            ui,
+            ui_address,
+        } => demo::demo(dir, ui.then_some(ui_address.as_str())),
         Command::Bench {
             events,
             keys,

@@ -127,6 +127,8 @@ pub struct KafkaSplit {
     index: HashMap<String, HashMap<i32, usize>>,
     /// How long a poll waits for a first record.
     wait: Duration,
+    /// Time spent waiting for records since `take_waited`.
+    waited: Duration,
     start_from: StartFrom,
     bounded: bool,
     assigned: bool,
@@ -163,6 +165,7 @@ impl KafkaSplit {
                 .collect(),
             index,
             wait: Duration::from_millis(50),
+            waited: Duration::ZERO,
             start_from: spec.start_from,
             bounded: spec.bounded,
             assigned: false,
@@ -257,8 +260,16 @@ impl SourceSplit for KafkaSplit {
         let mut got = 0;
         while got < max {
             // Wait a little for the first record only.
-            let timeout = if got == 0 { self.wait } else { Duration::ZERO };
-            let Some(result) = self.consumer.poll(timeout) else {
+            let result = match got {
+                0 => {
+                    let waiting = std::time::Instant::now();
+                    let result = self.consumer.poll(self.wait);
+                    self.waited += waiting.elapsed();
+                    result
+                }
+                _ => self.consumer.poll(Duration::ZERO),
+            };
+            let Some(result) = result else {
                 break;
             };
             let message = result.map_err(|e| kafka_error("poll", e))?;
@@ -306,6 +317,10 @@ impl SourceSplit for KafkaSplit {
             // u64::MAX: nothing read yet (resume where `startFrom` says).
             .map(|p| (p.next.map_or(u64::MAX, |o| o as u64), p.records))
             .collect()
+    }
+
+    fn take_waited(&mut self) -> Duration {
+        std::mem::take(&mut self.waited)
     }
 
     fn lags(&self) -> Vec<Option<u64>> {
