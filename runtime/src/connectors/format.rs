@@ -69,6 +69,15 @@ pub const MALFORMED_RECORD_SHOWN: usize = 64 * 1024;
 /// A malformed record with the reason and where it came from. A record
 /// longer than [`MALFORMED_RECORD_SHOWN`] bytes is cut there, and
 /// `record_bytes` says how long it was.
+/// At most `max` bytes of `text`, cut at a character boundary.
+pub fn truncated(text: &str, max: usize) -> &str {
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 pub fn format_malformed(m: &Malformed) -> String {
     if m.raw.len() <= MALFORMED_RECORD_SHOWN {
         return serde_json::json!({
@@ -78,14 +87,10 @@ pub fn format_malformed(m: &Malformed) -> String {
         })
         .to_string();
     }
-    let mut cut = MALFORMED_RECORD_SHOWN;
-    while !m.raw.is_char_boundary(cut) {
-        cut -= 1;
-    }
     serde_json::json!({
         "error": m.error.to_string(),
         "source": m.location,
-        "record": &m.raw[..cut],
+        "record": truncated(&m.raw, MALFORMED_RECORD_SHOWN),
         "record_bytes": m.raw.len(),
     })
     .to_string()

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::Path;
 
 pub use file::{FileSplit, TransactionalFile};
-pub use format::{format_late, format_malformed, format_result, OutputFormat};
+pub use format::{format_late, format_malformed, format_result, truncated, OutputFormat};
 pub use generator::GeneratorSplit;
 pub use kafka::{
     partitions as kafka_partitions, KafkaSplit, KafkaWriter, TransactionalKafka, READER_TUNING,

@@ -86,6 +86,8 @@ impl std::fmt::Debug for JobControl {
 const HISTORY: usize = 50;
 /// Malformed records, restarts and checkpoint failures `/status` lists.
 const RECENT: usize = 5;
+/// Bytes of a malformed record's reason (and location) `/status` shows.
+const REASON_SHOWN: usize = 300;
 
 impl JobControl {
     pub fn new(job: &str, parallelism: usize) -> Arc<Self> {
@@ -240,11 +242,17 @@ impl JobControl {
     }
 
     /// A record that could not be read (counted by the worker's metrics).
+    /// A reason quoting a huge field is cut short: `/status` stays small.
     pub fn malformed(&self, location: &str, error: &str) {
+        use crate::connectors::truncated;
+        let shown = |text: &str| match truncated(text, REASON_SHOWN) {
+            cut if cut.len() < text.len() => format!("{cut}…"),
+            whole => whole.to_string(),
+        };
         let record = MalformedRecord {
             at: crate::time::format_time(crate::time::now_millis()),
-            location: location.to_string(),
-            error: error.to_string(),
+            location: shown(location),
+            error: shown(error),
         };
         keep_newest(&mut self.shared().recent_malformed, record, RECENT);
     }
@@ -397,5 +405,45 @@ impl JobControl {
             recent_restarts: s.recent_restarts.iter().cloned().collect(),
             checkpoint_failures: s.checkpoint_failures.iter().cloned().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/status` keeps the newest five malformed records, and cuts a
+    /// reason that quotes a huge field short (at a character boundary).
+    #[test]
+    fn the_last_malformed_records_are_kept_short() {
+        let control = JobControl::new("j", 1);
+        for line in 1..=7 {
+            control.malformed(&format!("in.jsonl:{line}"), "not a JSON object");
+        }
+        let huge = format!(
+            "event-time field \"t\": \"{}\" is not a time",
+            "é".repeat(1000)
+        );
+        control.malformed("in.jsonl:8", &huge);
+        let kept = control.status().recent_malformed;
+        let locations: Vec<_> = kept.iter().map(|m| m.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            [
+                "in.jsonl:4",
+                "in.jsonl:5",
+                "in.jsonl:6",
+                "in.jsonl:7",
+                "in.jsonl:8"
+            ]
+        );
+        let last = &kept[4].error;
+        assert!(
+            last.len() <= REASON_SHOWN + '…'.len_utf8(),
+            "{}",
+            last.len()
+        );
+        assert!(last.starts_with("event-time field \"t\": \"éé") && last.ends_with('…'));
+        assert_eq!(kept[3].error, "not a JSON object");
     }
 }
