@@ -260,6 +260,7 @@ async fn commit(job: &StreamJob, plan: &Plan, ctx: &Context) -> Result<StreamJob
             .await?;
     }
     for event in &plan.events {
+        ctx.metrics.event(&ns, &job.name_any(), event.reason);
         let kind = match event.kind {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use axum::{routing::get, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 use prometheus_client::registry::Registry;
 
@@ -10,6 +12,33 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub reconcile_errors: Counter,
     pub reconcile_seconds: Histogram,
+    /// The events the operator recorded, per job and reason: `JobFailed`
+    /// and `Recovering` count a job's failures and recoveries across its
+    /// pods' lives, which the pods' own restart counters cannot.
+    pub events: Family<JobEvent, Counter>,
+}
+
+/// A job's event. The labels are not `namespace` and `job`: Prometheus
+/// gives those to the scraped target (the operator's pod) and would rename
+/// these.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobEvent {
+    pub streamjob_namespace: String,
+    pub streamjob: String,
+    pub reason: &'static str,
+}
+
+impl Metrics {
+    /// Counts one event of the job `namespace/name`.
+    pub fn event(&self, namespace: &str, name: &str, reason: &'static str) {
+        self.events
+            .get_or_create(&JobEvent {
+                streamjob_namespace: namespace.to_string(),
+                streamjob: name.to_string(),
+                reason,
+            })
+            .inc();
+    }
 }
 
 impl Default for Metrics {
@@ -18,6 +47,7 @@ impl Default for Metrics {
             reconciles: Counter::default(),
             reconcile_errors: Counter::default(),
             reconcile_seconds: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]),
+            events: Family::default(),
         }
     }
 }
@@ -36,6 +66,11 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Time a reconcile took",
             self.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "events",
+            "Events recorded on StreamJobs, by job and reason (JobFailed, Recovering, UpgradeCompleted, ...)",
+            self.events.clone(),
         );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry)
@@ -79,6 +114,7 @@ mod tests {
         assert!(named.len() >= 3, "{named:?}");
         let metrics = Metrics::default();
         metrics.reconcile_seconds.observe(0.2);
+        metrics.event("default", "visits", "Recovering");
         let exported = metrics.encode();
         for name in named {
             assert!(

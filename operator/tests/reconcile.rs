@@ -643,6 +643,15 @@ async fn a_crash_looping_pod_is_redeployed_from_the_latest_checkpoint_after_a_ba
             )
         )]
     );
+    // Prometheus counts them per job, across the pods' lives.
+    let text = cluster.ctx.metrics.encode();
+    for reason in ["JobFailed", "Recovering"] {
+        let series = format!(
+            "streamjob_operator_events_total{{streamjob_namespace=\"{}\",streamjob=\"{}\",reason=\"{reason}\"}} 1\n",
+            cluster.ns, cluster.name
+        );
+        assert!(text.contains(&series), "{series} not in:\n{text}");
+    }
 
     cluster.set_pod(PodState::Ready).await;
     runtime.running(4);
