@@ -174,6 +174,10 @@ pub struct WorkerStatus {
     pub index: u32,
     /// Where the worker's time went over the last second.
     pub time: WorkerTime,
+    /// What its busy time went to, stage by stage (shares of the same
+    /// second; the rest of `busy` is the worker's housekeeping).
+    #[serde(default)]
+    pub stages: StageTime,
     /// RFC 3339, once the worker has one.
     #[serde(default)]
     pub watermark: Option<String>,
@@ -195,6 +199,23 @@ pub struct WorkerTime {
     pub blocked_on_exchange: f64,
     /// Waiting for the sink to make the output durable.
     pub blocked_on_sink: f64,
+}
+
+/// The stages a worker runs on what its source read, in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageTime {
+    /// Taking records from the source (its waits for records are idle).
+    pub read: f64,
+    /// Reading the job's fields from each record, looking them up in the
+    /// `enrich` tables and making its key (or waiting for the decode
+    /// threads to).
+    pub decode: f64,
+    /// Sending each event to the worker that owns its key, and windowing
+    /// the ones this worker owns.
+    pub route: f64,
+    /// Windowing the events other workers sent, and firing timers.
+    pub window: f64,
 }
 
 /// One source partition (a file, a Kafka partition, a generator stream).

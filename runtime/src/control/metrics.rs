@@ -29,6 +29,8 @@ pub struct Metrics {
     pub consumer_lag: Gauge,
     /// Seconds each worker of this process spent busy, idle or blocked.
     pub worker_time: Family<WorkerActivity, Counter<f64, AtomicU64>>,
+    /// What the busy seconds went to, by stage.
+    pub worker_stage_time: Family<WorkerStage, Counter<f64, AtomicU64>>,
     pub partition_watermark_ms: Family<PartitionLabel, Gauge>,
     pub partition_lag: Family<PartitionLabel, Gauge>,
     /// The phases of the last completed checkpoint.
@@ -41,6 +43,13 @@ pub struct Metrics {
 pub struct WorkerActivity {
     pub worker: u32,
     pub activity: &'static str,
+}
+
+/// One worker's stage: `read`, `decode`, `route` or `window`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerStage {
+    pub worker: u32,
+    pub stage: &'static str,
 }
 
 /// A source partition, by its id (`visits.jsonl`, `events[0]`).
@@ -119,6 +128,11 @@ impl Metrics {
             "worker_time_seconds",
             "Time each worker spent busy, idle, or blocked on the exchange or the sink (back-pressure)",
             self.worker_time.clone(),
+        );
+        r.register(
+            "worker_stage_seconds",
+            "Busy time of each worker by stage: read, decode, route, window",
+            self.worker_stage_time.clone(),
         );
         r.register(
             "partition_watermark_milliseconds",

@@ -18,7 +18,7 @@ pub use http::{serve, ControlServer, ControlToken};
 pub use metrics::Metrics;
 pub use streamjob_api::{
     CheckpointPhases, JobState, PartitionState, PartitionStatus, SavepointStatus, SnapshotRecord,
-    WorkerStatus, WorkerTime,
+    StageTime, WorkerStatus, WorkerTime,
 };
 
 /// A request for the checkpoint coordinator.
@@ -188,7 +188,7 @@ impl JobControl {
     pub fn worker_second(
         &self,
         index: usize,
-        spent: WorkerTime,
+        (spent, stages): (WorkerTime, StageTime),
         watermark: i64,
         partitions: Vec<PartitionStatus>,
         partition_watermarks: &[i64],
@@ -204,6 +204,19 @@ impl JobControl {
                 .get_or_create(&metrics::WorkerActivity {
                     worker: index as u32,
                     activity,
+                })
+                .inc_by(seconds);
+        }
+        for (stage, seconds) in [
+            ("read", stages.read),
+            ("decode", stages.decode),
+            ("route", stages.route),
+            ("window", stages.window),
+        ] {
+            m.worker_stage_time
+                .get_or_create(&metrics::WorkerStage {
+                    worker: index as u32,
+                    stage,
                 })
                 .inc_by(seconds);
         }
@@ -227,6 +240,12 @@ impl JobControl {
                 idle: share(spent.idle),
                 blocked_on_exchange: share(spent.blocked_on_exchange),
                 blocked_on_sink: share(spent.blocked_on_sink),
+            },
+            stages: StageTime {
+                read: share(stages.read),
+                decode: share(stages.decode),
+                route: share(stages.route),
+                window: share(stages.window),
             },
             watermark: (watermark > i64::MIN).then(|| crate::time::format_time(watermark)),
             partitions,

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::control::WorkerTime;
+use crate::control::{StageTime, WorkerTime};
 
 /// How often the worker publishes its activity.
 pub(crate) const PERIOD: Duration = Duration::from_secs(1);
@@ -22,11 +22,29 @@ pub(crate) enum Wait {
     Sink,
 }
 
+/// The stages of a worker's busy time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Read,
+    Decode,
+    Route,
+    Window,
+}
+
+/// A stage's start, with the time counted so far.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    at: Instant,
+    accounted: Duration,
+}
+
 pub(crate) struct Activity {
     since: Instant,
     idle: Duration,
     exchange: Duration,
     sink: Duration,
+    /// Busy time by stage, indexed by `Stage`.
+    stages: [Duration; 4],
 }
 
 impl Activity {
@@ -36,7 +54,29 @@ impl Activity {
             idle: Duration::ZERO,
             exchange: Duration::ZERO,
             sink: Duration::ZERO,
+            stages: [Duration::ZERO; 4],
         }
+    }
+
+    /// Where a stage starts: see [`Activity::spent`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            at: Instant::now(),
+            accounted: self.accounted(),
+        }
+    }
+
+    /// The time since `mark` was spent in `stage`, less what was counted
+    /// meanwhile (waits, and stages run inside this one: a barrier handled
+    /// in the window stage waits for the sink and decodes what is in
+    /// flight), so that no time counts twice.
+    pub fn spent(&mut self, stage: Stage, mark: Mark) {
+        let inner = self.accounted().saturating_sub(mark.accounted);
+        self.stages[stage as usize] += mark.at.elapsed().saturating_sub(inner);
+    }
+
+    fn accounted(&self) -> Duration {
+        self.idle + self.exchange + self.sink + self.stages.iter().sum::<Duration>()
     }
 
     pub fn waited(&mut self, wait: Wait, time: Duration) {
@@ -60,9 +100,9 @@ impl Activity {
         now.saturating_duration_since(self.since) >= PERIOD
     }
 
-    /// The seconds spent on each activity since the last time; a new
-    /// period starts.
-    pub fn take(&mut self, now: Instant) -> WorkerTime {
+    /// The seconds spent on each activity and in each stage since the last
+    /// time; a new period starts.
+    pub fn take(&mut self, now: Instant) -> (WorkerTime, StageTime) {
         let total = now.saturating_duration_since(self.since);
         let waited = self.idle + self.exchange + self.sink;
         let spent = WorkerTime {
@@ -71,8 +111,15 @@ impl Activity {
             blocked_on_exchange: self.exchange.as_secs_f64(),
             blocked_on_sink: self.sink.as_secs_f64(),
         };
+        let [read, decode, route, window] = self.stages.map(|d| d.as_secs_f64());
+        let stages = StageTime {
+            read,
+            decode,
+            route,
+            window,
+        };
         *self = Activity::new(now);
-        spent
+        (spent, stages)
     }
 }
 
@@ -88,9 +135,12 @@ mod tests {
         a.waited(Wait::Exchange, Duration::from_millis(200));
         a.waited(Wait::Idle, Duration::from_millis(100));
         a.waited(Wait::Sink, Duration::from_millis(50));
+        a.stages[Stage::Decode as usize] += Duration::from_millis(500);
+        a.stages[Stage::Route as usize] += Duration::from_millis(250);
         assert!(!a.due(start + Duration::from_millis(999)));
         assert!(a.due(start + Duration::from_millis(1000)));
-        let spent = a.take(start + Duration::from_millis(1500));
+        let (spent, stages) = a.take(start + Duration::from_millis(1500));
+        assert_eq!((stages.decode, stages.route, stages.read), (0.5, 0.25, 0.0));
         assert_eq!(
             spent,
             WorkerTime {
@@ -101,8 +151,33 @@ mod tests {
             }
         );
         // A new period starts with nothing waited.
-        let next = a.take(start + Duration::from_millis(2500));
+        let (next, stages) = a.take(start + Duration::from_millis(2500));
+        assert_eq!(stages.decode, 0.0);
         assert_eq!(next.busy, 1.0);
         assert_eq!(next.idle, 0.0);
+    }
+
+    /// A wait, or a stage, inside a stage counts once: in itself.
+    #[test]
+    fn time_inside_a_stage_counts_once() {
+        let mut a = Activity::new(Instant::now());
+        let outer = a.mark();
+        let inner = a.mark();
+        a.time(Wait::Sink, || std::thread::sleep(Duration::from_millis(30)));
+        std::thread::sleep(Duration::from_millis(20));
+        a.spent(Stage::Decode, inner);
+        std::thread::sleep(Duration::from_millis(10));
+        a.spent(Stage::Window, outer);
+        let [_, decode, _, window] = a.stages;
+        assert!(a.sink >= Duration::from_millis(30));
+        // Decode: its 20 ms, not the sink's 30; window: its 10 ms only.
+        assert!(
+            decode >= Duration::from_millis(20) && decode < Duration::from_millis(30),
+            "{decode:?}"
+        );
+        assert!(
+            window >= Duration::from_millis(10) && window < Duration::from_millis(20),
+            "{window:?}"
+        );
     }
 }

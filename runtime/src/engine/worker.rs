@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::activity::{Activity, Wait};
+use super::activity::{Activity, Stage, Wait};
 use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
 use super::exchange::{Item, Message, Peer};
@@ -199,12 +199,14 @@ impl Worker {
                 && !self.ahead_of_the_job()
                 && self.decoder.ready()
             {
+                let reading = self.activity.mark();
                 let poll = self
                     .split
                     .poll(&mut self.raw, POLL_BATCH)
                     .map_err(JobError::Source)?;
                 // A source that waited for records was idle meanwhile.
                 self.activity.waited(Wait::Idle, self.split.take_waited());
+                self.activity.spent(Stage::Read, reading);
                 busy |= !self.raw.is_empty();
                 match &mut self.parallel_decode {
                     Some(parallel) if self.raw.records() >= PARALLEL_DECODE_MIN => {
@@ -234,8 +236,10 @@ impl Worker {
             self.flush_peers();
             if let (Some(tick), Some(interval)) = (next_tick, self.processing_time_interval) {
                 if Instant::now() >= tick {
+                    let firing = self.activity.mark();
                     self.op.fire_processing_time(&mut self.collector)?;
                     next_tick = Some(Instant::now() + interval);
+                    self.activity.spent(Stage::Window, firing);
                 }
             }
             self.op.maintain()?;
@@ -265,9 +269,13 @@ impl Worker {
     /// The decode stage on this thread: what the split read, as events and
     /// malformed records, in the order read.
     fn decode(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
-        self.raw
+        let decoding = self.activity.mark();
+        let decoded = self
+            .raw
             .decode_each(&mut self.decoder, &*self.split, items)
-            .map_err(JobError::Source)
+            .map_err(JobError::Source);
+        self.activity.spent(Stage::Decode, decoding);
+        decoded
     }
 
     /// Routes the batches parsing on the decode threads, oldest first, and
@@ -278,12 +286,16 @@ impl Worker {
         items: &mut Vec<SourceItem>,
     ) -> Result<(), JobError> {
         loop {
+            let decoding = self.activity.mark();
             let poll = match &mut self.parallel_decode {
                 Some(parallel) if parallel.in_flight() > keep => {
                     parallel.finish_oldest(&*self.split, items)
                 }
                 _ => None,
             };
+            if poll.is_some() {
+                self.activity.spent(Stage::Decode, decoding);
+            }
             let Some(poll) = poll else {
                 return Ok(());
             };
@@ -313,8 +325,20 @@ impl Worker {
         }
     }
 
+    /// The route stage: each event to the worker that owns its key (this
+    /// one's windowed here), each malformed record to its side output.
     fn take_items(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
-        let now = if items.is_empty() { 0 } else { now_millis() };
+        if items.is_empty() {
+            return Ok(());
+        }
+        let routing = self.activity.mark();
+        let routed = self.route_items(items);
+        self.activity.spent(Stage::Route, routing);
+        routed
+    }
+
+    fn route_items(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
+        let now = now_millis();
         for item in items.drain(..) {
             match item {
                 SourceItem::Record { partition, event } => {
@@ -497,11 +521,14 @@ impl Worker {
             .any(|(i, p)| i != self.index && p.backlog(self.index) > HIGH_WATER)
     }
 
+    /// The window stage for what a peer sent.
     fn handle(&mut self, msg: Message) -> Result<(), JobError> {
+        let windowing = self.activity.mark();
         self.peers[msg.from].taken(self.index);
         for item in msg.items {
             self.handle_item(msg.from, item)?;
         }
+        self.activity.spent(Stage::Window, windowing);
         Ok(())
     }
 

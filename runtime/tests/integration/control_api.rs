@@ -153,6 +153,17 @@ fn control_api_from_health_to_stop_with_savepoint() {
         assert!((total - 1.0).abs() < 1e-9, "{worker:?}");
         // 20,000 records a second keep a worker mostly waiting for more.
         assert!(t.idle > 0.5, "{worker:?}");
+        // Its busy time by stage: each worker windows some of the other's
+        // keys.
+        let s = worker.stages;
+        assert!(
+            s.read + s.decode + s.route + s.window <= t.busy + 1e-9,
+            "{worker:?}"
+        );
+        assert!(
+            s.read > 0.0 && s.route > 0.0 && s.window > 0.0,
+            "{worker:?}"
+        );
         let [partition] = worker.partitions.as_slice() else {
             panic!("one generator partition per worker: {worker:?}");
         };
@@ -522,6 +533,15 @@ fn status_lists_the_last_malformed_records_and_each_partition() {
     let [worker] = status.workers.as_slice() else {
         panic!("{:?}", status.workers);
     };
+    // Its stages over the whole run (it published once, at its end): one
+    // worker reads, decodes and routes (to itself), and nothing comes from
+    // peers.
+    let s = worker.stages;
+    assert!(
+        s.read > 0.0 && s.decode > 0.0 && s.route > 0.0,
+        "{worker:?}"
+    );
+    assert_eq!(s.window, 0.0, "{worker:?}");
     let partitions: Vec<_> = worker
         .partitions
         .iter()

@@ -271,6 +271,10 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     );
     // 20,000 records a second leave the workers mostly waiting.
     assert!(share(cells[3]) > 50, "{cells:?}");
+    assert!(
+        cells[5].starts_with("read ") && cells[5].contains(" · window "),
+        "the busy time by stage: {cells:?}"
+    );
     let bar = page
         .eval("document.querySelectorAll('#workers tr')[1].querySelectorAll('.bar span').length");
     assert_eq!(bar, 4);

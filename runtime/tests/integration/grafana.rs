@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use streamjob_runtime::control::{JobControl, PartitionState, PartitionStatus, WorkerTime};
+use streamjob_runtime::control::{
+    JobControl, PartitionState, PartitionStatus, StageTime, WorkerTime,
+};
 
 /// Included at build time: cargo rebuilds the test when it changes.
 const DASHBOARD: &str =
@@ -61,7 +63,8 @@ fn the_grafana_dashboard_names_only_series_the_runtime_exports() {
         watermark: None,
         lag: Some(3),
     };
-    control.worker_second(0, WorkerTime::default(), 1, vec![partition], &[1]);
+    let spent = (WorkerTime::default(), StageTime::default());
+    control.worker_second(0, spent, 1, vec![partition], &[1]);
     control.checkpoint_completed(streamjob_api::SnapshotRecord {
         id: 1,
         kind: streamjob_api::SnapshotKind::Checkpoint,

@@ -23,6 +23,8 @@ const bytes = (n) => {
 const time = (rfc3339) => (rfc3339 ? rfc3339.replace("T", " ").replace("Z", "") : "–");
 const clock = (rfc3339) => new Date(rfc3339).toLocaleTimeString("en-GB");
 const percent = (share) => `${Math.round(share * 100)}%`;
+const stages = (s) => (s ? ["read", "decode", "route", "window"]
+  .map((stage) => `${stage} ${percent(s[stage])}`).join(" · ") : "–");
 
 async function json(path) {
   const answer = await fetch(path, { cache: "no-store" });
@@ -97,7 +99,7 @@ function showStatus(s, now) {
   const workers = s.workers || [];
   fill("workers", workers.map((w) => row([w.index, timeBar(w.time), percent(w.time.busy),
     percent(w.time.idle), percent(w.time.blockedOnExchange + w.time.blockedOnSink),
-    time(w.watermark)])), "no worker has reported yet");
+    [stages(w.stages), "stages"], time(w.watermark)])), "no worker has reported yet");
   fill("partitions", workers.flatMap((w) => w.partitions.map((p) => row([p.id, w.index,
     p.state, number(p.records), time(p.watermark), number(p.lag)]))), "none yet");
   fill("checkpoint-failures", (s.checkpointFailures || []).slice().reverse()
