@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Where a worker's time goes on the JSON record path: runs bench-json.sh's
+# job (N visit records, 1-minute tumbling COUNT by visit_id, discard sink)
+# with the release binary at parallelism 1 (pinned to one core) and 2, reads
+# the control API's /status every 200 ms, and prints each worker's shares of
+# its last full second: busy by stage (read, decode, route, window), idle,
+# blocked. Run by hand, like the other benchmarks.
+# Usage: scripts/bench-stages.sh [records, default 5000000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+records="${1:-5000000}"
+bin="$(release_streamjob)"
+work="$(visits_bench "$records")"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records"
+for p in 1 2; do
+  pin=()
+  [ "$p" = 1 ] && pin=(taskset -c 0)
+  "${pin[@]}" "$bin" run "$work/job.yaml" --parallelism "$p" --control-address "127.0.0.1:$port" >/dev/null 2>&1 &
+  job=$!
+  python3 - "$port" "$p" <<'PY'
+import json, sys, time, urllib.request
+port, p = sys.argv[1], sys.argv[2]
+seen = {}
+while True:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as r:
+            status = json.load(r)
+    except OSError:
+        if seen:
+            break
+        time.sleep(0.05)
+        continue
+    # A worker's last second is the one before it finished (its final
+    # publish covers a part second): keep the last full one.
+    for w in status.get("workers", []):
+        if status["state"] == "running":
+            seen[w["index"]] = w
+    time.sleep(0.2)
+for i, w in sorted(seen.items()):
+    t, s = w["time"], w["stages"]
+    pct = lambda x: f"{100 * x:4.0f}%"
+    print(f"parallelism {p}, worker {i}: busy {pct(t['busy'])} (read {pct(s['read'])}, decode {pct(s['decode'])}, "
+          f"route {pct(s['route'])}, window {pct(s['window'])}), idle {pct(t['idle'])}, "
+          f"blocked on the exchange {pct(t['blockedOnExchange'])}, on the sink {pct(t['blockedOnSink'])}")
+PY
+  wait "$job"
+done
