@@ -467,10 +467,23 @@ impl Worker {
             return;
         }
         let spent = self.activity.take(now);
-        let lags = self.split.lags();
+        let (partitions, watermarks) = self.partitions();
+        let lags: Vec<_> = partitions.iter().map(|p| p.lag).collect();
         if lags.iter().all(Option::is_some) && !lags.is_empty() {
             control.set_lag(self.index, lags.iter().flatten().sum());
         }
+        control.worker_second(
+            self.index,
+            spent,
+            self.op.watermark(),
+            partitions,
+            &watermarks,
+        );
+    }
+
+    /// Each partition of the split as the control API shows it, and its
+    /// watermark in milliseconds.
+    fn partitions(&self) -> (Vec<PartitionStatus>, Vec<i64>) {
         let positions = self.split.positions();
         let watermarks: Vec<i64> = (0..positions.len())
             .map(|p| self.split_watermarks.watermark(p))
@@ -480,7 +493,7 @@ impl Worker {
             .partition_ids()
             .into_iter()
             .zip(positions)
-            .zip(lags)
+            .zip(self.split.lags())
             .enumerate()
             .map(|(p, ((id, (_, records)), lag))| PartitionStatus {
                 id,
@@ -496,13 +509,7 @@ impl Worker {
                 lag,
             })
             .collect();
-        control.worker_second(
-            self.index,
-            spent,
-            self.op.watermark(),
-            partitions,
-            &watermarks,
-        );
+        (partitions, watermarks)
     }
 
     /// Whether this split's watermark is too far ahead of the job's: then
