@@ -678,4 +678,16 @@ fn demo_ui_keeps_the_visit_counter_running_with_its_dashboard() {
         bad.error.contains("event_time") && bad.location.starts_with("visits[0]@"),
         "{bad:?}"
     );
+    // The demo's job has no control token (it listens on loopback): the
+    // page's savepoint request, as the page sends it, is taken.
+    let (code, body) = common::http::http(&api, "POST", "/savepoints", Some("{}"));
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].clone();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let (_, sp) = common::http::http(&api, "GET", &format!("/savepoints/{id}"), None);
+            sp.contains("\"completed\"")
+        }),
+        "savepoint {id} did not complete"
+    );
 }
