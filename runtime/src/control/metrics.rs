@@ -38,7 +38,7 @@ pub struct Metrics {
 }
 
 /// One worker's activity: `busy`, `idle`, `blocked_on_exchange` or
-/// `blocked_on_sink`.
+/// `blocked_on_sink` or `blocked_on_decode`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkerActivity {
     pub worker: u32,

@@ -199,6 +199,7 @@ impl JobControl {
             ("idle", spent.idle),
             ("blocked_on_exchange", spent.blocked_on_exchange),
             ("blocked_on_sink", spent.blocked_on_sink),
+            ("blocked_on_decode", spent.blocked_on_decode),
         ] {
             m.worker_time
                 .get_or_create(&metrics::WorkerActivity {
@@ -231,7 +232,11 @@ impl JobControl {
                 m.partition_lag.get_or_create(&label).set(lag as i64);
             }
         }
-        let total = spent.busy + spent.idle + spent.blocked_on_exchange + spent.blocked_on_sink;
+        let total = spent.busy
+            + spent.idle
+            + spent.blocked_on_exchange
+            + spent.blocked_on_sink
+            + spent.blocked_on_decode;
         let share = |s: f64| if total > 0.0 { s / total } else { 0.0 };
         let status = WorkerStatus {
             index: index as u32,
@@ -240,6 +245,7 @@ impl JobControl {
                 idle: share(spent.idle),
                 blocked_on_exchange: share(spent.blocked_on_exchange),
                 blocked_on_sink: share(spent.blocked_on_sink),
+                blocked_on_decode: share(spent.blocked_on_decode),
             },
             stages: StageTime {
                 read: share(stages.read),

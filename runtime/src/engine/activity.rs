@@ -20,6 +20,8 @@ pub(crate) enum Wait {
     Exchange,
     /// The sink is making the worker's output durable.
     Sink,
+    /// The decode threads are parsing what the worker read.
+    Decode,
 }
 
 /// The stages of a worker's busy time.
@@ -43,6 +45,7 @@ pub(crate) struct Activity {
     idle: Duration,
     exchange: Duration,
     sink: Duration,
+    decode: Duration,
     /// Busy time by stage, indexed by `Stage`.
     stages: [Duration; 4],
 }
@@ -54,6 +57,7 @@ impl Activity {
             idle: Duration::ZERO,
             exchange: Duration::ZERO,
             sink: Duration::ZERO,
+            decode: Duration::ZERO,
             stages: [Duration::ZERO; 4],
         }
     }
@@ -76,7 +80,11 @@ impl Activity {
     }
 
     fn accounted(&self) -> Duration {
-        self.idle + self.exchange + self.sink + self.stages.iter().sum::<Duration>()
+        self.total_waited() + self.stages.iter().sum::<Duration>()
+    }
+
+    fn total_waited(&self) -> Duration {
+        self.idle + self.exchange + self.sink + self.decode
     }
 
     pub fn waited(&mut self, wait: Wait, time: Duration) {
@@ -84,6 +92,7 @@ impl Activity {
             Wait::Idle => self.idle += time,
             Wait::Exchange => self.exchange += time,
             Wait::Sink => self.sink += time,
+            Wait::Decode => self.decode += time,
         }
     }
 
@@ -104,12 +113,13 @@ impl Activity {
     /// time; a new period starts.
     pub fn take(&mut self, now: Instant) -> (WorkerTime, StageTime) {
         let total = now.saturating_duration_since(self.since);
-        let waited = self.idle + self.exchange + self.sink;
+        let waited = self.total_waited();
         let spent = WorkerTime {
             busy: total.saturating_sub(waited).as_secs_f64(),
             idle: self.idle.as_secs_f64(),
             blocked_on_exchange: self.exchange.as_secs_f64(),
             blocked_on_sink: self.sink.as_secs_f64(),
+            blocked_on_decode: self.decode.as_secs_f64(),
         };
         let [read, decode, route, window] = self.stages.map(|d| d.as_secs_f64());
         let stages = StageTime {
@@ -135,6 +145,7 @@ mod tests {
         a.waited(Wait::Exchange, Duration::from_millis(200));
         a.waited(Wait::Idle, Duration::from_millis(100));
         a.waited(Wait::Sink, Duration::from_millis(50));
+        a.waited(Wait::Decode, Duration::from_millis(100));
         a.stages[Stage::Decode as usize] += Duration::from_millis(500);
         a.stages[Stage::Route as usize] += Duration::from_millis(250);
         assert!(!a.due(start + Duration::from_millis(999)));
@@ -144,10 +155,11 @@ mod tests {
         assert_eq!(
             spent,
             WorkerTime {
-                busy: 0.85,
+                busy: 0.75,
                 idle: 0.4,
                 blocked_on_exchange: 0.2,
                 blocked_on_sink: 0.05,
+                blocked_on_decode: 0.1,
             }
         );
         // A new period starts with nothing waited.

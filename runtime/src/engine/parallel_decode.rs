@@ -30,6 +30,8 @@ pub(crate) struct ParallelDecode {
     in_flight: VecDeque<InFlight>,
     /// A finished batch's buffers, emptied, for the next read.
     spare: Vec<RawBatch>,
+    /// Time the worker waited for parts since `take_waited`.
+    waited: std::time::Duration,
 }
 
 /// A batch whose parts are being parsed.
@@ -49,7 +51,14 @@ impl ParallelDecode {
             parser,
             in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
             spare: Vec::new(),
+            waited: std::time::Duration::ZERO,
         }
+    }
+
+    /// How long the worker waited for the decode threads since the last
+    /// call.
+    pub fn take_waited(&mut self) -> std::time::Duration {
+        std::mem::take(&mut self.waited)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -101,6 +110,7 @@ impl ParallelDecode {
     ) -> Option<Poll> {
         let flight = self.in_flight.pop_front()?;
         let mut parts: Vec<Option<Parsed>> = (0..flight.count).map(|_| None).collect();
+        let waiting = std::time::Instant::now();
         for _ in 0..flight.count {
             let (part, decoded) = flight
                 .parts
@@ -108,6 +118,7 @@ impl ParallelDecode {
                 .expect("a decode thread ends only with the pool");
             parts[part] = Some(decoded);
         }
+        self.waited += waiting.elapsed();
         let mut batch = Arc::into_inner(flight.batch).expect("every part has let go");
         let mut parsed = parts.into_iter().flatten().flatten();
         let Ok(()) = batch.emit(split, out, |_, _| {

@@ -289,7 +289,9 @@ impl Worker {
             let decoding = self.activity.mark();
             let poll = match &mut self.parallel_decode {
                 Some(parallel) if parallel.in_flight() > keep => {
-                    parallel.finish_oldest(&*self.split, items)
+                    let poll = parallel.finish_oldest(&*self.split, items);
+                    self.activity.waited(Wait::Decode, parallel.take_waited());
+                    poll
                 }
                 _ => None,
             };

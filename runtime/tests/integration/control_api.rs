@@ -149,7 +149,8 @@ fn control_api_from_health_to_stop_with_savepoint() {
     for (index, worker) in typed.workers.iter().enumerate() {
         assert_eq!(worker.index, index as u32);
         let t = worker.time;
-        let total = t.busy + t.idle + t.blocked_on_exchange + t.blocked_on_sink;
+        let total =
+            t.busy + t.idle + t.blocked_on_exchange + t.blocked_on_sink + t.blocked_on_decode;
         assert!((total - 1.0).abs() < 1e-9, "{worker:?}");
         // 20,000 records a second keep a worker mostly waiting for more.
         assert!(t.idle > 0.5, "{worker:?}");
@@ -199,6 +200,7 @@ fn control_api_from_health_to_stop_with_savepoint() {
         "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"idle\"}",
         "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"blocked_on_exchange\"}",
         "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"blocked_on_sink\"}",
+        "streamjob_worker_time_seconds_total{worker=\"0\",activity=\"blocked_on_decode\"}",
         &format!(
             "streamjob_partition_watermark_milliseconds{{partition=\"{}\"}}",
             ids[0]
@@ -552,6 +554,44 @@ fn status_lists_the_last_malformed_records_and_each_partition() {
         partitions,
         [("good.jsonl", ended, 100), ("bad.jsonl", ended, 100)]
     );
+    child.0.kill().unwrap();
+    child.wait();
+}
+
+/// At parallelism 2 one file's batches are parsed on the decode threads:
+/// the worker that reads it waits for them, and says so; the other worker
+/// has no source, so it never does.
+#[test]
+fn a_worker_waiting_for_the_decode_threads_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"k\":\"k{}\",\"t\":{}}}\n", i % 50, 10 * i))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: one-file\nparallelism: 2\nsource: {file: {path: in.jsonl}}\n\
+         key: k\neventTime: {field: t}\nwindow: {tumbling: {size: 10s}}\n\
+         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
+         checkpoints: {interval: 1s, storage: file://checkpoints}\n",
+    )
+    .unwrap();
+    let (mut child, api, mut stderr) = start(&job, &["--deployment", "d1"]);
+    read_until(&mut stderr, "deployment d1 done");
+    let status: streamjob_api::JobStatus =
+        serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
+    assert_eq!(status.records_in, 20_000);
+    let [reader, other] = status.workers.as_slice() else {
+        panic!("{:?}", status.workers);
+    };
+    assert!(reader.time.blocked_on_decode > 0.0, "{reader:?}");
+    assert!(
+        reader.stages.decode > 0.0 && reader.stages.route > 0.0,
+        "{reader:?}"
+    );
+    assert_eq!(other.time.blocked_on_decode, 0.0, "{other:?}");
+    assert!(other.partitions.is_empty(), "{other:?}");
     child.0.kill().unwrap();
     child.wait();
 }

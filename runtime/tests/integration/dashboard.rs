@@ -277,7 +277,7 @@ fn the_dashboard_shows_checkpoints_and_takes_a_savepoint() {
     );
     let bar = page
         .eval("document.querySelectorAll('#workers tr')[1].querySelectorAll('.bar span').length");
-    assert_eq!(bar, 4);
+    assert_eq!(bar, 5);
     let partition = page
         .eval("[...document.querySelectorAll('#partitions tr')[0].cells].map(c => c.textContent)");
     assert_eq!(partition[1], "0", "{partition}");

@@ -59,7 +59,8 @@ function timeBar(t) {
   const bar = document.createElement("div");
   bar.className = "bar";
   for (const [share, kind] of [[t.busy, "busy"], [t.idle, "idle"],
-    [t.blockedOnExchange, "exchange"], [t.blockedOnSink, "sink"]]) {
+    [t.blockedOnExchange, "exchange"], [t.blockedOnSink, "sink"],
+    [t.blockedOnDecode || 0, "decode"]]) {
     const part = document.createElement("span");
     part.className = kind;
     part.style.width = percent(share);
@@ -98,7 +99,8 @@ function showStatus(s, now) {
 
   const workers = s.workers || [];
   fill("workers", workers.map((w) => row([w.index, timeBar(w.time), percent(w.time.busy),
-    percent(w.time.idle), percent(w.time.blockedOnExchange + w.time.blockedOnSink),
+    percent(w.time.idle),
+    percent(w.time.blockedOnExchange + w.time.blockedOnSink + (w.time.blockedOnDecode || 0)),
     [stages(w.stages), "stages"], time(w.watermark)])), "no worker has reported yet");
   fill("partitions", workers.flatMap((w) => w.partitions.map((p) => row([p.id, w.index,
     p.state, number(p.records), time(p.watermark), number(p.lag)]))), "none yet");
