@@ -85,7 +85,7 @@ impl std::fmt::Debug for JobControl {
 /// Checkpoints listed by `/checkpoints`.
 const HISTORY: usize = 50;
 /// Malformed records, restarts and checkpoint failures `/status` lists.
-const RECENT: usize = 5;
+pub const RECENT: usize = 5;
 /// Bytes of a malformed record's reason (and location) `/status` shows.
 const REASON_SHOWN: usize = 300;
 
@@ -266,20 +266,32 @@ impl JobControl {
         self.shared().restored_from = from;
     }
 
-    /// A record that could not be read (counted by the worker's metrics).
-    /// A reason quoting a huge field is cut short: `/status` stays small.
-    pub fn malformed(&self, location: &str, error: &str) {
+    /// A record that could not be read at `at` (epoch milliseconds),
+    /// counted by the worker's metrics; workers hand theirs over once a
+    /// second, so the list is kept in time order. A reason quoting a huge
+    /// field is cut short: `/status` stays small.
+    pub fn malformed(&self, at: i64, location: &str, error: &str) {
         use crate::connectors::truncated;
         let shown = |text: &str| match truncated(text, REASON_SHOWN) {
             cut if cut.len() < text.len() => format!("{cut}…"),
             whole => whole.to_string(),
         };
+        // RFC 3339 with milliseconds orders as text does.
         let record = MalformedRecord {
-            at: crate::time::format_time(crate::time::now_millis()),
+            at: crate::time::format_time(at),
             location: shown(location),
             error: shown(error),
         };
-        keep_newest(&mut self.shared().recent_malformed, record, RECENT);
+        let mut s = self.shared();
+        let list = &mut s.recent_malformed;
+        let place = list
+            .iter()
+            .rposition(|m| m.at <= record.at)
+            .map_or(0, |i| i + 1);
+        list.insert(place, record);
+        while list.len() > RECENT {
+            list.pop_front();
+        }
     }
 
     /// The job failed with `error` and is restarting.
@@ -442,14 +454,22 @@ mod tests {
     #[test]
     fn the_last_malformed_records_are_kept_short() {
         let control = JobControl::new("j", 1);
-        for line in 1..=7 {
-            control.malformed(&format!("in.jsonl:{line}"), "not a JSON object");
+        // Worker 1's records 1 to 5 are handed over after worker 0's 6 and
+        // 7, which came later: the list stays in time order.
+        control.malformed(6_000, "in.jsonl:6", "not a JSON object");
+        control.malformed(7_000, "in.jsonl:7", "not a JSON object");
+        for line in 1..=5 {
+            control.malformed(
+                line * 1_000,
+                &format!("in.jsonl:{line}"),
+                "not a JSON object",
+            );
         }
         let huge = format!(
             "event-time field \"t\": \"{}\" is not a time",
             "é".repeat(1000)
         );
-        control.malformed("in.jsonl:8", &huge);
+        control.malformed(8_000, "in.jsonl:8", &huge);
         let kept = control.status().recent_malformed;
         let locations: Vec<_> = kept.iter().map(|m| m.location.as_str()).collect();
         assert_eq!(

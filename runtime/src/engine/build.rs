@@ -220,6 +220,7 @@ pub(super) fn build_workers(
             records_in: 0,
             control: w.opts.control.clone(),
             published: Default::default(),
+            recent_malformed: Default::default(),
             activity: super::activity::Activity::new(std::time::Instant::now()),
         };
         workers.push(worker);

@@ -133,6 +133,9 @@ pub(crate) struct Worker {
     pub published: Published,
     /// Where this worker's time goes, for the control API.
     pub activity: Activity,
+    /// The newest malformed records since the last publish, with when
+    /// they were read.
+    pub recent_malformed: std::collections::VecDeque<(i64, crate::connectors::Malformed)>,
 }
 
 /// Counts already added to the live metrics.
@@ -362,10 +365,15 @@ impl Worker {
                     if self.fail_on_malformed {
                         return Err(JobError::Malformed(m));
                     }
-                    if let Some(control) = &self.control {
-                        control.malformed(&m.location, &m.error.to_string());
-                    }
                     self.collector.malformed(&m);
+                    // Kept for the control API's list, handed over once a
+                    // second: no lock or formatting per record.
+                    if self.control.is_some() {
+                        if self.recent_malformed.len() == crate::control::RECENT {
+                            self.recent_malformed.pop_front();
+                        }
+                        self.recent_malformed.push_back((now, m));
+                    }
                 }
                 SourceItem::PartitionEnd(p) => {
                     if self.split_watermarks.end_partition(p).is_some() {
@@ -469,6 +477,9 @@ impl Worker {
             return;
         }
         let spent = self.activity.take(now);
+        for (at, m) in self.recent_malformed.drain(..) {
+            control.malformed(at, &m.location, &m.error.to_string());
+        }
         let (partitions, watermarks) = self.partitions();
         let lags: Vec<_> = partitions.iter().map(|p| p.lag).collect();
         if lags.iter().all(Option::is_some) && !lags.is_empty() {
