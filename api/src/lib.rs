@@ -205,6 +205,30 @@ pub struct WorkerTime {
     pub blocked_on_decode: f64,
 }
 
+impl WorkerTime {
+    /// Each activity with its metric label.
+    pub fn by_activity(&self) -> [(&'static str, f64); 5] {
+        [
+            ("busy", self.busy),
+            ("idle", self.idle),
+            ("blocked_on_exchange", self.blocked_on_exchange),
+            ("blocked_on_sink", self.blocked_on_sink),
+            ("blocked_on_decode", self.blocked_on_decode),
+        ]
+    }
+
+    /// Every activity divided by `total`.
+    pub fn divided_by(self, total: f64) -> Self {
+        WorkerTime {
+            busy: self.busy / total,
+            idle: self.idle / total,
+            blocked_on_exchange: self.blocked_on_exchange / total,
+            blocked_on_sink: self.blocked_on_sink / total,
+            blocked_on_decode: self.blocked_on_decode / total,
+        }
+    }
+}
+
 /// The stages a worker runs on what its source read, in order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -220,6 +244,28 @@ pub struct StageTime {
     pub route: f64,
     /// Windowing the events other workers sent, and firing timers.
     pub window: f64,
+}
+
+impl StageTime {
+    /// Each stage with its metric label.
+    pub fn by_stage(&self) -> [(&'static str, f64); 4] {
+        [
+            ("read", self.read),
+            ("decode", self.decode),
+            ("route", self.route),
+            ("window", self.window),
+        ]
+    }
+
+    /// Every stage divided by `total`.
+    pub fn divided_by(self, total: f64) -> Self {
+        StageTime {
+            read: self.read / total,
+            decode: self.decode / total,
+            route: self.route / total,
+            window: self.window / total,
+        }
+    }
 }
 
 /// One source partition (a file, a Kafka partition, a generator stream).

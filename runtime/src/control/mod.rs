@@ -40,6 +40,18 @@ struct Shared {
     checkpoint_failures: VecDeque<CheckpointFailure>,
 }
 
+/// A source partition as a worker reports it each second.
+pub struct PartitionReport {
+    pub id: String,
+    pub state: PartitionState,
+    /// Records read from it.
+    pub records: u64,
+    /// Its watermark, epoch milliseconds (`i64::MIN`: none yet).
+    pub watermark: i64,
+    /// Kafka records not read yet, when known.
+    pub lag: Option<u64>,
+}
+
 /// Pushes `item` onto a list that keeps the newest `keep`.
 fn keep_newest<T>(list: &mut VecDeque<T>, item: T, keep: usize) {
     list.push_back(item);
@@ -54,8 +66,6 @@ pub struct JobControl {
     pub metrics: Metrics,
     /// Per-worker watermarks; the job's is their minimum.
     watermarks: Vec<AtomicI64>,
-    /// Per-worker consumer lag (-1: not known yet); the job's is their sum.
-    lags: Vec<AtomicI64>,
     /// What each of this process's workers last published (once a second).
     workers: Vec<Mutex<Option<WorkerStatus>>>,
     shared: Mutex<Shared>,
@@ -95,7 +105,6 @@ impl JobControl {
             job: job.to_string(),
             metrics: Metrics::default(),
             watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),
-            lags: (0..parallelism).map(|_| AtomicI64::new(-1)).collect(),
             workers: (0..parallelism).map(|_| Mutex::new(None)).collect(),
             shared: Mutex::new(Shared {
                 state: JobState::Starting,
@@ -154,23 +163,21 @@ impl JobControl {
         }
     }
 
-    pub fn set_lag(&self, worker: usize, lag: u64) {
-        if let Some(l) = self.lags.get(worker) {
-            l.store(lag as i64, Ordering::Relaxed);
-        }
-        if let Some(total) = self.lag() {
-            self.metrics.consumer_lag.set(total as i64);
-        }
-    }
-
-    /// The job's consumer lag: the sum over the workers that know theirs
-    /// (`None` before any Kafka consumer reported end offsets).
+    /// The job's consumer lag: the sum over this process's partitions that
+    /// know theirs (`None` before any Kafka consumer reported end offsets).
     pub fn lag(&self) -> Option<u64> {
-        self.lags
-            .iter()
-            .map(|l| l.load(Ordering::Relaxed))
-            .filter(|l| *l >= 0)
-            .fold(None, |sum, l| Some(sum.unwrap_or(0) + l as u64))
+        let mut known = None;
+        for worker in &self.workers {
+            let worker = worker.lock().unwrap_or_else(|p| p.into_inner());
+            for lag in worker
+                .iter()
+                .flat_map(|w| &w.partitions)
+                .filter_map(|p| p.lag)
+            {
+                *known.get_or_insert(0) += lag;
+            }
+        }
+        known
     }
 
     /// The job's watermark, once every worker has one.
@@ -183,81 +190,63 @@ impl JobControl {
         (min > i64::MIN).then_some(min)
     }
 
-    /// A worker's last second: the seconds it spent on each activity, its
-    /// watermark and its partitions.
+    /// A worker's last second: the seconds it spent on each activity and
+    /// stage, its watermark and its partitions.
     pub fn worker_second(
         &self,
         index: usize,
         (spent, stages): (WorkerTime, StageTime),
         watermark: i64,
-        partitions: Vec<PartitionStatus>,
-        partition_watermarks: &[i64],
+        partitions: Vec<PartitionReport>,
     ) {
         let m = &self.metrics;
-        for (activity, seconds) in [
-            ("busy", spent.busy),
-            ("idle", spent.idle),
-            ("blocked_on_exchange", spent.blocked_on_exchange),
-            ("blocked_on_sink", spent.blocked_on_sink),
-            ("blocked_on_decode", spent.blocked_on_decode),
-        ] {
-            m.worker_time
-                .get_or_create(&metrics::WorkerActivity {
-                    worker: index as u32,
-                    activity,
-                })
-                .inc_by(seconds);
+        let worker = index as u32;
+        for (activity, seconds) in spent.by_activity() {
+            let labels = metrics::WorkerActivity { worker, activity };
+            m.worker_time.get_or_create(&labels).inc_by(seconds);
         }
-        for (stage, seconds) in [
-            ("read", stages.read),
-            ("decode", stages.decode),
-            ("route", stages.route),
-            ("window", stages.window),
-        ] {
-            m.worker_stage_time
-                .get_or_create(&metrics::WorkerStage {
-                    worker: index as u32,
-                    stage,
-                })
-                .inc_by(seconds);
+        for (stage, seconds) in stages.by_stage() {
+            let labels = metrics::WorkerStage { worker, stage };
+            m.worker_stage_time.get_or_create(&labels).inc_by(seconds);
         }
-        for (p, wm) in partitions.iter().zip(partition_watermarks) {
-            let label = metrics::PartitionLabel {
-                partition: p.id.clone(),
-            };
-            if *wm > i64::MIN {
-                m.partition_watermark_ms.get_or_create(&label).set(*wm);
-            }
-            if let Some(lag) = p.lag {
-                m.partition_lag.get_or_create(&label).set(lag as i64);
-            }
-        }
-        let total = spent.busy
-            + spent.idle
-            + spent.blocked_on_exchange
-            + spent.blocked_on_sink
-            + spent.blocked_on_decode;
-        let share = |s: f64| if total > 0.0 { s / total } else { 0.0 };
+        let shown = |wm: i64| (wm > i64::MIN).then(|| crate::time::format_time(wm));
+        let partitions = partitions
+            .into_iter()
+            .map(|p| {
+                let label = metrics::PartitionLabel {
+                    partition: p.id.clone(),
+                };
+                if p.watermark > i64::MIN {
+                    m.partition_watermark_ms
+                        .get_or_create(&label)
+                        .set(p.watermark);
+                }
+                if let Some(lag) = p.lag {
+                    m.partition_lag.get_or_create(&label).set(lag as i64);
+                }
+                PartitionStatus {
+                    id: p.id,
+                    state: p.state,
+                    records: p.records,
+                    watermark: shown(p.watermark),
+                    lag: p.lag,
+                }
+            })
+            .collect();
+        let total: f64 = spent.by_activity().iter().map(|(_, s)| s).sum();
+        let total = if total > 0.0 { total } else { 1.0 };
         let status = WorkerStatus {
-            index: index as u32,
-            time: WorkerTime {
-                busy: share(spent.busy),
-                idle: share(spent.idle),
-                blocked_on_exchange: share(spent.blocked_on_exchange),
-                blocked_on_sink: share(spent.blocked_on_sink),
-                blocked_on_decode: share(spent.blocked_on_decode),
-            },
-            stages: StageTime {
-                read: share(stages.read),
-                decode: share(stages.decode),
-                route: share(stages.route),
-                window: share(stages.window),
-            },
-            watermark: (watermark > i64::MIN).then(|| crate::time::format_time(watermark)),
+            index: worker,
+            time: spent.divided_by(total),
+            stages: stages.divided_by(total),
+            watermark: shown(watermark),
             partitions,
         };
         if let Some(slot) = self.workers.get(index) {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+        }
+        if let Some(lag) = self.lag() {
+            m.consumer_lag.set(lag as i64);
         }
     }
 
@@ -448,6 +437,38 @@ impl JobControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn partition(id: &str, lag: Option<u64>) -> PartitionReport {
+        PartitionReport {
+            id: id.into(),
+            state: PartitionState::Active,
+            records: 0,
+            watermark: i64::MIN,
+            lag,
+        }
+    }
+
+    /// The job's lag is the sum over the partitions that know theirs, as
+    /// the workers last reported them; none before any does.
+    #[test]
+    fn the_lag_adds_up_the_partitions_that_know_theirs() {
+        let control = JobControl::new("j", 2);
+        let idle = (WorkerTime::default(), StageTime::default());
+        control.worker_second(0, idle, i64::MIN, vec![partition("t-0", None)]);
+        assert_eq!(control.lag(), None);
+        control.worker_second(
+            0,
+            idle,
+            i64::MIN,
+            vec![partition("t-0", Some(3)), partition("t-2", None)],
+        );
+        control.worker_second(1, idle, i64::MIN, vec![partition("t-1", Some(4))]);
+        assert_eq!(control.status().lag, Some(7));
+        assert_eq!(control.metrics.consumer_lag.get(), 7);
+        // A worker's new report replaces its last one.
+        control.worker_second(1, idle, i64::MIN, vec![partition("t-1", Some(1))]);
+        assert_eq!(control.lag(), Some(4));
+    }
 
     /// `/status` keeps the newest five malformed records, and cuts a
     /// reason that quotes a huge field short (at a character boundary).

@@ -27,7 +27,7 @@ use crate::checkpoint::{
     CheckpointStorage, Layout, LookupsSnapshot, PartitionPosition, SnapshotKind, WorkerSnapshot,
 };
 use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit};
-use crate::control::{CheckpointPhases, JobControl, PartitionState, PartitionStatus};
+use crate::control::{CheckpointPhases, JobControl, PartitionReport, PartitionState};
 use crate::enrich::Enricher;
 use crate::record::Event;
 use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus};
@@ -480,35 +480,18 @@ impl Worker {
         for (at, m) in self.recent_malformed.drain(..) {
             control.malformed(at, &m.location, &m.error.to_string());
         }
-        let (partitions, watermarks) = self.partitions();
-        let lags: Vec<_> = partitions.iter().map(|p| p.lag).collect();
-        if lags.iter().all(Option::is_some) && !lags.is_empty() {
-            control.set_lag(self.index, lags.iter().flatten().sum());
-        }
-        control.worker_second(
-            self.index,
-            spent,
-            self.op.watermark(),
-            partitions,
-            &watermarks,
-        );
+        control.worker_second(self.index, spent, self.op.watermark(), self.partitions());
     }
 
-    /// Each partition of the split as the control API shows it, and its
-    /// watermark in milliseconds.
-    fn partitions(&self) -> (Vec<PartitionStatus>, Vec<i64>) {
-        let positions = self.split.positions();
-        let watermarks: Vec<i64> = (0..positions.len())
-            .map(|p| self.split_watermarks.watermark(p))
-            .collect();
-        let partitions = self
-            .split
+    /// Each partition of the split, for the control API.
+    fn partitions(&self) -> Vec<PartitionReport> {
+        self.split
             .partition_ids()
             .into_iter()
-            .zip(positions)
+            .zip(self.split.positions())
             .zip(self.split.lags())
             .enumerate()
-            .map(|(p, ((id, (_, records)), lag))| PartitionStatus {
+            .map(|(p, ((id, (_, records)), lag))| PartitionReport {
                 id,
                 state: match self.split_watermarks.partition_status(p) {
                     _ if self.split_done => PartitionState::Ended,
@@ -517,12 +500,10 @@ impl Worker {
                     SourceStatus::Ended => PartitionState::Ended,
                 },
                 records,
-                watermark: (watermarks[p] > i64::MIN)
-                    .then(|| crate::time::format_time(watermarks[p])),
+                watermark: self.split_watermarks.watermark(p),
                 lag,
             })
-            .collect();
-        (partitions, watermarks)
+            .collect()
     }
 
     /// Whether this split's watermark is too far ahead of the job's: then

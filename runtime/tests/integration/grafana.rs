@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use streamjob_runtime::control::{
-    JobControl, PartitionState, PartitionStatus, StageTime, WorkerTime,
+    JobControl, PartitionReport, PartitionState, StageTime, WorkerTime,
 };
 
 /// Included at build time: cargo rebuilds the test when it changes.
@@ -56,15 +56,15 @@ fn the_grafana_dashboard_names_only_series_the_runtime_exports() {
 
     // A job's metrics with every family filled in once.
     let control = JobControl::new("j", 1);
-    let partition = PartitionStatus {
+    let partition = PartitionReport {
         id: "events-0".into(),
         state: PartitionState::Active,
         records: 1,
-        watermark: None,
+        watermark: 1,
         lag: Some(3),
     };
     let spent = (WorkerTime::default(), StageTime::default());
-    control.worker_second(0, spent, 1, vec![partition], &[1]);
+    control.worker_second(0, spent, 1, vec![partition]);
     control.checkpoint_completed(streamjob_api::SnapshotRecord {
         id: 1,
         kind: streamjob_api::SnapshotKind::Checkpoint,

@@ -60,7 +60,7 @@ function timeBar(t) {
   bar.className = "bar";
   for (const [share, kind] of [[t.busy, "busy"], [t.idle, "idle"],
     [t.blockedOnExchange, "exchange"], [t.blockedOnSink, "sink"],
-    [t.blockedOnDecode || 0, "decode"]]) {
+    [t.blockedOnDecode, "decode"]]) {
     const part = document.createElement("span");
     part.className = kind;
     part.style.width = percent(share);
@@ -100,7 +100,7 @@ function showStatus(s, now) {
   const workers = s.workers || [];
   fill("workers", workers.map((w) => row([w.index, timeBar(w.time), percent(w.time.busy),
     percent(w.time.idle),
-    percent(w.time.blockedOnExchange + w.time.blockedOnSink + (w.time.blockedOnDecode || 0)),
+    percent(w.time.blockedOnExchange + w.time.blockedOnSink + w.time.blockedOnDecode),
     [stages(w.stages), "stages"], time(w.watermark)])), "no worker has reported yet");
   fill("partitions", workers.flatMap((w) => w.partitions.map((p) => row([p.id, w.index,
     p.state, number(p.records), time(p.watermark), number(p.lag)]))), "none yet");
