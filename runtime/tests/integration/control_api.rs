@@ -477,6 +477,21 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
     child.wait();
 }
 
+/// Runs a job of `head` (name, parallelism, source) counting `{"k","t"}`
+/// records in 10-second windows, under `--deployment` so that its process
+/// stays up once the input is read; returns it with its final `/status`.
+fn finished_status(dir: &Path, head: &str) -> (Job, streamjob_api::JobStatus) {
+    let job = dir.join("job.yaml");
+    let rest = "key: k\neventTime: {field: t}\nwindow: {tumbling: {size: 10s}}\n\
+                aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
+                checkpoints: {interval: 1s, storage: file://checkpoints}\n";
+    std::fs::write(&job, format!("{head}{rest}")).unwrap();
+    let (child, api, mut stderr) = start(&job, &["--deployment", "d1"]);
+    read_until(&mut stderr, "deployment d1 done");
+    let status = serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
+    (child, status)
+}
+
 /// `/status` keeps the last few malformed records with where they were
 /// and why, and says where each file partition got to. The job runs under
 /// `--deployment` so that its process stays up once the files are read.
@@ -495,20 +510,10 @@ fn status_lists_the_last_malformed_records_and_each_partition() {
     }
     std::fs::write(dir.path().join("good.jsonl"), good).unwrap();
     std::fs::write(dir.path().join("bad.jsonl"), bad).unwrap();
-    let job = dir.path().join("job.yaml");
-    std::fs::write(
-        &job,
-        "name: files\nparallelism: 1\n\
-         source: {file: {paths: [good.jsonl, bad.jsonl]}}\n\
-         key: k\neventTime: {field: t}\nwindow: {tumbling: {size: 10s}}\n\
-         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
-         checkpoints: {interval: 1s, storage: file://checkpoints}\n",
-    )
-    .unwrap();
-    let (mut child, api, mut stderr) = start(&job, &["--deployment", "d1"]);
-    read_until(&mut stderr, "deployment d1 done");
-    let status: streamjob_api::JobStatus =
-        serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
+    let (mut child, status) = finished_status(
+        dir.path(),
+        "name: files\nparallelism: 1\nsource: {file: {paths: [good.jsonl, bad.jsonl]}}\n",
+    );
     assert_eq!(status.state, streamjob_api::JobState::Finished);
     assert_eq!((status.records_in, status.malformed), (192, 8));
     let locations: Vec<_> = status
@@ -568,19 +573,10 @@ fn a_worker_waiting_for_the_decode_threads_says_so() {
         .map(|i| format!("{{\"k\":\"k{}\",\"t\":{}}}\n", i % 50, 10 * i))
         .collect();
     std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
-    let job = dir.path().join("job.yaml");
-    std::fs::write(
-        &job,
-        "name: one-file\nparallelism: 2\nsource: {file: {path: in.jsonl}}\n\
-         key: k\neventTime: {field: t}\nwindow: {tumbling: {size: 10s}}\n\
-         aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
-         checkpoints: {interval: 1s, storage: file://checkpoints}\n",
-    )
-    .unwrap();
-    let (mut child, api, mut stderr) = start(&job, &["--deployment", "d1"]);
-    read_until(&mut stderr, "deployment d1 done");
-    let status: streamjob_api::JobStatus =
-        serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
+    let (mut child, status) = finished_status(
+        dir.path(),
+        "name: one-file\nparallelism: 2\nsource: {file: {path: in.jsonl}}\n",
+    );
     assert_eq!(status.records_in, 20_000);
     let [reader, other] = status.workers.as_slice() else {
         panic!("{:?}", status.workers);
