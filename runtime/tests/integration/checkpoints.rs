@@ -318,12 +318,7 @@ fn checkpoints_upload_each_sst_file_once_and_retention_removes_unused_ones() {
 /// is exactly the expected windows, none lost, none twice.
 #[test]
 fn exactly_once_output_across_twenty_kills() {
-    let dir = tempfile::tempdir().unwrap();
-    let expected = write_input(dir.path(), kill_test_records());
-    let job = dir.path().join("job.yaml");
-    std::fs::write(&job, job_yaml(2, 128)).unwrap();
-    kill_repeatedly(&job, &[], (120, 250), false);
-    check_windows(dir.path(), &expected);
+    exactly_once_across_kills(|_| job_yaml(2, 128), &[], (120, 250));
 }
 
 /// The same proof with checkpoints in S3 (a real S3-protocol server on
@@ -331,15 +326,47 @@ fn exactly_once_output_across_twenty_kills() {
 #[test]
 fn exactly_once_output_across_twenty_kills_with_s3_checkpoints() {
     let s3 = common::s3::S3Server::start(&["checkpoints"]);
-    let dir = tempfile::tempdir().unwrap();
-    let expected = write_input(dir.path(), kill_test_records());
-    let job = dir.path().join("job.yaml");
-    let yaml = job_yaml(2, 128).replace("file://ckpt", "s3://checkpoints/jobs");
-    std::fs::write(&job, yaml).unwrap();
+    // Each try has a folder of its own in the bucket.
+    let yaml = |attempt: u32| {
+        job_yaml(2, 128).replace("file://ckpt", &format!("s3://checkpoints/try-{attempt}"))
+    };
     // An S3 checkpoint (moto: a few requests of ~10 ms) takes ~100 ms:
     // the runs live longer, so that some complete checkpoints.
-    kill_repeatedly(&job, &s3.env(), (150, 500), false);
-    check_windows(dir.path(), &expected);
+    exactly_once_across_kills(yaml, &s3.env(), (150, 500));
+}
+
+/// Runs `kill_repeatedly` on a job over fresh input; then restarts the
+/// finished job from its latest checkpoint, which replays the input's tail,
+/// and checks that every window is in the output exactly once. A machine
+/// that reads the input before the kills are done gets a fresh try with
+/// twice the input, so that every kill lands in a run with input left.
+fn exactly_once_across_kills(
+    job_yaml: impl Fn(u32) -> String,
+    env: &[(&str, String)],
+    delays: (u64, u64),
+) {
+    let mut records = kill_test_records();
+    for attempt in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = write_input(dir.path(), records);
+        let job = dir.path().join("job.yaml");
+        std::fs::write(&job, job_yaml(attempt)).unwrap();
+        match kill_repeatedly(&job, env, delays) {
+            common::Kills::Done => {
+                let (ok, stderr) = run_to_end(&job, &["--from-latest-checkpoint"], env);
+                assert!(ok, "{stderr}");
+                check_windows(dir.path(), &expected);
+                return;
+            }
+            common::Kills::FinishedAfter(_) => {
+                assert!(
+                    attempt < 3,
+                    "the job outran its kills with {records} records"
+                );
+                records *= 2;
+            }
+        }
+    }
 }
 
 /// The job dies at each point of the commit protocol for checkpoint 3; the

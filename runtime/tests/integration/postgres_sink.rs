@@ -8,7 +8,7 @@ use crate::common;
 use std::path::Path;
 
 use common::postgres::PgServer;
-use common::{kill_repeatedly, kill_test_records, opts, run_to_end, write_input};
+use common::{kill_repeatedly, kill_test_records, opts, run_to_end, write_input, Kills};
 use streamjob_runtime::{run, JobSpec};
 
 type MockCluster =
@@ -271,7 +271,13 @@ fn exactly_once_rows_across_kills() {
     // second).
     let expected = write_input(dir.path(), 3 * kill_test_records());
     let job = kill_test_job(dir.path(), &pg);
-    kill_repeatedly(&job, &[], (150, 300), true);
+    if let Kills::FinishedAfter(kills) = kill_repeatedly(&job, &[], (150, 300)) {
+        // Finishing early proves little: the input must outlast the kills.
+        assert!(
+            kills * 4 >= common::kills() * 3,
+            "the job finished after only {kills} kills: give it more input"
+        );
+    }
     pg.check_window_rows(&expected);
 }
 
