@@ -109,10 +109,21 @@ impl RawBatch {
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
     ) -> std::io::Result<()> {
-        self.emit(split, out, |value, key| match text_of(value) {
-            Ok(text) => decoder.decode(text, key),
-            Err(e) => Ok(Err(e)),
-        })
+        let RawBatch {
+            bytes,
+            entries,
+            records,
+        } = self;
+        let text = BatchText::of(bytes, 0..bytes.len());
+        let outcome = emit_entries(bytes, entries, split, out, |value, key| {
+            match value.map(|value| text.record(value)).transpose() {
+                Ok(text) => decoder.decode(text, key),
+                Err(e) => Ok(Err(e)),
+            }
+        });
+        bytes.clear();
+        *records = 0;
+        outcome
     }
 
     /// Decodes the batch's records with `decode`, in order, into `decoded`;
@@ -161,11 +172,15 @@ impl RawBatch {
         parser: &RecordParser,
         decoded: &mut Vec<Result<Event, RecordError>>,
     ) {
-        for entry in &self.entries[part] {
+        let entries = &self.entries[part];
+        let mut values = entries.iter().filter_map(RawEntry::value);
+        let first = values.next().map_or(0, |v| v.start);
+        let last = values.next_back().map_or(first, |v| v.end);
+        let text = BatchText::of(&self.bytes, first..last.max(first));
+        for entry in entries {
             if let RawEntry::Record { value, .. } = entry {
-                let value = value.clone().map(|r| &self.bytes[r]);
-                decoded
-                    .push(text_of(value).and_then(|text| parser.parse(text.unwrap_or_default())));
+                let text = value.clone().map(|r| text.record(r)).transpose();
+                decoded.push(text.and_then(|text| parser.parse(text.unwrap_or_default())));
             }
         }
     }
@@ -179,35 +194,87 @@ impl RawBatch {
         out: &mut Vec<SourceItem>,
         mut decode: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<Result<Event, RecordError>, E>,
     ) -> Result<(), E> {
-        out.reserve(self.entries.len());
-        let mut outcome = Ok(());
-        for entry in self.entries.drain(..) {
-            out.push(match entry {
-                RawEntry::Record {
-                    partition,
-                    value,
-                    key,
-                    at,
-                } => {
-                    let value = value.map(|r| &self.bytes[r]);
-                    let key = key.map(|r| &self.bytes[r]);
-                    match decode(value, key) {
-                        Ok(decoded) => {
-                            item(decoded, partition, value, || split.location(partition, at))
-                        }
-                        Err(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                }
-                RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
-                RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
-            });
-        }
+        let outcome = emit_entries(&self.bytes, &mut self.entries, split, out, |value, key| {
+            decode(value.map(|r| &self.bytes[r]), key)
+        });
         self.bytes.clear();
         self.records = 0;
         outcome
+    }
+}
+
+impl RawEntry {
+    /// Where a record's value is in its batch's bytes.
+    fn value(&self) -> Option<Range<usize>> {
+        match self {
+            RawEntry::Record { value, .. } => value.clone(),
+            RawEntry::Event { .. } | RawEntry::End(_) => None,
+        }
+    }
+}
+
+/// Turns `entries` into items, in order (see [`RawBatch::emit`]); `decode`
+/// gets where a record's value is in `bytes`, and its key.
+fn emit_entries<E>(
+    bytes: &[u8],
+    entries: &mut Vec<RawEntry>,
+    split: &dyn SourceSplit,
+    out: &mut Vec<SourceItem>,
+    mut decode: impl FnMut(Option<Range<usize>>, Option<&[u8]>) -> Result<Result<Event, RecordError>, E>,
+) -> Result<(), E> {
+    out.reserve(entries.len());
+    for entry in entries.drain(..) {
+        out.push(match entry {
+            RawEntry::Record {
+                partition,
+                value,
+                key,
+                at,
+            } => {
+                let key = key.map(|r| &bytes[r]);
+                let decoded = decode(value.clone(), key)?;
+                let value = value.map(|r| &bytes[r]);
+                item(decoded, partition, value, || split.location(partition, at))
+            }
+            RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
+            RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
+        });
+    }
+    Ok(())
+}
+
+/// A span of a batch's bytes, checked as UTF-8 once for all the records in
+/// it rather than record by record (one long check is several times
+/// cheaper than many short ones).
+struct BatchText<'b> {
+    bytes: &'b [u8],
+    start: usize,
+    /// The span as text, when all of it is UTF-8.
+    text: Option<&'b str>,
+}
+
+impl<'b> BatchText<'b> {
+    fn of(bytes: &'b [u8], span: Range<usize>) -> Self {
+        BatchText {
+            bytes,
+            start: span.start,
+            text: std::str::from_utf8(&bytes[span]).ok(),
+        }
+    }
+
+    /// A record's text. Cut from the span's text where the span is UTF-8
+    /// and the record starts and ends between characters (a record of
+    /// broken UTF-8 can sit beside one that completes its character);
+    /// checked alone otherwise, so that a bad record gets its own reason.
+    fn record(&self, value: Range<usize>) -> Result<&'b str, RecordError> {
+        let within = value
+            .start
+            .checked_sub(self.start)
+            .map(|s| s..value.end - self.start);
+        match within.and_then(|r| self.text?.get(r)) {
+            Some(text) => Ok(text),
+            None => text_of(Some(&self.bytes[value])).map(|t| t.unwrap_or_default()),
+        }
     }
 }
 
@@ -244,5 +311,37 @@ impl Malformed {
             raw: String::from_utf8_lossy(value.unwrap_or_default()).into_owned(),
             location,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_cut_from_the_batchs_text_only_between_characters() {
+        // "é" is C3 A9: split over two records, each is broken UTF-8,
+        // though the batch's bytes are valid.
+        let bytes = b"{\"a\":1}\xC3\xA9x";
+        let text = BatchText::of(bytes, 0..bytes.len());
+        assert!(text.text.is_some());
+        assert_eq!(text.record(0..7), Ok("{\"a\":1}"));
+        assert_eq!(text.record(7..8), Err(RecordError::NotUtf8(0)));
+        assert_eq!(text.record(8..10), Err(RecordError::NotUtf8(0)));
+        assert_eq!(text.record(7..9), Ok("é"));
+    }
+
+    #[test]
+    fn one_broken_record_leaves_the_others_of_its_batch_readable() {
+        let bytes = b"ok\xFFno\xC3(rest";
+        let text = BatchText::of(bytes, 0..bytes.len());
+        assert!(text.text.is_none());
+        assert_eq!(text.record(0..2), Ok("ok"));
+        assert_eq!(text.record(2..5), Err(RecordError::NotUtf8(0)));
+        assert_eq!(text.record(5..7), Err(RecordError::NotUtf8(0)));
+        assert_eq!(text.record(7..11), Ok("rest"));
+        // A span that starts later: ranges are the batch's.
+        let text = BatchText::of(bytes, 7..bytes.len());
+        assert_eq!(text.record(7..11), Ok("rest"));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::PathBuf;
 
 use crate::connectors::{Poll, RawBatch, SourceSplit};
@@ -18,6 +19,66 @@ struct OpenFile {
     reader: Option<BufReader<File>>,
     line_no: u64,
     offset: u64,
+}
+
+impl OpenFile {
+    /// Reads up to `max` lines straight into the batch; how many (0 at the
+    /// end of the file). The lines already in the reader's buffer are
+    /// found with one search and copied at once; a line the buffer does
+    /// not hold whole is read on its own.
+    fn read_lines(
+        &mut self,
+        partition: usize,
+        out: &mut RawBatch,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        let reader = self.reader.as_mut().expect("file is open");
+        let buffered = reader.fill_buf()?;
+        if buffered.is_empty() {
+            return Ok(0);
+        }
+        let base = out.buffer().len();
+        let mut taken = 0;
+        let mut lines = 0;
+        for newline in memchr::memchr_iter(b'\n', buffered).take(max) {
+            let line = taken..newline + 1;
+            taken = newline + 1;
+            lines += 1;
+            self.line_no += 1;
+            let first = self.offset == 0;
+            self.offset += line.len() as u64;
+            if let Some(record) = record_in(&buffered[line.clone()], base + line.start, first) {
+                out.push_read(partition, record, self.line_no);
+            }
+        }
+        if lines > 0 {
+            out.buffer().extend_from_slice(&buffered[..taken]);
+            reader.consume(taken);
+            return Ok(lines);
+        }
+        let read = reader.read_until(b'\n', out.buffer())?;
+        self.line_no += 1;
+        let first = self.offset == 0;
+        self.offset += read as u64;
+        if let Some(record) = record_in(&out.buffer()[base..], base, first) {
+            out.push_read(partition, record, self.line_no);
+        }
+        Ok(1)
+    }
+}
+
+/// Where the record of a line that lies at `at` in the batch's bytes is:
+/// the line without the whitespace around it (and without a byte-order
+/// mark at the start of the file). None for a blank line: no record.
+fn record_in(line: &[u8], at: usize, first_in_file: bool) -> Option<Range<usize>> {
+    let bom = match first_in_file && line.starts_with(BOM) {
+        true => BOM.len(),
+        false => 0,
+    };
+    let text = &line[bom..];
+    let leading = text.len() - text.trim_ascii_start().len();
+    let trailing = text.len() - text.trim_ascii_end().len();
+    (leading < text.len()).then(|| at + bom + leading..at + line.len() - trailing)
 }
 
 pub struct FileSplit {
@@ -66,42 +127,24 @@ impl SourceSplit for FileSplit {
             if self.open.is_empty() {
                 return Ok(Poll::Ended);
             }
-            // One line from each open file in turn, read straight into the
-            // batch.
+            // Files take turns a line at a time, so that their watermarks
+            // advance together; a file read alone gives all the lines it
+            // has buffered.
+            let lines = match self.open.len() {
+                1 => max - produced,
+                _ => 1,
+            };
             let at = self.next % self.open.len();
             let partition = self.open[at];
             self.next = self.next.wrapping_add(1);
-            let file = &mut self.files[partition];
-            let reader = file.reader.as_mut().expect("file is open");
-            let buffer = out.buffer();
-            let start = buffer.len();
-            let read = reader.read_until(b'\n', buffer)?;
-            if read == 0 {
-                file.reader = None;
-                self.open.remove(at);
-                out.push_end(partition);
-                continue;
+            match self.files[partition].read_lines(partition, out, lines)? {
+                0 => {
+                    self.files[partition].reader = None;
+                    self.open.remove(at);
+                    out.push_end(partition);
+                }
+                read => produced += read,
             }
-            let mut line = start..buffer.len();
-            if file.offset == 0 && buffer[line.clone()].starts_with(BOM) {
-                line.start += BOM.len();
-            }
-            file.line_no += 1;
-            file.offset += read as u64;
-            produced += 1;
-            // Blank lines are no records.
-            let text = &buffer[line.clone()];
-            let leading = text.len() - text.trim_ascii_start().len();
-            let trailing = text.len() - text.trim_ascii_end().len();
-            if leading == text.len() {
-                buffer.truncate(start);
-                continue;
-            }
-            out.push_read(
-                partition,
-                line.start + leading..line.end - trailing,
-                file.line_no,
-            );
         }
         Ok(Poll::Ready)
     }
@@ -130,5 +173,86 @@ impl SourceSplit for FileSplit {
             self.open.sort_unstable();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::SourceItem;
+    use crate::record::RecordError;
+
+    /// Polls `split` to its end, `max` lines at a time: each record as
+    /// `location text`, and each partition's end.
+    fn read_all(split: &mut FileSplit, max: usize) -> Vec<String> {
+        let mut read = Vec::new();
+        let mut batch = RawBatch::default();
+        loop {
+            let poll = split.poll(&mut batch, max).unwrap();
+            let mut items = Vec::new();
+            // Every record comes back as it was read, with where.
+            let Ok(()) = batch.emit(split, &mut items, |_, _| {
+                Ok::<_, std::convert::Infallible>(Err(RecordError::NotAnObject))
+            });
+            read.extend(items.into_iter().map(|item| match item {
+                SourceItem::Malformed(m) => format!("{} {}", m.location, m.raw),
+                SourceItem::PartitionEnd(p) => format!("end {p}"),
+                SourceItem::Record { .. } => unreachable!("nothing was decoded"),
+            }));
+            if let Poll::Ended = poll {
+                return read;
+            }
+        }
+    }
+
+    #[test]
+    fn lines_are_read_whole_across_the_buffer_and_in_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        // Longer than the reader's buffer, so that it is read on its own.
+        let long = format!("{{\"a\":\"{}\"}}", "x".repeat(100_000));
+        let one = format!("\u{feff}{{\"n\":1}}\r\n\n   \n{long}\n  {{\"n\":4}}  \n{{\"n\":5}}");
+        std::fs::write(dir.path().join("one.jsonl"), &one).unwrap();
+        std::fs::write(dir.path().join("two.jsonl"), "{\"m\":1}\n{\"m\":2}\n").unwrap();
+        let open = |names: &[&str]| {
+            FileSplit::open(
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), dir.path().join(n)))
+                    .collect(),
+            )
+            .unwrap()
+        };
+        let expected_one = [
+            "one.jsonl:1 {\"n\":1}".to_string(),
+            format!("one.jsonl:4 {long}"),
+            "one.jsonl:5 {\"n\":4}".to_string(),
+            "one.jsonl:6 {\"n\":5}".to_string(),
+            "end 0".to_string(),
+        ];
+        for max in [1, 2, 1024] {
+            let mut split = open(&["one.jsonl"]);
+            assert_eq!(
+                read_all(&mut split, max),
+                expected_one,
+                "{max} lines a poll"
+            );
+            assert_eq!(split.positions(), vec![(one.len() as u64, 6)]);
+        }
+        // Two files: a line from each in turn, whatever the batch size.
+        let mut split = open(&["two.jsonl", "one.jsonl"]);
+        assert_eq!(
+            read_all(&mut split, 1024)[..4],
+            [
+                "two.jsonl:1 {\"m\":1}",
+                "one.jsonl:1 {\"n\":1}",
+                "two.jsonl:2 {\"m\":2}",
+                "end 0",
+            ]
+        );
+        // A restore resumes after the line its position names.
+        let mut split = open(&["one.jsonl"]);
+        let after_line_4 = one.find("  {").unwrap() as u64;
+        split.seek(0, after_line_4, 4).unwrap();
+        assert_eq!(read_all(&mut split, 1024), expected_one[2..]);
     }
 }

@@ -137,9 +137,33 @@ impl WantedFields {
         serde_path::decode(&self.root, text, slots)
     }
 
+    /// One empty slot per wanted path. (Not `resize`: it clones its value
+    /// into each slot one at a time, a sixth of the scanner's time.)
     fn empty(&self, slots: &mut Slots<'_>) {
         slots.clear();
-        slots.resize(self.slots, None);
+        slots.extend(std::iter::repeat_with(|| None).take(self.slots));
+    }
+}
+
+/// Whether two names are equal: up to 16 bytes by two overlapping loads
+/// of each, without the call to `memcmp` that comparing slices makes
+/// (names are short, and every name of a record is compared).
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    fn load8(s: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"))
+    }
+    fn load4(s: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(s[at..at + 4].try_into().expect("four bytes"))
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=3 => a == b,
+        4..=7 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
+        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -181,7 +205,7 @@ impl Node {
     fn child(&self, name: &str) -> Option<&Node> {
         self.children
             .iter()
-            .find_map(|(n, c)| (n == name).then_some(c))
+            .find_map(|(n, c)| same_name(n.as_bytes(), name.as_bytes()).then_some(c))
     }
 
     /// Fills the slots below this node from its value read whole (a path

@@ -204,13 +204,24 @@ impl<'de> Scanner<'de> {
         let start = self.at;
         let negative = self.eat(b'-').is_some();
         let digits = self.at;
-        let integer = self.skip_number_after_sign()?;
-        let text = &self.bytes[digits..self.at];
-        // "-0" is a double for serde_json, so it goes there too.
-        if !integer || text.len() > 18 || (negative && text == b"0") {
+        // The digits summed as they are passed (wrapping: a sum of more
+        // than 18 digits is not used).
+        let mut n = 0u64;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            self.at += 1;
+        }
+        let count = self.at - digits;
+        let plain = (1..=18).contains(&count)
+            && (count == 1 || self.bytes[digits] != b'0')
+            && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+            // "-0" is a double for serde_json, so it goes there too.
+            && !(negative && n == 0);
+        if !plain {
+            self.at = digits;
+            self.skip_number_after_sign()?;
             return serde_json::from_str(&self.text[start..self.at]).ok();
         }
-        let n = text.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         Some(match negative {
             // At most 18 digits: fits an i64.
             true => Value::from(-(n as i64)),
