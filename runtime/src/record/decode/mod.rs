@@ -64,6 +64,10 @@ struct Node {
     /// The slot of the value at this node's path, when a job path ends here.
     slot: Option<usize>,
     children: Vec<(String, Node)>,
+    /// Whether every child's name is written in JSON as it is (no `"`,
+    /// `\\` or control character), so that the scanner may compare the
+    /// record's text with it in place.
+    plain_names: bool,
     /// The slots of this node and everything below it.
     first: usize,
     end: usize,
@@ -148,7 +152,7 @@ impl WantedFields {
 /// Whether two names are equal: up to 16 bytes by two overlapping loads
 /// of each, without the call to `memcmp` that comparing slices makes
 /// (names are short, and every name of a record is compared).
-fn same_name(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same_name(a: &[u8], b: &[u8]) -> bool {
     fn load8(s: &[u8], at: usize) -> u64 {
         u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"))
     }
@@ -170,6 +174,10 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 /// Numbers the slots depth first and records each node's range.
 fn number(node: &mut Node, next: &mut usize) {
     node.first = *next;
+    node.plain_names = node
+        .children
+        .iter()
+        .all(|(name, _)| !name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
     if node.slot.is_some() {
         node.slot = Some(*next);
         *next += 1;
@@ -202,6 +210,7 @@ impl Node {
             .unwrap_or(0)
     }
 
+    #[inline]
     fn child(&self, name: &str) -> Option<&Node> {
         self.children
             .iter()

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{Leaf, Node, Slots};
+use super::{same_name, Leaf, Node, Slots};
 
 /// Paths deeper than this are left to serde_json. With the bound below,
 /// the deepest value the scanner builds stays well under serde_json's
@@ -76,6 +76,7 @@ fn string_stops(word: u64) -> u64 {
 }
 
 impl<'de> Scanner<'de> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -101,13 +102,37 @@ impl<'de> Scanner<'de> {
     fn object(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
         self.items(b'}', |s| {
             s.eat(b'"')?;
-            let name = s.plain_string()?;
+            let child = match s.wanted_name(node) {
+                Some(child) => Some(child),
+                // Not one of the node's names as written, so not one of
+                // them at all where it has no escapes (and with one,
+                // serde_json decides).
+                None if node.plain_names => s.plain_string().map(|_| None)?,
+                None => node.child(s.plain_string()?),
+            };
             s.colon()?;
-            match node.child(name) {
+            match child {
                 Some(child) => s.wanted(child, slots),
                 None => s.skip(0),
             }
         })
+    }
+
+    /// The child of `node` whose name is written next, with its closing
+    /// `"`, compared in place: a wanted name is not searched for its end
+    /// first. None (and nothing read) when it is none of them as written.
+    fn wanted_name<'n>(&mut self, node: &'n Node) -> Option<&'n Node> {
+        if !node.plain_names {
+            return None;
+        }
+        let rest = &self.bytes[self.at..];
+        let (n, child) = node.children.iter().find_map(|(name, child)| {
+            let n = name.len();
+            (rest.get(n) == Some(&b'"') && same_name(&rest[..n], name.as_bytes()))
+                .then_some((n, child))
+        })?;
+        self.at += n + 1;
+        Some(child)
     }
 
     /// The items of an array or object whose opening bracket was read,
@@ -294,6 +319,7 @@ impl<'de> Scanner<'de> {
 
     /// A string whose `"` was read, through its closing `"`, borrowed; None
     /// when it has an escape or is not a valid string.
+    #[inline]
     fn plain_string(&mut self) -> Option<&'de str> {
         let start = self.at;
         let end = self.string_stop()?;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# CPU work per record on the JSON path, as instructions counted by
+# valgrind's cachegrind: bench-json.sh's job (visit records, 1-minute
+# tumbling COUNT by visit_id, discard sink) over 200,000 and over 2,000
+# records, at parallelism 1 and 2; the difference over the 198,000 records
+# between is the cost of a record, without the process's start and end.
+# Unlike a run's time, the count hardly moves from run to run on a shared
+# machine, so two builds can be compared by it: STREAMJOB_BIN=/path/to/an/old/binary.
+# Parallelism 2 counts every thread's instructions (its CPU work, not its
+# time). Run by hand, like the other benchmarks.
+# Usage: scripts/bench-instructions.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+if ! command -v valgrind >/dev/null; then
+  sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q valgrind
+fi
+bin="${STREAMJOB_BIN:-$(release_streamjob)}"
+small="$(visits_bench 2000)"
+large="$(visits_bench 200000)"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+# Instructions of one run; its profile stays in $out/<name>.
+instructions() {
+  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/$1" \
+    "$bin" run "$2/job.yaml" --parallelism "$3" --control-address off 2>&1 >/dev/null |
+    awk '/I +refs:/ { gsub(",", "", $NF); print $NF }'
+}
+
+echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}"
+for p in 1 2; do
+  base=$(instructions "small-$p" "$small" "$p")
+  total=$(instructions "large-$p" "$large" "$p")
+  echo "parallelism $p: $(( (total - base) / 198000 )) instructions per record"
+done
+echo "where parallelism 1's go (share of the 200,000-record run's instructions):"
+cg_annotate "$out/large-1" 2>/dev/null |
+  awk '/file:function/ { on = 1; next } on && /%\)/ { print } on && /^$/ && n++ > 0 { exit }' |
+  sed -e 's/???://' | head -16
