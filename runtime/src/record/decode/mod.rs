@@ -141,11 +141,14 @@ impl WantedFields {
         serde_path::decode(&self.root, text, slots)
     }
 
-    /// One empty slot per wanted path. (Not `resize`: it clones its value
-    /// into each slot one at a time, a sixth of the scanner's time.)
+    /// One empty slot per wanted path. (Not `resize`, which clones its
+    /// value into each slot through an iterator: a sixth of the scanner's
+    /// time.)
     fn empty(&self, slots: &mut Slots<'_>) {
         slots.clear();
-        slots.extend(std::iter::repeat_with(|| None).take(self.slots));
+        for _ in 0..self.slots {
+            slots.push(None);
+        }
     }
 }
 

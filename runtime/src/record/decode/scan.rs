@@ -75,6 +75,18 @@ fn string_stops(word: u64) -> u64 {
     control | quote | backslash
 }
 
+/// How many of the bytes of `word` (little-endian), from the first, are
+/// ASCII digits. A byte is a digit when, xor `'0'`, it is at most 9: adding
+/// 0x76 then sets its high bit only if it is not (or it had it already).
+/// Only a byte that is no digit carries into the next, above the first
+/// such byte, which is all that is asked.
+fn leading_digits(word: u64) -> usize {
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let x = word ^ u64::from_ne_bytes([b'0'; 8]);
+    let not_digit = (x.wrapping_add(u64::from_ne_bytes([0x76; 8])) | x) & HIGH;
+    not_digit.trailing_zeros() as usize / 8
+}
+
 impl<'de> Scanner<'de> {
     #[inline]
     fn peek(&self) -> Option<u8> {
@@ -91,8 +103,14 @@ impl<'de> Scanner<'de> {
         (self.peek()? == expected).then(|| self.at += 1)
     }
 
+    #[inline]
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+        // Most records have none: one comparison says so (all four
+        // whitespace bytes are at most a space).
+        while let Some(&b) = self.bytes.get(self.at) {
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return;
+            }
             self.at += 1;
         }
     }
@@ -231,12 +249,12 @@ impl<'de> Scanner<'de> {
         let digits = self.at;
         // The digits summed as they are passed (wrapping: a sum of more
         // than 18 digits is not used).
-        let mut n = 0u64;
-        while let Some(d @ b'0'..=b'9') = self.peek() {
-            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-            self.at += 1;
-        }
+        self.skip_digits();
         let count = self.at - digits;
+        // Summed only when used (wrapping: more than 18 digits are not).
+        let n = self.bytes[digits..self.at].iter().fold(0u64, |n, d| {
+            n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+        });
         let plain = (1..=18).contains(&count)
             && (count == 1 || self.bytes[digits] != b'0')
             && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
@@ -281,7 +299,16 @@ impl<'de> Scanner<'de> {
         Some(integer)
     }
 
+    /// Past the digits from `at`: eight bytes at a time (event times and
+    /// ids are long numbers), then byte by byte for the last few.
     fn skip_digits(&mut self) {
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let digits = leading_digits(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            self.at += digits;
+            if digits < 8 {
+                return;
+            }
+        }
         while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }
@@ -386,6 +413,20 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn eight_bytes_at_a_time_count_the_leading_digits(
+            bytes in prop::array::uniform8(prop_oneof![
+                any::<u8>(),
+                b'0'..=b'9',
+                Just(b'/'),
+                Just(b':'),
+                0xb0u8..=0xb9,
+            ])
+        ) {
+            let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            prop_assert_eq!(leading_digits(u64::from_le_bytes(bytes)), digits);
+        }
+
         #[test]
         fn eight_bytes_at_a_time_find_the_first_stop_byte(
             bytes in prop::array::uniform8(prop_oneof![
