@@ -163,43 +163,86 @@ impl RawBatch {
         self.records = 0;
     }
 
-    /// Parses the records among entries `part` with `parser`, in order,
-    /// into `decoded`: one part of a batch that several threads parse,
-    /// joined again by [`RawBatch::emit`].
+    /// Parses the records among entries `part` with `parser` into
+    /// `items`, in order: one part of a batch that several threads parse,
+    /// then joined in order. Only the split knows where a record was read,
+    /// so a malformed record's location is left empty, and its place in
+    /// `items` goes to `unlocated` for the thread that joins the parts.
     pub fn parse_part(
         &self,
         part: Range<usize>,
         parser: &RecordParser,
-        decoded: &mut Vec<Result<Event, RecordError>>,
+        items: &mut Vec<SourceItem>,
+        unlocated: &mut Vec<Unlocated>,
     ) {
         let entries = &self.entries[part];
         let mut values = entries.iter().filter_map(RawEntry::value);
         let first = values.next().map_or(0, |v| v.start);
         let last = values.next_back().map_or(first, |v| v.end);
         let text = BatchText::of(&self.bytes, first..last.max(first));
+        items.reserve(entries.len());
         for entry in entries {
-            if let RawEntry::Record { value, .. } = entry {
-                let text = value.clone().map(|r| text.record(r)).transpose();
-                decoded.push(text.and_then(|text| parser.parse(text.unwrap_or_default())));
-            }
+            items.push(match entry {
+                RawEntry::Record {
+                    partition,
+                    value,
+                    at,
+                    ..
+                } => {
+                    let parsed = match value.clone().map(|r| text.record(r)).transpose() {
+                        Ok(text) => parser.parse(text.unwrap_or_default()),
+                        Err(e) => Err(e),
+                    };
+                    match parsed {
+                        Ok(event) => SourceItem::Record {
+                            partition: *partition,
+                            event,
+                        },
+                        Err(error) => {
+                            unlocated.push(Unlocated {
+                                index: items.len(),
+                                partition: *partition,
+                                at: *at,
+                            });
+                            let value = value.clone().map(|r| &self.bytes[r]);
+                            SourceItem::Malformed(Malformed::new(error, value, String::new()))
+                        }
+                    }
+                }
+                // A split that generates events reads no records, so its
+                // batches are not parsed in parts; copied all the same.
+                RawEntry::Event { partition, event } => SourceItem::Record {
+                    partition: *partition,
+                    event: event.clone(),
+                },
+                RawEntry::End(partition) => SourceItem::PartitionEnd(*partition),
+            });
         }
     }
 
-    /// Turns the entries into items, in order, each record's from what
-    /// `decode` makes of its value and key, in one pass; empties the batch.
-    /// An error from `decode` stops it (the job fails).
-    pub fn emit<E>(
-        &mut self,
-        split: &dyn SourceSplit,
-        out: &mut Vec<SourceItem>,
-        mut decode: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<Result<Event, RecordError>, E>,
-    ) -> Result<(), E> {
-        let outcome = emit_entries(&self.bytes, &mut self.entries, split, out, |value, key| {
-            decode(value.map(|r| &self.bytes[r]), key)
-        });
+    /// Empties the batch, for the next read.
+    pub fn clear(&mut self) {
+        self.entries.clear();
         self.bytes.clear();
         self.records = 0;
-        outcome
+    }
+}
+
+/// A malformed record among the items of a part parsed apart from its
+/// split: its index there, and where it was read.
+#[derive(Debug)]
+pub struct Unlocated {
+    index: usize,
+    partition: usize,
+    at: u64,
+}
+
+impl Unlocated {
+    /// Gives the record at its index in `items` its location.
+    pub fn locate(&self, split: &dyn SourceSplit, items: &mut [SourceItem]) {
+        if let SourceItem::Malformed(m) = &mut items[self.index] {
+            m.location = split.location(self.partition, self.at);
+        }
     }
 }
 
@@ -213,8 +256,9 @@ impl RawEntry {
     }
 }
 
-/// Turns `entries` into items, in order (see [`RawBatch::emit`]); `decode`
-/// gets where a record's value is in `bytes`, and its key.
+/// Turns `entries` into items, in order, each record's from what `decode`
+/// makes of it (given where its value is in `bytes`, and its key); an
+/// error from `decode` stops it (the job fails).
 fn emit_entries<E>(
     bytes: &[u8],
     entries: &mut Vec<RawEntry>,

@@ -14,14 +14,15 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit};
-use crate::record::{Event, RecordError, RecordParser};
+use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit, Unlocated};
+use crate::record::RecordParser;
 
 /// Batches parsing at once: the one just read and the one the worker is
 /// waiting for. More would only hold more records back from the operator.
 pub(crate) const MAX_IN_FLIGHT: usize = 2;
 
-type Parsed = Vec<Result<Event, RecordError>>;
+/// A part's items, in order, and its malformed records to locate.
+type Parsed = (Vec<SourceItem>, Vec<Unlocated>);
 
 pub(crate) struct ParallelDecode {
     pool: Arc<rayon::ThreadPool>,
@@ -84,12 +85,12 @@ impl ParallelDecode {
             let (batch, parser, done): (_, _, Sender<_>) =
                 (batch.clone(), self.parser.clone(), done.clone());
             self.pool.spawn(move || {
-                let mut decoded = Vec::with_capacity(end - start);
-                batch.parse_part(start..end, &parser, &mut decoded);
+                let (mut items, mut unlocated) = (Vec::new(), Vec::new());
+                batch.parse_part(start..end, &parser, &mut items, &mut unlocated);
                 // The batch goes back to the worker whole once every part
                 // has let go of it.
                 drop(batch);
-                let _ = done.send((part, decoded));
+                let _ = done.send((part, (items, unlocated)));
             });
         }
         self.in_flight.push_back(InFlight {
@@ -119,11 +120,16 @@ impl ParallelDecode {
             parts[part] = Some(decoded);
         }
         self.waited += waiting.elapsed();
+        // The parts' items are moved over whole: the worker, which reads
+        // and routes every record, does not go through them one by one.
+        for (mut items, unlocated) in parts.into_iter().flatten() {
+            for malformed in &unlocated {
+                malformed.locate(split, &mut items);
+            }
+            out.append(&mut items);
+        }
         let mut batch = Arc::into_inner(flight.batch).expect("every part has let go");
-        let mut parsed = parts.into_iter().flatten().flatten();
-        let Ok(()) = batch.emit(split, out, |_, _| {
-            Ok::<_, std::convert::Infallible>(parsed.next().expect("one result a record"))
-        });
+        batch.clear();
         self.spare.push(batch);
         Some(flight.poll)
     }

@@ -182,6 +182,20 @@ mod tests {
     use crate::connectors::SourceItem;
     use crate::record::RecordError;
 
+    /// Refuses every record, so that each comes back as it was read, with
+    /// where.
+    struct Refuse;
+
+    impl crate::connectors::Decode for Refuse {
+        fn decode(
+            &mut self,
+            _: Option<&str>,
+            _: Option<&[u8]>,
+        ) -> std::io::Result<Result<crate::record::Event, RecordError>> {
+            Ok(Err(RecordError::NotAnObject))
+        }
+    }
+
     /// Polls `split` to its end, `max` lines at a time: each record as
     /// `location text`, and each partition's end.
     fn read_all(split: &mut FileSplit, max: usize) -> Vec<String> {
@@ -190,10 +204,7 @@ mod tests {
         loop {
             let poll = split.poll(&mut batch, max).unwrap();
             let mut items = Vec::new();
-            // Every record comes back as it was read, with where.
-            let Ok(()) = batch.emit(split, &mut items, |_, _| {
-                Ok::<_, std::convert::Infallible>(Err(RecordError::NotAnObject))
-            });
+            batch.decode_each(&mut Refuse, split, &mut items).unwrap();
             read.extend(items.into_iter().map(|item| match item {
                 SourceItem::Malformed(m) => format!("{} {}", m.location, m.raw),
                 SourceItem::PartitionEnd(p) => format!("end {p}"),
