@@ -109,11 +109,7 @@ impl RawBatch {
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
     ) -> std::io::Result<()> {
-        let RawBatch {
-            bytes,
-            entries,
-            records,
-        } = self;
+        let RawBatch { bytes, entries, .. } = self;
         let text = BatchText::of(bytes, 0..bytes.len());
         let outcome = emit_entries(bytes, entries, split, out, |value, key| {
             match value.map(|value| text.record(value)).transpose() {
@@ -121,8 +117,7 @@ impl RawBatch {
                 Err(e) => Ok(Err(e)),
             }
         });
-        bytes.clear();
-        *records = 0;
+        self.clear();
         outcome
     }
 
@@ -138,7 +133,8 @@ impl RawBatch {
         decoded: &mut Vec<T>,
         malformed: &mut Vec<SourceItem>,
     ) {
-        for entry in self.entries.drain(..) {
+        let text = BatchText::of(&self.bytes, 0..self.bytes.len());
+        for entry in &self.entries {
             let RawEntry::Record {
                 partition,
                 value,
@@ -148,19 +144,18 @@ impl RawBatch {
             else {
                 continue;
             };
-            let value = value.map(|r| &self.bytes[r]);
-            let key = key.map(|r| &self.bytes[r]);
-            match text_of(value).and_then(|text| decode(text, key)) {
+            let key = key.clone().map(|r| &self.bytes[r]);
+            let read = value.clone().map(|r| text.record(r)).transpose();
+            match read.and_then(|text| decode(text, key)) {
                 Ok(d) => decoded.push(d),
                 Err(error) => malformed.push(SourceItem::Malformed(Malformed::new(
                     error,
-                    value,
-                    split.location(partition, at),
+                    value.clone().map(|r| &self.bytes[r]),
+                    split.location(*partition, *at),
                 ))),
             }
         }
-        self.bytes.clear();
-        self.records = 0;
+        self.clear();
     }
 
     /// Parses the records among entries `part` with `parser` into
