@@ -19,16 +19,25 @@ for p in 1 2; do
   [ "$p" = 1 ] && pin=(taskset -c 0)
   "${pin[@]}" "$bin" run "$work/job.yaml" --parallelism "$p" --control-address "127.0.0.1:$port" >/dev/null 2>&1 &
   job=$!
-  python3 - "$port" "$p" <<'PY'
+  python3 - "$port" "$p" "$job" <<'PY'
 import json, sys, time, urllib.request
-port, p = sys.argv[1], sys.argv[2]
+port, p, job = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seen = {}
+
+def alive(pid):
+    # A job that ended stays a zombie until the script waits for it.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
 while True:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as r:
             status = json.load(r)
     except OSError:
-        if seen:
+        if seen or not alive(job):
             break
         time.sleep(0.05)
         continue
@@ -38,6 +47,8 @@ while True:
         if status["state"] == "running":
             seen[w["index"]] = w
     time.sleep(0.2)
+if not seen:
+    print(f"parallelism {p}: the job ended before its workers reported a full second; give it more records")
 for i, w in sorted(seen.items()):
     t, s = w["time"], w["stages"]
     pct = lambda x: f"{100 * x:4.0f}%"
