@@ -183,7 +183,13 @@ impl<'de> Scanner<'de> {
     /// The value under a wanted name. Its slots are cleared first: of
     /// duplicate names the last one counts, as in a parsed object.
     fn wanted(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
-        for slot in &mut slots[node.first..node.end] {
+        // The node's own slot comes first in its range and is overwritten
+        // below: clearing it first would only be a second write.
+        let below = match node.slot {
+            Some(_) => node.first + 1,
+            None => node.first,
+        };
+        for slot in &mut slots[below..node.end] {
             *slot = None;
         }
         match node.slot {
