@@ -12,12 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-if ! command -v valgrind >/dev/null; then
-  sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" apt-get install -y -q valgrind
-fi
+command -v valgrind >/dev/null || apt_install valgrind
 bin="${STREAMJOB_BIN:-$(release_streamjob)}"
 small="$(visits_bench 2000)"
 large="$(visits_bench 200000)"

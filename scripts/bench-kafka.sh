@@ -28,7 +28,7 @@ run() {
 for p in 1 2; do
   for _ in 1 2; do run "mock cluster in process" "$p"; done
 done
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$nisshi" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
   --storage-engine memory://nisshi/ --silent >/dev/null 2>&1 &
 broker=$!

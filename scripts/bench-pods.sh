@@ -24,7 +24,6 @@ sink: {discard: {}}
 YAML
 token="$work/pods-token"
 [ -s "$token" ] || (umask 077 && head -c 24 /dev/urandom | base64 >"$token")
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rate() {
   python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'{sys.argv[4]}: {s:.2f} s, {int(sys.argv[3])/s/1e6:.2f}M records/s')" "$@"
 }

@@ -20,7 +20,6 @@ bin="$(release_streamjob)"
 work="${TMPDIR:-/tmp}/streamjob-bench-recovery"
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f} s')" "$1" "$(now)"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # The newest completed checkpoint's id (0 before the first).
 newest() {
   ls -d "$work"/ckpt/recovery/checkpoints/chk-*/_metadata 2>/dev/null |

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 records="${1:-5000000}"
 bin="$(release_streamjob)"
 work="$(visits_bench "$records")"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records"
 for p in 1 2; do
   pin=()

@@ -55,12 +55,7 @@ venv="$HOME/.cache/streamjob-tools/flink-venv"
 
 # Java 17, from Debian.
 export JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
-if [ ! -x "$JAVA_HOME/bin/java" ]; then
-  sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" apt-get install -y -q openjdk-17-jre-headless
-fi
+[ -x "$JAVA_HOME/bin/java" ] || apt_install openjdk-17-jre-headless
 # Flink, from PyPI (PyFlink ships Flink's jars).
 if [ ! -e "$venv/.apache-flink-$flink_version" ]; then
   echo "installing apache-flink==$flink_version into $venv" >&2

@@ -2,6 +2,20 @@
 # so a fresh clone (and CI) reuses the RocksDB build instead of redoing it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamjob-target}"
 
+# A free TCP port on 127.0.0.1 (for the bench scripts' jobs and brokers).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Installs Debian packages (with sudo unless root), for the bench scripts'
+# tools.
+apt_install() {
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q "$@"
+}
+
 # Builds the release `streamjob` and prints its path (for the bench scripts).
 release_streamjob() {
   cargo build --release -q -p streamjob-runtime
