@@ -10,9 +10,12 @@ use crate::record::{Event, RecordError, RecordParser};
 
 /// A batch of what splits read, in order. The records' bytes lie one after
 /// another in one buffer, so reading a batch allocates nothing per record.
+/// Kafka keys have a buffer of their own: they may be any bytes, and the
+/// values' buffer is checked as UTF-8 as a whole.
 #[derive(Debug, Default)]
 pub struct RawBatch {
     bytes: Vec<u8>,
+    keys: Vec<u8>,
     entries: Vec<RawEntry>,
     /// How many of the entries are records (to decode).
     records: usize,
@@ -26,6 +29,7 @@ pub enum RawEntry {
     Record {
         partition: usize,
         value: Option<Range<usize>>,
+        /// In the batch's keys.
         key: Option<Range<usize>>,
         at: u64,
     },
@@ -59,8 +63,8 @@ impl RawBatch {
         key: Option<&[u8]>,
         at: u64,
     ) {
-        let value = value.map(|v| self.copy(v));
-        let key = key.map(|k| self.copy(k));
+        let value = value.map(|v| copy(&mut self.bytes, v));
+        let key = key.map(|k| copy(&mut self.keys, k));
         self.records += 1;
         self.entries.push(RawEntry::Record {
             partition,
@@ -68,12 +72,6 @@ impl RawBatch {
             key,
             at,
         });
-    }
-
-    fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(bytes);
-        start..self.bytes.len()
     }
 
     /// The buffer, for a reader that appends a record's bytes in place; the
@@ -109,9 +107,14 @@ impl RawBatch {
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
     ) -> std::io::Result<()> {
-        let RawBatch { bytes, entries, .. } = self;
+        let RawBatch {
+            bytes,
+            keys,
+            entries,
+            ..
+        } = self;
         let text = BatchText::of(bytes, 0..bytes.len());
-        let outcome = emit_entries(bytes, entries, split, out, |value, key| {
+        let outcome = emit_entries(bytes, keys, entries, split, out, |value, key| {
             match value.map(|value| text.record(value)).transpose() {
                 Ok(text) => decoder.decode(text, key),
                 Err(e) => Ok(Err(e)),
@@ -144,7 +147,7 @@ impl RawBatch {
             else {
                 continue;
             };
-            let key = key.clone().map(|r| &self.bytes[r]);
+            let key = key.clone().map(|r| &self.keys[r]);
             let read = value.clone().map(|r| text.record(r)).transpose();
             match read.and_then(|text| decode(text, key)) {
                 Ok(d) => decoded.push(d),
@@ -219,6 +222,7 @@ impl RawBatch {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
+        self.keys.clear();
         self.records = 0;
     }
 }
@@ -254,13 +258,17 @@ impl RawEntry {
 /// Turns `entries` into items, in order, each record's from what `decode`
 /// makes of it (given where its value is in `bytes`, and its key); an
 /// error from `decode` stops it (the job fails).
-fn emit_entries<E>(
+fn emit_entries(
     bytes: &[u8],
+    keys: &[u8],
     entries: &mut Vec<RawEntry>,
     split: &dyn SourceSplit,
     out: &mut Vec<SourceItem>,
-    mut decode: impl FnMut(Option<Range<usize>>, Option<&[u8]>) -> Result<Result<Event, RecordError>, E>,
-) -> Result<(), E> {
+    mut decode: impl FnMut(
+        Option<Range<usize>>,
+        Option<&[u8]>,
+    ) -> std::io::Result<Result<Event, RecordError>>,
+) -> std::io::Result<()> {
     out.reserve(entries.len());
     for entry in entries.drain(..) {
         out.push(match entry {
@@ -270,7 +278,7 @@ fn emit_entries<E>(
                 key,
                 at,
             } => {
-                let key = key.map(|r| &bytes[r]);
+                let key = key.map(|r| &keys[r]);
                 let decoded = decode(value.clone(), key)?;
                 let value = value.map(|r| &bytes[r]);
                 item(decoded, partition, value, || split.location(partition, at))
@@ -280,6 +288,13 @@ fn emit_entries<E>(
         });
     }
     Ok(())
+}
+
+/// Appends `from` to `to`; where it went.
+fn copy(to: &mut Vec<u8>, from: &[u8]) -> Range<usize> {
+    let start = to.len();
+    to.extend_from_slice(from);
+    start..to.len()
 }
 
 /// A span of a batch's bytes, checked as UTF-8 once for all the records in
@@ -320,7 +335,7 @@ impl<'b> BatchText<'b> {
 /// A record's bytes as text. Bytes that are not UTF-8 are not JSON: the
 /// record is malformed, with where its first bad byte is; every source
 /// treats them alike.
-pub fn text_of(value: Option<&[u8]>) -> Result<Option<&str>, RecordError> {
+fn text_of(value: Option<&[u8]>) -> Result<Option<&str>, RecordError> {
     value
         .map(std::str::from_utf8)
         .transpose()
@@ -368,6 +383,16 @@ mod tests {
         assert_eq!(text.record(7..8), Err(RecordError::NotUtf8(0)));
         assert_eq!(text.record(8..10), Err(RecordError::NotUtf8(0)));
         assert_eq!(text.record(7..9), Ok("é"));
+    }
+
+    #[test]
+    fn a_binary_kafka_key_leaves_the_values_checked_once_a_batch() {
+        let mut batch = RawBatch::default();
+        batch.push_record(0, Some(b"{\"a\":1}"), Some(&[0xFF, 0x00]), 7);
+        batch.push_record(0, Some(b"{\"b\":2}"), None, 8);
+        let text = BatchText::of(&batch.bytes, 0..batch.bytes.len());
+        assert_eq!(text.text, Some("{\"a\":1}{\"b\":2}"));
+        assert_eq!(batch.keys, [0xFF, 0x00]);
     }
 
     #[test]
