@@ -33,16 +33,16 @@ impl SinkWriter {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
+                let cannot_open = |e: std::io::Error| {
+                    std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+                };
                 let f = OpenOptions::new()
                     .create(true)
+                    .read(true)
                     .append(true)
                     .open(&path)
-                    .map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("cannot open {}: {e}", path.display()),
-                        )
-                    })?;
+                    .map_err(cannot_open)?;
+                cut_partial_line(&f).map_err(cannot_open)?;
                 Ok(SinkWriter::File(BufWriter::new(f)))
             }
         }
@@ -93,5 +93,73 @@ impl SinkWriter {
             SinkWriter::File(w) => w.flush(),
             SinkWriter::Kafka(_) | SinkWriter::Discard => Ok(()),
         }
+    }
+}
+
+/// Cuts a line that a killed run left half-written at the end of `file`
+/// (its writes reach the file in buffer-sized pieces), so that the next
+/// line starts on a line of its own. Only what followed the last
+/// checkpoint's sync can be cut, and a restored run writes that again.
+fn cut_partial_line(file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let piece = &mut chunk[..(end - start) as usize];
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(piece)?;
+        if let Some(newline) = piece.iter().rposition(|&b| b == b'\n') {
+            end = start + newline as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        tracing::warn!(
+            bytes = len - end,
+            "a file sink ended in a half-written line; cut it before appending"
+        );
+        file.set_len(end)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_sink(dir: &Path) -> SinkWriter {
+        let spec: SinkSpec = serde_yaml::from_str("file: {path: out.jsonl}").unwrap();
+        SinkWriter::open(&spec, dir).unwrap()
+    }
+
+    #[test]
+    fn a_half_written_last_line_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        for (before, after) in [
+            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n{\"c\":3}\n"),
+            ("{\"a\":1}\n", "{\"a\":1}\n{\"c\":3}\n"),
+            ("{\"half", "{\"c\":3}\n"),
+            ("", "{\"c\":3}\n"),
+        ] {
+            std::fs::write(&path, before).unwrap();
+            let mut sink = file_sink(dir.path());
+            sink.write_lines(&["{\"c\":3}".to_string()], &[]).unwrap();
+            sink.sync().unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                after,
+                "after {before:?}"
+            );
+        }
+        // A line longer than the search's chunk.
+        let long = format!("{{\"x\":\"{}\"}}\n", "x".repeat(10_000));
+        std::fs::write(&path, format!("{long}{}", "y".repeat(9_000))).unwrap();
+        file_sink(dir.path()).sync().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), long);
     }
 }
