@@ -341,7 +341,7 @@ fn exactly_once_output_across_twenty_kills_with_s3_checkpoints() {
 /// that reads the input before the kills are done gets a fresh try with
 /// twice the input, so that every kill lands in a run with input left.
 fn exactly_once_across_kills(
-    job_yaml: impl Fn(u32) -> String,
+    yaml_of_try: impl Fn(u32) -> String,
     env: &[(&str, String)],
     delays: (u64, u64),
 ) {
@@ -350,7 +350,7 @@ fn exactly_once_across_kills(
         let dir = tempfile::tempdir().unwrap();
         let expected = write_input(dir.path(), records);
         let job = dir.path().join("job.yaml");
-        std::fs::write(&job, job_yaml(attempt)).unwrap();
+        std::fs::write(&job, yaml_of_try(attempt)).unwrap();
         match kill_repeatedly(&job, env, delays) {
             common::Kills::Done => {
                 let (ok, stderr) = run_to_end(&job, &["--from-latest-checkpoint"], env);
