@@ -52,6 +52,10 @@ fn wanted() -> WantedFields {
         "amount",
         "meta",
         "meta.amount",
+        // Names of 15 and 23 bytes: 16 and 24 with the closing quote, at
+        // and past what the scanner compares in one step.
+        "fifteen_bytes_x",
+        "meta.a_name_of_twenty_three",
     ]
     .iter()
     .map(|p| p.split('.').map(String::from).collect())
@@ -193,7 +197,11 @@ fn record() -> impl Strategy<Value = String> {
         Just("amount"),
         Just("region"),
         Just("ts"),
-        Just("page")
+        Just("page"),
+        Just("fifteen_bytes_x"),
+        Just("fifteen_bytes_"),
+        Just("a_name_of_twenty_three"),
+        Just("a_name_of_twenty_thre")
     ];
     let meta = prop::collection::vec((names.clone(), json_value()), 0..4);
     prop::collection::vec(

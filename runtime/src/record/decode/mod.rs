@@ -64,10 +64,10 @@ struct Node {
     /// The slot of the value at this node's path, when a job path ends here.
     slot: Option<usize>,
     children: Vec<(String, Node)>,
-    /// Whether every child's name is written in JSON as it is (no `"`,
-    /// `\\` or control character), so that the scanner may compare the
-    /// record's text with it in place.
-    plain_names: bool,
+    /// The children's names as the scanner compares them in place; None
+    /// when one is written in JSON with an escape (a `"`, `\\` or control
+    /// character), and the scanner reads each name whole to look it up.
+    quoted: Option<scan::QuotedNames>,
     /// The slots of this node and everything below it.
     first: usize,
     end: usize,
@@ -152,35 +152,10 @@ impl WantedFields {
     }
 }
 
-/// Whether two names are equal: up to 16 bytes by two overlapping loads
-/// of each, without the call to `memcmp` that comparing slices makes
-/// (names are short, and every name of a record is compared).
-pub(super) fn same_name(a: &[u8], b: &[u8]) -> bool {
-    fn load8(s: &[u8], at: usize) -> u64 {
-        u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"))
-    }
-    fn load4(s: &[u8], at: usize) -> u32 {
-        u32::from_le_bytes(s[at..at + 4].try_into().expect("four bytes"))
-    }
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    match n {
-        0..=3 => a == b,
-        4..=7 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
-        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
-        _ => a == b,
-    }
-}
-
 /// Numbers the slots depth first and records each node's range.
 fn number(node: &mut Node, next: &mut usize) {
     node.first = *next;
-    node.plain_names = node
-        .children
-        .iter()
-        .all(|(name, _)| !name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+    node.quoted = scan::QuotedNames::of(node.children.iter().map(|(name, _)| name.as_str()));
     if node.slot.is_some() {
         node.slot = Some(*next);
         *next += 1;
@@ -217,7 +192,7 @@ impl Node {
     fn child(&self, name: &str) -> Option<&Node> {
         self.children
             .iter()
-            .find_map(|(n, c)| same_name(n.as_bytes(), name.as_bytes()).then_some(c))
+            .find_map(|(n, c)| (n == name).then_some(c))
     }
 
     /// Fills the slots below this node from its value read whole (a path

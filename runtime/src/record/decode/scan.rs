@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{same_name, Leaf, Node, Slots};
+use super::{Leaf, Node, Slots};
 
 /// Paths deeper than this are left to serde_json. With the bound below,
 /// the deepest value the scanner builds stays well under serde_json's
@@ -42,11 +42,78 @@ pub(super) fn decode<'de>(root: &Node, text: &'de str, slots: &mut Slots<'de>) -
     (scanner.at == text.len()).then_some(())
 }
 
+/// A node's names as the scanner compares them with a record's text, each
+/// with its closing quote: a name of up to 15 bytes is one masked 16-byte
+/// comparison, and no name is searched for its end first.
+#[derive(Debug, Clone, Default)]
+pub(super) struct QuotedNames(Vec<QuotedName>);
+
+#[derive(Debug, Clone)]
+struct QuotedName {
+    /// The name and its closing `"`.
+    text: Box<[u8]>,
+    /// The first 16 bytes of `text` (little-endian, zero beyond its end)
+    /// and the mask of those it has.
+    head: u128,
+    mask: u128,
+}
+
+impl QuotedNames {
+    /// The names of `children` as written in JSON, or None when one has a
+    /// `"`, `\` or control character (written with an escape, so only
+    /// serde_json can match it).
+    pub(super) fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut quoted = Vec::new();
+        for name in names {
+            if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+                return None;
+            }
+            let text: Box<[u8]> = [name.as_bytes(), b"\""].concat().into();
+            let n = text.len().min(16);
+            let mut head = [0u8; 16];
+            head[..n].copy_from_slice(&text[..n]);
+            quoted.push(QuotedName {
+                head: u128::from_le_bytes(head),
+                mask: u128::MAX >> (128 - 8 * n),
+                text,
+            });
+        }
+        Some(QuotedNames(quoted))
+    }
+
+    /// Which name `rest` starts with (its index), and that name's length
+    /// with its quote.
+    #[inline]
+    fn find(&self, rest: &[u8]) -> Option<(usize, usize)> {
+        let head = match rest.first_chunk::<16>() {
+            Some(head) => u128::from_le_bytes(*head),
+            // The last bytes of a record: padded with zeros, which no name
+            // (nor its quote) has.
+            None => {
+                let mut head = [0u8; 16];
+                head[..rest.len()].copy_from_slice(rest);
+                u128::from_le_bytes(head)
+            }
+        };
+        self.0.iter().enumerate().find_map(|(i, name)| {
+            let n = name.text.len();
+            let hit =
+                head & name.mask == name.head && (n <= 16 || rest.get(..n) == Some(&*name.text));
+            hit.then_some((i, n))
+        })
+    }
+}
+
 struct Scanner<'de> {
     text: &'de str,
     bytes: &'de [u8],
     at: usize,
 }
+
+/// What [`Scanner::byte`] reads past the end: a control character, which
+/// is valid nowhere the scanner reads one, so the end needs no check of
+/// its own.
+const END: u8 = 0;
 
 /// The bytes that end a run of plain string content: the closing quote, a
 /// backslash, and the control characters JSON forbids in strings.
@@ -87,30 +154,46 @@ fn leading_digits(word: u64) -> usize {
     not_digit.trailing_zeros() as usize / 8
 }
 
+/// The number eight ASCII digits (little-endian: the first digit in the
+/// lowest byte) make, in three steps that each join neighbours: pairs of
+/// digits in each 16-bit lane (at most 99), then fours in each 32-bit lane
+/// (at most 9,999), then all eight. No lane carries into the next.
+fn eight_digits(word: u64) -> u64 {
+    let d = word - u64::from_ne_bytes([b'0'; 8]);
+    let pairs = (d * 10 + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let fours = (pairs * 100 + (pairs >> 16)) & 0x0000_ffff_0000_ffff;
+    (fours * 10_000 + (fours >> 32)) & 0xffff_ffff
+}
+
+/// The value of at most 19 ASCII digits: eight at a time, then one by one.
+fn decimal(digits: &[u8]) -> u64 {
+    let mut chunks = digits.chunks_exact(8);
+    let mut n = 0u64;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        n = n * 100_000_000 + eight_digits(word);
+    }
+    for d in chunks.remainder() {
+        n = n * 10 + u64::from(d - b'0');
+    }
+    n
+}
+
 impl<'de> Scanner<'de> {
+    /// The byte at `at`, [`END`] past the end.
     #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+    fn byte(&self) -> u8 {
+        self.bytes.get(self.at).copied().unwrap_or(END)
     }
 
-    fn next(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.at += 1;
-        Some(b)
-    }
-
+    #[inline]
     fn eat(&mut self, expected: u8) -> Option<()> {
-        (self.peek()? == expected).then(|| self.at += 1)
+        (self.byte() == expected).then(|| self.at += 1)
     }
 
     #[inline]
     fn skip_whitespace(&mut self) {
-        // Most records have none: one comparison says so (all four
-        // whitespace bytes are at most a space).
-        while let Some(&b) = self.bytes.get(self.at) {
-            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return;
-            }
+        while matches!(self.byte(), b' ' | b'\n' | b'\t' | b'\r') {
             self.at += 1;
         }
     }
@@ -118,84 +201,62 @@ impl<'de> Scanner<'de> {
     /// The entries of an object whose `{` was read, through its `}`: a
     /// wanted name's value is read, any other skipped.
     fn object(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
-        self.items(b'}', |s| {
-            s.eat(b'"')?;
-            let child = match s.wanted_name(node) {
-                Some(child) => Some(child),
-                // Not one of the node's names as written, so not one of
-                // them at all where it has no escapes (and with one,
-                // serde_json decides).
-                None if node.plain_names => s.plain_string().map(|_| None)?,
-                None => node.child(s.plain_string()?),
-            };
-            s.colon()?;
-            match child {
-                Some(child) => s.wanted(child, slots),
-                None => s.skip(0),
-            }
-        })
-    }
-
-    /// The child of `node` whose name is written next, with its closing
-    /// `"`, compared in place: a wanted name is not searched for its end
-    /// first. None (and nothing read) when it is none of them as written.
-    fn wanted_name<'n>(&mut self, node: &'n Node) -> Option<&'n Node> {
-        if !node.plain_names {
-            return None;
-        }
-        let rest = &self.bytes[self.at..];
-        let (n, child) = node.children.iter().find_map(|(name, child)| {
-            let n = name.len();
-            (rest.get(n) == Some(&b'"') && same_name(&rest[..n], name.as_bytes()))
-                .then_some((n, child))
-        })?;
-        self.at += n + 1;
-        Some(child)
-    }
-
-    /// The items of an array or object whose opening bracket was read,
-    /// through `close`: each read by `item`, separated by commas.
-    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.skip_whitespace();
-        if self.eat(close).is_some() {
+        if self.eat(b'}').is_some() {
             return Some(());
         }
         loop {
             self.skip_whitespace();
-            item(self)?;
+            self.eat(b'"')?;
+            let child = self.name(node)?;
             self.skip_whitespace();
-            match self.next()? {
-                b',' => {}
-                b if b == close => return Some(()),
+            self.eat(b':')?;
+            self.skip_whitespace();
+            match child {
+                Some(child) => self.wanted(child, slots)?,
+                None => self.skip(0)?,
+            }
+            self.skip_whitespace();
+            match self.byte() {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
                 _ => return None,
             }
         }
     }
 
-    /// The `:` between a name and its value, with the whitespace around it.
-    fn colon(&mut self) -> Option<()> {
-        self.skip_whitespace();
-        self.eat(b':')?;
-        self.skip_whitespace();
-        Some(())
+    /// A name whose `"` was read, through its closing `"`: the child of
+    /// `node` it names, or None for any other name. None outside when
+    /// serde_json must decide.
+    #[inline]
+    fn name<'n>(&mut self, node: &'n Node) -> Option<Option<&'n Node>> {
+        let Some(names) = &node.quoted else {
+            return Some(node.child(self.plain_string()?));
+        };
+        match names.find(&self.bytes[self.at..]) {
+            Some((child, len)) => {
+                self.at += len;
+                Some(Some(&node.children[child].1))
+            }
+            // Not one of the node's names as written, so none of them at
+            // all where it has no escapes (with one, serde_json decides).
+            None => self.plain_string().map(|_| None),
+        }
     }
 
-    /// The value under a wanted name. Its slots are cleared first: of
-    /// duplicate names the last one counts, as in a parsed object.
+    /// The value under a wanted name. Of duplicate names the last one
+    /// counts, as in a parsed object: the slots below it are cleared, and
+    /// its own overwritten.
     fn wanted(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
-        // The node's own slot comes first in its range and is overwritten
-        // below: clearing it first would only be a second write.
-        let below = match node.slot {
-            Some(_) => node.first + 1,
-            None => node.first,
-        };
-        for slot in &mut slots[below..node.end] {
-            *slot = None;
-        }
         match node.slot {
             // A path ends here: the value is kept as it is, and any path
             // going on below reads from it.
+            Some(slot) if node.children.is_empty() => slots[slot] = Some(self.leaf()?),
             Some(slot) => {
+                slots[slot + 1..node.end].fill(None);
                 let leaf = self.leaf()?;
                 if let Leaf::Value(value) = &leaf {
                     node.fill_below(value, slots);
@@ -206,44 +267,54 @@ impl<'de> Scanner<'de> {
             // serde_json reads any other value here whole (a number must
             // fit a double, a string's escapes must decode), so it is read
             // as a kept value would be, then dropped.
-            None => match self.peek()? {
-                b'{' => {
-                    self.at += 1;
-                    self.object(node, slots)?;
+            None => {
+                slots[node.first..node.end].fill(None);
+                match self.byte() {
+                    b'{' => {
+                        self.at += 1;
+                        self.object(node, slots)?;
+                    }
+                    b'[' => self.skip(0)?,
+                    _ => {
+                        self.leaf()?;
+                    }
                 }
-                b'[' => self.skip(0)?,
-                _ => {
-                    self.leaf()?;
-                }
-            },
+            }
         }
         Some(())
     }
 
     /// A kept value: a string borrowed, anything else as the `Value`
     /// serde_json builds for it.
+    #[inline]
     fn leaf(&mut self) -> Option<Leaf<'de>> {
-        let start = self.at;
-        Some(match self.next()? {
-            b'"' => Leaf::Str(Cow::Borrowed(self.plain_string()?)),
-            b't' => self
-                .rest_of(b"rue")
-                .map(|()| Leaf::Value(Value::Bool(true)))?,
-            b'f' => self
-                .rest_of(b"alse")
-                .map(|()| Leaf::Value(Value::Bool(false)))?,
-            b'n' => self.rest_of(b"ull").map(|()| Leaf::Value(Value::Null))?,
-            b'-' | b'0'..=b'9' => {
-                self.at = start;
-                Leaf::Value(self.number()?)
+        match self.byte() {
+            b'"' => {
+                self.at += 1;
+                Some(Leaf::Str(Cow::Borrowed(self.plain_string()?)))
             }
+            b'-' | b'0'..=b'9' => self.number().map(Leaf::Value),
+            _ => self.other_leaf().map(Leaf::Value),
+        }
+    }
+
+    /// A kept literal, object or array.
+    #[cold]
+    fn other_leaf(&mut self) -> Option<Value> {
+        let start = self.at;
+        let first = self.byte();
+        self.at += 1;
+        match first {
+            b't' => self.rest_of(b"rue").map(|()| Value::Bool(true)),
+            b'f' => self.rest_of(b"alse").map(|()| Value::Bool(false)),
+            b'n' => self.rest_of(b"ull").map(|()| Value::Null),
             b'{' | b'[' => {
                 self.at = start;
                 self.skip(0)?;
-                Leaf::Value(serde_json::from_str(&self.text[start..self.at]).ok()?)
+                serde_json::from_str(&self.text[start..self.at]).ok()
             }
-            _ => return None,
-        })
+            _ => None,
+        }
     }
 
     /// A kept number. A plain integer of up to 18 digits (it fits both
@@ -253,20 +324,18 @@ impl<'de> Scanner<'de> {
         let start = self.at;
         let negative = self.eat(b'-').is_some();
         let digits = self.at;
-        // The digits summed as they are passed (wrapping: a sum of more
-        // than 18 digits is not used).
         self.skip_digits();
         let count = self.at - digits;
-        // Summed only when used (wrapping: more than 18 digits are not).
-        let n = self.bytes[digits..self.at].iter().fold(0u64, |n, d| {
-            n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
-        });
         let plain = (1..=18).contains(&count)
             && (count == 1 || self.bytes[digits] != b'0')
-            && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
-            // "-0" is a double for serde_json, so it goes there too.
-            && !(negative && n == 0);
-        if !plain {
+            && !matches!(self.byte(), b'.' | b'e' | b'E');
+        let n = if plain {
+            decimal(&self.bytes[digits..self.at])
+        } else {
+            0
+        };
+        // "-0" is a double for serde_json, so it goes there too.
+        if !plain || (negative && n == 0) {
             self.at = digits;
             self.skip_number_after_sign()?;
             return serde_json::from_str(&self.text[start..self.at]).ok();
@@ -279,43 +348,44 @@ impl<'de> Scanner<'de> {
     }
 
     /// A number's text from the byte after its optional `-`, checked as
-    /// JSON writes numbers; true when it is an integer (no fraction and no
-    /// exponent).
-    fn skip_number_after_sign(&mut self) -> Option<bool> {
-        match self.next()? {
+    /// JSON writes numbers.
+    fn skip_number_after_sign(&mut self) -> Option<()> {
+        match self.byte() {
             // One leading zero only.
-            b'0' if matches!(self.peek(), Some(b'0'..=b'9')) => return None,
-            b'0' => {}
+            b'0' => {
+                self.at += 1;
+                if self.byte().is_ascii_digit() {
+                    return None;
+                }
+            }
             b'1'..=b'9' => self.skip_digits(),
             _ => return None,
         }
-        let mut integer = true;
         if self.eat(b'.').is_some() {
-            integer = false;
             self.one_or_more_digits()?;
         }
-        if let Some(b'e' | b'E') = self.peek() {
-            integer = false;
+        if let b'e' | b'E' = self.byte() {
             self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
+            if let b'+' | b'-' = self.byte() {
                 self.at += 1;
             }
             self.one_or_more_digits()?;
         }
-        Some(integer)
+        Some(())
     }
 
     /// Past the digits from `at`: eight bytes at a time (event times and
     /// ids are long numbers), then byte by byte for the last few.
+    #[inline]
     fn skip_digits(&mut self) {
-        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
-            let digits = leading_digits(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        while let Some(chunk) = self.bytes.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
+            let digits = leading_digits(u64::from_le_bytes(*chunk));
             self.at += digits;
             if digits < 8 {
                 return;
             }
         }
-        while let Some(b'0'..=b'9') = self.peek() {
+        while self.byte().is_ascii_digit() {
             self.at += 1;
         }
     }
@@ -334,11 +404,11 @@ impl<'de> Scanner<'de> {
 
     /// Where the plain run of string content from `at` ends: eight bytes
     /// at a time, then byte by byte for the last few.
+    #[inline]
     fn string_stop(&self) -> Option<usize> {
         let mut at = self.at;
-        while let Some(chunk) = self.bytes.get(at..at + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            let stops = string_stops(word);
+        while let Some(chunk) = self.bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+            let stops = string_stops(u64::from_le_bytes(*chunk));
             if stops != 0 {
                 return Some(at + stops.trailing_zeros() as usize / 8);
             }
@@ -369,19 +439,25 @@ impl<'de> Scanner<'de> {
     fn skip_string(&mut self) -> Option<()> {
         loop {
             self.at = self.string_stop()?;
-            match self.next()? {
+            let stop = self.byte();
+            self.at += 1;
+            match stop {
                 b'"' => return Some(()),
-                b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => {
-                        let hex = self.bytes.get(self.at..self.at + 4)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
+                b'\\' => {
+                    let escaped = self.byte();
+                    self.at += 1;
+                    match escaped {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let hex = self.bytes.get(self.at..self.at + 4)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.at += 4;
                         }
-                        self.at += 4;
+                        _ => return None,
                     }
-                    _ => return None,
-                },
+                }
                 // A control character.
                 _ => return None,
             }
@@ -391,24 +467,49 @@ impl<'de> Scanner<'de> {
     /// A value checked and skipped; `depth` is how many arrays and objects
     /// it is inside.
     fn skip(&mut self, depth: usize) -> Option<()> {
-        match self.next()? {
+        let first = self.byte();
+        self.at += 1;
+        match first {
             b'"' => self.skip_string(),
+            b'-' => self.skip_number_after_sign(),
+            b'0'..=b'9' => {
+                self.at -= 1;
+                self.skip_number_after_sign()
+            }
             b't' => self.rest_of(b"rue"),
             b'f' => self.rest_of(b"alse"),
             b'n' => self.rest_of(b"ull"),
-            b'-' => self.skip_number_after_sign().map(drop),
-            b'0'..=b'9' => {
-                self.at -= 1;
-                self.skip_number_after_sign().map(drop)
-            }
             b'[' if depth < MAX_NESTING => self.items(b']', |s| s.skip(depth + 1)),
             b'{' if depth < MAX_NESTING => self.items(b'}', |s| {
                 s.eat(b'"')?;
                 s.skip_string()?;
-                s.colon()?;
+                s.skip_whitespace();
+                s.eat(b':')?;
+                s.skip_whitespace();
                 s.skip(depth + 1)
             }),
             _ => None,
+        }
+    }
+
+    /// The items of a skipped array or object whose opening bracket was
+    /// read, through `close`: each read by `item`, separated by commas.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.skip_whitespace();
+        if self.eat(close).is_some() {
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            item(self)?;
+            self.skip_whitespace();
+            let next = self.byte();
+            self.at += 1;
+            match next {
+                b',' => {}
+                b if b == close => return Some(()),
+                _ => return None,
+            }
         }
     }
 }
@@ -431,6 +532,31 @@ mod tests {
         ) {
             let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
             prop_assert_eq!(leading_digits(u64::from_le_bytes(bytes)), digits);
+        }
+
+        #[test]
+        fn eight_digits_at_a_time_read_as_one_by_one(digits in "[0-9]{1,19}") {
+            let one_by_one = digits.bytes().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            prop_assert_eq!(decimal(digits.as_bytes()), one_by_one);
+        }
+
+        #[test]
+        fn a_name_is_found_as_written_with_its_quote(
+            names in prop::collection::vec("[a-z_]{0,20}", 1..4),
+            text in "[a-z_\"]{0,24}",
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let quoted = QuotedNames::of(names.iter().map(String::as_str)).expect("plain names");
+            // The text as it is, and a picked name with its quote followed
+            // by the text.
+            let named = format!("{}\"{text}", pick.get(&names));
+            for rest in [text.as_str(), named.as_str()] {
+                let expected = names.iter().enumerate().find_map(|(i, name)| {
+                    let n = name.len() + 1;
+                    (rest.len() >= n && rest[..n] == format!("{name}\"")).then_some((i, n))
+                });
+                prop_assert_eq!(quoted.find(rest.as_bytes()), expected, "{:?} in {:?}", rest, names);
+            }
         }
 
         #[test]
