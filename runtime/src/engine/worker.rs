@@ -285,7 +285,9 @@ impl Worker {
             self.decode(items)?;
             self.take_items(items)?;
             self.after_poll(poll)?;
-            if part == 0 || poll != Poll::Ready || read >= POLL_BATCH || !self.may_read() {
+            // A part short of what was asked is all the source had: it is
+            // polled again next turn, after the inbox.
+            if part < READ_PART || poll != Poll::Ready || read >= POLL_BATCH || !self.may_read() {
                 return Ok(read > 0);
             }
         }

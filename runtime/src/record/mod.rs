@@ -52,6 +52,7 @@ impl<'de> Deserialize<'de> for Key {
 }
 
 impl Key {
+    #[inline]
     pub fn new(parts: SmallVec<[KeyPart; 1]>) -> Key {
         Key {
             hash: stable_hash(&parts),
@@ -541,10 +542,18 @@ impl RecordParser {
     /// An event time more than `eventTime.maxAhead` ahead of the wall clock
     /// is refused: it would move the watermark so far that every later
     /// record is late.
+    #[inline]
     fn check_not_ahead(&self, ts: i64) -> Result<(), String> {
-        if ts <= self.horizon.load(Ordering::Relaxed) {
-            return Ok(());
+        match ts <= self.horizon.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => self.check_against_the_clock(ts),
         }
+    }
+
+    /// [`RecordParser::check_not_ahead`] for a time beyond the horizon:
+    /// the clock is read, and the horizon moved on.
+    #[cold]
+    fn check_against_the_clock(&self, ts: i64) -> Result<(), String> {
         let now = now_millis();
         let horizon = now.saturating_add(self.max_ahead);
         self.horizon.fetch_max(horizon, Ordering::Relaxed);

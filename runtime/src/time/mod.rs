@@ -22,6 +22,7 @@ pub const MIN_EVENT_TIME: i64 = -62_135_596_800_000;
 pub const MAX_EVENT_TIME: i64 = 253_402_300_799_999;
 
 /// Reads an event time (epoch milliseconds) from a JSON value.
+#[inline]
 pub fn parse_event_time(v: &Value, format: TimeFormat) -> Result<i64, String> {
     in_range(parse_time_value(v, format)?, || v.to_string())
 }
