@@ -7,7 +7,10 @@
 # Unlike a run's time, the count hardly moves from run to run on a shared
 # machine, so two builds can be compared by it: STREAMJOB_BIN=/path/to/an/old/binary.
 # Parallelism 2 counts every thread's instructions (its CPU work, not its
-# time). Run by hand, like the other benchmarks.
+# time). Beside them, the misses of cachegrind's model of this machine's
+# first-level data cache: a record's bytes and items that fell out of it
+# between two stages cost time that instructions do not show. Run by
+# hand, like the other benchmarks.
 # Usage: scripts/bench-instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,26 +22,32 @@ large="$(visits_bench 200000)"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-# Instructions of one run; its profile stays in $out/<name>.
-instructions() {
-  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/$1" \
+# Instructions of one run, and its first-level data cache misses as
+# cachegrind simulates this machine's cache; its profile stays in $out/<name>.
+counts() {
+  valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file="$out/$1" \
     "$bin" run "$2/job.yaml" --parallelism "$3" --control-address off 2>&1 >/dev/null |
-    awk '/I +refs:/ { gsub(",", "", $NF); print $NF }'
+    awk '/I +refs:/ { gsub(",", "", $NF); i = $NF }
+         /D1 +misses:/ { gsub(",", "", $4); d = $4 }
+         END { print i, d }'
 }
 
 echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}"
 for p in 1 2; do
-  base=$(instructions "small-$p" "$small" "$p")
-  total=$(instructions "large-$p" "$large" "$p")
-  echo "parallelism $p: $(( (total - base) / 198000 )) instructions per record"
+  read -r base_i base_d < <(counts "small-$p" "$small" "$p")
+  read -r total_i total_d < <(counts "large-$p" "$large" "$p")
+  awk -v p="$p" -v i="$((total_i - base_i))" -v d="$((total_d - base_d))" 'BEGIN {
+    printf "parallelism %s: %d instructions per record, %.1f first-level data cache misses per record\n", p, i / 198000, d / 198000 }'
 done
 # Parallelism 1's instructions per record by part of the record path, as
 # the README's table has them: each function of the profile falls in the
 # first group its name matches.
 echo "parallelism 1, per record, by part (from the 200,000-record run's profile):"
-cg_annotate "$out/large-1" 2>/dev/null | awk '
+cg_annotate --show=Ir "$out/large-1" 2>/dev/null | awk '
   /file:function/ { on = 1; next }
+  on && seen && /^$/ { exit }
   on && /%\)/ && !/PROGRAM TOTALS/ {
+    seen = 1
     n = $1; gsub(",", "", n)
     if ($0 ~ /decode::|scan::|SmallVec<A>::resize|take::Take|memcmp|Extend</) g = "scanner"
     else if ($0 ~ /read_until|FileSplit|from_utf8|memmove|memcpy|memchr/) g = "reading lines, UTF-8"
@@ -50,6 +59,6 @@ cg_annotate "$out/large-1" 2>/dev/null | awk '
   }
   END { for (g in sum) printf "  %-22s %6.0f\n", g, sum[g] / 200000 }' | sort
 echo "the functions that cost most (share of the 200,000-record run's instructions):"
-cg_annotate "$out/large-1" 2>/dev/null |
-  awk '/file:function/ { on = 1; next } on && /%\)/ { print } on && /^$/ && n++ > 0 { exit }' |
+cg_annotate --show=Ir "$out/large-1" 2>/dev/null |
+  awk '/file:function/ { on = 1; next } on && seen && /^$/ { exit } on && /%\)/ { seen = 1; print }' |
   sed -e 's/???://' | head -16
