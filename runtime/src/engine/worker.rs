@@ -36,12 +36,14 @@ use crate::window::WindowResult;
 /// Records read from a split per poll, and per turn of a worker's loop.
 const POLL_BATCH: usize = 1024;
 /// Records a worker that decodes them itself reads, decodes and routes at
-/// a time: few enough that their bytes and items (about 7 KiB) stay in the
-/// core's first-level cache between the stages. Counted by
-/// `scripts/bench-instructions.sh` on JSON records: a whole batch of 1024
-/// at a time missed that cache 20 times a record, parts of 64 11 times and
-/// parts of 32 8 times, for 1% more instructions than 64.
-const READ_PART: usize = 32;
+/// a time: few enough that their bytes and items (about 14 KiB) stay in
+/// the core's first-level cache between the stages. Counted with
+/// cachegrind on whole runs (the README's "Read, decoded and routed in
+/// parts"): reading 1024 at a time missed that cache 20 times a JSON
+/// record and 13 times a generated event; parts of 64, 11 and 5; parts of
+/// 32, 8 and 5, but for about 28 more instructions a record than 64 (each
+/// part reads the clock for its stages).
+const READ_PART: usize = 64;
 /// Fewer records than this are parsed by the worker itself: handing them
 /// to the decode threads would cost more than it saves.
 const PARALLEL_DECODE_MIN: usize = 128;

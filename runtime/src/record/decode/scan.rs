@@ -44,7 +44,8 @@ pub(super) fn decode<'de>(root: &Node, text: &'de str, slots: &mut Slots<'de>) -
 
 /// A node's names as the scanner compares them with a record's text, each
 /// with its closing quote: a name of up to 15 bytes is one masked 16-byte
-/// comparison, and no name is searched for its end first.
+/// comparison (a longer one, that and its whole text), and a record's name
+/// is not searched for its end first.
 #[derive(Debug, Clone, Default)]
 pub(super) struct QuotedNames(Vec<QuotedName>);
 
@@ -59,8 +60,8 @@ struct QuotedName {
 }
 
 impl QuotedNames {
-    /// The names of `children` as written in JSON, or None when one has a
-    /// `"`, `\` or control character (written with an escape, so only
+    /// `names`, in order, as written in JSON; or None when one has a `"`,
+    /// `\` or control character (written with an escape, so only
     /// serde_json can match it).
     pub(super) fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let mut quoted = Vec::new();
