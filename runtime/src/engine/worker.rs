@@ -206,9 +206,10 @@ impl Worker {
                 self.take_items(&mut items)?;
             }
             if self.may_read() {
-                busy |= match self.parallel_decode.is_some() {
-                    true => self.read_for_decode_threads(&mut items)?,
-                    false => self.read_in_parts(&mut items)?,
+                busy |= if self.parallel_decode.is_some() {
+                    self.read_for_decode_threads(&mut items)?
+                } else {
+                    self.read_in_parts(&mut items)?
                 };
             } else {
                 self.finish_decoding(0, &mut items)?;
