@@ -15,6 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+# Two runs at once would run their jobs in the same folders: the second
+# waits for the first.
+exec 9>"${TMPDIR:-/tmp}/streamjob-bench-instructions.lock"
+flock 9
 command -v valgrind >/dev/null || apt_install valgrind
 bin="${STREAMJOB_BIN:-$(release_streamjob)}"
 small="$(visits_bench 2000)"
