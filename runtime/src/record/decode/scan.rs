@@ -187,6 +187,15 @@ impl<'de> Scanner<'de> {
         self.bytes.get(self.at).copied().unwrap_or(END)
     }
 
+    /// The byte at `at`, and `at` moved past it. Past the end that is
+    /// [`END`], on which every caller gives up.
+    #[inline]
+    fn next(&mut self) -> u8 {
+        let b = self.byte();
+        self.at += 1;
+        b
+    }
+
     #[inline]
     fn eat(&mut self, expected: u8) -> Option<()> {
         (self.byte() == expected).then(|| self.at += 1)
@@ -210,9 +219,7 @@ impl<'de> Scanner<'de> {
             self.skip_whitespace();
             self.eat(b'"')?;
             let child = self.name(node)?;
-            self.skip_whitespace();
-            self.eat(b':')?;
-            self.skip_whitespace();
+            self.colon()?;
             match child {
                 Some(child) => self.wanted(child, slots)?,
                 None => self.skip(0)?,
@@ -227,6 +234,15 @@ impl<'de> Scanner<'de> {
                 _ => return None,
             }
         }
+    }
+
+    /// The `:` between a name and its value, with the whitespace around it.
+    #[inline]
+    fn colon(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        self.eat(b':')?;
+        self.skip_whitespace();
+        Some(())
     }
 
     /// A name whose `"` was read, through its closing `"`: the child of
@@ -303,9 +319,7 @@ impl<'de> Scanner<'de> {
     #[cold]
     fn other_leaf(&mut self) -> Option<Value> {
         let start = self.at;
-        let first = self.byte();
-        self.at += 1;
-        match first {
+        match self.next() {
             b't' => self.rest_of(b"rue").map(|()| Value::Bool(true)),
             b'f' => self.rest_of(b"alse").map(|()| Value::Bool(false)),
             b'n' => self.rest_of(b"ull").map(|()| Value::Null),
@@ -330,22 +344,19 @@ impl<'de> Scanner<'de> {
         let plain = (1..=18).contains(&count)
             && (count == 1 || self.bytes[digits] != b'0')
             && !matches!(self.byte(), b'.' | b'e' | b'E');
-        let n = if plain {
-            decimal(&self.bytes[digits..self.at])
-        } else {
-            0
-        };
-        // "-0" is a double for serde_json, so it goes there too.
-        if !plain || (negative && n == 0) {
-            self.at = digits;
-            self.skip_number_after_sign()?;
-            return serde_json::from_str(&self.text[start..self.at]).ok();
+        if plain {
+            let n = decimal(&self.bytes[digits..self.at]);
+            match negative {
+                false => return Some(Value::from(n)),
+                // At most 18 digits: fits an i64. ("-0" is a double for
+                // serde_json, so it goes there.)
+                true if n != 0 => return Some(Value::from(-(n as i64))),
+                true => {}
+            }
         }
-        Some(match negative {
-            // At most 18 digits: fits an i64.
-            true => Value::from(-(n as i64)),
-            false => Value::from(n),
-        })
+        self.at = digits;
+        self.skip_number_after_sign()?;
+        serde_json::from_str(&self.text[start..self.at]).ok()
     }
 
     /// A number's text from the byte after its optional `-`, checked as
@@ -440,25 +451,19 @@ impl<'de> Scanner<'de> {
     fn skip_string(&mut self) -> Option<()> {
         loop {
             self.at = self.string_stop()?;
-            let stop = self.byte();
-            self.at += 1;
-            match stop {
+            match self.next() {
                 b'"' => return Some(()),
-                b'\\' => {
-                    let escaped = self.byte();
-                    self.at += 1;
-                    match escaped {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => {
-                            let hex = self.bytes.get(self.at..self.at + 4)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
-                            }
-                            self.at += 4;
+                b'\\' => match self.next() {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => {
+                        let hex = self.bytes.get(self.at..self.at + 4)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
                         }
-                        _ => return None,
+                        self.at += 4;
                     }
-                }
+                    _ => return None,
+                },
                 // A control character.
                 _ => return None,
             }
@@ -468,9 +473,7 @@ impl<'de> Scanner<'de> {
     /// A value checked and skipped; `depth` is how many arrays and objects
     /// it is inside.
     fn skip(&mut self, depth: usize) -> Option<()> {
-        let first = self.byte();
-        self.at += 1;
-        match first {
+        match self.next() {
             b'"' => self.skip_string(),
             b'-' => self.skip_number_after_sign(),
             b'0'..=b'9' => {
@@ -484,9 +487,7 @@ impl<'de> Scanner<'de> {
             b'{' if depth < MAX_NESTING => self.items(b'}', |s| {
                 s.eat(b'"')?;
                 s.skip_string()?;
-                s.skip_whitespace();
-                s.eat(b':')?;
-                s.skip_whitespace();
+                s.colon()?;
                 s.skip(depth + 1)
             }),
             _ => None,
@@ -504,9 +505,7 @@ impl<'de> Scanner<'de> {
             self.skip_whitespace();
             item(self)?;
             self.skip_whitespace();
-            let next = self.byte();
-            self.at += 1;
-            match next {
+            match self.next() {
                 b',' => {}
                 b if b == close => return Some(()),
                 _ => return None,
