@@ -285,9 +285,7 @@ impl Worker {
             let poll = self.poll_split(READ_PART)?;
             let part = self.raw.len();
             read += part;
-            self.decode(items)?;
-            self.take_items(items)?;
-            self.after_poll(poll)?;
+            self.decode_and_route(poll, items)?;
             // A part short of what was asked is all the source had: it is
             // polled again next turn, after the inbox.
             if part < READ_PART || poll != Poll::Ready || read >= POLL_BATCH || !self.may_read() {
@@ -315,12 +313,22 @@ impl Worker {
             _ => {
                 // Batches read before this one go first.
                 self.finish_decoding(0, items)?;
-                self.decode(items)?;
-                self.take_items(items)?;
-                self.after_poll(poll)?;
+                self.decode_and_route(poll, items)?;
             }
         }
         Ok(read)
+    }
+
+    /// Decodes what a poll read on this thread, routes it, then acts on
+    /// the poll.
+    fn decode_and_route(
+        &mut self,
+        poll: Poll,
+        items: &mut Vec<SourceItem>,
+    ) -> Result<(), JobError> {
+        self.decode(items)?;
+        self.take_items(items)?;
+        self.after_poll(poll)
     }
 
     /// The decode stage on this thread: what the split read, as events and

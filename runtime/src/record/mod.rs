@@ -544,9 +544,10 @@ impl RecordParser {
     /// record is late.
     #[inline]
     fn check_not_ahead(&self, ts: i64) -> Result<(), String> {
-        match ts <= self.horizon.load(Ordering::Relaxed) {
-            true => Ok(()),
-            false => self.check_against_the_clock(ts),
+        if ts <= self.horizon.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            self.check_against_the_clock(ts)
         }
     }
 
