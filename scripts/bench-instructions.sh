@@ -43,15 +43,16 @@ for p in 1 2; do
   awk -v p="$p" -v i="$((total_i - base_i))" -v d="$((total_d - base_d))" 'BEGIN {
     printf "parallelism %s: %d instructions per record, %.1f first-level data cache misses per record\n", p, i / 198000, d / 198000 }'
 done
+# The 200,000-record run's instructions by function (cg_annotate's table,
+# without its header and the program's total).
+cg_annotate --show=Ir "$out/large-1" 2>/dev/null |
+  awk '/file:function/ { on = 1; next } on && seen && /^$/ { exit } on && /%\)/ && !/PROGRAM TOTALS/ { seen = 1; print }' |
+  sed -e 's/???://' >"$out/functions"
 # Parallelism 1's instructions per record by part of the record path, as
-# the README's table has them: each function of the profile falls in the
-# first group its name matches.
+# the README's table has them: each function falls in the first group its
+# name matches.
 echo "parallelism 1, per record, by part (from the 200,000-record run's profile):"
-cg_annotate --show=Ir "$out/large-1" 2>/dev/null | awk '
-  /file:function/ { on = 1; next }
-  on && seen && /^$/ { exit }
-  on && /%\)/ && !/PROGRAM TOTALS/ {
-    seen = 1
+awk '{
     n = $1; gsub(",", "", n)
     if ($0 ~ /decode::|scan::|SmallVec<A>::resize|take::Take|memcmp|Extend</) g = "scanner"
     else if ($0 ~ /read_until|FileSplit|from_utf8|memmove|memcpy|memchr/) g = "reading lines, UTF-8"
@@ -61,8 +62,6 @@ cg_annotate --show=Ir "$out/large-1" 2>/dev/null | awk '
     else g = "other"
     sum[g] += n
   }
-  END { for (g in sum) printf "  %-22s %6.0f\n", g, sum[g] / 200000 }' | sort
+  END { for (g in sum) printf "  %-22s %6.0f\n", g, sum[g] / 200000 }' "$out/functions" | sort
 echo "the functions that cost most (share of the 200,000-record run's instructions):"
-cg_annotate --show=Ir "$out/large-1" 2>/dev/null |
-  awk '/file:function/ { on = 1; next } on && seen && /^$/ { exit } on && /%\)/ { seen = 1; print }' |
-  sed -e 's/???://' | head -16
+head -16 "$out/functions"
