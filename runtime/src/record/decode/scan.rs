@@ -83,19 +83,9 @@ impl QuotedNames {
     }
 
     /// Which name `rest` starts with (its index), and that name's length
-    /// with its quote.
+    /// with its quote; `head` is [`head_of`] `rest`.
     #[inline]
-    fn find(&self, rest: &[u8]) -> Option<(usize, usize)> {
-        let head = match rest.first_chunk::<16>() {
-            Some(head) => u128::from_le_bytes(*head),
-            // The last bytes of a record: padded with zeros, which no name
-            // (nor its quote) has.
-            None => {
-                let mut head = [0u8; 16];
-                head[..rest.len()].copy_from_slice(rest);
-                u128::from_le_bytes(head)
-            }
-        };
+    fn find(&self, head: u128, rest: &[u8]) -> Option<(usize, usize)> {
         self.0.iter().enumerate().find_map(|(i, name)| {
             let n = name.text.len();
             let hit =
@@ -103,6 +93,37 @@ impl QuotedNames {
             hit.then_some((i, n))
         })
     }
+}
+
+/// The first 16 bytes of `rest` (little-endian). The last bytes of a
+/// record are padded with zeros, which no name (nor its quote) has, and
+/// which end a string's plain run as a control character does.
+#[inline]
+fn head_of(rest: &[u8]) -> u128 {
+    match rest.first_chunk::<16>() {
+        Some(head) => u128::from_le_bytes(*head),
+        None => {
+            let mut head = [0u8; 16];
+            head[..rest.len()].copy_from_slice(rest);
+            u128::from_le_bytes(head)
+        }
+    }
+}
+
+/// How many bytes of plain string content `head` (16 bytes, see
+/// [`head_of`]) starts with before a closing `"`: None when its first stop
+/// byte is not a quote, or when it has none, so that the string is read
+/// on from the text. (A name the job does not want is most often short:
+/// its end is found in the bytes already loaded to compare it.)
+#[inline]
+fn quote_in_head(head: u128) -> Option<usize> {
+    let low = string_stops(head as u64);
+    let stops = match low {
+        0 => u128::from(string_stops((head >> 64) as u64)) << 64,
+        low => u128::from(low),
+    };
+    let at = (stops.trailing_zeros() / 8) as usize;
+    (stops != 0 && (head >> (8 * at)) as u8 == b'"').then_some(at)
 }
 
 struct Scanner<'de> {
@@ -253,14 +274,22 @@ impl<'de> Scanner<'de> {
         let Some(names) = &node.quoted else {
             return Some(node.child(self.plain_string()?));
         };
-        match names.find(&self.bytes[self.at..]) {
+        let rest = &self.bytes[self.at..];
+        let head = head_of(rest);
+        match names.find(head, rest) {
             Some((child, len)) => {
                 self.at += len;
                 Some(Some(&node.children[child].1))
             }
             // Not one of the node's names as written, so none of them at
             // all where it has no escapes (with one, serde_json decides).
-            None => self.plain_string().map(|_| None),
+            None => match quote_in_head(head) {
+                Some(len) => {
+                    self.at += len + 1;
+                    Some(None)
+                }
+                None => self.plain_string().map(|_| None),
+            },
         }
     }
 
@@ -555,7 +584,8 @@ mod tests {
                     let n = name.len() + 1;
                     (rest.len() >= n && rest[..n] == format!("{name}\"")).then_some((i, n))
                 });
-                prop_assert_eq!(quoted.find(rest.as_bytes()), expected, "{:?} in {:?}", rest, names);
+                let found = quoted.find(head_of(rest.as_bytes()), rest.as_bytes());
+                prop_assert_eq!(found, expected, "{:?} in {:?}", rest, names);
             }
         }
 
@@ -572,6 +602,26 @@ mod tests {
             let first = bytes.iter().position(|&b| STRING_STOP[usize::from(b)]);
             let stops = string_stops(u64::from_le_bytes(bytes));
             prop_assert_eq!(first, (stops != 0).then(|| stops.trailing_zeros() as usize / 8));
+        }
+
+        #[test]
+        fn a_plain_string_ends_at_a_quote_in_its_first_sixteen_bytes(
+            bytes in prop::collection::vec(prop_oneof![
+                any::<u8>(),
+                b'a'..=b'z',
+                Just(b'"'),
+                Just(b'\\'),
+                0u8..=0x20,
+                0x7fu8..=0x81,
+            ], 0..24)
+        ) {
+            // As plain_string reads it: the first stop byte (the padding's
+            // zeros are stops too), which must be the closing quote.
+            let first = (0..16)
+                .map(|i| bytes.get(i).copied().unwrap_or(0))
+                .position(|b| STRING_STOP[usize::from(b)]);
+            let expected = first.filter(|&at| bytes.get(at) == Some(&b'"'));
+            prop_assert_eq!(quote_in_head(head_of(&bytes)), expected, "{:?}", bytes);
         }
     }
 }
