@@ -548,6 +548,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Bytes of string content, often one that stops a plain run (a quote,
+    /// a backslash, a control character) or is next to one in value.
+    fn string_bytes() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            any::<u8>(),
+            b'a'..=b'z',
+            Just(b'"'),
+            Just(b'\\'),
+            0u8..=0x20,
+            0x7fu8..=0x81,
+        ]
+    }
+
     proptest! {
         #[test]
         fn eight_bytes_at_a_time_count_the_leading_digits(
@@ -591,13 +604,7 @@ mod tests {
 
         #[test]
         fn eight_bytes_at_a_time_find_the_first_stop_byte(
-            bytes in prop::array::uniform8(prop_oneof![
-                any::<u8>(),
-                Just(b'"'),
-                Just(b'\\'),
-                0u8..=0x20,
-                0x7fu8..=0x81,
-            ])
+            bytes in prop::array::uniform8(string_bytes())
         ) {
             let first = bytes.iter().position(|&b| STRING_STOP[usize::from(b)]);
             let stops = string_stops(u64::from_le_bytes(bytes));
@@ -606,14 +613,7 @@ mod tests {
 
         #[test]
         fn a_plain_string_ends_at_a_quote_in_its_first_sixteen_bytes(
-            bytes in prop::collection::vec(prop_oneof![
-                any::<u8>(),
-                b'a'..=b'z',
-                Just(b'"'),
-                Just(b'\\'),
-                0u8..=0x20,
-                0x7fu8..=0x81,
-            ], 0..24)
+            bytes in prop::collection::vec(string_bytes(), 0..24)
         ) {
             // As plain_string reads it: the first stop byte (the padding's
             // zeros are stops too), which must be the closing quote.
