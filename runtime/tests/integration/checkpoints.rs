@@ -9,8 +9,8 @@
 use crate::common;
 
 use common::{
-    check_windows, checkpoint_ids, completed_checkpoints, kill_repeatedly, kill_test_records, opts,
-    records_in, run_to_end, spawn_run, wait_until, write_input,
+    check_windows, checkpoint_ids, completed_checkpoints, kill_repeatedly, opts, records_in,
+    run_to_end, spawn_run, wait_until, write_input,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -335,38 +335,28 @@ fn exactly_once_output_across_twenty_kills_with_s3_checkpoints() {
     exactly_once_across_kills(yaml, &s3.env(), (150, 500));
 }
 
-/// Runs `kill_repeatedly` on a job over fresh input; then restarts the
-/// finished job from its latest checkpoint, which replays the input's tail,
-/// and checks that every window is in the output exactly once. A machine
-/// that reads the input before the kills are done gets a fresh try with
-/// twice the input, so that every kill lands in a run with input left.
+/// Runs `kill_repeatedly` on a job over fresh input (more input where the
+/// machine outran the kills); then restarts the finished job from its
+/// latest checkpoint, which replays the input's tail, and checks that every
+/// window is in the output exactly once.
 fn exactly_once_across_kills(
     yaml_of_try: impl Fn(u32) -> String,
     env: &[(&str, String)],
     delays: (u64, u64),
 ) {
-    let mut records = kill_test_records();
-    for attempt in 0.. {
+    common::with_input_that_outlasts_the_kills(|attempt, records| {
         let dir = tempfile::tempdir().unwrap();
         let expected = write_input(dir.path(), records);
         let job = dir.path().join("job.yaml");
         std::fs::write(&job, yaml_of_try(attempt)).unwrap();
-        match kill_repeatedly(&job, env, delays) {
-            common::Kills::Done => {
-                let (ok, stderr) = run_to_end(&job, &["--from-latest-checkpoint"], env);
-                assert!(ok, "{stderr}");
-                check_windows(dir.path(), &expected);
-                return;
-            }
-            common::Kills::FinishedAfter(_) => {
-                assert!(
-                    attempt < 3,
-                    "the job outran its kills with {records} records"
-                );
-                records *= 2;
-            }
+        let kills = kill_repeatedly(&job, env, delays);
+        if kills == common::Kills::Done {
+            let (ok, stderr) = run_to_end(&job, &["--from-latest-checkpoint"], env);
+            assert!(ok, "{stderr}");
+            check_windows(dir.path(), &expected);
         }
-    }
+        kills
+    });
 }
 
 /// The job dies at each point of the commit protocol for checkpoint 3; the

@@ -203,7 +203,28 @@ pub fn kill_test_records() -> u64 {
     400_000.max(u64::from(kills()) * 20_000)
 }
 
-/// How a run of `kill_repeatedly` ended.
+/// Runs `kill_test` (given its try's number and input size) until one try
+/// gets all its kills in. A machine that reads the input before the kills
+/// are done gets a fresh try with twice the input, so that every kill lands
+/// in a run with input left; at most four tries.
+pub fn with_input_that_outlasts_the_kills(mut kill_test: impl FnMut(u32, u64) -> Kills) {
+    let mut records = kill_test_records();
+    for attempt in 0.. {
+        match kill_test(attempt, records) {
+            Kills::Done => return,
+            Kills::FinishedAfter(kills) => {
+                assert!(
+                    attempt < 3,
+                    "the job outran its kills ({kills} of {}) with {records} records",
+                    self::kills()
+                );
+                records *= 2;
+            }
+        }
+    }
+}
+
+/// How a run of a kill test ended.
 #[derive(Debug, PartialEq)]
 pub enum Kills {
     /// The job was killed `kills()` times, then run to its end.
