@@ -4,7 +4,7 @@
 # with the release binary at parallelism 1 (pinned to one core) and 2, reads
 # the control API's /status every 200 ms, and prints each worker's shares of
 # its last full second: busy by stage (read, decode, route, window), idle,
-# blocked (on the decode threads, the exchange, the sink). Run by hand, like the other benchmarks.
+# blocked (on other workers parsing what it read, the exchange, the sink). Run by hand, like the other benchmarks.
 # Usage: scripts/bench-stages.sh [records, default 5000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +54,7 @@ for i, w in sorted(seen.items()):
     pct = lambda x: f"{100 * x:4.0f}%"
     print(f"parallelism {p}, worker {i}: busy {pct(t['busy'])} (read {pct(s['read'])}, decode {pct(s['decode'])}, "
           f"route {pct(s['route'])}, window {pct(s['window'])}), idle {pct(t['idle'])}, "
-          f"blocked on the decode threads {pct(t['blockedOnDecode'])}, on the exchange {pct(t['blockedOnExchange'])}, "
+          f"blocked on parsing by other workers {pct(t['blockedOnDecode'])}, on the exchange {pct(t['blockedOnExchange'])}, "
           f"on the sink {pct(t['blockedOnSink'])}")
 PY
   wait "$job"

@@ -199,8 +199,8 @@ pub struct WorkerTime {
     pub blocked_on_exchange: f64,
     /// Waiting for the sink to make the output durable.
     pub blocked_on_sink: f64,
-    /// Waiting for the decode threads to parse what it read (parallelism
-    /// above 1): they are short of CPU.
+    /// Waiting for the parts of what it read that other workers of its
+    /// process are parsing (parallelism above 1): they are short of CPU.
     #[serde(default)]
     pub blocked_on_decode: f64,
 }
@@ -236,8 +236,9 @@ pub struct StageTime {
     /// Taking records from the source (its waits for records are idle).
     pub read: f64,
     /// Reading the job's fields from each record, looking them up in the
-    /// `enrich` tables and making its key (with decode threads: joining
-    /// the parts they parsed).
+    /// `enrich` tables and making its key; at parallelism above 1 also
+    /// parsing parts of other workers' batches, and joining the parts
+    /// others parsed of its own.
     pub decode: f64,
     /// Sending each event to the worker that owns its key, and windowing
     /// the ones this worker owns.

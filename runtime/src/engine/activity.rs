@@ -20,7 +20,7 @@ pub(crate) enum Wait {
     Exchange,
     /// The sink is making the worker's output durable.
     Sink,
-    /// The decode threads are parsing what the worker read.
+    /// Other workers are parsing parts of what the worker read.
     Decode,
 }
 

@@ -15,7 +15,7 @@ use super::collector::{Collector, SinkMsg};
 use super::coordinator::Ack;
 use super::exchange::{Message, Peer};
 use super::operator::{self, Operator};
-use super::parallel_decode::ParallelDecode;
+use super::parallel_decode::{DecodeHelper, DecodeOffers, ParallelDecode};
 use super::upload::Uploader;
 use super::worker::{self, Worker};
 use super::{JobError, RunOptions};
@@ -93,7 +93,7 @@ pub(super) fn build_workers(
             .as_millis(),
         std::process::id()
     );
-    let decode_pool = decode_pool(local.len())?;
+    let decode_offers = DecodeOffers::between(local.len());
     let mut workers = Vec::with_capacity(local.len());
     for (index, (mut split, inbox)) in local.zip(splits.into_iter().zip(inboxes)) {
         let state_dir = state_root.join(format!("worker-{index}"));
@@ -188,10 +188,13 @@ pub(super) fn build_workers(
             }
             None => None,
         };
-        let parallel_decode = decode_pool
+        // A worker that parses its records with lookups reads them whole;
+        // it still helps the others parse theirs.
+        let parallel_decode = decode_offers
             .clone()
             .zip(decoder.plain_parser())
-            .map(|(pool, parser)| ParallelDecode::new(pool, parser));
+            .map(|(offers, parser)| ParallelDecode::new(offers, parser));
+        let decode_helper = decode_offers.as_ref().map(DecodeHelper::new);
         let worker = Worker {
             index,
             max_parallelism: spec.max_parallelism,
@@ -200,6 +203,7 @@ pub(super) fn build_workers(
             raw: Default::default(),
             decoder,
             parallel_decode,
+            decode_helper,
             split_watermarks,
             split_done: partitions == 0,
             op,
@@ -226,26 +230,6 @@ pub(super) fn build_workers(
         workers.push(worker);
     }
     Ok(workers)
-}
-
-/// Threads that parse the workers' records, `parallelism` of them, shared
-/// by the workers: a batch read by one worker is parsed on every core while
-/// that worker goes on reading and routing. None at parallelism 1, where
-/// the worker parses its records itself.
-fn decode_pool(parallelism: usize) -> Result<Option<Arc<rayon::ThreadPool>>, JobError> {
-    if parallelism < 2 {
-        return Ok(None);
-    }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(parallelism)
-        .thread_name(|i| format!("decode-{i}"))
-        .build()
-        .map(|pool| Some(Arc::new(pool)))
-        .map_err(|e| JobError::Thread {
-            name: "decode".into(),
-            parallelism: parallelism as u32,
-            source: std::io::Error::other(e.to_string()),
-        })
 }
 
 /// The window operator's early firing, and the wall-clock interval at which

@@ -58,7 +58,7 @@ pub enum JobError {
         "could not start thread {name} ({source}): a job of parallelism {parallelism} runs about \
          {} threads; lower `parallelism`, or raise the limits on threads (ulimit -u, a \
          container's pids limit) and memory",
-        3 * .parallelism + 2
+        2 * .parallelism + 2
     )]
     Thread {
         name: String,

@@ -1,7 +1,10 @@
-//! The decode stage on the job's decode threads: while they parse one batch
-//! of a split's records, the worker that read it reads the next batch and
-//! routes the one before. One busy partition is so parsed on every core,
-//! and reading, parsing and routing overlap instead of taking turns.
+//! The decode stage shared between a process's workers: a worker that
+//! reads a busy split offers each batch it read to the others, and a worker
+//! with nothing to read of its own parses parts of it meanwhile. The worker
+//! that read the batch reads the next one and routes the one before, then
+//! parses whatever parts of the batch nobody took. One busy partition is
+//! so parsed on every core, with no threads beyond the workers: when every
+//! worker has its own split to read, each parses its own batches.
 //!
 //! Batches are finished in the order read, each joined from its parts in
 //! order, so each partition's records reach the watermark in the order
@@ -10,10 +13,14 @@
 //! the split's positions) and the split's end.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::JobError;
 use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit, Unlocated};
 use crate::record::RecordParser;
 
@@ -21,44 +28,116 @@ use crate::record::RecordParser;
 /// waiting for. More would only hold more records back from the operator.
 pub(crate) const MAX_IN_FLIGHT: usize = 2;
 
+/// Finished batches kept for their buffers.
+const MAX_FINISHED: usize = 4;
+
+/// Records in a part: small enough that the workers parsing a batch end
+/// close together, large enough that claiming one costs nothing next to
+/// parsing it.
+const PART: usize = 128;
+
 /// A part's items, in order, and its malformed records to locate.
 type Parsed = (Vec<SourceItem>, Vec<Unlocated>);
 
+/// A part a helper parsed, or the panic that stopped it.
+type Finished = Result<(usize, Parsed), String>;
+
+/// The offers of a process's workers to one another; one for the process.
+#[derive(Clone)]
+pub(crate) struct DecodeOffers {
+    send: Sender<Offer>,
+    take: Receiver<Offer>,
+    /// Workers that may take an offer: all but the one that makes it.
+    helpers: usize,
+}
+
+impl DecodeOffers {
+    /// Offers between `workers` workers; None for one, which has nobody to
+    /// share with.
+    pub fn between(workers: usize) -> Option<Self> {
+        if workers < 2 {
+            return None;
+        }
+        // Offers nobody took (every worker busy reading) are stale by the
+        // time one is free; a few are kept, the rest not made.
+        let (send, take) = crossbeam_channel::bounded(workers * MAX_IN_FLIGHT);
+        Some(Self {
+            send,
+            take,
+            helpers: workers - 1,
+        })
+    }
+}
+
+/// A batch offered for parsing, and where its parts go back to.
+pub(crate) struct Offer {
+    batch: Arc<SharedBatch>,
+    done: Sender<Finished>,
+}
+
+/// A batch and which of its parts is next to parse, shared by every worker
+/// that parses it.
+struct SharedBatch {
+    batch: RawBatch,
+    parser: Arc<RecordParser>,
+    parts: usize,
+    next: AtomicUsize,
+}
+
+impl SharedBatch {
+    /// Claims the next part nobody has claimed; None when none is left.
+    fn claim(&self) -> Option<usize> {
+        let part = self.next.fetch_add(1, Ordering::Relaxed);
+        (part < self.parts).then_some(part)
+    }
+
+    fn parse(&self, part: usize) -> Parsed {
+        let start = part * PART;
+        let end = (start + PART).min(self.batch.len());
+        let (mut items, mut unlocated) = (Vec::new(), Vec::new());
+        self.batch
+            .parse_part(start..end, &self.parser, &mut items, &mut unlocated);
+        (items, unlocated)
+    }
+}
+
+/// The side of a worker that reads: its batches in flight.
 pub(crate) struct ParallelDecode {
-    pool: Arc<rayon::ThreadPool>,
+    offers: DecodeOffers,
     parser: Arc<RecordParser>,
     /// Oldest first.
     in_flight: VecDeque<InFlight>,
-    /// A finished batch's buffers, emptied, for the next read.
-    spare: Vec<RawBatch>,
+    /// Finished batches, whose buffers the next reads reuse once no other
+    /// worker holds them.
+    finished: Vec<Arc<SharedBatch>>,
     /// Time the worker waited for parts since `take_waited`.
-    waited: std::time::Duration,
+    waited: Duration,
 }
 
 /// A batch whose parts are being parsed.
 struct InFlight {
-    batch: Arc<RawBatch>,
+    batch: Arc<SharedBatch>,
     /// What the poll that read the batch returned: the worker acts on it
-    /// once the batch's records are routed, as it would have at once.
+    /// once the batch's records are routed.
     poll: Poll,
-    parts: Receiver<(usize, Parsed)>,
-    count: usize,
+    /// The parts other workers parsed.
+    finished: Receiver<Finished>,
 }
 
 impl ParallelDecode {
-    pub fn new(pool: Arc<rayon::ThreadPool>, parser: Arc<RecordParser>) -> Self {
+    pub fn new(offers: DecodeOffers, parser: Arc<RecordParser>) -> Self {
         Self {
-            pool,
+            offers,
             parser,
             in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
-            spare: Vec::new(),
-            waited: std::time::Duration::ZERO,
+            finished: Vec::new(),
+            waited: Duration::ZERO,
         }
     }
 
-    /// How long the worker waited for the decode threads since the last
+    /// How long the worker waited for other workers' parts since the last
     /// call.
-    pub fn take_waited(&mut self) -> std::time::Duration {
+    pub fn take_waited(&mut self) -> Duration {
         std::mem::take(&mut self.waited)
     }
 
@@ -69,57 +148,81 @@ impl ParallelDecode {
     /// An empty batch to read into, in place of one handed to
     /// [`ParallelDecode::submit`].
     pub fn empty_batch(&mut self) -> RawBatch {
-        self.spare.pop().unwrap_or_default()
+        // A helper lets go of a batch a moment after its last part, or on
+        // its next turn; an offer nobody took holds it until taken.
+        let free = self
+            .finished
+            .iter()
+            .position(|batch| Arc::strong_count(batch) == 1);
+        let Some(batch) = free.and_then(|i| Arc::into_inner(self.finished.swap_remove(i))) else {
+            return RawBatch::default();
+        };
+        let mut batch = batch.batch;
+        batch.clear();
+        batch
     }
 
-    /// Starts parsing `batch`, read by a poll that returned `poll`: one
-    /// part on each decode thread.
+    /// Offers `batch`, read by a poll that returned `poll`, to the other
+    /// workers.
     pub fn submit(&mut self, batch: RawBatch, poll: Poll) {
-        let batch = Arc::new(batch);
-        let count = self.pool.current_num_threads().max(1);
-        let size = batch.len().div_ceil(count).max(1);
-        let (done, parts) = crossbeam_channel::bounded(count);
-        for part in 0..count {
-            let start = (part * size).min(batch.len());
-            let end = (start + size).min(batch.len());
-            let (batch, parser, done): (_, _, Sender<_>) =
-                (batch.clone(), self.parser.clone(), done.clone());
-            self.pool.spawn(move || {
-                let (mut items, mut unlocated) = (Vec::new(), Vec::new());
-                batch.parse_part(start..end, &parser, &mut items, &mut unlocated);
-                // The batch goes back to the worker whole once every part
-                // has let go of it.
-                drop(batch);
-                let _ = done.send((part, (items, unlocated)));
-            });
+        let parts = batch.len().div_ceil(PART);
+        let batch = Arc::new(SharedBatch {
+            batch,
+            parser: self.parser.clone(),
+            parts,
+            next: AtomicUsize::new(0),
+        });
+        let (done, finished) = crossbeam_channel::bounded(parts);
+        // One offer for each worker that could help, as many as there are
+        // parts for, while there is room: a full queue means nobody is
+        // taking offers.
+        for _ in 0..self.offers.helpers.min(parts - 1) {
+            let offer = Offer {
+                batch: batch.clone(),
+                done: done.clone(),
+            };
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                self.offers.send.try_send(offer)
+            {
+                break;
+            }
         }
         self.in_flight.push_back(InFlight {
             batch,
             poll,
-            parts,
-            count,
+            finished,
         });
     }
 
-    /// Waits for the oldest batch in flight and turns it into items in
-    /// `out`, in the order read; returns its poll. None when no batch is in
-    /// flight.
+    /// Finishes the oldest batch in flight: parses here every part nobody
+    /// claimed, waits for the others' parts, and turns the batch into
+    /// items in `out`, in the order read. Returns its poll; None when no
+    /// batch is in flight.
     pub fn finish_oldest(
         &mut self,
         split: &dyn SourceSplit,
         out: &mut Vec<SourceItem>,
-    ) -> Option<Poll> {
-        let flight = self.in_flight.pop_front()?;
-        let mut parts: Vec<Option<Parsed>> = (0..flight.count).map(|_| None).collect();
-        let waiting = std::time::Instant::now();
-        for _ in 0..flight.count {
-            let (part, decoded) = flight
-                .parts
-                .recv()
-                .expect("a decode thread ends only with the pool");
-            parts[part] = Some(decoded);
+    ) -> Result<Option<Poll>, JobError> {
+        let Some(flight) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let shared = &flight.batch;
+        let mut parts: Vec<Option<Parsed>> = (0..shared.parts).map(|_| None).collect();
+        let mut others = shared.parts;
+        while let Some(part) = shared.claim() {
+            parts[part] = Some(shared.parse(part));
+            others -= 1;
         }
-        self.waited += waiting.elapsed();
+        let waiting = (others > 0).then(Instant::now);
+        for _ in 0..others {
+            let (part, parsed) = flight
+                .finished
+                .recv()
+                .map_err(|_| JobError::Panic("a worker stopped parsing a batch".into()))?
+                .map_err(JobError::Panic)?;
+            parts[part] = Some(parsed);
+        }
+        self.waited += waiting.map_or(Duration::ZERO, |at| at.elapsed());
         // The parts' items are moved over whole: the worker, which reads
         // and routes every record, does not go through them one by one.
         for (mut items, unlocated) in parts.into_iter().flatten() {
@@ -128,9 +231,171 @@ impl ParallelDecode {
             }
             out.append(&mut items);
         }
-        let mut batch = Arc::into_inner(flight.batch).expect("every part has let go");
-        batch.clear();
-        self.spare.push(batch);
-        Some(flight.poll)
+        if self.finished.len() == MAX_FINISHED {
+            self.finished.remove(0);
+        }
+        self.finished.push(flight.batch);
+        Ok(Some(flight.poll))
+    }
+}
+
+/// The side of a worker that helps: the offer it is parsing parts of.
+pub(crate) struct DecodeHelper {
+    offers: Receiver<Offer>,
+    current: Option<Offer>,
+}
+
+impl DecodeHelper {
+    pub fn new(offers: &DecodeOffers) -> Self {
+        Self {
+            offers: offers.take.clone(),
+            current: None,
+        }
+    }
+
+    /// Where offers arrive, for a worker waiting for work of any kind.
+    pub fn offers(&self) -> &Receiver<Offer> {
+        &self.offers
+    }
+
+    /// Takes `offer` up: the next [`DecodeHelper::help`] parses it.
+    pub fn take(&mut self, offer: Offer) {
+        self.current = Some(offer);
+    }
+
+    /// Parses one part of an offered batch, a short turn between the
+    /// worker's own work. Whether there was a part to parse.
+    pub fn help(&mut self) -> bool {
+        loop {
+            let offer = match self.current.take() {
+                Some(offer) => offer,
+                None => match self.offers.try_recv() {
+                    Ok(offer) => offer,
+                    Err(_) => return false,
+                },
+            };
+            let Some(part) = offer.batch.claim() else {
+                // Finished by others: the next offer.
+                continue;
+            };
+            match catch_unwind(AssertUnwindSafe(|| offer.batch.parse(part))) {
+                Ok(parsed) => {
+                    let _ = offer.done.send(Ok((part, parsed)));
+                }
+                Err(panic) => {
+                    // The worker waiting for the part fails with the
+                    // panic's message, as this one does.
+                    let _ = offer.done.send(Err(panic_message(&*panic)));
+                    resume_unwind(panic);
+                }
+            }
+            self.current = Some(offer);
+            return true;
+        }
+    }
+}
+
+/// What a panic said.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::GeneratorSplit;
+    use crate::spec::JobSpec;
+
+    /// `records` visit lines, every 50th broken.
+    fn read(records: usize) -> RawBatch {
+        let mut batch = RawBatch::default();
+        for i in 0..records {
+            let line = match i % 50 {
+                7 => format!("{{\"visit_id\": \"v{i}\", broken"),
+                _ => format!(
+                    "{{\"visit_id\": \"v{}\", \"event_time\": {}}}",
+                    i % 9,
+                    1000 * i
+                ),
+            };
+            batch.push_record(0, Some(line.as_bytes()), None, i as u64);
+        }
+        batch
+    }
+
+    fn parser() -> Arc<RecordParser> {
+        let spec = JobSpec::from_yaml(
+            "name: t\nsource: {file: {path: in.jsonl}}\neventTime: {field: event_time}\n\
+             key: visit_id\nwindow: {tumbling: {size: 1m}}\nsink: {discard: {}}\n\
+             aggregates: [{name: visits, function: count}]\n",
+        )
+        .unwrap();
+        Arc::new(RecordParser::new(&spec))
+    }
+
+    fn split() -> GeneratorSplit {
+        let spec = serde_yaml::from_str("{keys: 5}").unwrap();
+        GeneratorSplit::new(&spec, 0, 0, 1)
+    }
+
+    /// What one thread makes of `records` records, parsing them in one go.
+    fn parsed_whole(records: usize, parser: &RecordParser) -> String {
+        let (mut items, mut unlocated) = (Vec::new(), Vec::new());
+        read(records).parse_part(0..records, parser, &mut items, &mut unlocated);
+        for malformed in &unlocated {
+            malformed.locate(&split(), &mut items);
+        }
+        format!("{items:?}")
+    }
+
+    #[test]
+    fn parts_a_helper_parsed_are_joined_in_the_order_read() {
+        let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
+        let mut reader = ParallelDecode::new(offers.clone(), parser.clone());
+        let mut helper = DecodeHelper::new(&offers);
+        let records = 3 * PART + 5;
+        reader.submit(read(records), Poll::Ready);
+        // The helper takes the first two parts; the reader parses the rest.
+        assert!(helper.help());
+        assert!(helper.help());
+        let mut out = Vec::new();
+        let poll = reader.finish_oldest(&split(), &mut out).unwrap();
+        assert_eq!(poll, Some(Poll::Ready));
+        assert_eq!(out.len(), records);
+        assert_eq!(format!("{out:?}"), parsed_whole(records, &parser));
+        assert!(!helper.help(), "every part is parsed");
+        // The helper has let go of the batch: its buffers are read into
+        // next.
+        assert!(reader.empty_batch().is_empty());
+        assert!(reader.finished.is_empty());
+    }
+
+    #[test]
+    fn a_reader_nobody_helps_parses_every_part_itself() {
+        let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
+        let mut reader = ParallelDecode::new(offers.clone(), parser.clone());
+        let records = 2 * PART;
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            reader.submit(read(records), Poll::Pending);
+            assert_eq!(
+                reader.finish_oldest(&split(), &mut out).unwrap(),
+                Some(Poll::Pending)
+            );
+        }
+        assert_eq!(out.len(), 10 * records);
+        assert_eq!(
+            format!("{:?}", &out[..records]),
+            parsed_whole(records, &parser)
+        );
+        // Offers nobody took are bounded; the batches they hold go with
+        // them once taken, and the reader keeps only a few for reuse.
+        assert_eq!(offers.take.len(), 2 * MAX_IN_FLIGHT);
+        assert!(reader.finished.len() <= MAX_FINISHED);
+        assert_eq!(reader.finish_oldest(&split(), &mut out).unwrap(), None);
     }
 }

@@ -10,6 +10,7 @@ use super::build::{build_workers, Wiring};
 use super::collector::{ask_sink, SinkMsg};
 use super::coordinator::{Ack, Coordinator};
 use super::exchange::{channel, Exchange, OutputRelay, Peer, PodControl};
+use super::parallel_decode::panic_message;
 use super::restore::{check_fits, find_restore};
 use super::sinks::{self, Sinks};
 use super::{start_thread, JobError, RunOptions, RunSummary};
@@ -293,12 +294,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
                 first_error.get_or_insert(e);
             }
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into());
-                first_error.get_or_insert(JobError::Panic(msg));
+                first_error.get_or_insert(JobError::Panic(panic_message(&*panic)));
             }
         }
     }

@@ -20,7 +20,7 @@ use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
 use super::exchange::{Item, Message, Peer};
 use super::operator::Operator;
-use super::parallel_decode::{ParallelDecode, MAX_IN_FLIGHT};
+use super::parallel_decode::{DecodeHelper, ParallelDecode, MAX_IN_FLIGHT};
 use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
@@ -44,8 +44,8 @@ const POLL_BATCH: usize = 1024;
 /// 32, 8 and 5, but for about 28 more instructions a record than 64 (each
 /// part reads the clock for its stages).
 const READ_PART: usize = 64;
-/// Fewer records than this are parsed by the worker itself: handing them
-/// to the decode threads would cost more than it saves.
+/// Fewer records than this are parsed by the worker itself: offering them
+/// to the other workers would cost more than it saves.
 const PARALLEL_DECODE_MIN: usize = 128;
 /// Records per message to a peer: small enough (16 KiB) to stay in cache
 /// between the core that writes it and the core that reads it; measured
@@ -113,9 +113,13 @@ pub(crate) struct Worker {
     /// Turns the split's records into events, enriching them from the
     /// worker's lookup tables.
     pub decoder: Enricher,
-    /// Parses the split's records on the job's decode threads while this
-    /// worker reads and routes (parallelism above 1, no lookups).
+    /// Offers the split's batches to the process's other workers to parse
+    /// while this one reads and routes (more than one worker here, no
+    /// lookups).
     pub parallel_decode: Option<ParallelDecode>,
+    /// Parses parts of the other workers' batches when this one has
+    /// nothing to read (more than one worker here).
+    pub decode_helper: Option<DecodeHelper>,
     pub split_watermarks: PartitionWatermarks,
     pub split_done: bool,
     pub op: Operator,
@@ -205,18 +209,23 @@ impl Worker {
                     .map_err(JobError::Source)?;
                 self.take_items(&mut items)?;
             }
-            if self.may_read() {
-                busy |= if self.parallel_decode.is_some() {
-                    self.read_for_decode_threads(&mut items)?
-                } else {
-                    self.read_in_parts(&mut items)?
-                };
-            } else {
+            let read = if !self.may_read() {
                 self.finish_decoding(0, &mut items)?;
-            }
+                false
+            } else if self.parallel_decode.is_some() {
+                self.read_for_others_to_parse(&mut items)?
+            } else {
+                self.read_in_parts(&mut items)?
+            };
+            busy |= read;
             while let Ok(msg) = self.inbox.try_recv() {
                 busy = true;
                 self.handle(msg)?;
+            }
+            // With nothing of its own read, the worker's core helps parse
+            // another worker's busy split.
+            if !read {
+                busy |= self.help_parse();
             }
             self.flush_peers();
             if let (Some(tick), Some(interval)) = (next_tick, self.processing_time_interval) {
@@ -238,12 +247,13 @@ impl Worker {
                     true => Wait::Exchange,
                     false => Wait::Idle,
                 };
-                let inbox = &self.inbox;
-                let next = self
-                    .activity
-                    .time(wait, || inbox.recv_timeout(Duration::from_millis(5)));
+                let (inbox, helper) = (&self.inbox, &mut self.decode_helper);
+                let next = self.activity.time(wait, || {
+                    wait_for_work(inbox, helper, Duration::from_millis(5))
+                });
                 match next {
-                    Ok(msg) => self.handle(msg)?,
+                    Ok(Some(msg)) => self.handle(msg)?,
+                    Ok(None) => {}
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
@@ -294,10 +304,24 @@ impl Worker {
         }
     }
 
-    /// Reads a batch for the decode threads, and routes the batches they
-    /// finished. A small batch is decoded here, after those before it.
-    /// Whether anything was read.
-    fn read_for_decode_threads(&mut self, items: &mut Vec<SourceItem>) -> Result<bool, JobError> {
+    /// Parses one part of a batch another worker offered; whether there
+    /// was one.
+    fn help_parse(&mut self) -> bool {
+        let Some(helper) = &mut self.decode_helper else {
+            return false;
+        };
+        let parsing = self.activity.mark();
+        let helped = helper.help();
+        if helped {
+            self.activity.spent(Stage::Decode, parsing);
+        }
+        helped
+    }
+
+    /// Reads a batch and offers it to the other workers to parse, and
+    /// routes the batches finished. A small batch is decoded here, after
+    /// those before it. Whether anything was read.
+    fn read_for_others_to_parse(&mut self, items: &mut Vec<SourceItem>) -> Result<bool, JobError> {
         let poll = self.poll_split(POLL_BATCH)?;
         let read = !self.raw.is_empty();
         match &mut self.parallel_decode {
@@ -343,7 +367,7 @@ impl Worker {
         decoded
     }
 
-    /// Routes the batches parsing on the decode threads, oldest first, and
+    /// Routes the batches in flight, oldest first, once parsed, and
     /// acts on the polls that read them, until at most `keep` are in flight.
     fn finish_decoding(
         &mut self,
@@ -354,7 +378,7 @@ impl Worker {
             let decoding = self.activity.mark();
             let poll = match &mut self.parallel_decode {
                 Some(parallel) if parallel.in_flight() > keep => {
-                    let poll = parallel.finish_oldest(&*self.split, items);
+                    let poll = parallel.finish_oldest(&*self.split, items)?;
                     self.activity.waited(Wait::Decode, parallel.take_waited());
                     poll
                 }
@@ -818,5 +842,27 @@ impl Worker {
         };
         let _ = c.acks.send(ack);
         Ok(())
+    }
+}
+
+/// Waits up to `timeout` for a message, or for a batch to help parse (taken
+/// up for the next turn: then None).
+fn wait_for_work(
+    inbox: &Receiver<Message>,
+    helper: &mut Option<DecodeHelper>,
+    timeout: Duration,
+) -> Result<Option<Message>, RecvTimeoutError> {
+    let Some(helper) = helper else {
+        return inbox.recv_timeout(timeout).map(Some);
+    };
+    crossbeam_channel::select! {
+        recv(inbox) -> msg => msg.map(Some).map_err(|_| RecvTimeoutError::Disconnected),
+        recv(helper.offers()) -> offer => {
+            if let Ok(offer) = offer {
+                helper.take(offer);
+            }
+            Ok(None)
+        }
+        default(timeout) => Err(RecvTimeoutError::Timeout),
     }
 }

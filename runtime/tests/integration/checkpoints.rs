@@ -567,7 +567,7 @@ fn a_thread_that_cannot_start_stops_the_job_with_the_reason() {
     assert!(
         stderr.contains(
             "could not start thread worker-2 (failpoint thread-start): a job of parallelism 3 \
-             runs about 11 threads; lower `parallelism`, or raise the limits on threads"
+             runs about 8 threads; lower `parallelism`, or raise the limits on threads"
         ),
         "{stderr}"
     );

@@ -480,7 +480,9 @@ fn a_deployment_resumes_from_its_own_checkpoints_and_stays_up_after_stop() {
 /// Runs a job of `head` (name, parallelism, source) counting `{"k","t"}`
 /// records in 10-second windows, under `--deployment` so that its process
 /// stays up once the input is read; returns it with its final `/status`.
-fn finished_status(dir: &Path, head: &str) -> (Job, streamjob_api::JobStatus) {
+/// The job, its control API's address and its status once it has read
+/// everything.
+fn finished_status(dir: &Path, head: &str) -> (Job, String, streamjob_api::JobStatus) {
     let job = dir.join("job.yaml");
     let rest = "key: k\neventTime: {field: t}\nwindow: {tumbling: {size: 10s}}\n\
                 aggregates: [{name: n, function: count}]\nsink: {discard: {}}\n\
@@ -489,7 +491,7 @@ fn finished_status(dir: &Path, head: &str) -> (Job, streamjob_api::JobStatus) {
     let (child, api, mut stderr) = start(&job, &["--deployment", "d1"]);
     read_until(&mut stderr, "deployment d1 done");
     let status = serde_json::from_str(&http(&api, "GET", "/status", None).1).unwrap();
-    (child, status)
+    (child, api, status)
 }
 
 /// `/status` keeps the last few malformed records with where they were
@@ -510,7 +512,7 @@ fn status_lists_the_last_malformed_records_and_each_partition() {
     }
     std::fs::write(dir.path().join("good.jsonl"), good).unwrap();
     std::fs::write(dir.path().join("bad.jsonl"), bad).unwrap();
-    let (mut child, status) = finished_status(
+    let (mut child, _, status) = finished_status(
         dir.path(),
         "name: files\nparallelism: 1\nsource: {file: {paths: [good.jsonl, bad.jsonl]}}\n",
     );
@@ -563,31 +565,48 @@ fn status_lists_the_last_malformed_records_and_each_partition() {
     child.wait();
 }
 
-/// At parallelism 2 one file's batches are parsed on the decode threads:
-/// the worker that reads it waits for them, and says so; the other worker
-/// has no source, so it never does.
+/// At parallelism 2 one file is read by one worker; the other, with no
+/// source of its own, parses parts of its batches, and says so in its
+/// decode stage. Only the reader ever waits for parsing. (The run's totals
+/// from `/metrics`: `/status` shows the last second only.)
 #[test]
-fn a_worker_waiting_for_the_decode_threads_says_so() {
+fn a_worker_with_no_source_helps_parse_the_readers_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: String = (0..20_000)
+    let lines: String = (0..100_000)
         .map(|i| format!("{{\"k\":\"k{}\",\"t\":{}}}\n", i % 50, 10 * i))
         .collect();
     std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
-    let (mut child, status) = finished_status(
+    let (mut child, api, status) = finished_status(
         dir.path(),
         "name: one-file\nparallelism: 2\nsource: {file: {path: in.jsonl}}\n",
     );
-    assert_eq!(status.records_in, 20_000);
-    let [reader, other] = status.workers.as_slice() else {
-        panic!("{:?}", status.workers);
+    assert_eq!(status.records_in, 100_000);
+    let partitions = status.workers.iter().map(|w| w.partitions.len());
+    assert_eq!(partitions.collect::<Vec<_>>(), [1, 0]);
+    let metrics = http(&api, "GET", "/metrics", None).1;
+    // A counter's total over the run, e.g. `stage_seconds`, `stage="read"`.
+    let total = |worker: usize, series: &str, label: &str| -> f64 {
+        let name = format!("streamjob_worker_{series}_total{{worker=\"{worker}\",{label}}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str())?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
     };
-    assert!(reader.time.blocked_on_decode > 0.0, "{reader:?}");
-    assert!(
-        reader.stages.decode > 0.0 && reader.stages.route > 0.0,
-        "{reader:?}"
+    let stage = |worker, stage| total(worker, "stage_seconds", &format!("stage=\"{stage}\""));
+    for name in ["read", "decode", "route"] {
+        assert!(stage(0, name) > 0.0, "reader's {name}:\n{metrics}");
+    }
+    assert_eq!(
+        (stage(1, "read"), stage(1, "route")),
+        (0.0, 0.0),
+        "{metrics}"
     );
-    assert_eq!(other.time.blocked_on_decode, 0.0, "{other:?}");
-    assert!(other.partitions.is_empty(), "{other:?}");
+    assert!(
+        stage(1, "decode") > 0.0,
+        "the helper parsed nothing:\n{metrics}"
+    );
+    let blocked = total(1, "time_seconds", "activity=\"blocked_on_decode\"");
+    assert_eq!(blocked, 0.0, "{metrics}");
     child.0.kill().unwrap();
     child.wait();
 }

@@ -571,8 +571,8 @@ fn a_select_job_passes_the_selected_fields_through() {
     );
 }
 
-/// A select job reading one file at parallelism 2: its batches are parsed
-/// on the decode threads while the worker reads on, yet the output is
+/// A select job reading one file at parallelism 2: the other worker parses
+/// parts of its batches while the reading worker reads on, yet the output is
 /// parallelism 1's, line for line and in order (a select job keeps each
 /// record on the worker that read it), malformed records included.
 #[test]
