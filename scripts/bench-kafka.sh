@@ -6,7 +6,8 @@
 # against the nisshi broker in a process of its own (scripts/deps.sh builds
 # it). Each run prints the consume-only ceiling (as many plain readers as
 # the job has workers) beside the job's rate; nisshi's CPU time is printed
-# at the end. Usage: scripts/bench-kafka.sh [events, default 2000000]
+# at the end. STREAMJOB_BIN=/path/to/an/old/binary runs another build.
+# Usage: scripts/bench-kafka.sh [events, default 2000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -16,8 +17,8 @@ if [ ! -x "$nisshi" ]; then
   echo "bench-kafka: no nisshi broker at $nisshi; scripts/deps.sh builds it (once, ~5 min)" >&2
   exit 1
 fi
-bin="$(release_streamjob)"
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $events events"
+bin="${STREAMJOB_BIN:-$(release_streamjob)}"
+echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}, $(nproc) cores, $events events"
 run() {
   local where="$1" p="$2"
   shift 2
