@@ -195,14 +195,13 @@ impl ParallelDecode {
     }
 
     /// Finishes the oldest batch in flight: parses here every part nobody
-    /// claimed, waits for the others' parts, and turns the batch into
-    /// items in `out`, in the order read. Returns its poll; None when no
-    /// batch is in flight.
+    /// claimed, waits for the others' parts, and returns the batch's items
+    /// by part, in the order read, with its poll; None when no batch is in
+    /// flight.
     pub fn finish_oldest(
         &mut self,
         split: &dyn SourceSplit,
-        out: &mut Vec<SourceItem>,
-    ) -> Result<Option<Poll>, JobError> {
+    ) -> Result<Option<FinishedBatch>, JobError> {
         let Some(flight) = self.in_flight.pop_front() else {
             return Ok(None);
         };
@@ -223,20 +222,36 @@ impl ParallelDecode {
             parts[part] = Some(parsed);
         }
         self.waited += waiting.map_or(Duration::ZERO, |at| at.elapsed());
-        // The parts' items are moved over whole: the worker, which reads
-        // and routes every record, does not go through them one by one.
-        for (mut items, unlocated) in parts.into_iter().flatten() {
-            for malformed in &unlocated {
-                malformed.locate(split, &mut items);
-            }
-            out.append(&mut items);
-        }
+        // The worker routes each part as it is, not copied into one list:
+        // it reads and routes every record, and a part parsed here is
+        // still in this core's cache.
+        let items = parts
+            .into_iter()
+            .flatten()
+            .map(|(mut items, unlocated)| {
+                for malformed in &unlocated {
+                    malformed.locate(split, &mut items);
+                }
+                items
+            })
+            .collect();
         if self.finished.len() == MAX_FINISHED {
             self.finished.remove(0);
         }
         self.finished.push(flight.batch);
-        Ok(Some(flight.poll))
+        Ok(Some(FinishedBatch {
+            parts: items,
+            poll: flight.poll,
+        }))
     }
+}
+
+/// A batch parsed: its items by part, in the order read, and what the poll
+/// that read it returned (the worker acts on it once the items are
+/// routed).
+pub(crate) struct FinishedBatch {
+    pub parts: Vec<Vec<SourceItem>>,
+    pub poll: Poll,
 }
 
 /// The side of a worker that helps: the offer it is parsing parts of.
@@ -362,9 +377,10 @@ mod tests {
         // The helper takes the first two parts; the reader parses the rest.
         assert!(helper.help());
         assert!(helper.help());
-        let mut out = Vec::new();
-        let poll = reader.finish_oldest(&split(), &mut out).unwrap();
-        assert_eq!(poll, Some(Poll::Ready));
+        let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
+        assert_eq!(poll, Poll::Ready);
+        assert_eq!(parts.len(), 4);
+        let out: Vec<_> = parts.into_iter().flatten().collect();
         assert_eq!(out.len(), records);
         assert_eq!(format!("{out:?}"), parsed_whole(records, &parser));
         assert!(!helper.help(), "every part is parsed");
@@ -382,10 +398,9 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..10 {
             reader.submit(read(records), Poll::Pending);
-            assert_eq!(
-                reader.finish_oldest(&split(), &mut out).unwrap(),
-                Some(Poll::Pending)
-            );
+            let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
+            assert_eq!(poll, Poll::Pending);
+            out.extend(parts.into_iter().flatten());
         }
         assert_eq!(out.len(), 10 * records);
         assert_eq!(
@@ -396,6 +411,6 @@ mod tests {
         // them once taken, and the reader keeps only a few for reuse.
         assert_eq!(offers.take.len(), 2 * MAX_IN_FLIGHT);
         assert!(reader.finished.len() <= MAX_FINISHED);
-        assert_eq!(reader.finish_oldest(&split(), &mut out).unwrap(), None);
+        assert!(reader.finish_oldest(&split()).unwrap().is_none());
     }
 }

@@ -20,7 +20,7 @@ use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
 use super::exchange::{Item, Message, Peer};
 use super::operator::Operator;
-use super::parallel_decode::{DecodeHelper, ParallelDecode, MAX_IN_FLIGHT};
+use super::parallel_decode::{DecodeHelper, FinishedBatch, ParallelDecode, MAX_IN_FLIGHT};
 use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
@@ -210,7 +210,7 @@ impl Worker {
                 self.take_items(&mut items)?;
             }
             let read = if !self.may_read() {
-                self.finish_decoding(0, &mut items)?;
+                self.finish_decoding(0)?;
                 false
             } else if self.parallel_decode.is_some() {
                 self.read_for_others_to_parse(&mut items)?
@@ -332,11 +332,11 @@ impl Worker {
                     Poll::Ended => 0,
                     Poll::Pending | Poll::Ready => MAX_IN_FLIGHT - 1,
                 };
-                self.finish_decoding(keep, items)?;
+                self.finish_decoding(keep)?;
             }
             _ => {
                 // Batches read before this one go first.
-                self.finish_decoding(0, items)?;
+                self.finish_decoding(0)?;
                 self.decode_and_route(poll, items)?;
             }
         }
@@ -369,28 +369,24 @@ impl Worker {
 
     /// Routes the batches in flight, oldest first, once parsed, and
     /// acts on the polls that read them, until at most `keep` are in flight.
-    fn finish_decoding(
-        &mut self,
-        keep: usize,
-        items: &mut Vec<SourceItem>,
-    ) -> Result<(), JobError> {
+    fn finish_decoding(&mut self, keep: usize) -> Result<(), JobError> {
         loop {
             let decoding = self.activity.mark();
-            let poll = match &mut self.parallel_decode {
+            let finished = match &mut self.parallel_decode {
                 Some(parallel) if parallel.in_flight() > keep => {
-                    let poll = parallel.finish_oldest(&*self.split, items)?;
+                    let finished = parallel.finish_oldest(&*self.split)?;
                     self.activity.waited(Wait::Decode, parallel.take_waited());
-                    poll
+                    finished
                 }
                 _ => None,
             };
-            if poll.is_some() {
-                self.activity.spent(Stage::Decode, decoding);
-            }
-            let Some(poll) = poll else {
+            let Some(FinishedBatch { parts, poll }) = finished else {
                 return Ok(());
             };
-            self.take_items(items)?;
+            self.activity.spent(Stage::Decode, decoding);
+            for mut part in parts {
+                self.take_items(&mut part)?;
+            }
             self.after_poll(poll)?;
         }
     }
@@ -671,7 +667,7 @@ impl Worker {
         }
         // The barrier follows every record read so far: those still being
         // parsed are routed first.
-        self.finish_decoding(0, &mut Vec::new())?;
+        self.finish_decoding(0)?;
         let Some(c) = &mut self.checkpointing else {
             return Ok(());
         };
