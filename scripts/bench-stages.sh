@@ -4,16 +4,18 @@
 # with the release binary at parallelism 1 (pinned to one core) and 2, reads
 # the control API's /status every 200 ms, and prints each worker's shares of
 # its last full second: busy by stage (read, decode, route, window), idle,
-# blocked (on other workers parsing what it read, the exchange, the sink). Run by hand, like the other benchmarks.
+# blocked (on other workers parsing what it read, the exchange, the sink).
+# Run by hand, like the other benchmarks. STREAMJOB_BIN=/path/to/an/old/binary
+# runs another build.
 # Usage: scripts/bench-stages.sh [records, default 5000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-5000000}"
-bin="$(release_streamjob)"
+bin="${STREAMJOB_BIN:-$(release_streamjob)}"
 work="$(visits_bench "$records")"
 port=$(free_port)
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records"
+echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}, $(nproc) cores, $records records"
 for p in 1 2; do
   pin=()
   [ "$p" = 1 ] && pin=(taskset -c 0)
