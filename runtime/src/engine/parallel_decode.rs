@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::JobError;
 use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit, Unlocated};
@@ -173,17 +173,15 @@ impl ParallelDecode {
             next: AtomicUsize::new(0),
         });
         let (done, finished) = crossbeam_channel::bounded(parts);
-        // One offer for each worker that could help, as many as there are
-        // parts for, while there is room: a full queue means nobody is
-        // taking offers.
-        for _ in 0..self.offers.helpers.min(parts - 1) {
+        // An offer for each worker that could help, but not more than the
+        // parts this one leaves (it parses at least one), while there is
+        // room: a full queue means nobody is taking offers.
+        for _ in 0..self.offers.helpers.min(parts.saturating_sub(1)) {
             let offer = Offer {
                 batch: batch.clone(),
                 done: done.clone(),
             };
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                self.offers.send.try_send(offer)
-            {
+            if self.offers.send.try_send(offer).is_err() {
                 break;
             }
         }
