@@ -688,10 +688,19 @@ fn kill_either_pod_repeatedly(job: &Path) -> common::Kills {
         // may roll a pending one forward, which is no progress of this round.
         let newest = common::checkpoint_ids(&checkpoints, false).last().copied();
         let mut pods = start(kill > 0);
+        let checkpointed = || common::checkpoint_ids(&checkpoints, true).last().copied() > newest;
+        let ended =
+            |pods: &mut Vec<Child>| pods.iter_mut().all(|p| p.try_wait().unwrap().is_some());
         let progressed = wait_until(Duration::from_secs(60), || {
-            common::checkpoint_ids(&checkpoints, true).last().copied() > newest
+            checkpointed() || ended(&mut pods)
         });
         assert!(progressed, "round {kill} completed no checkpoint");
+        // A quick machine may read the rest of the input before the round's
+        // first checkpoint: the pods then end, and must have succeeded.
+        if !checkpointed() && ended(&mut pods) {
+            succeeded(finish_all(pods));
+            return common::Kills::FinishedAfter(kill);
+        }
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
