@@ -174,6 +174,15 @@ impl JobError {
     }
 }
 
+/// What a panic said: its message, for [`JobError::Panic`].
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Starts thread `name` of a job of `parallelism`; a failure to start it
 /// (out of threads or memory) names the thread and the way out.
 pub(crate) fn start_thread<T: Send + 'static>(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::JobError;
+use super::{panic_message, JobError};
 use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit, Unlocated};
 use crate::record::RecordParser;
 
@@ -306,15 +306,6 @@ impl DecodeHelper {
             return true;
         }
     }
-}
-
-/// What a panic said.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into())
 }
 
 #[cfg(test)]
