@@ -29,7 +29,7 @@ use crate::record::RecordParser;
 pub(crate) const MAX_IN_FLIGHT: usize = 2;
 
 /// Finished batches kept for their buffers.
-const MAX_FINISHED: usize = 4;
+const MAX_REUSABLE: usize = 4;
 
 /// Records in a part: small enough that the workers parsing a batch end
 /// close together, large enough that claiming one costs nothing next to
@@ -80,15 +80,18 @@ pub(crate) struct Offer {
 struct SharedBatch {
     batch: RawBatch,
     parser: Arc<RecordParser>,
-    parts: usize,
     next: AtomicUsize,
 }
 
 impl SharedBatch {
+    fn parts(&self) -> usize {
+        self.batch.len().div_ceil(PART)
+    }
+
     /// Claims the next part nobody has claimed; None when none is left.
     fn claim(&self) -> Option<usize> {
         let part = self.next.fetch_add(1, Ordering::Relaxed);
-        (part < self.parts).then_some(part)
+        (part < self.parts()).then_some(part)
     }
 
     fn parse(&self, part: usize) -> Parsed {
@@ -109,7 +112,7 @@ pub(crate) struct ParallelDecode {
     in_flight: VecDeque<InFlight>,
     /// Finished batches, whose buffers the next reads reuse once no other
     /// worker holds them.
-    finished: Vec<Arc<SharedBatch>>,
+    reusable: Vec<Arc<SharedBatch>>,
     /// Time the worker waited for parts since `take_waited`.
     waited: Duration,
 }
@@ -121,7 +124,7 @@ struct InFlight {
     /// once the batch's records are routed.
     poll: Poll,
     /// The parts other workers parsed.
-    finished: Receiver<Finished>,
+    from_others: Receiver<Finished>,
 }
 
 impl ParallelDecode {
@@ -130,7 +133,7 @@ impl ParallelDecode {
             offers,
             parser,
             in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
-            finished: Vec::new(),
+            reusable: Vec::new(),
             waited: Duration::ZERO,
         }
     }
@@ -151,10 +154,10 @@ impl ParallelDecode {
         // A helper lets go of a batch a moment after its last part, or on
         // its next turn; an offer nobody took holds it until taken.
         let free = self
-            .finished
+            .reusable
             .iter()
             .position(|batch| Arc::strong_count(batch) == 1);
-        let Some(batch) = free.and_then(|i| Arc::into_inner(self.finished.swap_remove(i))) else {
+        let Some(batch) = free.and_then(|i| Arc::into_inner(self.reusable.swap_remove(i))) else {
             return RawBatch::default();
         };
         let mut batch = batch.batch;
@@ -165,14 +168,13 @@ impl ParallelDecode {
     /// Offers `batch`, read by a poll that returned `poll`, to the other
     /// workers.
     pub fn submit(&mut self, batch: RawBatch, poll: Poll) {
-        let parts = batch.len().div_ceil(PART);
         let batch = Arc::new(SharedBatch {
             batch,
             parser: self.parser.clone(),
-            parts,
             next: AtomicUsize::new(0),
         });
-        let (done, finished) = crossbeam_channel::bounded(parts);
+        let parts = batch.parts();
+        let (done, from_others) = crossbeam_channel::bounded(parts);
         // An offer for each worker that could help, but not more than the
         // parts this one leaves (it parses at least one), while there is
         // room: a full queue means nobody is taking offers.
@@ -188,7 +190,7 @@ impl ParallelDecode {
         self.in_flight.push_back(InFlight {
             batch,
             poll,
-            finished,
+            from_others,
         });
     }
 
@@ -204,8 +206,8 @@ impl ParallelDecode {
             return Ok(None);
         };
         let shared = &flight.batch;
-        let mut parts: Vec<Option<Parsed>> = (0..shared.parts).map(|_| None).collect();
-        let mut others = shared.parts;
+        let mut parts: Vec<Option<Parsed>> = (0..shared.parts()).map(|_| None).collect();
+        let mut others = parts.len();
         while let Some(part) = shared.claim() {
             parts[part] = Some(shared.parse(part));
             others -= 1;
@@ -213,7 +215,7 @@ impl ParallelDecode {
         let waiting = (others > 0).then(Instant::now);
         for _ in 0..others {
             let (part, parsed) = flight
-                .finished
+                .from_others
                 .recv()
                 .map_err(|_| JobError::Panic("a worker stopped parsing a batch".into()))?
                 .map_err(JobError::Panic)?;
@@ -233,10 +235,10 @@ impl ParallelDecode {
                 items
             })
             .collect();
-        if self.finished.len() == MAX_FINISHED {
-            self.finished.remove(0);
+        if self.reusable.len() == MAX_REUSABLE {
+            self.reusable.remove(0);
         }
-        self.finished.push(flight.batch);
+        self.reusable.push(flight.batch);
         Ok(Some(FinishedBatch {
             parts: items,
             poll: flight.poll,
@@ -254,21 +256,25 @@ pub(crate) struct FinishedBatch {
 
 /// The side of a worker that helps: the offer it is parsing parts of.
 pub(crate) struct DecodeHelper {
-    offers: Receiver<Offer>,
+    /// Held whole, its sender included: a channel whose senders are all
+    /// gone (no worker offers: every one parses with lookups, or the
+    /// readers ended) is always ready, and a worker waiting on it would
+    /// spin instead of waiting.
+    offers: DecodeOffers,
     current: Option<Offer>,
 }
 
 impl DecodeHelper {
     pub fn new(offers: &DecodeOffers) -> Self {
         Self {
-            offers: offers.take.clone(),
+            offers: offers.clone(),
             current: None,
         }
     }
 
     /// Where offers arrive, for a worker waiting for work of any kind.
     pub fn offers(&self) -> &Receiver<Offer> {
-        &self.offers
+        &self.offers.take
     }
 
     /// Takes `offer` up: the next [`DecodeHelper::help`] parses it.
@@ -282,7 +288,7 @@ impl DecodeHelper {
         loop {
             let offer = match self.current.take() {
                 Some(offer) => offer,
-                None => match self.offers.try_recv() {
+                None => match self.offers.take.try_recv() {
                     Ok(offer) => offer,
                     Err(_) => return false,
                 },
@@ -376,7 +382,21 @@ mod tests {
         // The helper has let go of the batch: its buffers are read into
         // next.
         assert!(reader.empty_batch().is_empty());
-        assert!(reader.finished.is_empty());
+        assert!(reader.reusable.is_empty());
+    }
+
+    #[test]
+    fn a_helper_with_no_reader_left_waits_for_offers_instead_of_spinning() {
+        let offers = DecodeOffers::between(2).unwrap();
+        let helper = DecodeHelper::new(&offers);
+        // No worker offers (every one parses with lookups), or the readers
+        // are gone.
+        drop(offers);
+        let wait = Duration::from_millis(20);
+        assert_eq!(
+            helper.offers().recv_timeout(wait).err(),
+            Some(crossbeam_channel::RecvTimeoutError::Timeout)
+        );
     }
 
     #[test]
@@ -399,7 +419,7 @@ mod tests {
         // Offers nobody took are bounded; the batches they hold go with
         // them once taken, and the reader keeps only a few for reuse.
         assert_eq!(offers.take.len(), 2 * MAX_IN_FLIGHT);
-        assert!(reader.finished.len() <= MAX_FINISHED);
+        assert!(reader.reusable.len() <= MAX_REUSABLE);
         assert!(reader.finish_oldest(&split()).unwrap().is_none());
     }
 }

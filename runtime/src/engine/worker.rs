@@ -252,10 +252,10 @@ impl Worker {
                     wait_for_work(inbox, helper, Duration::from_millis(5))
                 });
                 match next {
-                    Ok(Some(msg)) => self.handle(msg)?,
-                    Ok(None) => {}
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    Work::Message(msg) => self.handle(msg)?,
+                    // Parsed on the next turn, after the inbox.
+                    Work::Offer | Work::None => {}
+                    Work::InboxClosed => return Ok(()),
                 }
             }
         }
@@ -841,24 +841,40 @@ impl Worker {
     }
 }
 
-/// Waits up to `timeout` for a message, or for a batch to help parse (taken
-/// up for the next turn: then None).
+/// What a waiting worker woke up to.
+enum Work {
+    Message(Message),
+    /// A batch to help parse, taken up by the worker's helper.
+    Offer,
+    /// Nothing within the wait.
+    None,
+    /// Every sender of the inbox is gone: the job is over.
+    InboxClosed,
+}
+
+/// Waits up to `timeout` for a message, or for a batch to help parse.
 fn wait_for_work(
     inbox: &Receiver<Message>,
     helper: &mut Option<DecodeHelper>,
     timeout: Duration,
-) -> Result<Option<Message>, RecvTimeoutError> {
+) -> Work {
     let Some(helper) = helper else {
-        return inbox.recv_timeout(timeout).map(Some);
+        return match inbox.recv_timeout(timeout) {
+            Ok(msg) => Work::Message(msg),
+            Err(RecvTimeoutError::Timeout) => Work::None,
+            Err(RecvTimeoutError::Disconnected) => Work::InboxClosed,
+        };
     };
     crossbeam_channel::select! {
-        recv(inbox) -> msg => msg.map(Some).map_err(|_| RecvTimeoutError::Disconnected),
-        recv(helper.offers()) -> offer => {
-            if let Ok(offer) = offer {
+        recv(inbox) -> msg => msg.map_or(Work::InboxClosed, Work::Message),
+        recv(helper.offers()) -> offer => match offer {
+            Ok(offer) => {
                 helper.take(offer);
+                Work::Offer
             }
-            Ok(None)
-        }
-        default(timeout) => Err(RecvTimeoutError::Timeout),
+            // Not while the helper holds the offers' sender.
+            Err(_) => Work::None,
+        },
+        default(timeout) => Work::None,
     }
 }
