@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use super::{panic_message, JobError};
 use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit, Unlocated};
@@ -125,6 +125,9 @@ struct InFlight {
     poll: Poll,
     /// The parts other workers parsed.
     from_others: Receiver<Finished>,
+    /// The parts this worker parsed ahead, while it waited for another
+    /// worker's part of an older batch.
+    ahead: Vec<(usize, Parsed)>,
 }
 
 impl ParallelDecode {
@@ -191,11 +194,13 @@ impl ParallelDecode {
             batch,
             poll,
             from_others,
+            ahead: Vec::new(),
         });
     }
 
     /// Finishes the oldest batch in flight: parses here every part nobody
-    /// claimed, waits for the others' parts, and returns the batch's items
+    /// claimed, then, while another worker still parses one of its parts,
+    /// parts of the later batches in flight, and returns the batch's items
     /// by part, in the order read, with its poll; None when no batch is in
     /// flight.
     pub fn finish_oldest(
@@ -207,21 +212,33 @@ impl ParallelDecode {
         };
         let shared = &flight.batch;
         let mut parts: Vec<Option<Parsed>> = (0..shared.parts()).map(|_| None).collect();
-        let mut others = parts.len();
+        let mut others = parts.len() - flight.ahead.len();
+        for (part, parsed) in flight.ahead {
+            parts[part] = Some(parsed);
+        }
         while let Some(part) = shared.claim() {
             parts[part] = Some(shared.parse(part));
             others -= 1;
         }
-        let waiting = (others > 0).then(Instant::now);
-        for _ in 0..others {
-            let (part, parsed) = flight
-                .from_others
-                .recv()
-                .map_err(|_| JobError::Panic("a worker stopped parsing a batch".into()))?
-                .map_err(JobError::Panic)?;
+        while others > 0 {
+            let finished = match flight.from_others.try_recv() {
+                Ok(finished) => finished,
+                // Nothing back yet: a part of a later batch is parsed
+                // meanwhile (one the others would otherwise parse next),
+                // and only with none left does the worker wait.
+                Err(TryRecvError::Empty) if self.parse_ahead() => continue,
+                Err(TryRecvError::Empty) => {
+                    let waiting = Instant::now();
+                    let finished = flight.from_others.recv();
+                    self.waited += waiting.elapsed();
+                    finished.map_err(|_| stopped_parsing())?
+                }
+                Err(TryRecvError::Disconnected) => return Err(stopped_parsing()),
+            };
+            let (part, parsed) = finished.map_err(JobError::Panic)?;
             parts[part] = Some(parsed);
+            others -= 1;
         }
-        self.waited += waiting.map_or(Duration::ZERO, |at| at.elapsed());
         // The worker routes each part as it is, not copied into one list:
         // it reads and routes every record, and a part parsed here is
         // still in this core's cache.
@@ -244,6 +261,23 @@ impl ParallelDecode {
             poll: flight.poll,
         }))
     }
+
+    /// Parses one unclaimed part of the oldest batch in flight that has
+    /// one, and keeps it with the batch; whether there was one.
+    fn parse_ahead(&mut self) -> bool {
+        for flight in &mut self.in_flight {
+            if let Some(part) = flight.batch.claim() {
+                flight.ahead.push((part, flight.batch.parse(part)));
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A helper's channel closed with a part of the batch still out.
+fn stopped_parsing() -> JobError {
+    JobError::Panic("a worker stopped parsing a batch".into())
 }
 
 /// A batch parsed: its items by part, in the order read, and what the poll
@@ -383,6 +417,52 @@ mod tests {
         // next.
         assert!(reader.empty_batch().is_empty());
         assert!(reader.reusable.is_empty());
+    }
+
+    #[test]
+    fn a_reader_waiting_for_a_helpers_part_parses_the_next_batch_meanwhile() {
+        let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
+        let mut reader = ParallelDecode::new(offers.clone(), parser.clone());
+        let records = 3 * PART;
+        reader.submit(read(records), Poll::Ready);
+        reader.submit(read(records), Poll::Pending);
+        let next = reader.in_flight[1].batch.clone();
+        // A helper claims the first batch's first part and holds on to it.
+        let offer = offers.take.try_recv().unwrap();
+        let held = offer.batch.claim().unwrap();
+        let finishing = std::thread::spawn(move || {
+            let first = reader.finish_oldest(&split()).unwrap().unwrap();
+            (reader, first)
+        });
+        // The reader parses the first batch's other parts, then claims
+        // every part of the next batch, and finds none left to claim,
+        // before it waits for the part held.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while next.next.load(Ordering::Relaxed) <= next.parts() {
+            assert!(
+                Instant::now() < deadline,
+                "the reader did not parse the next batch while it waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            !finishing.is_finished(),
+            "the reader waits for the part held"
+        );
+        offer
+            .done
+            .send(Ok((held, offer.batch.parse(held))))
+            .unwrap();
+        let (mut reader, first) = finishing.join().unwrap();
+        assert_eq!(first.poll, Poll::Ready);
+        let first: Vec<_> = first.parts.into_iter().flatten().collect();
+        assert_eq!(format!("{first:?}"), parsed_whole(records, &parser));
+        // The next batch is finished from the parts parsed ahead, in order.
+        let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
+        assert_eq!(poll, Poll::Pending);
+        assert_eq!(parts.len(), 3);
+        let second: Vec<_> = parts.into_iter().flatten().collect();
+        assert_eq!(format!("{second:?}"), parsed_whole(records, &parser));
     }
 
     #[test]
