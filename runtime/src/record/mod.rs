@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Number, Value};
 use smallvec::SmallVec;
 
 use crate::spec::{AggregateFunction, JobSpec, TimeFormat};
-use crate::time::{format_time, now_millis, parse_event_time, parse_event_time_str};
+use crate::time::{
+    format_time, now_millis, parse_event_time, parse_event_time_number, parse_event_time_str,
+};
 
 mod decode;
 pub use decode::{Leaf, Slots, WantedFields};
@@ -328,39 +330,48 @@ pub struct JobField {
     slot: usize,
 }
 
-/// A value a job reads from a record. Strings are told apart from the
-/// rest because a decoded record borrows them from its text.
+/// A value a job reads from a record (null reads as absent). A decoded
+/// record borrows strings from its text and holds numbers and booleans
+/// inline, so only an object or an array is a `Value`.
 #[derive(Debug, Clone, Copy)]
 pub enum FieldRef<'a> {
     Str(&'a str),
-    /// Anything but a string or null.
-    Value(&'a Value),
+    Number(&'a Number),
+    Bool(bool),
+    /// An object or an array.
+    Nested(&'a Value),
 }
 
 impl<'a> FieldRef<'a> {
     /// The value, or None for null.
     fn of(value: &'a Value) -> Option<Self> {
-        match value {
-            Value::Null => None,
-            Value::String(s) => Some(FieldRef::Str(s)),
-            other => Some(FieldRef::Value(other)),
-        }
+        Some(match value {
+            Value::Null => return None,
+            Value::String(s) => FieldRef::Str(s),
+            Value::Number(n) => FieldRef::Number(n),
+            Value::Bool(b) => FieldRef::Bool(*b),
+            nested @ (Value::Array(_) | Value::Object(_)) => FieldRef::Nested(nested),
+        })
     }
 
     fn type_name(self) -> String {
         match self {
             FieldRef::Str(s) => format!("the string {s:?}"),
-            FieldRef::Value(v) => type_name(v),
+            FieldRef::Number(n) => format!("the number {n}"),
+            FieldRef::Bool(_) => "a boolean".into(),
+            FieldRef::Nested(v) => type_name(v),
         }
     }
 
     /// The value as compact JSON text.
     fn write_json(self, out: &mut String) {
         use std::fmt::Write;
-        // Both display as serde_json writes them.
+        // Each displays as serde_json writes it.
         let _ = match self {
             FieldRef::Str(s) => write!(out, "{}", Value::from(s)),
-            FieldRef::Value(v) => write!(out, "{v}"),
+            FieldRef::Number(n) => write!(out, "{n}"),
+            FieldRef::Bool(b) => write!(out, "{b}"),
+            FieldRef::Nested(v) => write!(out, "{v}"),
         };
     }
 }
@@ -376,10 +387,13 @@ struct Decoded<'de>(Slots<'de>);
 
 impl FieldSource for Decoded<'_> {
     fn field(&self, field: &JobField) -> Option<FieldRef<'_>> {
-        match self.0[field.slot].as_ref()? {
-            Leaf::Str(s) => Some(FieldRef::Str(s)),
-            Leaf::Value(v) => FieldRef::of(v),
-        }
+        Some(match self.0[field.slot].as_ref()? {
+            Leaf::Str(s) => FieldRef::Str(s),
+            Leaf::Number(n) => FieldRef::Number(n),
+            Leaf::Bool(b) => FieldRef::Bool(*b),
+            Leaf::Null => return None,
+            Leaf::Nested(v) => FieldRef::Nested(v),
+        })
     }
 }
 
@@ -601,10 +615,8 @@ impl RecordParser {
                 .ok_or_else(|| RecordError::MissingKey(field.path.name.clone()))?;
             key.push(match v {
                 FieldRef::Str(s) => KeyPart::Str(s.into()),
-                FieldRef::Value(Value::Bool(b)) => KeyPart::Bool(*b),
-                FieldRef::Value(Value::Number(n)) if n.is_i64() => {
-                    KeyPart::Int(n.as_i64().unwrap_or_default())
-                }
+                FieldRef::Bool(b) => KeyPart::Bool(b),
+                FieldRef::Number(n) if n.is_i64() => KeyPart::Int(n.as_i64().unwrap_or_default()),
                 other => {
                     return Err(RecordError::BadKey {
                         field: field.path.name.clone(),
@@ -624,7 +636,9 @@ impl RecordParser {
                     .ok_or_else(|| RecordError::MissingTime(field.path.name.clone()))?;
                 let ts = match v {
                     FieldRef::Str(s) => parse_event_time_str(s, self.time_format),
-                    FieldRef::Value(v) => parse_event_time(v, self.time_format),
+                    FieldRef::Number(n) => parse_event_time_number(n, self.time_format),
+                    FieldRef::Bool(b) => parse_event_time(&Value::Bool(b), self.time_format),
+                    FieldRef::Nested(v) => parse_event_time(v, self.time_format),
                 }
                 .map_err(bad_time)?;
                 self.check_not_ahead(ts).map_err(bad_time)?;
@@ -642,7 +656,7 @@ impl RecordParser {
                     v.write_json(&mut text);
                     FieldValue::Distinct(xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
                 }
-                (_, Some(FieldRef::Value(Value::Number(n)))) => FieldValue::Num(match n.as_i64() {
+                (_, Some(FieldRef::Number(n))) => FieldValue::Num(match n.as_i64() {
                     Some(i) => Num::Int(i),
                     None => Num::Float(n.as_f64().unwrap_or(f64::NAN)),
                 }),

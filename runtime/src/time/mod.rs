@@ -3,7 +3,7 @@
 mod watermark;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use crate::spec::TimeFormat;
 
@@ -27,6 +27,11 @@ pub fn parse_event_time(v: &Value, format: TimeFormat) -> Result<i64, String> {
     in_range(parse_time_value(v, format)?, || v.to_string())
 }
 
+/// [`parse_event_time`] of a number value, read without building a `Value`.
+pub fn parse_event_time_number(n: &Number, format: TimeFormat) -> Result<i64, String> {
+    in_range(parse_time_number(n, format)?, || n.to_string())
+}
+
 /// [`parse_event_time`] of a string value, read without building a `Value`.
 pub fn parse_event_time_str(s: &str, format: TimeFormat) -> Result<i64, String> {
     in_range(parse_time_str(s, format)?, || Value::from(s).to_string())
@@ -46,15 +51,21 @@ fn in_range(ts: i64, shown: impl FnOnce() -> String) -> Result<i64, String> {
 
 fn parse_time_value(v: &Value, format: TimeFormat) -> Result<i64, String> {
     match (v, format) {
-        (Value::Number(n), TimeFormat::Auto | TimeFormat::EpochMillis) => n
+        (Value::Number(n), _) => parse_time_number(n, format),
+        (Value::String(s), _) => parse_time_str(s, format),
+        (other, _) => Err(format!("expected a timestamp, got {other}")),
+    }
+}
+
+fn parse_time_number(n: &Number, format: TimeFormat) -> Result<i64, String> {
+    match format {
+        TimeFormat::Auto | TimeFormat::EpochMillis => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             .ok_or_else(|| format!("expected whole epoch milliseconds, got {n}")),
-        (Value::String(s), _) => parse_time_str(s, format),
-        (Value::Number(n), TimeFormat::Iso8601) => Err(format!(
+        TimeFormat::Iso8601 => Err(format!(
             "expected an ISO-8601 string, got the number {n} (set eventTime.format: epochMillis)"
         )),
-        (other, _) => Err(format!("expected a timestamp, got {other}")),
     }
 }
 

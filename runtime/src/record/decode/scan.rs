@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::Number;
 
 use super::{Leaf, Node, Slots};
 
@@ -304,7 +304,7 @@ impl<'de> Scanner<'de> {
             Some(slot) => {
                 slots[slot + 1..node.end].fill(None);
                 let leaf = self.leaf()?;
-                if let Leaf::Value(value) = &leaf {
+                if let Leaf::Nested(value) = &leaf {
                     node.fill_below(value, slots);
                 }
                 slots[slot] = Some(leaf);
@@ -330,8 +330,8 @@ impl<'de> Scanner<'de> {
         Some(())
     }
 
-    /// A kept value: a string borrowed, anything else as the `Value`
-    /// serde_json builds for it.
+    /// A kept value: a string borrowed, a number as serde_json reads it,
+    /// an object or array as the `Value` it builds.
     #[inline]
     fn leaf(&mut self) -> Option<Leaf<'de>> {
         match self.byte() {
@@ -339,23 +339,24 @@ impl<'de> Scanner<'de> {
                 self.at += 1;
                 Some(Leaf::Str(Cow::Borrowed(self.plain_string()?)))
             }
-            b'-' | b'0'..=b'9' => self.number().map(Leaf::Value),
-            _ => self.other_leaf().map(Leaf::Value),
+            b'-' | b'0'..=b'9' => self.number().map(Leaf::Number),
+            _ => self.other_leaf(),
         }
     }
 
     /// A kept literal, object or array.
     #[cold]
-    fn other_leaf(&mut self) -> Option<Value> {
+    fn other_leaf(&mut self) -> Option<Leaf<'de>> {
         let start = self.at;
         match self.next() {
-            b't' => self.rest_of(b"rue").map(|()| Value::Bool(true)),
-            b'f' => self.rest_of(b"alse").map(|()| Value::Bool(false)),
-            b'n' => self.rest_of(b"ull").map(|()| Value::Null),
+            b't' => self.rest_of(b"rue").map(|()| Leaf::Bool(true)),
+            b'f' => self.rest_of(b"alse").map(|()| Leaf::Bool(false)),
+            b'n' => self.rest_of(b"ull").map(|()| Leaf::Null),
             b'{' | b'[' => {
                 self.at = start;
                 self.skip(0)?;
-                serde_json::from_str(&self.text[start..self.at]).ok()
+                let nested = serde_json::from_str(&self.text[start..self.at]).ok()?;
+                Some(Leaf::Nested(Box::new(nested)))
             }
             _ => None,
         }
@@ -364,7 +365,7 @@ impl<'de> Scanner<'de> {
     /// A kept number. A plain integer of up to 18 digits (it fits both
     /// i64 and u64) is read here; anything else by serde_json, from the
     /// number's own text.
-    fn number(&mut self) -> Option<Value> {
+    fn number(&mut self) -> Option<Number> {
         let start = self.at;
         let negative = self.eat(b'-').is_some();
         let digits = self.at;
@@ -376,10 +377,10 @@ impl<'de> Scanner<'de> {
         if plain {
             let n = decimal(&self.bytes[digits..self.at]);
             match negative {
-                false => return Some(Value::from(n)),
+                false => return Some(n.into()),
                 // At most 18 digits: fits an i64. ("-0" is a double for
                 // serde_json, so it goes there.)
-                true if n != 0 => return Some(Value::from(-(n as i64))),
+                true if n != 0 => return Some((-(n as i64)).into()),
                 true => {}
             }
         }

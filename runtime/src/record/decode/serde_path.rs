@@ -149,7 +149,7 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, 'de> {
             // going on below reads from it.
             Some(slot) => {
                 let leaf = d.deserialize_any(LeafVisitor)?;
-                if let Leaf::Value(value) = &leaf {
+                if let Leaf::Nested(value) = &leaf {
                     node.fill_below(value, self.slots);
                 }
                 self.slots[slot] = Some(leaf);
@@ -166,8 +166,8 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_, 'de> {
     }
 }
 
-/// A wanted value: a string borrowed where it can be, anything else as a
-/// `Value` built the way serde_json builds one.
+/// A wanted value: a string borrowed where it can be, a number as
+/// serde_json reads one, an object or array as the `Value` it builds.
 struct LeafVisitor;
 
 impl<'de> Visitor<'de> for LeafVisitor {
@@ -187,29 +187,29 @@ impl<'de> Visitor<'de> for LeafVisitor {
         Ok(Leaf::Str(Cow::Owned(s)))
     }
     fn visit_bool<E>(self, b: bool) -> Result<Leaf<'de>, E> {
-        Ok(Leaf::Value(Value::Bool(b)))
+        Ok(Leaf::Bool(b))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Leaf<'de>, E> {
-        Ok(Leaf::Value(Value::from(v)))
+        Ok(Leaf::Number(v.into()))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Leaf<'de>, E> {
-        Ok(Leaf::Value(Value::from(v)))
+        Ok(Leaf::Number(v.into()))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Leaf<'de>, E> {
         // As serde_json's own `Value`: a double with no JSON form is null.
-        Ok(Leaf::Value(
-            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
-        ))
+        Ok(serde_json::Number::from_f64(v).map_or(Leaf::Null, Leaf::Number))
     }
     fn visit_unit<E>(self) -> Result<Leaf<'de>, E> {
-        Ok(Leaf::Value(Value::Null))
+        Ok(Leaf::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Leaf<'de>, A::Error> {
         use serde::Deserialize;
-        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Leaf::Value)
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+            .map(|v| Leaf::Nested(Box::new(v)))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Leaf<'de>, A::Error> {
         use serde::Deserialize;
-        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Leaf::Value)
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(|v| Leaf::Nested(Box::new(v)))
     }
 }
