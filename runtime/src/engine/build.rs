@@ -75,7 +75,7 @@ pub(super) fn build_workers(
     // A split with nothing to read (more workers than files) has ended before
     // it starts; every worker of this process knows that from the outset, so
     // none waits for it, however the threads are scheduled. (Another pod's
-    // splits announce themselves in-band.)
+    // are learned as the pods start together: `Exchange::start_together`.)
     let mut initial = vec![SourceStatus::Active(MIN_WATERMARK); parallelism];
     for (index, split) in local.clone().zip(&splits) {
         if split.partitions() == 0 {

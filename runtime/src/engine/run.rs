@@ -188,18 +188,34 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         receivers,
     );
     drop((inboxes, peers));
-    let workers = match workers {
+    let mut workers = match workers {
         Ok(workers) => workers,
         Err(e) => {
             let _ = close_exchange(exchange, false);
             return Err(e);
         }
     };
-    // Over several pods, every pod's workers start together.
-    if let Some(Err(e)) = exchange.as_ref().map(Exchange::start_together) {
-        drop(workers);
-        let _ = close_exchange(exchange, false);
-        return Err(JobError::Pods(e));
+    // Over several pods, every pod's workers start together, each knowing
+    // which of the job's workers have nothing to read.
+    let ended: Vec<usize> = workers
+        .iter()
+        .filter(|w| w.has_nothing_to_read())
+        .map(|w| w.index)
+        .collect();
+    match exchange.as_ref().map(|x| x.start_together(&ended)) {
+        Some(Ok(every_pods)) => {
+            for worker in &mut workers {
+                every_pods
+                    .iter()
+                    .for_each(|&peer| worker.peer_has_nothing_to_read(peer));
+            }
+        }
+        Some(Err(e)) => {
+            drop(workers);
+            let _ = close_exchange(exchange, false);
+            return Err(JobError::Pods(e));
+        }
+        None => {}
     }
     drop(ack_tx);
     let sink_thread = start_thread("sink".into(), spec.parallelism, move || match sink_work {

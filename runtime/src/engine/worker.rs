@@ -159,6 +159,18 @@ pub(crate) struct Published {
 }
 
 impl Worker {
+    /// Whether its split has nothing to read (more workers than files or
+    /// partitions): it has ended before it starts.
+    pub fn has_nothing_to_read(&self) -> bool {
+        self.split.partitions() == 0
+    }
+
+    /// Worker `peer`, in another pod, has nothing to read: it never holds
+    /// this worker's watermark back, from the first record on.
+    pub fn peer_has_nothing_to_read(&mut self, peer: usize) {
+        self.inputs.update(peer, SourceStatus::Ended);
+    }
+
     pub fn run(mut self) -> Result<WorkerReport, JobError> {
         let result = self.run_loop();
         self.publish(true);

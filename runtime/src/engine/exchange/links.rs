@@ -80,10 +80,18 @@ pub(crate) struct Shared {
     /// This pod's workers waiting for pod 0's sink to seal their output,
     /// by worker and checkpoint (see `OutputRelay`).
     seals: Mutex<HashMap<(usize, u64), SealReply>>,
-    /// Pod 0: per pod, whether its workers are built (`Ready`).
-    ready: Vec<AtomicBool>,
-    /// Pod 0 said every pod is ready (`Go`).
-    go: AtomicBool,
+    /// Pod 0: per pod, once its workers are built (`Ready`), those with
+    /// nothing to read.
+    ready: Mutex<Vec<Option<Vec<u32>>>>,
+    /// Once pod 0 said every pod is ready (`Go`): every pod's workers with
+    /// nothing to read.
+    go: Mutex<Option<Vec<u32>>>,
+}
+
+/// A lock whether or not another thread panicked holding it: what the
+/// exchange keeps there stays valid between its steps.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a worker waits for pod 0's `Sealed`.
@@ -91,7 +99,7 @@ type SealReply = Sender<std::io::Result<()>>;
 
 impl Shared {
     fn fail(&self, error: String) {
-        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failure = lock(&self.failure);
         if failure.is_none() {
             tracing::error!("{error}");
             *failure = Some(error.clone());
@@ -99,7 +107,7 @@ impl Shared {
         drop(failure);
         self.abort.store(true, Ordering::SeqCst);
         // No answer comes any more: the waiting workers fail with the run.
-        let mut seals = self.seals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seals = lock(&self.seals);
         for (_, waiting) in seals.drain() {
             let _ = waiting.send(Err(std::io::Error::other(error.clone())));
         }
@@ -107,21 +115,14 @@ impl Shared {
 
     /// Answers the worker waiting for `Sealed { worker, checkpoint }`.
     fn sealed(&self, worker: usize, checkpoint: u64, outcome: std::io::Result<()>) {
-        let waiting = self
-            .seals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(worker, checkpoint));
+        let waiting = lock(&self.seals).remove(&(worker, checkpoint));
         if let Some(waiting) = waiting {
             let _ = waiting.send(outcome);
         }
     }
 
     fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.failure).clone()
     }
 
     fn in_flight(&self, from: usize, to: usize) -> &AtomicUsize {
@@ -212,11 +213,7 @@ impl OutputRelay {
                     offsets,
                     reply,
                 } => {
-                    self.shared
-                        .seals
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert((worker, checkpoint), reply);
+                    lock(&self.shared.seals).insert((worker, checkpoint), reply);
                     // Failed before the answer was awaited: no answer comes.
                     if let Some(failure) = self.shared.failure() {
                         let failed = Err(std::io::Error::other(failure));
@@ -289,8 +286,8 @@ impl Exchange {
             commits: crossbeam_channel::unbounded(),
             said_bye: (0..pods.count()).map(|_| AtomicBool::new(false)).collect(),
             seals: Mutex::default(),
-            ready: (0..pods.count()).map(|_| AtomicBool::new(false)).collect(),
-            go: AtomicBool::new(false),
+            ready: Mutex::new(vec![None; pods.count()]),
+            go: Mutex::new(None),
         });
         let handshake = Handshake {
             key: hmac::Key::new(hmac::HMAC_SHA256, pods.token.secret()),
@@ -433,25 +430,48 @@ impl Exchange {
 
     /// Waits until every pod's workers are built, so that they all start
     /// together: a pod restoring a large state does not leave the others
-    /// reading ahead into their buffers meanwhile, and no worker's watermark
-    /// waits at the start for a peer not started yet. Pod 0 waits for every
+    /// reading ahead into their buffers meanwhile. Pod 0 waits for every
     /// `Ready` and answers `Go`; the others say `Ready` and wait for it.
-    pub fn start_together(&self) -> Result<(), String> {
-        let all_set = |flags: &[AtomicBool]| flags.iter().all(|f| f.load(Ordering::Acquire));
-        if self.pods.index == 0 {
-            while !all_set(&self.shared.ready[1..]) {
+    /// `ended` are this pod's workers whose splits have nothing to read;
+    /// returns every pod's. A worker learns of the others' in-band, once
+    /// they run: so late that a reader can have routed thousands of records
+    /// by then, held back by a peer that never had anything to read, and
+    /// which records are late would then depend on how the pods were
+    /// scheduled.
+    pub fn start_together(&self, ended: &[usize]) -> Result<Vec<usize>, String> {
+        let ended: Vec<u32> = ended.iter().map(|&w| w as u32).collect();
+        let every_pods = if self.pods.index == 0 {
+            let every_pods = loop {
+                let ready = lock(&self.shared.ready);
+                if ready[1..].iter().all(Option::is_some) {
+                    break ready[1..]
+                        .iter()
+                        .flatten()
+                        .flatten()
+                        .copied()
+                        .collect::<Vec<_>>();
+                }
+                drop(ready);
                 self.pause()?;
-            }
-            self.broadcast(&Frame::Go);
+            };
+            let every_pods = [ended, every_pods].concat();
+            self.broadcast(&Frame::Go {
+                ended: every_pods.clone(),
+            });
+            every_pods
         } else {
             if let Some(link) = &self.links[0] {
-                let _ = link.out.send(Outgoing::Frame(wire::encode(&Frame::Ready)));
+                let ready = Frame::Ready { ended };
+                let _ = link.out.send(Outgoing::Frame(wire::encode(&ready)));
             }
-            while !self.shared.go.load(Ordering::Acquire) {
+            loop {
+                if let Some(every_pods) = lock(&self.shared.go).clone() {
+                    break every_pods;
+                }
                 self.pause()?;
             }
-        }
-        Ok(())
+        };
+        Ok(every_pods.into_iter().map(|w| w as usize).collect())
     }
 
     /// A short wait, unless the exchange failed.
@@ -914,10 +934,10 @@ impl Reading {
                     };
                     self.shared.sealed(worker as usize, checkpoint, outcome);
                 }
-                Frame::Ready if self.me == 0 => {
-                    self.shared.ready[self.pod].store(true, Ordering::Release);
+                Frame::Ready { ended } if self.me == 0 => {
+                    lock(&self.shared.ready)[self.pod] = Some(ended);
                 }
-                Frame::Go if self.pod == 0 => self.shared.go.store(true, Ordering::Release),
+                Frame::Go { ended } if self.pod == 0 => *lock(&self.shared.go) = Some(ended),
                 Frame::Stop => self.control.stop.store(true, Ordering::SeqCst),
                 Frame::Heartbeat => {}
                 Frame::Trigger { .. }
@@ -927,8 +947,8 @@ impl Reading {
                 | Frame::Output { .. }
                 | Frame::Seal { .. }
                 | Frame::Sealed { .. }
-                | Frame::Ready
-                | Frame::Go => {
+                | Frame::Ready { .. }
+                | Frame::Go { .. } => {
                     return Err("a frame that only goes to or comes from pod 0".into());
                 }
                 Frame::Bye => {

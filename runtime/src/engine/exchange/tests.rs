@@ -187,6 +187,26 @@ fn a_pod_of_another_rollout_is_refused() {
     close_both(waiting.join().unwrap().unwrap(), one);
 }
 
+/// The pods start together, each learning which of the other's workers
+/// have nothing to read: without it, such a worker holds the others'
+/// watermarks back until its first message arrives, however long that is.
+#[test]
+fn pods_start_together_knowing_every_pods_workers_with_nothing_to_read() {
+    let ((zero, ..), (one, ..)) = two_pods();
+    let (zero, one) = (Arc::new(zero), Arc::new(one));
+    let starting = {
+        let one = one.clone();
+        std::thread::spawn(move || one.start_together(&[1]))
+    };
+    assert_eq!(zero.start_together(&[]), Ok(vec![1]));
+    assert_eq!(starting.join().unwrap(), Ok(vec![1]));
+    let (zero, one) = (
+        Arc::into_inner(zero).unwrap(),
+        Arc::into_inner(one).unwrap(),
+    );
+    close_both(zero, one);
+}
+
 /// A pod that goes away without saying `Bye` fails the other's run.
 #[test]
 fn a_pod_gone_without_bye_fails_the_other() {

@@ -17,7 +17,7 @@ pub(super) const MAX_FRAME: usize = 256 << 20;
 pub(super) const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
 
 /// Bumped whenever a frame changes: pods of different versions do not talk.
-pub(super) const PROTOCOL: &str = "streamjob-exchange/2";
+pub(super) const PROTOCOL: &str = "streamjob-exchange/3";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Frame {
@@ -65,10 +65,12 @@ pub(super) enum Frame {
         error: Option<String>,
     },
     /// To pod 0: the sending pod's workers are built (state restored,
-    /// sources positioned).
-    Ready,
-    /// From pod 0: every pod is ready; the workers start.
-    Go,
+    /// sources positioned); `ended` are those of them whose splits have
+    /// nothing to read.
+    Ready { ended: Vec<u32> },
+    /// From pod 0: every pod is ready; the workers start, knowing which of
+    /// every pod's workers have nothing to read (`ended`).
+    Go { ended: Vec<u32> },
     /// The sending pod is alive (sent every second).
     Heartbeat,
     /// The sending pod's workers have ended: it sends nothing more.
