@@ -203,11 +203,11 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
         .map(|w| w.index)
         .collect();
     match exchange.as_ref().map(|x| x.start_together(&ended)) {
-        Some(Ok(every_pods)) => {
+        Some(Ok(all_ended)) => {
             for worker in &mut workers {
-                every_pods
-                    .iter()
-                    .for_each(|&peer| worker.peer_has_nothing_to_read(peer));
+                for &peer in &all_ended {
+                    worker.peer_has_nothing_to_read(peer);
+                }
             }
         }
         Some(Err(e)) => {

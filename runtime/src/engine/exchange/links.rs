@@ -433,15 +433,14 @@ impl Exchange {
     /// reading ahead into their buffers meanwhile. Pod 0 waits for every
     /// `Ready` and answers `Go`; the others say `Ready` and wait for it.
     /// `ended` are this pod's workers whose splits have nothing to read;
-    /// returns every pod's. A worker learns of the others' in-band, once
-    /// they run: so late that a reader can have routed thousands of records
-    /// by then, held back by a peer that never had anything to read, and
-    /// which records are late would then depend on how the pods were
-    /// scheduled.
+    /// returns every pod's, for every worker to start with them as ended
+    /// inputs. (In-band, a worker would learn of them only once they run: a
+    /// reader can route thousands of records before that, its watermark
+    /// held back, and which records are late would depend on scheduling.)
     pub fn start_together(&self, ended: &[usize]) -> Result<Vec<usize>, String> {
         let ended: Vec<u32> = ended.iter().map(|&w| w as u32).collect();
-        let every_pods = if self.pods.index == 0 {
-            let every_pods = loop {
+        let all_ended = if self.pods.index == 0 {
+            let others = loop {
                 let ready = lock(&self.shared.ready);
                 if ready[1..].iter().all(Option::is_some) {
                     break ready[1..]
@@ -454,24 +453,24 @@ impl Exchange {
                 drop(ready);
                 self.pause()?;
             };
-            let every_pods = [ended, every_pods].concat();
+            let all_ended = [ended, others].concat();
             self.broadcast(&Frame::Go {
-                ended: every_pods.clone(),
+                ended: all_ended.clone(),
             });
-            every_pods
+            all_ended
         } else {
             if let Some(link) = &self.links[0] {
                 let ready = Frame::Ready { ended };
                 let _ = link.out.send(Outgoing::Frame(wire::encode(&ready)));
             }
             loop {
-                if let Some(every_pods) = lock(&self.shared.go).clone() {
-                    break every_pods;
+                if let Some(all_ended) = lock(&self.shared.go).clone() {
+                    break all_ended;
                 }
                 self.pause()?;
             }
         };
-        Ok(every_pods.into_iter().map(|w| w as usize).collect())
+        Ok(all_ended.into_iter().map(|w| w as usize).collect())
     }
 
     /// A short wait, unless the exchange failed.
@@ -935,9 +934,21 @@ impl Reading {
                     self.shared.sealed(worker as usize, checkpoint, outcome);
                 }
                 Frame::Ready { ended } if self.me == 0 => {
+                    if let Some(w) = ended
+                        .iter()
+                        .find(|&&w| !self.senders.contains(&(w as usize)))
+                    {
+                        return Err(format!("it named worker {w}, not one of its own, as ended"));
+                    }
                     lock(&self.shared.ready)[self.pod] = Some(ended);
                 }
-                Frame::Go { ended } if self.pod == 0 => *lock(&self.shared.go) = Some(ended),
+                Frame::Go { ended } if self.pod == 0 => {
+                    let workers = self.shared.parallelism;
+                    if let Some(w) = ended.iter().find(|&&w| w as usize >= workers) {
+                        return Err(format!("it named worker {w} of {workers} as ended"));
+                    }
+                    *lock(&self.shared.go) = Some(ended);
+                }
                 Frame::Stop => self.control.stop.store(true, Ordering::SeqCst),
                 Frame::Heartbeat => {}
                 Frame::Trigger { .. }

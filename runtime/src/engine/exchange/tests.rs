@@ -207,6 +207,24 @@ fn pods_start_together_knowing_every_pods_workers_with_nothing_to_read() {
     close_both(zero, one);
 }
 
+/// A pod may say only that its own workers have nothing to read.
+#[test]
+fn a_pod_that_names_another_pods_worker_as_ended_fails_the_start() {
+    let ((zero, ..), (one, ..)) = two_pods();
+    let one = Arc::new(one);
+    let starting = {
+        let one = one.clone();
+        std::thread::spawn(move || one.start_together(&[0]))
+    };
+    let failure = zero.start_together(&[]).unwrap_err();
+    assert!(
+        failure.contains("exchange with pod 1: it named worker 0, not one of its own, as ended"),
+        "{failure}"
+    );
+    drop(zero);
+    assert!(starting.join().unwrap().is_err());
+}
+
 /// A pod that goes away without saying `Bye` fails the other's run.
 #[test]
 fn a_pod_gone_without_bye_fails_the_other() {
