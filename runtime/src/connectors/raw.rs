@@ -279,9 +279,14 @@ fn emit_entries(
                 at,
             } => {
                 let key = key.map(|r| &keys[r]);
-                let decoded = decode(value.clone(), key)?;
-                let value = value.map(|r| &bytes[r]);
-                item(decoded, partition, value, || split.location(partition, at))
+                match decode(value.clone(), key)? {
+                    Ok(event) => SourceItem::Record { partition, event },
+                    Err(error) => {
+                        let value = value.map(|r| &bytes[r]);
+                        let location = split.location(partition, at);
+                        SourceItem::Malformed(Malformed::new(error, value, location))
+                    }
+                }
             }
             RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
             RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
@@ -340,20 +345,6 @@ fn text_of(value: Option<&[u8]>) -> Result<Option<&str>, RecordError> {
         .map(std::str::from_utf8)
         .transpose()
         .map_err(|e| RecordError::NotUtf8(e.valid_up_to()))
-}
-
-/// What the worker gets for a decoded record: its event, or the record as
-/// read with why and where.
-fn item(
-    decoded: Result<Event, RecordError>,
-    partition: usize,
-    value: Option<&[u8]>,
-    location: impl FnOnce() -> String,
-) -> SourceItem {
-    match decoded {
-        Ok(event) => SourceItem::Record { partition, event },
-        Err(error) => SourceItem::Malformed(Malformed::new(error, value, location())),
-    }
 }
 
 impl Malformed {
