@@ -544,13 +544,17 @@ impl RecordParser {
         value: &impl FieldSource,
         text: impl FnOnce() -> Box<str>,
     ) -> Result<Event, RecordError> {
-        let mut event = self.read_fields(value)?;
-        if !self.select.is_empty() {
-            event.raw = Some(self.project(value).into());
+        // Made before the fields are read, so that the event is built once,
+        // in the result returned: moved on from one result to another, a
+        // just-built event is copied while its stores are still in flight.
+        let raw = if !self.select.is_empty() {
+            Some(self.project(value).into())
         } else if self.keep_raw {
-            event.raw = Some(text());
-        }
-        Ok(event)
+            Some(text())
+        } else {
+            None
+        };
+        self.read_fields(value, raw)
     }
 
     /// An event time more than `eventTime.maxAhead` ahead of the wall clock
@@ -604,10 +608,15 @@ impl RecordParser {
 
     /// The event of a record parsed whole.
     pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {
-        self.read_fields(&Fields::of(value))
+        self.read_fields(&Fields::of(value), None)
     }
 
-    fn read_fields(&self, value: &impl FieldSource) -> Result<Event, RecordError> {
+    /// The event of a record's fields, keeping `raw` (see [`Event::raw`]).
+    fn read_fields(
+        &self,
+        value: &impl FieldSource,
+        raw: Option<Box<str>>,
+    ) -> Result<Event, RecordError> {
         let mut key = SmallVec::new();
         for field in &self.key_paths {
             let v = value
@@ -676,7 +685,7 @@ impl RecordParser {
             key: Key::new(key),
             ts,
             values,
-            raw: None,
+            raw,
         })
     }
 }
