@@ -23,7 +23,7 @@ use crate::checkpoint::{CheckpointStorage, Layout, Restore};
 use crate::connectors::{OutputFormat, SourceSplit, TARGETS};
 use crate::enrich::Enricher;
 use crate::spec::{self, CheckpointMode, JobSpec, SpecError};
-use crate::time::{now_millis, MinWatermark, PartitionWatermarks, SourceStatus, MIN_WATERMARK};
+use crate::time::{now_millis, MinWatermark, PartitionWatermarks};
 use crate::window::{EarlyFiring, WindowOperator};
 
 /// What the workers of a run share: the job, where state and snapshots
@@ -72,17 +72,6 @@ pub(super) fn build_workers(
     let functions: Vec<_> = spec.aggregates.iter().map(|a| a.function).collect();
     let format = OutputFormat::new(spec);
     let now = now_millis();
-    // A split with nothing to read (more workers than files) has ended before
-    // it starts; every worker of this process knows that from the outset, so
-    // none waits for it, however the threads are scheduled. (Another pod's
-    // are learned as the pods start together: `Exchange::start_together`.)
-    let mut initial = vec![SourceStatus::Active(MIN_WATERMARK); parallelism];
-    for (index, split) in local.clone().zip(&splits) {
-        if split.partitions() == 0 {
-            initial[index] = SourceStatus::Ended;
-        }
-    }
-
     let owners = key_group_owners(spec.max_parallelism, parallelism);
     // Names this run's folder of shared state files in storage.
     let run_id = format!(
@@ -207,7 +196,9 @@ pub(super) fn build_workers(
             split_watermarks,
             split_done: partitions == 0,
             op,
-            inputs: MinWatermark::with_statuses(initial.clone()),
+            // Inputs with nothing to read are marked ended before the
+            // workers start (`run.rs`).
+            inputs: MinWatermark::new(parallelism),
             inbox,
             peers: w.peers.to_vec(),
             outgoing: (0..parallelism).map(|_| Vec::new()).collect(),

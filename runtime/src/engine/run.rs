@@ -195,27 +195,29 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, JobError> {
             return Err(e);
         }
     };
-    // Over several pods, every pod's workers start together, each knowing
-    // which of the job's workers have nothing to read.
-    let ended: Vec<usize> = workers
+    // A split with nothing to read (more workers than files or partitions)
+    // has ended before it starts. Every worker knows which from the outset,
+    // so that none waits for them, however the threads and pods are
+    // scheduled; over several pods, the pods tell each other as they start
+    // together.
+    let ended_here: Vec<usize> = workers
         .iter()
         .filter(|w| w.has_nothing_to_read())
         .map(|w| w.index)
         .collect();
-    match exchange.as_ref().map(|x| x.start_together(&ended)) {
-        Some(Ok(all_ended)) => {
-            for worker in &mut workers {
-                for &peer in &all_ended {
-                    worker.peer_has_nothing_to_read(peer);
-                }
-            }
-        }
+    let all_ended = match exchange.as_ref().map(|x| x.start_together(&ended_here)) {
+        None => ended_here,
+        Some(Ok(all_ended)) => all_ended,
         Some(Err(e)) => {
             drop(workers);
             let _ = close_exchange(exchange, false);
             return Err(JobError::Pods(e));
         }
-        None => {}
+    };
+    for worker in &mut workers {
+        for &ended in &all_ended {
+            worker.input_has_nothing_to_read(ended);
+        }
     }
     drop(ack_tx);
     let sink_thread = start_thread("sink".into(), spec.parallelism, move || match sink_work {

@@ -165,10 +165,11 @@ impl Worker {
         self.split.partitions() == 0
     }
 
-    /// Worker `peer`, in another pod, has nothing to read: it never holds
-    /// this worker's watermark back, from the first record on.
-    pub fn peer_has_nothing_to_read(&mut self, peer: usize) {
-        self.inputs.update(peer, SourceStatus::Ended);
+    /// Worker `input` (this one, or another in any pod) has nothing to
+    /// read: it never holds this worker's watermark back, from the first
+    /// record on.
+    pub fn input_has_nothing_to_read(&mut self, input: usize) {
+        self.inputs.update(input, SourceStatus::Ended);
     }
 
     pub fn run(mut self) -> Result<WorkerReport, JobError> {

@@ -34,17 +34,6 @@ impl MinWatermark {
         }
     }
 
-    /// Starts from known statuses (e.g. splits with nothing to read).
-    pub fn with_statuses(inputs: Vec<SourceStatus>) -> Self {
-        let mut m = MinWatermark {
-            inputs,
-            current: MIN_WATERMARK,
-            status: SourceStatus::Active(MIN_WATERMARK),
-        };
-        m.recompute();
-        m
-    }
-
     pub fn current(&self) -> i64 {
         self.current
     }
