@@ -125,9 +125,10 @@ struct InFlight {
     poll: Poll,
     /// The parts other workers parsed.
     from_others: Receiver<Finished>,
-    /// The parts this worker parsed ahead, while it waited for another
-    /// worker's part of an older batch.
-    ahead: Vec<(usize, Parsed)>,
+    /// The parts parsed so far, by index, as they come back from the other
+    /// workers or are parsed here (some ahead, while this worker waited
+    /// for another's part of an older batch).
+    parts: Vec<Option<Parsed>>,
 }
 
 impl ParallelDecode {
@@ -194,7 +195,7 @@ impl ParallelDecode {
             batch,
             poll,
             from_others,
-            ahead: Vec::new(),
+            parts: (0..parts).map(|_| None).collect(),
         });
     }
 
@@ -207,20 +208,13 @@ impl ParallelDecode {
         &mut self,
         split: &dyn SourceSplit,
     ) -> Result<Option<FinishedBatch>, JobError> {
-        let Some(flight) = self.in_flight.pop_front() else {
+        let Some(mut flight) = self.in_flight.pop_front() else {
             return Ok(None);
         };
-        let shared = &flight.batch;
-        let mut parts: Vec<Option<Parsed>> = (0..shared.parts()).map(|_| None).collect();
-        let mut others = parts.len() - flight.ahead.len();
-        for (part, parsed) in flight.ahead {
-            parts[part] = Some(parsed);
+        while let Some(part) = flight.batch.claim() {
+            flight.parts[part] = Some(flight.batch.parse(part));
         }
-        while let Some(part) = shared.claim() {
-            parts[part] = Some(shared.parse(part));
-            others -= 1;
-        }
-        while others > 0 {
+        while flight.parts.iter().any(Option::is_none) {
             let finished = match flight.from_others.try_recv() {
                 Ok(finished) => finished,
                 // Nothing back yet: a part of a later batch is parsed
@@ -236,13 +230,13 @@ impl ParallelDecode {
                 Err(TryRecvError::Disconnected) => return Err(stopped_parsing()),
             };
             let (part, parsed) = finished.map_err(JobError::Panic)?;
-            parts[part] = Some(parsed);
-            others -= 1;
+            flight.parts[part] = Some(parsed);
         }
         // The worker routes each part as it is, not copied into one list:
         // it reads and routes every record, and a part parsed here is
         // still in this core's cache.
-        let items = parts
+        let items = flight
+            .parts
             .into_iter()
             .flatten()
             .map(|(mut items, unlocated)| {
@@ -267,7 +261,7 @@ impl ParallelDecode {
     fn parse_ahead(&mut self) -> bool {
         for flight in &mut self.in_flight {
             if let Some(part) = flight.batch.claim() {
-                flight.ahead.push((part, flight.batch.parse(part)));
+                flight.parts[part] = Some(flight.batch.parse(part));
                 return true;
             }
         }
