@@ -544,17 +544,18 @@ impl RecordParser {
         value: &impl FieldSource,
         text: impl FnOnce() -> Box<str>,
     ) -> Result<Event, RecordError> {
-        // Made before the fields are read, so that the event is built once,
-        // in the result returned: moved on from one result to another, a
+        // Made as the event is built, so that it is built once, in the
+        // result returned: moved on from one result to another, a
         // just-built event is copied while its stores are still in flight.
-        let raw = if !self.select.is_empty() {
-            Some(self.project(value).into())
-        } else if self.keep_raw {
-            Some(text())
-        } else {
-            None
-        };
-        self.read_fields(value, raw)
+        self.read_fields(value, || {
+            if !self.select.is_empty() {
+                Some(self.project(value).into())
+            } else if self.keep_raw {
+                Some(text())
+            } else {
+                None
+            }
+        })
     }
 
     /// An event time more than `eventTime.maxAhead` ahead of the wall clock
@@ -608,14 +609,15 @@ impl RecordParser {
 
     /// The event of a record parsed whole.
     pub fn from_value(&self, value: &Value) -> Result<Event, RecordError> {
-        self.read_fields(&Fields::of(value), None)
+        self.read_fields(&Fields::of(value), || None)
     }
 
-    /// The event of a record's fields, keeping `raw` (see [`Event::raw`]).
+    /// The event of a record's fields, keeping what `raw` makes of it (see
+    /// [`Event::raw`]) once they are read.
     fn read_fields(
         &self,
         value: &impl FieldSource,
-        raw: Option<Box<str>>,
+        raw: impl FnOnce() -> Option<Box<str>>,
     ) -> Result<Event, RecordError> {
         let mut key = SmallVec::new();
         for field in &self.key_paths {
@@ -685,7 +687,7 @@ impl RecordParser {
             key: Key::new(key),
             ts,
             values,
-            raw,
+            raw: raw(),
         })
     }
 }
