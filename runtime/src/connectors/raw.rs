@@ -161,16 +161,17 @@ impl RawBatch {
         self.clear();
     }
 
-    /// Parses the records among entries `part` with `parser` into
-    /// `items`, in order: one part of a batch that several threads parse,
-    /// then joined in order. Only the split knows where a record was read,
-    /// so a malformed record's location is left empty, and its place in
-    /// `items` goes to `unlocated` for the thread that joins the parts.
+    /// Parses the records among entries `part` with `parser` into `out`,
+    /// in order: one part of a batch that several threads parse, then
+    /// joined in order. Only the split knows where a record was read, so a
+    /// malformed record's location is left empty, and its place among
+    /// `out`'s other items goes to `unlocated` for the thread that joins
+    /// the parts.
     pub fn parse_part(
         &self,
         part: Range<usize>,
         parser: &RecordParser,
-        items: &mut Vec<SourceItem>,
+        out: &mut impl PartItems,
         unlocated: &mut Vec<Unlocated>,
     ) {
         let entries = &self.entries[part];
@@ -178,9 +179,9 @@ impl RawBatch {
         let first = values.next().map_or(0, |v| v.start);
         let last = values.next_back().map_or(first, |v| v.end);
         let text = BatchText::of(&self.bytes, first..last.max(first));
-        items.reserve(entries.len());
+        out.reserve(entries.len());
         for entry in entries {
-            items.push(match entry {
+            match entry {
                 RawEntry::Record {
                     partition,
                     value,
@@ -192,29 +193,25 @@ impl RawBatch {
                         Err(e) => Err(e),
                     };
                     match parsed {
-                        Ok(event) => SourceItem::Record {
-                            partition: *partition,
-                            event,
-                        },
+                        Ok(event) => out.record(*partition, event),
                         Err(error) => {
+                            let value = value.clone().map(|r| &self.bytes[r]);
+                            let malformed = Malformed::new(error, value, String::new());
                             unlocated.push(Unlocated {
-                                index: items.len(),
+                                index: out.other(SourceItem::Malformed(malformed)),
                                 partition: *partition,
                                 at: *at,
                             });
-                            let value = value.clone().map(|r| &self.bytes[r]);
-                            SourceItem::Malformed(Malformed::new(error, value, String::new()))
                         }
                     }
                 }
                 // A split that generates events reads no records, so its
                 // batches are not parsed in parts; copied all the same.
-                RawEntry::Event { partition, event } => SourceItem::Record {
-                    partition: *partition,
-                    event: event.clone(),
-                },
-                RawEntry::End(partition) => SourceItem::PartitionEnd(*partition),
-            });
+                RawEntry::Event { partition, event } => out.record(*partition, event.clone()),
+                RawEntry::End(partition) => {
+                    out.other(SourceItem::PartitionEnd(*partition));
+                }
+            }
         }
     }
 
@@ -227,8 +224,36 @@ impl RawBatch {
     }
 }
 
+/// Where [`RawBatch::parse_part`] puts a part's items, in the order read.
+pub trait PartItems {
+    /// Room for `items` more.
+    fn reserve(&mut self, items: usize);
+    /// A record's event, read from `partition`.
+    fn record(&mut self, partition: usize, event: Event);
+    /// A malformed record or a partition's end; returns its index in the
+    /// list of items that [`Unlocated::locate`] is later given.
+    fn other(&mut self, item: SourceItem) -> usize;
+}
+
+/// Every item in one list, in the order read.
+impl PartItems for Vec<SourceItem> {
+    fn reserve(&mut self, items: usize) {
+        Vec::reserve(self, items);
+    }
+
+    fn record(&mut self, partition: usize, event: Event) {
+        self.push(SourceItem::Record { partition, event });
+    }
+
+    fn other(&mut self, item: SourceItem) -> usize {
+        self.push(item);
+        self.len() - 1
+    }
+}
+
 /// A malformed record among the items of a part parsed apart from its
-/// split: its index there, and where it was read.
+/// split: its index among them (see [`PartItems::other`]), and where it
+/// was read.
 #[derive(Debug)]
 pub struct Unlocated {
     index: usize,

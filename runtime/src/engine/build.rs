@@ -16,6 +16,7 @@ use super::coordinator::Ack;
 use super::exchange::{Message, Peer};
 use super::operator::{self, Operator};
 use super::parallel_decode::{DecodeHelper, DecodeOffers, ParallelDecode};
+use super::routing::Routing;
 use super::upload::Uploader;
 use super::worker::{self, Worker};
 use super::{JobError, RunOptions};
@@ -73,6 +74,10 @@ pub(super) fn build_workers(
     let format = OutputFormat::new(spec);
     let now = now_millis();
     let owners = key_group_owners(spec.max_parallelism, parallelism);
+    let by_key = Routing::ByKey {
+        owners: owners.clone().into(),
+        max_parallelism: spec.max_parallelism,
+    };
     // Names this run's folder of shared state files in storage.
     let run_id = format!(
         "{:x}-{}",
@@ -177,17 +182,26 @@ pub(super) fn build_workers(
             }
             None => None,
         };
+        // A select job keeps no keyed state, and one worker owns every key
+        // group: each event stays with the worker that read it.
+        let routing = match op.is_local() || parallelism == 1 {
+            true => Routing::Here,
+            false => by_key.clone(),
+        };
         // A worker that parses its records with lookups reads them whole;
         // it still helps the others parse theirs.
-        let parallel_decode = decode_offers
-            .clone()
-            .zip(decoder.plain_parser())
-            .map(|(offers, parser)| ParallelDecode::new(offers, parser));
+        let parallel_decode =
+            decode_offers
+                .clone()
+                .zip(decoder.plain_parser())
+                .map(|(offers, parser)| {
+                    ParallelDecode::new(offers, parser, routing.clone(), index, parallelism)
+                });
         let decode_helper = decode_offers.as_ref().map(DecodeHelper::new);
         let worker = Worker {
             index,
             max_parallelism: spec.max_parallelism,
-            owners: owners.clone(),
+            routing,
             split,
             raw: Default::default(),
             decoder,

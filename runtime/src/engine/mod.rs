@@ -19,6 +19,7 @@ mod operator;
 mod parallel_decode;
 mod restarts;
 mod restore;
+mod routing;
 mod run;
 mod sinks;
 mod upload;

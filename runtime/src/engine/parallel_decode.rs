@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+use super::routing::{Dealer, DealtPart, Routing};
 use super::{panic_message, JobError};
-use crate::connectors::{Poll, RawBatch, SourceItem, SourceSplit, Unlocated};
+use crate::connectors::{Poll, RawBatch, SourceSplit, Unlocated};
 use crate::record::RecordParser;
 
 /// Batches parsing at once: the one just read and the one the worker is
@@ -36,8 +37,9 @@ const MAX_REUSABLE: usize = 4;
 /// parsing it.
 const PART: usize = 128;
 
-/// A part's items, in order, and its malformed records to locate.
-type Parsed = (Vec<SourceItem>, Vec<Unlocated>);
+/// A part's items, dealt out by owner, and its malformed records to
+/// locate.
+type Parsed = (DealtPart, Vec<Unlocated>);
 
 /// A part a helper parsed, or the panic that stopped it.
 type Finished = Result<(usize, Parsed), String>;
@@ -80,7 +82,15 @@ pub(crate) struct Offer {
 struct SharedBatch {
     batch: RawBatch,
     parser: Arc<RecordParser>,
+    dealing: Arc<Dealing>,
     next: AtomicUsize,
+}
+
+/// How the worker that reads a batch has its parts dealt out.
+struct Dealing {
+    routing: Routing,
+    reader: usize,
+    workers: usize,
 }
 
 impl SharedBatch {
@@ -97,10 +107,15 @@ impl SharedBatch {
     fn parse(&self, part: usize) -> Parsed {
         let start = part * PART;
         let end = (start + PART).min(self.batch.len());
-        let (mut items, mut unlocated) = (Vec::new(), Vec::new());
+        let (mut part, mut unlocated) = (DealtPart::new(self.dealing.workers), Vec::new());
+        let mut dealer = Dealer {
+            part: &mut part,
+            routing: &self.dealing.routing,
+            reader: self.dealing.reader,
+        };
         self.batch
-            .parse_part(start..end, &self.parser, &mut items, &mut unlocated);
-        (items, unlocated)
+            .parse_part(start..end, &self.parser, &mut dealer, &mut unlocated);
+        (part, unlocated)
     }
 }
 
@@ -108,6 +123,7 @@ impl SharedBatch {
 pub(crate) struct ParallelDecode {
     offers: DecodeOffers,
     parser: Arc<RecordParser>,
+    dealing: Arc<Dealing>,
     /// Oldest first.
     in_flight: VecDeque<InFlight>,
     /// Finished batches, whose buffers the next reads reuse once no other
@@ -132,10 +148,23 @@ struct InFlight {
 }
 
 impl ParallelDecode {
-    pub fn new(offers: DecodeOffers, parser: Arc<RecordParser>) -> Self {
+    /// The side that reads of worker `reader` of `workers`, whose parts
+    /// are parsed with `parser` and dealt out by `routing`.
+    pub fn new(
+        offers: DecodeOffers,
+        parser: Arc<RecordParser>,
+        routing: Routing,
+        reader: usize,
+        workers: usize,
+    ) -> Self {
         Self {
             offers,
             parser,
+            dealing: Arc::new(Dealing {
+                routing,
+                reader,
+                workers,
+            }),
             in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
             reusable: Vec::new(),
             waited: Duration::ZERO,
@@ -175,6 +204,7 @@ impl ParallelDecode {
         let batch = Arc::new(SharedBatch {
             batch,
             parser: self.parser.clone(),
+            dealing: self.dealing.clone(),
             next: AtomicUsize::new(0),
         });
         let parts = batch.parts();
@@ -201,9 +231,8 @@ impl ParallelDecode {
 
     /// Finishes the oldest batch in flight: parses here every part nobody
     /// claimed, then, while another worker still parses one of its parts,
-    /// parts of the later batches in flight, and returns the batch's items
-    /// by part, in the order read, with its poll; None when no batch is in
-    /// flight.
+    /// parts of the later batches in flight, and returns the batch's parts
+    /// in the order read, with its poll; None when no batch is in flight.
     pub fn finish_oldest(
         &mut self,
         split: &dyn SourceSplit,
@@ -232,18 +261,17 @@ impl ParallelDecode {
             let (part, parsed) = finished.map_err(JobError::Panic)?;
             flight.parts[part] = Some(parsed);
         }
-        // The worker routes each part as it is, not copied into one list:
-        // it reads and routes every record, and a part parsed here is
-        // still in this core's cache.
-        let items = flight
+        // The worker routes each part as it is, not joined into one list:
+        // each peer's events go on whole.
+        let parts = flight
             .parts
             .into_iter()
             .flatten()
-            .map(|(mut items, unlocated)| {
+            .map(|(mut part, unlocated)| {
                 for malformed in &unlocated {
-                    malformed.locate(split, &mut items);
+                    malformed.locate(split, &mut part.others);
                 }
-                items
+                part
             })
             .collect();
         if self.reusable.len() == MAX_REUSABLE {
@@ -251,7 +279,7 @@ impl ParallelDecode {
         }
         self.reusable.push(flight.batch);
         Ok(Some(FinishedBatch {
-            parts: items,
+            parts,
             poll: flight.poll,
         }))
     }
@@ -274,11 +302,10 @@ fn stopped_parsing() -> JobError {
     JobError::Panic("a worker stopped parsing a batch".into())
 }
 
-/// A batch parsed: its items by part, in the order read, and what the poll
-/// that read it returned (the worker acts on it once the items are
-/// routed).
+/// A batch parsed: its parts, in the order read, and what the poll that
+/// read it returned (the worker acts on it once the parts are routed).
 pub(crate) struct FinishedBatch {
-    pub parts: Vec<Vec<SourceItem>>,
+    pub parts: Vec<DealtPart>,
     pub poll: Poll,
 }
 
@@ -345,7 +372,7 @@ impl DecodeHelper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::GeneratorSplit;
+    use crate::connectors::{GeneratorSplit, SourceItem};
     use crate::spec::JobSpec;
 
     /// `records` visit lines, every 50th broken.
@@ -375,6 +402,37 @@ mod tests {
         Arc::new(RecordParser::new(&spec))
     }
 
+    /// Two workers' key groups, for the reader's parts to be dealt out
+    /// by.
+    fn by_key() -> Routing {
+        Routing::ByKey {
+            owners: crate::engine::build::key_group_owners(128, 2).into(),
+            max_parallelism: 128,
+        }
+    }
+
+    /// A reader, worker 0 of 2.
+    fn reader(offers: &DecodeOffers, parser: &Arc<RecordParser>) -> ParallelDecode {
+        ParallelDecode::new(offers.clone(), parser.clone(), by_key(), 0, 2)
+    }
+
+    /// The parts' items in the order read, after checking that each event
+    /// was dealt to the worker that owns its key.
+    fn joined(parts: Vec<DealtPart>) -> Vec<SourceItem> {
+        let routing = by_key();
+        let mut dealt = [0, 0];
+        for part in &parts {
+            for (worker, events) in part.events.iter().enumerate() {
+                for event in events {
+                    assert_eq!(routing.owner(event, 0), worker, "{event:?}");
+                    dealt[worker] += 1;
+                }
+            }
+        }
+        assert!(dealt[0] > 0 && dealt[1] > 0, "dealt {dealt:?}");
+        parts.into_iter().flat_map(DealtPart::in_order).collect()
+    }
+
     fn split() -> GeneratorSplit {
         let spec = serde_yaml::from_str("{keys: 5}").unwrap();
         GeneratorSplit::new(&spec, 0, 0, 1)
@@ -393,7 +451,7 @@ mod tests {
     #[test]
     fn parts_a_helper_parsed_are_joined_in_the_order_read() {
         let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
-        let mut reader = ParallelDecode::new(offers.clone(), parser.clone());
+        let mut reader = reader(&offers, &parser);
         let mut helper = DecodeHelper::new(&offers);
         let records = 3 * PART + 5;
         reader.submit(read(records), Poll::Ready);
@@ -403,7 +461,7 @@ mod tests {
         let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
         assert_eq!(poll, Poll::Ready);
         assert_eq!(parts.len(), 4);
-        let out: Vec<_> = parts.into_iter().flatten().collect();
+        let out = joined(parts);
         assert_eq!(out.len(), records);
         assert_eq!(format!("{out:?}"), parsed_whole(records, &parser));
         assert!(!helper.help(), "every part is parsed");
@@ -416,7 +474,7 @@ mod tests {
     #[test]
     fn a_reader_waiting_for_a_helpers_part_parses_the_next_batch_meanwhile() {
         let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
-        let mut reader = ParallelDecode::new(offers.clone(), parser.clone());
+        let mut reader = reader(&offers, &parser);
         let records = 3 * PART;
         reader.submit(read(records), Poll::Ready);
         reader.submit(read(records), Poll::Pending);
@@ -449,13 +507,13 @@ mod tests {
             .unwrap();
         let (mut reader, first) = finishing.join().unwrap();
         assert_eq!(first.poll, Poll::Ready);
-        let first: Vec<_> = first.parts.into_iter().flatten().collect();
+        let first = joined(first.parts);
         assert_eq!(format!("{first:?}"), parsed_whole(records, &parser));
         // The next batch is finished from the parts parsed ahead, in order.
         let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
         assert_eq!(poll, Poll::Pending);
         assert_eq!(parts.len(), 3);
-        let second: Vec<_> = parts.into_iter().flatten().collect();
+        let second = joined(parts);
         assert_eq!(format!("{second:?}"), parsed_whole(records, &parser));
     }
 
@@ -476,14 +534,14 @@ mod tests {
     #[test]
     fn a_reader_nobody_helps_parses_every_part_itself() {
         let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
-        let mut reader = ParallelDecode::new(offers.clone(), parser.clone());
+        let mut reader = reader(&offers, &parser);
         let records = 2 * PART;
         let mut out = Vec::new();
         for _ in 0..10 {
             reader.submit(read(records), Poll::Pending);
             let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
             assert_eq!(poll, Poll::Pending);
-            out.extend(parts.into_iter().flatten());
+            out.extend(joined(parts));
         }
         assert_eq!(out.len(), 10 * records);
         assert_eq!(

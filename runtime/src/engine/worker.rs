@@ -18,9 +18,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::activity::{Activity, Stage, Wait};
 use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
-use super::exchange::{Item, Message, Peer};
+use super::exchange::{EventBlock, Item, Message, Peer};
 use super::operator::Operator;
 use super::parallel_decode::{DecodeHelper, FinishedBatch, ParallelDecode, MAX_IN_FLIGHT};
+use super::routing::{DealtPart, Routing, Step};
 use super::upload::{Upload, Uploader};
 use super::JobError;
 use crate::checkpoint::{
@@ -105,8 +106,8 @@ pub struct WorkerReport {
 pub(crate) struct Worker {
     pub index: usize,
     pub max_parallelism: u32,
-    /// Worker that owns each key group.
-    pub owners: Vec<u16>,
+    /// Which worker each event goes to.
+    pub routing: Routing,
     pub split: Box<dyn SourceSplit>,
     /// What the split read, before it is decoded.
     pub raw: RawBatch,
@@ -397,9 +398,11 @@ impl Worker {
                 return Ok(());
             };
             self.activity.spent(Stage::Decode, decoding);
-            for mut part in parts {
-                self.take_items(&mut part)?;
+            let routing = self.activity.mark();
+            for part in parts {
+                self.route_dealt(part)?;
             }
+            self.activity.spent(Stage::Route, routing);
             self.after_poll(poll)?;
         }
     }
@@ -440,40 +443,116 @@ impl Worker {
     fn route_items(&mut self, items: &mut Vec<SourceItem>) -> Result<(), JobError> {
         let now = now_millis();
         for item in items.drain(..) {
-            match item {
-                SourceItem::Record { partition, event } => {
+            self.route_item(item, now)?;
+        }
+        Ok(())
+    }
+
+    /// The route stage for a part dealt out by owner as it was parsed:
+    /// this worker's events to its operator, and each peer's events on in
+    /// one block, with the split's status where it changed between them,
+    /// as [`Worker::route`] would have sent them one by one.
+    fn route_dealt(&mut self, part: DealtPart) -> Result<(), JobError> {
+        let DealtPart {
+            steps,
+            mut events,
+            others,
+        } = part;
+        let now = now_millis();
+        let mut own = std::mem::take(&mut events[self.index]).into_iter();
+        let mut others = others.into_iter();
+        let mut blocks: Vec<EventBlock> = events
+            .into_iter()
+            .map(|events| EventBlock {
+                events,
+                statuses: Vec::new(),
+            })
+            .collect();
+        // Each peer's events passed so far.
+        let mut passed = vec![0u32; blocks.len()];
+        for step in steps {
+            match step {
+                Step::Record {
+                    partition,
+                    owner,
+                    ts,
+                } => {
                     self.records_in += 1;
-                    let ts = event.ts;
-                    self.route(event)?;
-                    if self
-                        .split_watermarks
-                        .on_record(partition, ts, now)
-                        .is_some()
-                    {
-                        self.on_split_status()?;
-                    }
-                }
-                SourceItem::Malformed(m) if m.error.is_unmatched() => {
-                    self.collector.unmatched(&m);
-                }
-                SourceItem::Malformed(m) => {
-                    if self.fail_on_malformed {
-                        return Err(JobError::Malformed(m));
-                    }
-                    self.collector.malformed(&m);
-                    // Kept for the control API's list, handed over once a
-                    // second: no lock or formatting per record.
-                    if self.control.is_some() {
-                        if self.recent_malformed.len() == crate::control::RECENT {
-                            self.recent_malformed.pop_front();
+                    let owner = owner as usize;
+                    if owner == self.index {
+                        if let Some(event) = own.next() {
+                            self.op.process(event, &mut self.collector)?;
                         }
-                        self.recent_malformed.push_back((now, m));
+                    } else {
+                        let status = self.split_status();
+                        if self.sent_status[owner] != Some(status) {
+                            blocks[owner].statuses.push((passed[owner], status));
+                            self.sent_status[owner] = Some(status);
+                        }
+                        passed[owner] += 1;
+                    }
+                    self.on_record(partition as usize, ts, now)?;
+                }
+                Step::Other => {
+                    if let Some(item) = others.next() {
+                        self.route_item(item, now)?;
                     }
                 }
-                SourceItem::PartitionEnd(p) => {
-                    if self.split_watermarks.end_partition(p).is_some() {
-                        self.on_split_status()?;
+            }
+        }
+        for (peer, block) in blocks.into_iter().enumerate() {
+            if block.events.is_empty() {
+                continue;
+            }
+            self.outgoing[peer].push(Item::Events(block));
+            if self.outgoing[peer].iter().map(Item::events).sum::<usize>() >= SEND_BATCH {
+                self.send(peer);
+            }
+        }
+        Ok(())
+    }
+
+    /// The split read a record with event time `ts` from `partition`.
+    fn on_record(&mut self, partition: usize, ts: i64, now: i64) -> Result<(), JobError> {
+        if self
+            .split_watermarks
+            .on_record(partition, ts, now)
+            .is_some()
+        {
+            self.on_split_status()?;
+        }
+        Ok(())
+    }
+
+    /// Routes one item the split read at processing time `now`.
+    fn route_item(&mut self, item: SourceItem, now: i64) -> Result<(), JobError> {
+        match item {
+            SourceItem::Record { partition, event } => {
+                self.records_in += 1;
+                let ts = event.ts;
+                self.route(event)?;
+                self.on_record(partition, ts, now)?;
+            }
+            SourceItem::Malformed(m) if m.error.is_unmatched() => {
+                self.collector.unmatched(&m);
+            }
+            SourceItem::Malformed(m) => {
+                if self.fail_on_malformed {
+                    return Err(JobError::Malformed(m));
+                }
+                self.collector.malformed(&m);
+                // Kept for the control API's list, handed over once a
+                // second: no lock or formatting per record.
+                if self.control.is_some() {
+                    if self.recent_malformed.len() == crate::control::RECENT {
+                        self.recent_malformed.pop_front();
                     }
+                    self.recent_malformed.push_back((now, m));
+                }
+            }
+            SourceItem::PartitionEnd(p) => {
+                if self.split_watermarks.end_partition(p).is_some() {
+                    self.on_split_status()?;
                 }
             }
         }
@@ -498,16 +577,8 @@ impl Worker {
         Ok(())
     }
 
-    fn owner(&self, event: &Event) -> usize {
-        self.owners[event.key.key_group(self.max_parallelism) as usize] as usize
-    }
-
     fn route(&mut self, event: Event) -> Result<(), JobError> {
-        let owner = if self.op.is_local() {
-            self.index
-        } else {
-            self.owner(&event)
-        };
+        let owner = self.routing.owner(&event, self.index);
         if owner == self.index {
             self.op.process(event, &mut self.collector)?;
             return Ok(());
@@ -639,20 +710,36 @@ impl Worker {
         }
         match item {
             Item::Record(event) => self.op.process(event, &mut self.collector)?,
-            Item::Status(status) => {
-                if let Some(wm) = self.inputs.update(from, status) {
-                    self.op.advance_watermark(wm, &mut self.collector)?;
+            Item::Events(EventBlock { events, statuses }) => {
+                let mut statuses = statuses.into_iter().peekable();
+                for (i, event) in events.into_iter().enumerate() {
+                    while let Some((_, status)) = statuses.next_if(|(at, _)| *at as usize <= i) {
+                        self.input_status(from, status)?;
+                    }
+                    self.op.process(event, &mut self.collector)?;
                 }
-                if status == SourceStatus::Ended {
-                    self.barrier_from(from)?;
+                for (_, status) in statuses {
+                    self.input_status(from, status)?;
                 }
             }
+            Item::Status(status) => self.input_status(from, status)?,
             Item::Barrier(id) => {
                 if self.alignment.as_ref().is_none_or(|a| a.id < id) {
                     self.inject(id)?;
                 }
                 self.barrier_from(from)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Input `from`'s status is now `status`.
+    fn input_status(&mut self, from: usize, status: SourceStatus) -> Result<(), JobError> {
+        if let Some(wm) = self.inputs.update(from, status) {
+            self.op.advance_watermark(wm, &mut self.collector)?;
+        }
+        if status == SourceStatus::Ended {
+            self.barrier_from(from)?;
         }
         Ok(())
     }

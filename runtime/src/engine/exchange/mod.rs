@@ -29,9 +29,34 @@ pub(crate) use links::{Exchange, OutputRelay, PodControl};
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Item {
     Record(Event),
+    /// Events the sender dealt out of a part of its split (see
+    /// `routing::DealtPart`), with its status changes among them.
+    Events(EventBlock),
     Status(SourceStatus),
     /// Checkpoint barrier: everything before it belongs to the checkpoint.
     Barrier(u64),
+}
+
+impl Item {
+    /// The events it holds.
+    pub fn events(&self) -> usize {
+        match self {
+            Item::Record(_) => 1,
+            Item::Events(block) => block.events.len(),
+            Item::Status(_) | Item::Barrier(_) => 0,
+        }
+    }
+}
+
+/// Events in the order read, and the sender's status where it changed
+/// between them: the same as each event sent as a `Record` with a `Status`
+/// before it where the status changed, in less room.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct EventBlock {
+    pub events: Vec<Event>,
+    /// `(i, status)`: the sender's status became `status` before
+    /// `events[i]`; `i` rises.
+    pub statuses: Vec<(u32, SourceStatus)>,
 }
 
 /// A batch of items from worker `from`.

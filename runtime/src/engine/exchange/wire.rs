@@ -17,7 +17,7 @@ pub(super) const MAX_FRAME: usize = 256 << 20;
 pub(super) const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
 
 /// Bumped whenever a frame changes: pods of different versions do not talk.
-pub(super) const PROTOCOL: &str = "streamjob-exchange/3";
+pub(super) const PROTOCOL: &str = "streamjob-exchange/4";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Frame {
