@@ -25,7 +25,7 @@ pub use kafka::{
 };
 pub use plain::SinkWriter;
 pub use postgres::{PostgresSink, PostgresTable};
-pub use raw::{PartItems, RawBatch, RawEntry, Unlocated};
+pub use raw::{LineRun, PartItems, RawBatch, RawEntry, Unlocated};
 pub use two_phase::TwoPhaseCommitter;
 
 use crate::record::{Event, RecordError};

@@ -33,6 +33,10 @@ pub enum RawEntry {
         key: Option<Range<usize>>,
         at: u64,
     },
+    /// Whole lines of a file, read at once and cut into records only by
+    /// whoever decodes them: the split that reads a busy file only copies
+    /// and counts, and the records are found on the cores that parse.
+    Lines { partition: usize, run: LineRun },
     /// An event a source made itself (the generator): nothing to decode.
     Event { partition: usize, event: Event },
     /// The partition has no more records.
@@ -50,9 +54,28 @@ impl RawBatch {
     }
 
     /// How many records the batch holds: entries to decode, not generated
-    /// events or partition ends.
+    /// events or partition ends (a run of lines counts its lines, blank
+    /// ones included).
     pub fn records(&self) -> usize {
         self.records
+    }
+
+    /// The entries cut into parts of at least `records` records each (the
+    /// last may hold fewer), in order: a run of lines is not cut.
+    pub fn parts(&self, records: usize) -> Vec<Range<usize>> {
+        let mut parts = Vec::with_capacity(self.records / records.max(1) + 1);
+        let (mut start, mut held) = (0, 0);
+        for (i, entry) in self.entries.iter().enumerate() {
+            held += entry.items();
+            if held >= records {
+                parts.push(start..i + 1);
+                (start, held) = (i + 1, 0);
+            }
+        }
+        if start < self.entries.len() {
+            parts.push(start..self.entries.len());
+        }
+        parts
     }
 
     /// Appends a record, copying its bytes.
@@ -89,6 +112,13 @@ impl RawBatch {
             key: None,
             at,
         });
+    }
+
+    /// Adds a run of whole lines of `partition` whose bytes a reader
+    /// appended (see [`LineRun`]).
+    pub fn push_lines(&mut self, partition: usize, run: LineRun) {
+        self.records += run.lines;
+        self.entries.push(RawEntry::Lines { partition, run });
     }
 
     pub fn push_event(&mut self, partition: usize, event: Event) {
@@ -137,25 +167,36 @@ impl RawBatch {
         malformed: &mut Vec<SourceItem>,
     ) {
         let text = BatchText::of(&self.bytes, 0..self.bytes.len());
-        for entry in &self.entries {
-            let RawEntry::Record {
-                partition,
-                value,
-                key,
-                at,
-            } = entry
-            else {
-                continue;
-            };
-            let key = key.clone().map(|r| &self.keys[r]);
-            let read = value.clone().map(|r| text.record(r)).transpose();
+        let mut one = |partition: usize, value: Option<Range<usize>>, key: Option<&[u8]>, at| {
+            let read = value.clone().map(|v| text.record(v)).transpose();
             match read.and_then(|text| decode(text, key)) {
                 Ok(d) => decoded.push(d),
                 Err(error) => malformed.push(SourceItem::Malformed(Malformed::new(
                     error,
-                    value.clone().map(|r| &self.bytes[r]),
-                    split.location(*partition, *at),
+                    value.map(|v| &self.bytes[v]),
+                    split.location(partition, at),
                 ))),
+            }
+        };
+        for entry in &self.entries {
+            match entry {
+                RawEntry::Record {
+                    partition,
+                    value,
+                    key,
+                    at,
+                } => one(
+                    *partition,
+                    value.clone(),
+                    key.clone().map(|k| &self.keys[k]),
+                    *at,
+                ),
+                RawEntry::Lines { partition, run } => {
+                    for (value, at) in run.records(&self.bytes) {
+                        one(*partition, Some(value), None, at);
+                    }
+                }
+                RawEntry::Event { .. } | RawEntry::End(_) => {}
             }
         }
         self.clear();
@@ -167,11 +208,11 @@ impl RawBatch {
     /// malformed record's location is left empty, and its place among
     /// `out`'s other items goes to `unlocated` for the thread that joins
     /// the parts.
-    pub fn parse_part(
+    pub fn parse_part<P: PartItems>(
         &self,
         part: Range<usize>,
         parser: &RecordParser,
-        out: &mut impl PartItems,
+        out: &mut P,
         unlocated: &mut Vec<Unlocated>,
     ) {
         let entries = &self.entries[part];
@@ -179,7 +220,25 @@ impl RawBatch {
         let first = values.next().map_or(0, |v| v.start);
         let last = values.next_back().map_or(first, |v| v.end);
         let text = BatchText::of(&self.bytes, first..last.max(first));
-        out.reserve(entries.len());
+        out.reserve(entries.iter().map(RawEntry::items).sum());
+        let mut one = |out: &mut P, partition: usize, value: Option<Range<usize>>, at| {
+            let parsed = match value.clone().map(|v| text.record(v)).transpose() {
+                Ok(text) => parser.parse(text.unwrap_or_default()),
+                Err(e) => Err(e),
+            };
+            match parsed {
+                Ok(event) => out.record(partition, event),
+                Err(error) => {
+                    let value = value.map(|v| &self.bytes[v]);
+                    let malformed = Malformed::new(error, value, String::new());
+                    unlocated.push(Unlocated {
+                        index: out.other(SourceItem::Malformed(malformed)),
+                        partition,
+                        at,
+                    });
+                }
+            }
+        };
         for entry in entries {
             match entry {
                 RawEntry::Record {
@@ -187,22 +246,10 @@ impl RawBatch {
                     value,
                     at,
                     ..
-                } => {
-                    let parsed = match value.clone().map(|r| text.record(r)).transpose() {
-                        Ok(text) => parser.parse(text.unwrap_or_default()),
-                        Err(e) => Err(e),
-                    };
-                    match parsed {
-                        Ok(event) => out.record(*partition, event),
-                        Err(error) => {
-                            let value = value.clone().map(|r| &self.bytes[r]);
-                            let malformed = Malformed::new(error, value, String::new());
-                            unlocated.push(Unlocated {
-                                index: out.other(SourceItem::Malformed(malformed)),
-                                partition: *partition,
-                                at: *at,
-                            });
-                        }
+                } => one(out, *partition, value.clone(), *at),
+                RawEntry::Lines { partition, run } => {
+                    for (value, at) in run.records(&self.bytes) {
+                        one(out, *partition, Some(value), at);
                     }
                 }
                 // A split that generates events reads no records, so its
@@ -271,13 +318,76 @@ impl Unlocated {
 }
 
 impl RawEntry {
-    /// Where a record's value is in its batch's bytes.
+    /// How many items it makes at most: one, or a run's lines.
+    fn items(&self) -> usize {
+        match self {
+            RawEntry::Lines { run, .. } => run.lines,
+            RawEntry::Record { .. } | RawEntry::Event { .. } | RawEntry::End(_) => 1,
+        }
+    }
+
+    /// Where the entry's bytes are in its batch's bytes.
     fn value(&self) -> Option<Range<usize>> {
         match self {
             RawEntry::Record { value, .. } => value.clone(),
+            RawEntry::Lines { run, .. } => Some(run.bytes.clone()),
             RawEntry::Event { .. } | RawEntry::End(_) => None,
         }
     }
+}
+
+/// Whole lines of a file that a reader appended to a batch's bytes at once
+/// ([`RawBatch::push_lines`]), each ending in a newline.
+#[derive(Debug, Clone)]
+pub struct LineRun {
+    /// Where the lines are in the batch's bytes.
+    pub bytes: Range<usize>,
+    /// How many lines (newlines) it holds.
+    pub lines: usize,
+    /// The number of its first line in the file, from 1.
+    pub first_line: u64,
+    /// Whether it starts the file: its first line may begin with a
+    /// byte-order mark.
+    pub at_file_start: bool,
+}
+
+impl LineRun {
+    /// Each line that holds a record, in order: where the record is in the
+    /// batch's bytes (see [`line_record`]) and its line number.
+    fn records<'a>(&self, bytes: &'a [u8]) -> impl Iterator<Item = (Range<usize>, u64)> + 'a {
+        let LineRun {
+            bytes: run,
+            first_line,
+            at_file_start,
+            ..
+        } = self.clone();
+        let mut start = run.start;
+        memchr::memchr_iter(b'\n', &bytes[run.clone()])
+            .enumerate()
+            .filter_map(move |(i, newline)| {
+                let line = start..run.start + newline + 1;
+                start = line.end;
+                line_record(&bytes[line.clone()], line.start, at_file_start && i == 0)
+                    .map(|value| (value, first_line + i as u64))
+            })
+    }
+}
+
+/// A byte-order mark some editors write at the start of a UTF-8 file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Where the record of a JSON line that lies at `at` in a batch's bytes
+/// is: the line without the whitespace around it (and without a byte-order
+/// mark at the start of the file). None for a blank line: no record.
+pub(crate) fn line_record(line: &[u8], at: usize, first_in_file: bool) -> Option<Range<usize>> {
+    let bom = match first_in_file && line.starts_with(BOM) {
+        true => BOM.len(),
+        false => 0,
+    };
+    let text = &line[bom..];
+    let leading = text.len() - text.trim_ascii_start().len();
+    let trailing = text.len() - text.trim_ascii_end().len();
+    (leading < text.len()).then(|| at + bom + leading..at + line.len() - trailing)
 }
 
 /// Turns `entries` into items, in order, each record's from what `decode`
@@ -296,27 +406,71 @@ fn emit_entries(
 ) -> std::io::Result<()> {
     out.reserve(entries.len());
     for entry in entries.drain(..) {
-        out.push(match entry {
+        match entry {
             RawEntry::Record {
                 partition,
                 value,
                 key,
                 at,
-            } => {
-                let key = key.map(|r| &keys[r]);
-                match decode(value.clone(), key)? {
-                    Ok(event) => SourceItem::Record { partition, event },
-                    Err(error) => {
-                        let value = value.map(|r| &bytes[r]);
-                        let location = split.location(partition, at);
-                        SourceItem::Malformed(Malformed::new(error, value, location))
-                    }
+            } => emit_record(
+                out,
+                &mut decode,
+                bytes,
+                split,
+                partition,
+                value,
+                key.map(|k| &keys[k]),
+                at,
+            )?,
+            RawEntry::Lines { partition, run } => {
+                for (value, at) in run.records(bytes) {
+                    emit_record(
+                        out,
+                        &mut decode,
+                        bytes,
+                        split,
+                        partition,
+                        Some(value),
+                        None,
+                        at,
+                    )?;
                 }
             }
-            RawEntry::Event { partition, event } => SourceItem::Record { partition, event },
-            RawEntry::End(partition) => SourceItem::PartitionEnd(partition),
-        });
+            RawEntry::Event { partition, event } => {
+                out.push(SourceItem::Record { partition, event })
+            }
+            RawEntry::End(partition) => out.push(SourceItem::PartitionEnd(partition)),
+        }
     }
+    Ok(())
+}
+
+/// Appends the item `decode` makes of a record (see [`emit_entries`]).
+/// Inlined: called once a record, it would otherwise hand the item back
+/// through memory.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit_record(
+    out: &mut Vec<SourceItem>,
+    decode: &mut impl FnMut(
+        Option<Range<usize>>,
+        Option<&[u8]>,
+    ) -> std::io::Result<Result<Event, RecordError>>,
+    bytes: &[u8],
+    split: &dyn SourceSplit,
+    partition: usize,
+    value: Option<Range<usize>>,
+    key: Option<&[u8]>,
+    at: u64,
+) -> std::io::Result<()> {
+    out.push(match decode(value.clone(), key)? {
+        Ok(event) => SourceItem::Record { partition, event },
+        Err(error) => {
+            let value = value.map(|v| &bytes[v]);
+            let location = split.location(partition, at);
+            SourceItem::Malformed(Malformed::new(error, value, location))
+        }
+    });
     Ok(())
 }
 
@@ -387,6 +541,28 @@ impl Malformed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_hold_at_least_their_records_and_never_cut_a_run() {
+        let mut batch = RawBatch::default();
+        for i in 0..5 {
+            batch.push_record(0, Some(b"{}"), None, i);
+        }
+        let run = |lines| LineRun {
+            bytes: 0..0,
+            lines,
+            first_line: 1,
+            at_file_start: false,
+        };
+        batch.push_lines(0, run(7));
+        batch.push_lines(0, run(2));
+        batch.push_record(0, Some(b"{}"), None, 9);
+        batch.push_end(0);
+        assert_eq!(batch.records(), 5 + 7 + 2 + 1);
+        // Entries: 5 records, runs of 7 and 2, a record, an end.
+        assert_eq!(batch.parts(4), [0..4, 4..6, 6..9]);
+        assert_eq!(batch.parts(100), vec![0..9]);
+    }
 
     #[test]
     fn a_record_is_cut_from_the_batchs_text_only_between_characters() {

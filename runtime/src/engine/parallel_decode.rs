@@ -13,6 +13,7 @@
 //! the split's positions) and the split's end.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub(crate) struct Offer {
 /// that parses it.
 struct SharedBatch {
     batch: RawBatch,
+    /// The batch's entries, by part.
+    parts: Vec<Range<usize>>,
     parser: Arc<RecordParser>,
     dealing: Arc<Dealing>,
     next: AtomicUsize,
@@ -95,7 +98,7 @@ struct Dealing {
 
 impl SharedBatch {
     fn parts(&self) -> usize {
-        self.batch.len().div_ceil(PART)
+        self.parts.len()
     }
 
     /// Claims the next part nobody has claimed; None when none is left.
@@ -105,17 +108,16 @@ impl SharedBatch {
     }
 
     fn parse(&self, part: usize) -> Parsed {
-        let start = part * PART;
-        let end = (start + PART).min(self.batch.len());
-        let (mut part, mut unlocated) = (DealtPart::new(self.dealing.workers), Vec::new());
+        let (mut dealt, mut unlocated) = (DealtPart::new(self.dealing.workers), Vec::new());
         let mut dealer = Dealer {
-            part: &mut part,
+            part: &mut dealt,
             routing: &self.dealing.routing,
             reader: self.dealing.reader,
         };
+        let entries = self.parts[part].clone();
         self.batch
-            .parse_part(start..end, &self.parser, &mut dealer, &mut unlocated);
-        (part, unlocated)
+            .parse_part(entries, &self.parser, &mut dealer, &mut unlocated);
+        (dealt, unlocated)
     }
 }
 
@@ -202,6 +204,7 @@ impl ParallelDecode {
     /// workers.
     pub fn submit(&mut self, batch: RawBatch, poll: Poll) {
         let batch = Arc::new(SharedBatch {
+            parts: batch.parts(PART),
             batch,
             parser: self.parser.clone(),
             dealing: self.dealing.clone(),

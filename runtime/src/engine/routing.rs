@@ -79,6 +79,13 @@ pub(crate) struct Dealer<'a> {
 impl PartItems for Dealer<'_> {
     fn reserve(&mut self, items: usize) {
         self.part.steps.reserve(items);
+        // Each worker's share, with room for keys that are not spread
+        // evenly: a list that grows moves its events again.
+        let workers = self.part.events.len();
+        let share = items.div_ceil(workers) + items / (2 * workers) + 4;
+        for events in &mut self.part.events {
+            events.reserve(share);
+        }
     }
 
     fn record(&mut self, partition: usize, event: Event) {

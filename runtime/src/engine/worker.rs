@@ -307,7 +307,7 @@ impl Worker {
         let mut read = 0;
         loop {
             let poll = self.poll_split(READ_PART)?;
-            let part = self.raw.len();
+            let part = self.raw.records();
             read += part;
             self.decode_and_route(poll, items)?;
             // A part short of what was asked is all the source had: it is
