@@ -60,6 +60,13 @@ impl RawBatch {
         self.records
     }
 
+    /// How many items the batch makes at most: its records (as counted by
+    /// [`RawBatch::records`]), generated events and partition ends. What a
+    /// poll read, whatever the source.
+    pub fn items(&self) -> usize {
+        self.entries.iter().map(RawEntry::items).sum()
+    }
+
     /// The entries cut into parts of at least `records` records each (the
     /// last may hold fewer), in order: a run of lines is not cut.
     pub fn parts(&self, records: usize) -> Vec<Range<usize>> {
@@ -559,9 +566,20 @@ mod tests {
         batch.push_record(0, Some(b"{}"), None, 9);
         batch.push_end(0);
         assert_eq!(batch.records(), 5 + 7 + 2 + 1);
+        batch.push_event(
+            0,
+            Event {
+                key: crate::record::Key::int(1),
+                ts: 0,
+                values: Default::default(),
+                raw: None,
+            },
+        );
+        assert_eq!(batch.records(), 15, "a generated event is no record");
+        assert_eq!(batch.items(), 15 + 1 + 1, "but it is read, as the end is");
         // Entries: 5 records, runs of 7 and 2, a record, an end.
-        assert_eq!(batch.parts(4), [0..4, 4..6, 6..9]);
-        assert_eq!(batch.parts(100), vec![0..9]);
+        assert_eq!(batch.parts(4), [0..4, 4..6, 6..9, 9..10]);
+        assert_eq!(batch.parts(100), vec![0..10]);
     }
 
     #[test]

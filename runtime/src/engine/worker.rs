@@ -307,7 +307,9 @@ impl Worker {
         let mut read = 0;
         loop {
             let poll = self.poll_split(READ_PART)?;
-            let part = self.raw.records();
+            // Items, not records: a generated event is read but is no
+            // record, and a split that read fewer than asked has no more.
+            let part = self.raw.items();
             read += part;
             self.decode_and_route(poll, items)?;
             // A part short of what was asked is all the source had: it is
