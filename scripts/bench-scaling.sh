@@ -14,7 +14,9 @@
 #   - kafka: `streamjob bench --kafka`, exactly-once to librdkafka's
 #     in-process mock cluster, N/2 events, with its consume-only ceiling.
 # Parallelism 1 is pinned to one core (taskset -c 0) where taskset exists.
-# STREAMJOB_BIN=/path/to/streamjob runs a given build (no cargo needed).
+# STREAMJOB_BIN=/path/to/streamjob runs a given build (no cargo needed);
+# JOBS="one-file 16-files" runs only those (of one-file, 16-files,
+# generated, pods, kafka); RUNS=1 runs each once.
 # Usage: scripts/bench-scaling.sh [records, default 5000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,19 +53,22 @@ pin() {
   if [ "$1" = 1 ] && command -v taskset >/dev/null; then echo "taskset -c 0"; fi
 }
 
+jobs=" ${JOBS:-one-file 16-files generated pods kafka} "
+wanted() { [[ "$jobs" == *" $1 "* ]]; }
 for p in ${PARALLELISMS:-1 2 4 8}; do
   [ "$p" -le "$cores" ] || continue
   for job in job files generated; do
     label=$(case $job in job) echo one-file ;; files) echo 16-files ;; *) echo generated ;; esac)
-    for _ in 1 2 3; do
+    wanted "$label" || continue
+    for _ in $(seq "${RUNS:-3}"); do
       start=$(date +%s.%N)
       $(pin "$p") "$bin" run "$work/$job.yaml" --parallelism "$p" --control-address off \
         --state-dir "$work/state" >/dev/null 2>&1
       rate "$start" "$(date +%s.%N)" "$records" "$label p=$p"
     done
   done
-  if [ "$p" -ge 2 ]; then
-    for _ in 1 2 3; do
+  if [ "$p" -ge 2 ] && wanted pods; then
+    for _ in $(seq "${RUNS:-3}"); do
       peers=$(for _ in $(seq "$p"); do printf '127.0.0.1:%s,' "$(free_port)"; done)
       start=$(date +%s.%N)
       pids=()
@@ -76,6 +81,7 @@ for p in ${PARALLELISMS:-1 2 4 8}; do
       rate "$start" "$(date +%s.%N)" "$records" "16-files over $p pods"
     done
   fi
+  wanted kafka || continue
   $(pin "$p") "$bin" bench --kafka --events $((records / 2)) --checkpoint-interval 1s --parallelism "$p" 2>/dev/null |
     awk -v label="kafka p=$p" -F= '/^consume_only/ {c=$2} /^events_per_second/ {e=$2}
       END {printf "%s: job %.2fM events/s, consume-only ceiling %.2fM\n", label, e/1e6, c/1e6}'
