@@ -14,19 +14,8 @@ cd "$(dirname "$0")/.."
 records="${1:-5000000}"
 bin="$(release_streamjob)"
 work="$(visits_bench "$records")"
-cat >"$work/generated.yaml" <<YAML
-name: bench-generated
-source: {generator: {events: $records, keys: 10000, eventsPerMs: 10}}
-key: key
-window: {tumbling: {size: 1m}}
-aggregates: [{name: n, function: count}]
-sink: {discard: {}}
-YAML
+generated_bench "$work" "$records"
 token="$work/pods-token"
-[ -s "$token" ] || (umask 077 && head -c 24 /dev/urandom | base64 >"$token")
-rate() {
-  python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'{sys.argv[4]}: {s:.2f} s, {int(sys.argv[3])/s/1e6:.2f}M records/s')" "$@"
-}
 echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records"
 for job in job generated; do
   for _ in 1 2 3; do

@@ -35,20 +35,9 @@ fi
 sed -e 's|^source: .*|source: {file: {paths: [FILES]}}|' "$work/job.yaml" >"$work/files.yaml"
 list=$(cd "$work" && ls files/*.jsonl | paste -sd, -)
 sed -i "s|FILES|$list|" "$work/files.yaml"
-cat >"$work/generated.yaml" <<YAML
-name: bench-generated
-source: {generator: {events: $records, keys: 10000, eventsPerMs: 10}}
-key: key
-window: {tumbling: {size: 1m}}
-aggregates: [{name: n, function: count}]
-sink: {discard: {}}
-YAML
+generated_bench "$work" "$records"
 token="$work/pods-token"
-[ -s "$token" ] || (umask 077 && head -c 24 /dev/urandom | base64 >"$token")
 
-rate() {
-  python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'{sys.argv[4]}: {s:.2f} s, {int(sys.argv[3])/s/1e6:.2f}M records/s')" "$@"
-}
 pin() {
   if [ "$1" = 1 ] && command -v taskset >/dev/null; then echo "taskset -c 0"; fi
 }

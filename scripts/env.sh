@@ -49,3 +49,27 @@ YAML
   done
   echo "$work"
 }
+
+# Beside visits_bench's files in WORK, for the scripts that also run
+# generated events and pods (bench-pods.sh, bench-scaling.sh):
+# generated.yaml, RECORDS generated events (10,000 keys) into a 1-minute
+# tumbling COUNT, discard sink; and pods-token, the token their pods share
+# (made once, readable by its owner only).
+generated_bench() {
+  local work="$1" records="$2"
+  cat >"$work/generated.yaml" <<YAML
+name: bench-generated
+source: {generator: {events: $records, keys: 10000, eventsPerMs: 10}}
+key: key
+window: {tumbling: {size: 1m}}
+aggregates: [{name: n, function: count}]
+sink: {discard: {}}
+YAML
+  [ -s "$work/pods-token" ] || (umask 077 && head -c 24 /dev/urandom | base64 >"$work/pods-token")
+}
+
+# Prints "LABEL: S s, R records/s" for RECORDS records read from START to
+# END (seconds since the epoch, as date +%s.%N prints them).
+rate() {
+  python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'{sys.argv[4]}: {s:.2f} s, {int(sys.argv[3])/s/1e6:.2f}M records/s')" "$@"
+}

@@ -67,14 +67,15 @@ impl RawBatch {
         self.entries.iter().map(RawEntry::items).sum()
     }
 
-    /// The entries cut into parts of at least `records` records each (the
-    /// last may hold fewer), in order: a run of lines is not cut.
-    pub fn parts(&self, records: usize) -> Vec<Range<usize>> {
-        let mut parts = Vec::with_capacity(self.records / records.max(1) + 1);
+    /// The entries cut into parts of at least `items` items each (see
+    /// [`RawBatch::items`]; the last part may hold fewer), in order: a run
+    /// of lines is not cut.
+    pub fn parts(&self, items: usize) -> Vec<Range<usize>> {
+        let mut parts = Vec::with_capacity(self.records / items.max(1) + 1);
         let (mut start, mut held) = (0, 0);
         for (i, entry) in self.entries.iter().enumerate() {
             held += entry.items();
-            if held >= records {
+            if held >= items {
                 parts.push(start..i + 1);
                 (start, held) = (i + 1, 0);
             }
@@ -228,24 +229,6 @@ impl RawBatch {
         let last = values.next_back().map_or(first, |v| v.end);
         let text = BatchText::of(&self.bytes, first..last.max(first));
         out.reserve(entries.iter().map(RawEntry::items).sum());
-        let mut one = |out: &mut P, partition: usize, value: Option<Range<usize>>, at| {
-            let parsed = match value.clone().map(|v| text.record(v)).transpose() {
-                Ok(text) => parser.parse(text.unwrap_or_default()),
-                Err(e) => Err(e),
-            };
-            match parsed {
-                Ok(event) => out.record(partition, event),
-                Err(error) => {
-                    let value = value.map(|v| &self.bytes[v]);
-                    let malformed = Malformed::new(error, value, String::new());
-                    unlocated.push(Unlocated {
-                        index: out.other(SourceItem::Malformed(malformed)),
-                        partition,
-                        at,
-                    });
-                }
-            }
-        };
         for entry in entries {
             match entry {
                 RawEntry::Record {
@@ -253,10 +236,18 @@ impl RawBatch {
                     value,
                     at,
                     ..
-                } => one(out, *partition, value.clone(), *at),
+                } => parse_record(
+                    out,
+                    unlocated,
+                    parser,
+                    &text,
+                    *partition,
+                    value.clone(),
+                    *at,
+                ),
                 RawEntry::Lines { partition, run } => {
                     for (value, at) in run.records(&self.bytes) {
-                        one(out, *partition, Some(value), at);
+                        parse_record(out, unlocated, parser, &text, *partition, Some(value), at);
                     }
                 }
                 // A split that generates events reads no records, so its
@@ -450,6 +441,36 @@ fn emit_entries(
         }
     }
     Ok(())
+}
+
+/// Parses a record for [`RawBatch::parse_part`] into `out`; a malformed
+/// one goes to `unlocated` too. Inlined, like [`emit_record`].
+#[inline(always)]
+fn parse_record<P: PartItems>(
+    out: &mut P,
+    unlocated: &mut Vec<Unlocated>,
+    parser: &RecordParser,
+    text: &BatchText,
+    partition: usize,
+    value: Option<Range<usize>>,
+    at: u64,
+) {
+    let parsed = match value.clone().map(|v| text.record(v)).transpose() {
+        Ok(text) => parser.parse(text.unwrap_or_default()),
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok(event) => out.record(partition, event),
+        Err(error) => {
+            let value = value.map(|v| &text.bytes[v]);
+            let malformed = Malformed::new(error, value, String::new());
+            unlocated.push(Unlocated {
+                index: out.other(SourceItem::Malformed(malformed)),
+                partition,
+                at,
+            });
+        }
+    }
 }
 
 /// Appends the item `decode` makes of a record (see [`emit_entries`]).

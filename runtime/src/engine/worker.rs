@@ -461,6 +461,8 @@ impl Worker {
             others,
         } = part;
         let now = now_millis();
+        // The dealer put one event in `events[owner]` for each record step
+        // of that owner, and one item in `others` for each other step.
         let mut own = std::mem::take(&mut events[self.index]).into_iter();
         let mut others = others.into_iter();
         let mut blocks: Vec<EventBlock> = events
