@@ -17,7 +17,8 @@ pub struct RawBatch {
     bytes: Vec<u8>,
     keys: Vec<u8>,
     entries: Vec<RawEntry>,
-    /// How many of the entries are records (to decode).
+    /// How many records the entries hold (a run of lines counts its
+    /// lines).
     records: usize,
 }
 

@@ -33,7 +33,8 @@ pub(crate) const MAX_IN_FLIGHT: usize = 2;
 /// Finished batches kept for their buffers.
 const MAX_REUSABLE: usize = 4;
 
-/// Records in a part: small enough that the workers parsing a batch end
+/// Items in a part, at least (a run of lines is not cut: see
+/// `RawBatch::parts`): small enough that the workers parsing a batch end
 /// close together, large enough that claiming one costs nothing next to
 /// parsing it.
 const PART: usize = 128;

@@ -48,9 +48,10 @@ const READ_PART: usize = 64;
 /// Fewer records than this are parsed by the worker itself: offering them
 /// to the other workers would cost more than it saves.
 const PARALLEL_DECODE_MIN: usize = 128;
-/// Records per message to a peer: small enough (16 KiB) to stay in cache
-/// between the core that writes it and the core that reads it; measured
-/// best among 32..1024 with `streamjob bench --parallelism 2`.
+/// Events per message to a peer, about (a part's block goes whole): small
+/// enough (16 KiB) to stay in cache between the core that writes it and
+/// the core that reads it; measured best among 32..1024 with
+/// `streamjob bench --parallelism 2`.
 const SEND_BATCH: usize = 128;
 /// Messages waiting in a peer's inbox before this worker pauses its source.
 const HIGH_WATER: usize = 512;
