@@ -134,6 +134,7 @@ fn quote_in_head(head: u128) -> Option<usize> {
     (stops != 0 && (head >> (8 * at)) as u8 == b'"').then_some(at)
 }
 
+#[derive(Clone, Copy)]
 struct Scanner<'de> {
     text: &'de str,
     bytes: &'de [u8],
@@ -237,8 +238,27 @@ impl<'de> Scanner<'de> {
         }
     }
 
+    /// Runs `f`, which calls what is not inlined, on a copy of the
+    /// scanner, then goes on from where the copy stopped. Only the copy's
+    /// address is taken, so this scanner's position can stay in a register
+    /// through the inlined loop over a record's fields.
+    #[inline(always)]
+    fn detached<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let mut copy = *self;
+        let out = f(&mut copy);
+        self.at = copy.at;
+        out
+    }
+
+    /// [`Scanner::object`] below the top level, not inlined (it recurses).
+    #[inline(never)]
+    fn nested_object(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
+        self.object(node, slots)
+    }
+
     /// The entries of an object whose `{` was read, through its `}`: a
     /// wanted name's value is read, any other skipped.
+    #[inline(always)]
     fn object(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
         self.skip_whitespace();
         if self.eat(b'}').is_some() {
@@ -266,7 +286,7 @@ impl<'de> Scanner<'de> {
     }
 
     /// The `:` between a name and its value, with the whitespace around it.
-    #[inline]
+    #[inline(always)]
     fn colon(&mut self) -> Option<()> {
         self.skip_whitespace();
         self.eat(b':')?;
@@ -277,7 +297,7 @@ impl<'de> Scanner<'de> {
     /// A name whose `"` was read, through its closing `"`: the child of
     /// `node` it names, or None for any other name. None outside when
     /// serde_json must decide.
-    #[inline]
+    #[inline(always)]
     fn name<'n>(&mut self, node: &'n Node) -> Option<Option<&'n Node>> {
         let Some(names) = &node.quoted else {
             return Some(node.child(self.plain_string()?));
@@ -303,6 +323,7 @@ impl<'de> Scanner<'de> {
     /// The value under a wanted name. Of duplicate names the last one
     /// counts, as in a parsed object: the slots below it are cleared, and
     /// its own overwritten.
+    #[inline(always)]
     fn wanted(&mut self, node: &Node, slots: &mut Slots<'de>) -> Option<()> {
         match node.slot {
             // A path ends here: the value is kept as it is, and any path
@@ -325,7 +346,7 @@ impl<'de> Scanner<'de> {
                 match self.byte() {
                     b'{' => {
                         self.at += 1;
-                        self.object(node, slots)?;
+                        self.detached(|s| s.nested_object(node, slots))?;
                     }
                     b'[' => self.skip(0)?,
                     _ => {
@@ -339,7 +360,7 @@ impl<'de> Scanner<'de> {
 
     /// A kept value: a string borrowed, a number as serde_json reads it,
     /// an object or array as the `Value` it builds.
-    #[inline]
+    #[inline(always)]
     fn leaf(&mut self) -> Option<Leaf<'de>> {
         match self.byte() {
             b'"' => {
@@ -347,7 +368,7 @@ impl<'de> Scanner<'de> {
                 Some(Leaf::Str(Cow::Borrowed(self.plain_string()?)))
             }
             b'-' | b'0'..=b'9' => self.number().map(Leaf::Number),
-            _ => self.other_leaf(),
+            _ => self.detached(Self::other_leaf),
         }
     }
 
@@ -372,6 +393,7 @@ impl<'de> Scanner<'de> {
     /// A kept number. A plain integer of up to 18 digits (it fits both
     /// i64 and u64) is read here; anything else by serde_json, from the
     /// number's own text.
+    #[inline(always)]
     fn number(&mut self) -> Option<Number> {
         let start = self.at;
         let negative = self.eat(b'-').is_some();
@@ -398,6 +420,7 @@ impl<'de> Scanner<'de> {
 
     /// A number's text from the byte after its optional `-`, checked as
     /// JSON writes numbers.
+    #[inline(always)]
     fn skip_number_after_sign(&mut self) -> Option<()> {
         match self.byte() {
             // One leading zero only.
@@ -425,7 +448,7 @@ impl<'de> Scanner<'de> {
 
     /// Past the digits from `at`: eight bytes at a time (event times and
     /// ids are long numbers), then byte by byte for the last few.
-    #[inline]
+    #[inline(always)]
     fn skip_digits(&mut self) {
         while let Some(chunk) = self.bytes.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
             let digits = leading_digits(u64::from_le_bytes(*chunk));
@@ -453,7 +476,7 @@ impl<'de> Scanner<'de> {
 
     /// Where the plain run of string content from `at` ends: eight bytes
     /// at a time, then byte by byte for the last few.
-    #[inline]
+    #[inline(always)]
     fn string_stop(&self) -> Option<usize> {
         let mut at = self.at;
         while let Some(chunk) = self.bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
@@ -471,7 +494,7 @@ impl<'de> Scanner<'de> {
 
     /// A string whose `"` was read, through its closing `"`, borrowed; None
     /// when it has an escape or is not a valid string.
-    #[inline]
+    #[inline(always)]
     fn plain_string(&mut self) -> Option<&'de str> {
         let start = self.at;
         let end = self.string_stop()?;
@@ -485,6 +508,7 @@ impl<'de> Scanner<'de> {
     /// A skipped string whose `"` was read, through its closing `"`; its
     /// escapes are checked as serde_json checks a skipped string's (a
     /// `\u` needs four hex digits, whatever code point they make).
+    #[inline(always)]
     fn skip_string(&mut self) -> Option<()> {
         loop {
             self.at = self.string_stop()?;
@@ -509,6 +533,7 @@ impl<'de> Scanner<'de> {
 
     /// A value checked and skipped; `depth` is how many arrays and objects
     /// it is inside.
+    #[inline(always)]
     fn skip(&mut self, depth: usize) -> Option<()> {
         match self.next() {
             b'"' => self.skip_string(),
@@ -517,6 +542,15 @@ impl<'de> Scanner<'de> {
                 self.at -= 1;
                 self.skip_number_after_sign()
             }
+            first => self.detached(|s| s.skip_other(first, depth)),
+        }
+    }
+
+    /// [`Scanner::skip`] for a value that is no string or number: not
+    /// inlined, as it recurses.
+    #[inline(never)]
+    fn skip_other(&mut self, first: u8, depth: usize) -> Option<()> {
+        match first {
             b't' => self.rest_of(b"rue"),
             b'f' => self.rest_of(b"alse"),
             b'n' => self.rest_of(b"ull"),
