@@ -489,10 +489,8 @@ impl Worker {
                             self.op.process(event, &mut self.collector)?;
                         }
                     } else {
-                        let status = self.split_status();
-                        if self.sent_status[owner] != Some(status) {
+                        if let Some(status) = self.status_news(owner) {
                             blocks[owner].statuses.push((passed[owner], status));
-                            self.sent_status[owner] = Some(status);
                         }
                         passed[owner] += 1;
                     }
@@ -588,16 +586,24 @@ impl Worker {
             self.op.process(event, &mut self.collector)?;
             return Ok(());
         }
-        let status = self.split_status();
-        if self.sent_status[owner] != Some(status) {
+        if let Some(status) = self.status_news(owner) {
             self.outgoing[owner].push(Item::Status(status));
-            self.sent_status[owner] = Some(status);
         }
         self.outgoing[owner].push(Item::Record(event));
         if self.outgoing[owner].len() >= SEND_BATCH {
             self.send(owner);
         }
         Ok(())
+    }
+
+    /// The split's status, if `peer` has not been sent it yet: it goes
+    /// before the next event for `peer`, and counts as sent from now on.
+    fn status_news(&mut self, peer: usize) -> Option<SourceStatus> {
+        let status = self.split_status();
+        (self.sent_status[peer] != Some(status)).then(|| {
+            self.sent_status[peer] = Some(status);
+            status
+        })
     }
 
     fn send(&mut self, peer: usize) {
@@ -609,14 +615,12 @@ impl Worker {
     }
 
     fn flush_peers(&mut self) {
-        let status = self.split_status();
         for peer in 0..self.peers.len() {
             if peer == self.index {
                 continue;
             }
-            if self.sent_status[peer] != Some(status) {
+            if let Some(status) = self.status_news(peer) {
                 self.outgoing[peer].push(Item::Status(status));
-                self.sent_status[peer] = Some(status);
             }
             if !self.outgoing[peer].is_empty() {
                 self.send(peer);
