@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 orders="${1:-1000000}"
-bin="$(release_streamjob)"
+bin="$(bench_streamjob)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 - "$work" "$orders" <<'EOF'

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 exec 9>"${TMPDIR:-/tmp}/streamjob-bench-instructions.lock"
 flock 9
 command -v valgrind >/dev/null || apt_install valgrind
-bin="${STREAMJOB_BIN:-$(release_streamjob)}"
+bin="$(bench_streamjob)"
 small="$(visits_bench 2000)"
 large="$(visits_bench 200000)"
 out="$(mktemp -d)"
@@ -36,7 +36,7 @@ counts() {
          END { print i, d }'
 }
 
-echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}"
+echo "$(bench_build)"
 for p in 1 2; do
   read -r base_i base_d < <(counts "small-$p" "$small" "$p")
   read -r total_i total_d < <(counts "large-$p" "$large" "$p")

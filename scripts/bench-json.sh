@@ -10,9 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-5000000}"
-bin="$(release_streamjob)"
+bin="$(bench_streamjob)"
 work="$(visits_bench "$records")"
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records of $(head -1 "$work/visits.jsonl" | wc -c) bytes"
+echo "$(bench_build), $(nproc) cores, $records records of $(head -1 "$work/visits.jsonl" | wc -c) bytes"
 for p in 1 2; do
   pin=()
   [ "$p" = 1 ] && pin=(taskset -c 0)

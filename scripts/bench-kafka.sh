@@ -17,8 +17,8 @@ if [ ! -x "$nisshi" ]; then
   echo "bench-kafka: no nisshi broker at $nisshi; scripts/deps.sh builds it (once, ~5 min)" >&2
   exit 1
 fi
-bin="${STREAMJOB_BIN:-$(release_streamjob)}"
-echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}, $(nproc) cores, $events events"
+bin="$(bench_streamjob)"
+echo "$(bench_build), $(nproc) cores, $events events"
 run() {
   local where="$1" p="$2"
   shift 2

@@ -12,11 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-5000000}"
-bin="$(release_streamjob)"
+bin="$(bench_streamjob)"
 work="$(visits_bench "$records")"
 generated_bench "$work" "$records"
 token="$work/pods-token"
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records"
+echo "$(bench_build), $(nproc) cores, $records records"
 for job in job generated; do
   for _ in 1 2 3; do
     start=$(date +%s.%N)

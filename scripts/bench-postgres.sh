@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-100000}"
-bin="$(release_streamjob)"
+bin="$(bench_streamjob)"
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 work="$(mktemp -d)"
 port=55432
@@ -43,7 +43,7 @@ select: [event_id, user_name, location]
 sink: {postgres: {url: "$url", table: events, createTable: true}}
 checkpoints: {interval: 1s, storage: file://ckpt}
 EOF
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $records records"
+echo "$(bench_build), $(nproc) cores, $records records"
 for run in 1 2 3; do
   "$pg_bin/psql" -q -h 127.0.0.1 -p "$port" -U streamjob -d postgres \
     -c 'DROP TABLE IF EXISTS events; DROP TABLE IF EXISTS streamjob_commits;'

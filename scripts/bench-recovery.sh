@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-bin="$(release_streamjob)"
+bin="$(bench_streamjob)"
 work="${TMPDIR:-/tmp}/streamjob-bench-recovery"
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f} s')" "$1" "$(now)"; }
@@ -34,7 +34,7 @@ wait_for() { # seconds, command...
   done
 }
 running() { curl -sf "http://$control/status" | grep -q '"state":"running"'; }
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores"
+echo "$(bench_build), $(nproc) cores"
 for keys in "${@:-100000 1000000}"; do
   for keys in $keys; do
     rm -rf "$work" && mkdir -p "$work"

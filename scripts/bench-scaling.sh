@@ -22,10 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-5000000}"
-bin="${STREAMJOB_BIN:-$(release_streamjob)}"
+bin="$(bench_streamjob)"
 work="$(visits_bench "$records")"
 cores=$(nproc)
-echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}, $cores cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $records records"
+echo "$(bench_build), $cores cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $records records"
 
 if [ ! -s "$work/files/visits-15.jsonl" ]; then
   mkdir -p "$work/files.tmp"

@@ -12,10 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 records="${1:-5000000}"
-bin="${STREAMJOB_BIN:-$(release_streamjob)}"
+bin="$(bench_streamjob)"
 work="$(visits_bench "$records")"
 port=$(free_port)
-echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}, $(nproc) cores, $records records"
+echo "$(bench_build), $(nproc) cores, $records records"
 for p in 1 2; do
   pin=()
   [ "$p" = 1 ] && pin=(taskset -c 0)

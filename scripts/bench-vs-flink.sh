@@ -49,7 +49,7 @@ events="${EVENTS:-20000000}"
 flink_events="${FLINK_EVENTS:-$events}"
 runs="${RUNS:-1}"
 only="${ONLY:-}"
-bin="${STREAMJOB_BIN:-$(release_streamjob)}"
+bin="$(bench_streamjob)"
 flink_version=2.3.0
 venv="$HOME/.cache/streamjob-tools/flink-venv"
 
@@ -101,7 +101,7 @@ flink_run() { # workload parallelism arg sink log
 
 flink_version_line=$("$flink_py" -c 'from pyflink.version import __version__; print(__version__)')
 java_version_line=$("$JAVA_HOME/bin/java" -version 2>&1 | head -1)
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
+echo "$(bench_build), $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews both sides)"
 echo "streamjob $bin"
 echo "Flink $flink_version_line (PyFlink, local mini-cluster), $java_version_line"

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-bin="$(release_streamjob)"
-echo "commit $(git rev-parse --short HEAD), $(nproc) cores"
+bin="$(bench_streamjob)"
+echo "$(bench_build), $(nproc) cores"
 for window in tumbling sliding session; do
   for p in 1 2; do
     runs=()

@@ -16,10 +16,21 @@ apt_install() {
   "${sudo[@]}" apt-get install -y -q "$@"
 }
 
-# Builds the release `streamjob` and prints its path (for the bench scripts).
-release_streamjob() {
-  cargo build --release -q -p streamjob-runtime
-  echo "$CARGO_TARGET_DIR/release/streamjob"
+# The `streamjob` a benchmark runs, its path printed: STREAMJOB_BIN when
+# set (another build, e.g. an old commit's; no cargo needed), otherwise the
+# release build, made now.
+bench_streamjob() {
+  if [ -n "${STREAMJOB_BIN:-}" ]; then
+    echo "$STREAMJOB_BIN"
+  else
+    cargo build --release -q -p streamjob-runtime
+    echo "$CARGO_TARGET_DIR/release/streamjob"
+  fi
+}
+
+# Which build bench_streamjob runs, for the first line a benchmark prints.
+bench_build() {
+  echo "${STREAMJOB_BIN:-commit $(git rev-parse --short HEAD)}"
 }
 
 # The JSON benchmarks' input (bench-json.sh, bench-vs-flink.sh): RECORDS
