@@ -225,10 +225,7 @@ impl RawBatch {
         unlocated: &mut Vec<Unlocated>,
     ) {
         let entries = &self.entries[part];
-        let mut values = entries.iter().filter_map(RawEntry::value);
-        let first = values.next().map_or(0, |v| v.start);
-        let last = values.next_back().map_or(first, |v| v.end);
-        let text = BatchText::of(&self.bytes, first..last.max(first));
+        let text = BatchText::of(&self.bytes, values_span(entries));
         out.reserve(entries.iter().map(RawEntry::items).sum());
         for entry in entries {
             match entry {
@@ -505,6 +502,17 @@ fn emit_record(
     Ok(())
 }
 
+/// The bytes from the first value of `entries` to the end of the last
+/// (empty without any): what a part's records are cut from.
+fn values_span(entries: &[RawEntry]) -> Range<usize> {
+    let mut values = entries.iter().filter_map(RawEntry::value);
+    match (values.next(), values.next_back()) {
+        (Some(first), Some(last)) => first.start..last.end.max(first.start),
+        (Some(only), None) => only,
+        (None, _) => 0..0,
+    }
+}
+
 /// Appends `from` to `to`; where it went.
 fn copy(to: &mut Vec<u8>, from: &[u8]) -> Range<usize> {
     let start = to.len();
@@ -604,6 +612,28 @@ mod tests {
         // Entries: 5 records, runs of 7 and 2, a record, an end.
         assert_eq!(batch.parts(4), [0..4, 4..6, 6..9, 9..10]);
         assert_eq!(batch.parts(100), vec![0..10]);
+    }
+
+    /// A part is checked as UTF-8 once, from its first record to the end
+    /// of its last, also when it is one run of lines (as most parts of a
+    /// busy file are), not line by line.
+    #[test]
+    fn a_part_is_checked_as_text_from_its_first_record_to_its_last() {
+        let mut batch = RawBatch::default();
+        let lines = b"{\"n\":1}\n{\"n\":2}\n".as_slice();
+        batch.buffer().extend_from_slice(lines);
+        let run = LineRun {
+            bytes: 0..lines.len(),
+            lines: 2,
+            first_line: 1,
+            at_file_start: true,
+        };
+        batch.push_lines(0, run);
+        batch.push_end(0);
+        assert_eq!(values_span(&batch.entries), 0..lines.len());
+        batch.push_record(0, Some(b"{}"), None, 3);
+        assert_eq!(values_span(&batch.entries), 0..lines.len() + 2);
+        assert_eq!(values_span(&batch.entries[1..2]), 0..0);
     }
 
     #[test]
