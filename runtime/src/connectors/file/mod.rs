@@ -2,6 +2,7 @@
 //! ([`FileSplit`]), and the exactly-once file sink ([`TransactionalFile`]).
 //! (The plain file writer of local runs is in `plain`.)
 
+mod read_ahead;
 mod sink;
 mod source;
 

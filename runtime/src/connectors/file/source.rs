@@ -2,9 +2,10 @@
 //! reads its files line by line in turn, so their watermarks advance together.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, Seek, SeekFrom};
 use std::path::PathBuf;
 
+use super::read_ahead::ReadAhead;
 use crate::connectors::raw::line_record;
 use crate::connectors::{LineRun, Poll, RawBatch, SourceSplit};
 
@@ -18,29 +19,41 @@ const RUN_BYTES: usize = 11 << 10;
 /// could not take would be wasted).
 const RUN_POLL_MIN: usize = 256;
 
+/// What a line is taken to be long before a file's first is read: the size
+/// of the first read of many lines.
+const GUESSED_LINE: usize = 128;
+
+/// Bounds of one read of many lines: enough to be worth a system call,
+/// and not so much that a file of long lines is held whole.
+const RUN_READ: std::ops::RangeInclusive<usize> = (4 << 10)..=(4 << 20);
+
 struct OpenFile {
     /// The path as the job spec names it: the partition's id.
     id: String,
     path: PathBuf,
     name: String,
-    reader: Option<BufReader<File>>,
+    reader: Option<ReadAhead>,
     line_no: u64,
     offset: u64,
 }
 
 impl OpenFile {
     /// Reads up to `max` lines straight into the batch; how many (0 at the
-    /// end of the file). Runs of whole lines in the reader's buffer go as
-    /// they are, counted but not cut into lines ([`LineRun`]): cutting is
-    /// the decode stage's, which other workers share. Fewer lines than a
-    /// run are found one by one and copied at once; a line the buffer does
-    /// not hold whole is read on its own.
+    /// end of the file). Many lines are read as runs ([`OpenFile::read_runs`]);
+    /// fewer are found one by one; a line the buffer does not hold whole is
+    /// read on its own.
     fn read_lines(
         &mut self,
         partition: usize,
         out: &mut RawBatch,
         max: usize,
     ) -> std::io::Result<usize> {
+        if max >= RUN_POLL_MIN {
+            match self.read_runs(partition, out, max)? {
+                0 => {}
+                lines => return Ok(lines),
+            }
+        }
         let reader = self.reader.as_mut().expect("file is open");
         let buffered = reader.fill_buf()?;
         if buffered.is_empty() {
@@ -49,39 +62,15 @@ impl OpenFile {
         let base = out.buffer().len();
         let mut taken = 0;
         let mut lines = 0;
-        let wants_runs = max >= RUN_POLL_MIN;
-        while let Some(end) = wants_runs.then(|| run_end(&buffered[taken..])).flatten() {
-            let run = taken..taken + end;
-            let count = bytecount::count(&buffered[run.clone()], b'\n');
-            if lines + count > max {
-                break;
-            }
-            out.push_lines(
-                partition,
-                LineRun {
-                    bytes: base + run.start..base + run.end,
-                    lines: count,
-                    first_line: self.line_no + 1,
-                    at_file_start: self.offset == 0,
-                },
-            );
-            taken = run.end;
-            lines += count;
-            self.line_no += count as u64;
-            self.offset += run.len() as u64;
-        }
-        if lines == 0 {
-            for newline in memchr::memchr_iter(b'\n', buffered).take(max) {
-                let line = taken..newline + 1;
-                taken = newline + 1;
-                lines += 1;
-                self.line_no += 1;
-                let first = self.offset == 0;
-                self.offset += line.len() as u64;
-                if let Some(record) = line_record(&buffered[line.clone()], base + line.start, first)
-                {
-                    out.push_read(partition, record, self.line_no);
-                }
+        for newline in memchr::memchr_iter(b'\n', buffered).take(max) {
+            let line = taken..newline + 1;
+            taken = newline + 1;
+            lines += 1;
+            self.line_no += 1;
+            let first = self.offset == 0;
+            self.offset += line.len() as u64;
+            if let Some(record) = line_record(&buffered[line.clone()], base + line.start, first) {
+                out.push_read(partition, record, self.line_no);
             }
         }
         if lines > 0 {
@@ -97,6 +86,66 @@ impl OpenFile {
             out.push_read(partition, record, self.line_no);
         }
         Ok(1)
+    }
+
+    /// Reads about `max` lines' worth of the file straight into the batch,
+    /// and takes up to `max` of its whole lines as runs, counted but not
+    /// cut into lines ([`LineRun`]): cutting is the decode stage's, which
+    /// other workers share. What follows is given back to the reader. How
+    /// many lines were taken: 0 at the end of the file, or when what was
+    /// read holds no whole line. (Not inlined: the loop over a few lines
+    /// above, run for every line at parallelism 1, then takes 8 fewer
+    /// instructions a line.)
+    #[inline(never)]
+    fn read_runs(
+        &mut self,
+        partition: usize,
+        out: &mut RawBatch,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        let reader = self.reader.as_mut().expect("file is open");
+        let line = match self.line_no {
+            0 => GUESSED_LINE,
+            lines => (self.offset / lines).max(1) as usize,
+        };
+        // One line more than asked: the read rarely ends on a newline.
+        let more = (max + 1)
+            .saturating_mul(line)
+            .clamp(*RUN_READ.start(), *RUN_READ.end());
+        let base = out.buffer().len();
+        reader.read_into(out.buffer(), more)?;
+        let (mut taken, mut lines) = (0, 0);
+        while lines < max {
+            let read = &out.buffer()[base + taken..];
+            let Some(mut end) = run_end(read) else {
+                break;
+            };
+            let mut count = bytecount::count(&read[..end], b'\n');
+            if lines + count > max {
+                count = max - lines;
+                end = memchr::memchr_iter(b'\n', read)
+                    .nth(count - 1)
+                    .expect("the run holds more newlines")
+                    + 1;
+            }
+            out.push_lines(
+                partition,
+                LineRun {
+                    bytes: base + taken..base + taken + end,
+                    lines: count,
+                    first_line: self.line_no + 1,
+                    at_file_start: self.offset == 0,
+                },
+            );
+            taken += end;
+            lines += count;
+            self.line_no += count as u64;
+            self.offset += end as u64;
+        }
+        let bytes = out.buffer();
+        reader.give_back(&bytes[base + taken..]);
+        bytes.truncate(base + taken);
+        Ok(lines)
     }
 }
 
@@ -135,7 +184,7 @@ impl FileSplit {
                         |n| n.to_string_lossy().into_owned(),
                     ),
                     path,
-                    reader: Some(BufReader::with_capacity(1 << 16, file)),
+                    reader: Some(ReadAhead::new(file)),
                     line_no: 0,
                     offset: 0,
                 })
@@ -176,7 +225,14 @@ impl SourceSplit for FileSplit {
                     self.open.remove(at);
                     out.push_end(partition);
                 }
-                read => produced += read,
+                read => {
+                    produced += read;
+                    // A read of runs is sized to the lines asked for: it
+                    // is the whole poll.
+                    if lines >= RUN_POLL_MIN {
+                        break;
+                    }
+                }
             }
         }
         Ok(Poll::Ready)
@@ -198,7 +254,7 @@ impl SourceSplit for FileSplit {
         let f = &mut self.files[partition];
         let mut file = File::open(&f.path)?;
         file.seek(SeekFrom::Start(offset))?;
-        f.reader = Some(BufReader::with_capacity(1 << 16, file));
+        f.reader = Some(ReadAhead::new(file));
         f.offset = offset;
         f.line_no = records;
         if !self.open.contains(&partition) {
@@ -235,7 +291,9 @@ mod tests {
         let mut read = Vec::new();
         let mut batch = RawBatch::default();
         loop {
+            batch.clear();
             let poll = split.poll(&mut batch, max).unwrap();
+            assert!(batch.records() <= max, "{} records", batch.records());
             let mut items = Vec::new();
             batch.decode_each(&mut Refuse, split, &mut items).unwrap();
             read.extend(items.into_iter().map(|item| match item {
@@ -276,15 +334,20 @@ mod tests {
             batch.len(),
             batch.records()
         );
-        let (mut by_runs, mut by_lines) = (open(), open());
-        let read = read_all(&mut by_runs, 1024);
-        assert_eq!(read, read_all(&mut by_lines, 1));
-        assert_eq!(read.len(), 5000 - 5000 / 7 + 1 + 1);
-        assert_eq!(read[0], "f.jsonl:1 {\"n\":0}");
-        assert_eq!(read[4], "f.jsonl:6 {\"n\":5}");
-        assert_eq!(read[read.len() - 2], "f.jsonl:5001 {\"last\":true}");
-        assert_eq!(by_runs.positions(), vec![(text.len() as u64, 5001)]);
-        assert_eq!(by_runs.positions(), by_lines.positions());
+        let mut by_lines = open();
+        let lines = read_all(&mut by_lines, 1);
+        assert_eq!(lines.len(), 5000 - 5000 / 7 + 1 + 1);
+        assert_eq!(lines[0], "f.jsonl:1 {\"n\":0}");
+        assert_eq!(lines[4], "f.jsonl:6 {\"n\":5}");
+        assert_eq!(lines[lines.len() - 2], "f.jsonl:5001 {\"last\":true}");
+        assert_eq!(by_lines.positions(), vec![(text.len() as u64, 5001)]);
+        // Read straight into the batch, runs cut at what was asked for,
+        // and what follows read again.
+        for max in [256, 300, 1024, 4999, 20_000] {
+            let mut by_runs = open();
+            assert_eq!(read_all(&mut by_runs, max), lines, "{max} lines a poll");
+            assert_eq!(by_runs.positions(), by_lines.positions());
+        }
     }
 
     #[test]
