@@ -29,14 +29,16 @@ impl ReadAhead {
         }
     }
 
-    /// Appends to `out` the bytes held, then about `more` bytes of the file
-    /// after them (7/8 to 9/8 of it), read straight into `out`; how many
-    /// were read from the file (0 at its end).
-    pub fn read_into(&mut self, out: &mut Vec<u8>, more: usize) -> io::Result<usize> {
+    /// Appends to `out` about `wanted` bytes (7/8 to 9/8 of it, or fewer
+    /// at the end of the file): the bytes held, then the file's next,
+    /// read straight into `out`. How many were read from the file (0 at
+    /// its end, or when the bytes held were enough).
+    pub fn read_into(&mut self, out: &mut Vec<u8>, wanted: usize) -> io::Result<usize> {
         let held = &self.held[self.taken..];
-        // The read fills the buffer's spare room, so it must be near
-        // `more`: what follows the lines taken is copied back here. A
-        // batch's buffer is reused, and is, once one has been read into.
+        let more = wanted.saturating_sub(held.len());
+        // The read fills the buffer's spare room, so that room must be
+        // near `more`: what follows the lines taken is copied back here.
+        // A batch's buffer is reused, and is, once one has been read into.
         let spare = out.capacity() - out.len();
         if !(more - more / 8..=more + more / 8).contains(&spare.saturating_sub(held.len())) {
             // A fresh buffer, not one grown in place: growing copies all
@@ -48,7 +50,10 @@ impl ReadAhead {
         out.extend_from_slice(held);
         self.held.clear();
         self.taken = 0;
-        read_spare(&self.file, out)
+        match more {
+            0 => Ok(0),
+            _ => read_spare(&self.file, out),
+        }
     }
 
     /// Holds `bytes`, read into a batch by [`ReadAhead::read_into`] but not
@@ -109,19 +114,26 @@ mod tests {
         std::fs::write(dir.path().join("f"), &text).unwrap();
         let mut file = ReadAhead::new(File::open(dir.path().join("f")).unwrap());
         let mut read = Vec::new();
-        // Straight into a batch, with its tail given back; a few bytes
-        // through the buffer; again straight in; then the rest.
+        // Straight into a batch, with its tail given back.
         let mut batch = vec![7u8; 3];
         assert_eq!(file.read_into(&mut batch, 1000).unwrap(), 1000);
         read.extend_from_slice(&batch[3..903]);
         file.give_back(&batch[903..]);
+        // The bytes held count towards those wanted.
+        let mut batch = Vec::new();
+        assert_eq!(file.read_into(&mut batch, 1000).unwrap(), 900);
+        assert_eq!(batch.len(), 1000);
+        read.extend_from_slice(&batch[..400]);
+        file.give_back(&batch[400..]);
+        // A few bytes taken through the buffer.
         let mut few = [0u8; 150];
         file.read_exact(&mut few).unwrap();
         read.extend_from_slice(&few);
         // A buffer far larger than the read is replaced, so as not to read
-        // far past what was asked.
+        // far past what was wanted.
         let mut batch = Vec::with_capacity(1 << 20);
-        assert_eq!(file.read_into(&mut batch, 70_000).unwrap(), 70_000);
+        assert_eq!(file.read_into(&mut batch, 70_450).unwrap(), 70_000);
+        assert!(batch.capacity() < 1 << 20);
         read.extend_from_slice(&batch);
         // One near its size is read into as it is, to its end.
         let mut batch = Vec::with_capacity(1050);
@@ -129,6 +141,7 @@ mod tests {
         assert_eq!(file.read_into(&mut batch, 1000).unwrap(), 1050);
         assert_eq!(batch.as_ptr(), at);
         read.extend_from_slice(&batch);
+        // Then the rest, through the buffer.
         file.read_to_end(&mut read).unwrap();
         assert_eq!(read, text);
         let mut end = Vec::new();

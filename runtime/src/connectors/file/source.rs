@@ -108,12 +108,12 @@ impl OpenFile {
             0 => GUESSED_LINE,
             lines => (self.offset / lines).max(1) as usize,
         };
-        // One line more than asked: the read rarely ends on a newline.
-        let more = (max + 1)
+        // One line more than asked: the bytes rarely end on a newline.
+        let wanted = (max + 1)
             .saturating_mul(line)
             .clamp(*RUN_READ.start(), *RUN_READ.end());
         let base = out.buffer().len();
-        reader.read_into(out.buffer(), more)?;
+        reader.read_into(out.buffer(), wanted)?;
         let (mut taken, mut lines) = (0, 0);
         while lines < max {
             let read = &out.buffer()[base + taken..];
