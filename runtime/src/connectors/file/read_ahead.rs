@@ -38,7 +38,8 @@ impl ReadAhead {
         let more = wanted.saturating_sub(held.len());
         // The read fills the buffer's spare room, so that room must be
         // near `more`: what follows the lines taken is copied back here.
-        // A batch's buffer is reused, and is, once one has been read into.
+        // A batch's buffer is reused at the size it was read to, so after
+        // the first reads it is.
         let spare = out.capacity() - out.len();
         if !(more - more / 8..=more + more / 8).contains(&spare.saturating_sub(held.len())) {
             // A fresh buffer, not one grown in place: growing copies all

@@ -14,9 +14,10 @@ use crate::connectors::{LineRun, Poll, RawBatch, SourceSplit};
 /// when several parse one busy file.
 const RUN_BYTES: usize = 11 << 10;
 
-/// Polls for fewer lines than this get them cut one by one: a worker that
-/// asks for a few decodes them itself, at once (and counting a run it
-/// could not take would be wasted).
+/// Polls for at least this many lines read the file straight into the
+/// batch, as runs ([`OpenFile::read_runs`]). Fewer are cut one by one from
+/// the file's own buffer: a worker that asks for a few decodes them itself,
+/// at once, and a system call for so few would cost more than the copy.
 const RUN_POLL_MIN: usize = 256;
 
 /// What a line is taken to be long before a file's first is read: the size
