@@ -1,8 +1,9 @@
 //! The decode stage shared between a process's workers: a worker that
 //! reads a busy split offers each batch it read to the others, and a worker
 //! with nothing to read of its own parses parts of it meanwhile. The worker
-//! that read the batch reads the next one and routes the one before, then
-//! parses whatever parts of the batch nobody took. One busy partition is
+//! that read the batch reads the next one, then routes the one before part
+//! by part, each as soon as it and those before it are parsed, parsing
+//! meanwhile whatever parts nobody took. One busy partition is
 //! so parsed on every core, with no threads beyond the workers: when every
 //! worker has its own split to read, each parses its own batches.
 //!
@@ -19,11 +20,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::routing::{Dealer, DealtPart, Routing};
 use super::{panic_message, JobError};
-use crate::connectors::{Poll, RawBatch, SourceSplit, Unlocated};
+use crate::connectors::{Poll, RawBatch, Unlocated};
 use crate::record::RecordParser;
 
 /// Batches parsing at once: the one just read and the one the worker is
@@ -41,7 +42,7 @@ const PART: usize = 128;
 
 /// A part's items, dealt out by owner, and its malformed records to
 /// locate.
-type Parsed = (DealtPart, Vec<Unlocated>);
+pub(crate) type Parsed = (DealtPart, Vec<Unlocated>);
 
 /// A part a helper parsed, or the panic that stopped it.
 type Finished = Result<(usize, Parsed), String>;
@@ -233,59 +234,49 @@ impl ParallelDecode {
         });
     }
 
-    /// Finishes the oldest batch in flight: parses here every part nobody
-    /// claimed, then, while another worker still parses one of its parts,
-    /// parts of the later batches in flight, and returns the batch's parts
-    /// in the order read, with its poll; None when no batch is in flight.
+    /// Finishes the oldest batch in flight: hands `route` each of its parts
+    /// in the order read, with the part's malformed records to locate, as
+    /// soon as it and those before it are parsed. While the next part is
+    /// still being parsed by another worker, this one parses a part nobody
+    /// claimed, of this batch or a later one, and only with none left does
+    /// it wait. So the other workers parse the batch's later parts while
+    /// this one routes its first. The poll that read the batch; None when
+    /// no batch is in flight.
     pub fn finish_oldest(
         &mut self,
-        split: &dyn SourceSplit,
-    ) -> Result<Option<FinishedBatch>, JobError> {
+        mut route: impl FnMut(Parsed) -> Result<(), JobError>,
+    ) -> Result<Option<Poll>, JobError> {
         let Some(mut flight) = self.in_flight.pop_front() else {
             return Ok(None);
         };
-        while let Some(part) = flight.batch.claim() {
-            flight.parts[part] = Some(flight.batch.parse(part));
-        }
-        while flight.parts.iter().any(Option::is_none) {
-            let finished = match flight.from_others.try_recv() {
-                Ok(finished) => finished,
-                // Nothing back yet: a part of a later batch is parsed
-                // meanwhile (one the others would otherwise parse next),
-                // and only with none left does the worker wait.
-                Err(TryRecvError::Empty) if self.parse_ahead() => continue,
-                Err(TryRecvError::Empty) => {
+        for next in 0..flight.parts.len() {
+            loop {
+                while let Ok(finished) = flight.from_others.try_recv() {
+                    let (part, parsed) = finished.map_err(JobError::Panic)?;
+                    flight.parts[part] = Some(parsed);
+                }
+                if let Some(parsed) = flight.parts[next].take() {
+                    route(parsed)?;
+                    break;
+                }
+                if let Some(part) = flight.batch.claim() {
+                    flight.parts[part] = Some(flight.batch.parse(part));
+                } else if !self.parse_ahead() {
                     let waiting = Instant::now();
                     let finished = flight.from_others.recv();
                     self.waited += waiting.elapsed();
-                    finished.map_err(|_| stopped_parsing())?
+                    let (part, parsed) = finished
+                        .map_err(|_| stopped_parsing())?
+                        .map_err(JobError::Panic)?;
+                    flight.parts[part] = Some(parsed);
                 }
-                Err(TryRecvError::Disconnected) => return Err(stopped_parsing()),
-            };
-            let (part, parsed) = finished.map_err(JobError::Panic)?;
-            flight.parts[part] = Some(parsed);
+            }
         }
-        // The worker routes each part as it is, not joined into one list:
-        // each peer's events go on whole.
-        let parts = flight
-            .parts
-            .into_iter()
-            .flatten()
-            .map(|(mut part, unlocated)| {
-                for malformed in &unlocated {
-                    malformed.locate(split, &mut part.others);
-                }
-                part
-            })
-            .collect();
         if self.reusable.len() == MAX_REUSABLE {
             self.reusable.remove(0);
         }
         self.reusable.push(flight.batch);
-        Ok(Some(FinishedBatch {
-            parts,
-            poll: flight.poll,
-        }))
+        Ok(Some(flight.poll))
     }
 
     /// Parses one unclaimed part of the oldest batch in flight that has
@@ -304,13 +295,6 @@ impl ParallelDecode {
 /// A helper's channel closed with a part of the batch still out.
 fn stopped_parsing() -> JobError {
     JobError::Panic("a worker stopped parsing a batch".into())
-}
-
-/// A batch parsed: its parts, in the order read, and what the poll that
-/// read it returned (the worker acts on it once the parts are routed).
-pub(crate) struct FinishedBatch {
-    pub parts: Vec<DealtPart>,
-    pub poll: Poll,
 }
 
 /// The side of a worker that helps: the offer it is parsing parts of.
@@ -442,6 +426,22 @@ mod tests {
         GeneratorSplit::new(&spec, 0, 0, 1)
     }
 
+    /// The oldest batch's parts in the order handed on, their malformed
+    /// records located, and its poll.
+    fn finish(reader: &mut ParallelDecode) -> Option<(Vec<DealtPart>, Poll)> {
+        let mut parts = Vec::new();
+        let poll = reader
+            .finish_oldest(|(mut part, unlocated)| {
+                for malformed in &unlocated {
+                    malformed.locate(&split(), &mut part.others);
+                }
+                parts.push(part);
+                Ok(())
+            })
+            .unwrap()?;
+        Some((parts, poll))
+    }
+
     /// What one thread makes of `records` records, parsing them in one go.
     fn parsed_whole(records: usize, parser: &RecordParser) -> String {
         let (mut items, mut unlocated) = (Vec::new(), Vec::new());
@@ -462,7 +462,7 @@ mod tests {
         // The helper takes the first two parts; the reader parses the rest.
         assert!(helper.help());
         assert!(helper.help());
-        let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
+        let (parts, poll) = finish(&mut reader).unwrap();
         assert_eq!(poll, Poll::Ready);
         assert_eq!(parts.len(), 4);
         let out = joined(parts);
@@ -487,7 +487,7 @@ mod tests {
         let offer = offers.take.try_recv().unwrap();
         let held = offer.batch.claim().unwrap();
         let finishing = std::thread::spawn(move || {
-            let first = reader.finish_oldest(&split()).unwrap().unwrap();
+            let first = finish(&mut reader).unwrap();
             (reader, first)
         });
         // The reader parses the first batch's other parts, then claims
@@ -509,16 +509,64 @@ mod tests {
             .done
             .send(Ok((held, offer.batch.parse(held))))
             .unwrap();
-        let (mut reader, first) = finishing.join().unwrap();
-        assert_eq!(first.poll, Poll::Ready);
-        let first = joined(first.parts);
+        let (mut reader, (first, poll)) = finishing.join().unwrap();
+        assert_eq!(poll, Poll::Ready);
+        let first = joined(first);
         assert_eq!(format!("{first:?}"), parsed_whole(records, &parser));
         // The next batch is finished from the parts parsed ahead, in order.
-        let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
+        let (parts, poll) = finish(&mut reader).unwrap();
         assert_eq!(poll, Poll::Pending);
         assert_eq!(parts.len(), 3);
         let second = joined(parts);
         assert_eq!(format!("{second:?}"), parsed_whole(records, &parser));
+    }
+
+    #[test]
+    fn a_reader_hands_on_the_first_parts_while_a_helper_parses_a_later_one() {
+        let (parser, offers) = (parser(), DecodeOffers::between(2).unwrap());
+        let mut reader = reader(&offers, &parser);
+        let records = 4 * PART;
+        reader.submit(read(records), Poll::Ready);
+        // A helper parses the first part, and holds on to the second.
+        let offer = offers.take.try_recv().unwrap();
+        let first = offer.batch.claim().unwrap();
+        offer
+            .done
+            .send(Ok((first, offer.batch.parse(first))))
+            .unwrap();
+        let held = offer.batch.claim().unwrap();
+        let (handed_on, parts_handed_on) = crossbeam_channel::unbounded();
+        let finishing = std::thread::spawn(move || {
+            let mut parts = Vec::new();
+            let poll = reader.finish_oldest(|(mut part, unlocated)| {
+                for malformed in &unlocated {
+                    malformed.locate(&split(), &mut part.others);
+                }
+                let _ = handed_on.send(parts.len());
+                parts.push(part);
+                Ok(())
+            });
+            (parts, poll.unwrap())
+        });
+        // The first part goes on to be routed while the second is parsed;
+        // the parts after it wait for it.
+        let wait = Duration::from_secs(10);
+        assert_eq!(
+            parts_handed_on.recv_timeout(wait),
+            Ok(0),
+            "the first part waited for the second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(parts_handed_on.try_recv().is_err(), "a part went on early");
+        offer
+            .done
+            .send(Ok((held, offer.batch.parse(held))))
+            .unwrap();
+        let (parts, poll) = finishing.join().unwrap();
+        assert_eq!(poll, Some(Poll::Ready));
+        assert_eq!(parts.len(), 4);
+        let out = joined(parts);
+        assert_eq!(format!("{out:?}"), parsed_whole(records, &parser));
     }
 
     #[test]
@@ -543,7 +591,7 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..10 {
             reader.submit(read(records), Poll::Pending);
-            let FinishedBatch { parts, poll } = reader.finish_oldest(&split()).unwrap().unwrap();
+            let (parts, poll) = finish(&mut reader).unwrap();
             assert_eq!(poll, Poll::Pending);
             out.extend(joined(parts));
         }
@@ -556,6 +604,6 @@ mod tests {
         // them once taken, and the reader keeps only a few for reuse.
         assert_eq!(offers.take.len(), 2 * MAX_IN_FLIGHT);
         assert!(reader.reusable.len() <= MAX_REUSABLE);
-        assert!(reader.finish_oldest(&split()).unwrap().is_none());
+        assert!(finish(&mut reader).is_none());
     }
 }

@@ -20,7 +20,7 @@ use super::collector::{Collector, OutputCounts};
 use super::coordinator::Ack;
 use super::exchange::{EventBlock, Item, Message, Peer};
 use super::operator::Operator;
-use super::parallel_decode::{DecodeHelper, FinishedBatch, ParallelDecode, MAX_IN_FLIGHT};
+use super::parallel_decode::{DecodeHelper, ParallelDecode, MAX_IN_FLIGHT};
 use super::routing::{DealtPart, Routing, Step};
 use super::upload::{Upload, Uploader};
 use super::JobError;
@@ -384,28 +384,32 @@ impl Worker {
         decoded
     }
 
-    /// Routes the batches in flight, oldest first, once parsed, and
-    /// acts on the polls that read them, until at most `keep` are in flight.
+    /// Routes the batches in flight, oldest first, each part once it and
+    /// those before it are parsed, and acts on the polls that read them,
+    /// until at most `keep` are in flight.
     fn finish_decoding(&mut self, keep: usize) -> Result<(), JobError> {
         loop {
-            let decoding = self.activity.mark();
-            let finished = match &mut self.parallel_decode {
-                Some(parallel) if parallel.in_flight() > keep => {
-                    let finished = parallel.finish_oldest(&*self.split)?;
-                    self.activity.waited(Wait::Decode, parallel.take_waited());
-                    finished
-                }
-                _ => None,
-            };
-            let Some(FinishedBatch { parts, poll }) = finished else {
+            // Taken out while its parts are routed, which needs the worker.
+            let Some(mut parallel) = self.parallel_decode.take_if(|p| p.in_flight() > keep) else {
                 return Ok(());
             };
+            let decoding = self.activity.mark();
+            let finished = parallel.finish_oldest(|(mut part, unlocated)| {
+                for malformed in &unlocated {
+                    malformed.locate(&*self.split, &mut part.others);
+                }
+                // Routing is timed on its own, and not as decoding.
+                let routing = self.activity.mark();
+                let routed = self.route_dealt(part);
+                self.activity.spent(Stage::Route, routing);
+                routed
+            });
+            self.activity.waited(Wait::Decode, parallel.take_waited());
+            self.parallel_decode = Some(parallel);
             self.activity.spent(Stage::Decode, decoding);
-            let routing = self.activity.mark();
-            for part in parts {
-                self.route_dealt(part)?;
-            }
-            self.activity.spent(Stage::Route, routing);
+            let Some(poll) = finished? else {
+                return Ok(());
+            };
             self.after_poll(poll)?;
         }
     }
