@@ -401,4 +401,56 @@ mod tests {
         split.seek(0, after_line_4, 4).unwrap();
         assert_eq!(read_all(&mut split, 1024), expected_one[2..]);
     }
+
+    /// A line of a generated file: blank, or a record of `pad` bytes of
+    /// padding, ending in `\n` or `\r\n`.
+    fn line_of(i: usize, (kind, pad, crlf): (u8, usize, bool)) -> String {
+        let end = if crlf { "\r\n" } else { "\n" };
+        match kind {
+            0 => format!("  {end}"),
+            _ => format!("{{\"n\":{i},\"pad\":\"{}\"}}{end}", "x".repeat(pad)),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Whatever the lines' lengths (some longer than a read of many
+        /// lines, after short ones have set the length it expects), and
+        /// however many lines a poll asks for, the records read are the
+        /// file's lines, each with its number, and the position is the
+        /// file's end.
+        #[test]
+        fn any_lines_read_in_polls_of_any_size_are_the_files_lines(
+            lines in proptest::collection::vec(
+                (0u8..6, proptest::prop_oneof![9 => 0usize..200, 1 => 0usize..40_000], proptest::bool::ANY),
+                1..120,
+            ),
+            last_newline in proptest::bool::ANY,
+            max in proptest::sample::select(vec![1usize, 7, 256, 300, 1024]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut text: String = lines
+                .iter()
+                .enumerate()
+                .map(|(i, line)| line_of(i, *line))
+                .collect();
+            if !last_newline {
+                text.truncate(text.trim_end().len());
+            }
+            std::fs::write(dir.path().join("f.jsonl"), &text).unwrap();
+            let expected: Vec<String> = text
+                .split_inclusive('\n')
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(i, line)| format!("f.jsonl:{} {}", i + 1, line.trim()))
+                .chain(["end 0".to_string()])
+                .collect();
+            let mut split =
+                FileSplit::open(vec![("f.jsonl".into(), dir.path().join("f.jsonl"))]).unwrap();
+            proptest::prop_assert_eq!(read_all(&mut split, max), expected);
+            let line_count = text.split_inclusive('\n').count() as u64;
+            proptest::prop_assert_eq!(split.positions(), vec![(text.len() as u64, line_count)]);
+        }
+    }
 }
