@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::routing::{Dealer, DealtPart, Routing};
 use super::{panic_message, JobError};
-use crate::connectors::{Poll, RawBatch, Unlocated};
+use crate::connectors::{Poll, RawBatch, SourceSplit, Unlocated};
 use crate::record::RecordParser;
 
 /// Batches parsing at once: the one just read and the one the worker is
@@ -40,9 +40,26 @@ const MAX_REUSABLE: usize = 4;
 /// parsing it.
 const PART: usize = 128;
 
-/// A part's items, dealt out by owner, and its malformed records to
-/// locate.
-pub(crate) type Parsed = (DealtPart, Vec<Unlocated>);
+/// A part's items, dealt out by owner, with its malformed records still
+/// to locate: only the split that read them knows where they are.
+pub(crate) struct Parsed {
+    part: DealtPart,
+    unlocated: Vec<Unlocated>,
+}
+
+impl Parsed {
+    /// The part, its malformed records located by `split`.
+    pub fn located(self, split: &dyn SourceSplit) -> DealtPart {
+        let Parsed {
+            mut part,
+            unlocated,
+        } = self;
+        for malformed in &unlocated {
+            malformed.locate(split, &mut part.others);
+        }
+        part
+    }
+}
 
 /// A part a helper parsed, or the panic that stopped it.
 type Finished = Result<(usize, Parsed), String>;
@@ -119,7 +136,10 @@ impl SharedBatch {
         let entries = self.parts[part].clone();
         self.batch
             .parse_part(entries, &self.parser, &mut dealer, &mut unlocated);
-        (dealt, unlocated)
+        Parsed {
+            part: dealt,
+            unlocated,
+        }
     }
 }
 
@@ -431,11 +451,8 @@ mod tests {
     fn finish(reader: &mut ParallelDecode) -> Option<(Vec<DealtPart>, Poll)> {
         let mut parts = Vec::new();
         let poll = reader
-            .finish_oldest(|(mut part, unlocated)| {
-                for malformed in &unlocated {
-                    malformed.locate(&split(), &mut part.others);
-                }
-                parts.push(part);
+            .finish_oldest(|parsed| {
+                parts.push(parsed.located(&split()));
                 Ok(())
             })
             .unwrap()?;
@@ -538,12 +555,9 @@ mod tests {
         let (handed_on, parts_handed_on) = crossbeam_channel::unbounded();
         let finishing = std::thread::spawn(move || {
             let mut parts = Vec::new();
-            let poll = reader.finish_oldest(|(mut part, unlocated)| {
-                for malformed in &unlocated {
-                    malformed.locate(&split(), &mut part.others);
-                }
+            let poll = reader.finish_oldest(|parsed| {
                 let _ = handed_on.send(parts.len());
-                parts.push(part);
+                parts.push(parsed.located(&split()));
                 Ok(())
             });
             (parts, poll.unwrap())

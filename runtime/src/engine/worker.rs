@@ -394,10 +394,8 @@ impl Worker {
                 return Ok(());
             };
             let decoding = self.activity.mark();
-            let finished = parallel.finish_oldest(|(mut part, unlocated)| {
-                for malformed in &unlocated {
-                    malformed.locate(&*self.split, &mut part.others);
-                }
+            let finished = parallel.finish_oldest(|parsed| {
+                let part = parsed.located(&*self.split);
                 // Routing is timed on its own, and not as decoding.
                 let routing = self.activity.mark();
                 let routed = self.route_dealt(part);
