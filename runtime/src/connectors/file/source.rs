@@ -123,11 +123,8 @@ impl OpenFile {
             };
             let mut count = bytecount::count(&read[..end], b'\n');
             if lines + count > max {
+                end = end_of_line(&read[..end], count, max - lines);
                 count = max - lines;
-                end = memchr::memchr_iter(b'\n', read)
-                    .nth(count - 1)
-                    .expect("the run holds more newlines")
-                    + 1;
             }
             out.push_lines(
                 partition,
@@ -162,6 +159,26 @@ fn run_end(bytes: &[u8]) -> Option<usize> {
         }
     }
     memchr::memrchr(b'\n', bytes).map(after)
+}
+
+/// Where the `keep`th of the `lines` lines in `run` (each ending in a
+/// newline) ends: found from whichever end is nearer. The read of many
+/// lines is sized to end about a line past those asked for, so its last
+/// run is mostly cut a line or two from its end.
+fn end_of_line(run: &[u8], lines: usize, keep: usize) -> usize {
+    debug_assert!((1..lines).contains(&keep));
+    if lines - keep <= keep {
+        let mut end = run.len();
+        for _ in keep..lines {
+            end = memchr::memrchr(b'\n', &run[..end - 1]).expect("a newline before") + 1;
+        }
+        end
+    } else {
+        memchr::memchr_iter(b'\n', run)
+            .nth(keep - 1)
+            .expect("newlines")
+            + 1
+    }
 }
 
 pub struct FileSplit {
@@ -400,6 +417,15 @@ mod tests {
         let after_line_4 = one.find("  {").unwrap() as u64;
         split.seek(0, after_line_4, 4).unwrap();
         assert_eq!(read_all(&mut split, 1024), expected_one[2..]);
+    }
+
+    #[test]
+    fn a_run_is_cut_after_the_line_asked_for_from_either_end() {
+        let run = b"a\nbb\n\nccc\nd\n";
+        let ends = (1..5)
+            .map(|keep| end_of_line(run, 5, keep))
+            .collect::<Vec<_>>();
+        assert_eq!(ends, [2, 5, 6, 10]);
     }
 
     /// A line of a generated file: blank, or a record of `pad` bytes of
