@@ -10,7 +10,9 @@
 //! Two readers share the path tree:
 //! - `scan.rs`, a scanner over the bytes that takes the records it can
 //!   decide alone: valid JSON objects without escapes in the names it
-//!   compares or the strings it keeps, nested no deeper than it bounds;
+//!   compares or the strings it keeps, nested no deeper than it bounds.
+//!   Where every path is one name deep, its flat lane (`scan/flat.rs`)
+//!   tries first, on records that are one object of plain values;
 //! - `serde_path.rs`, serde_json's parser driven by the same tree, which
 //!   decides everything else: every malformed record (so the reasons keep
 //!   their words and columns), escapes, deep nesting.
@@ -76,9 +78,22 @@ impl Leaf<'_> {
 pub struct WantedFields {
     root: Node,
     slots: usize,
-    /// Whether the scanner may read these paths: not when they nest so
-    /// deep that its bound and serde_json's would differ.
-    scannable: bool,
+    /// Which readers try a record before serde_json's parser.
+    readers: Readers,
+}
+
+/// The readers that try a record, first to last, before serde_json's
+/// parser decides the rest.
+#[derive(Debug, Clone, Default)]
+enum Readers {
+    /// Every path is one name deep: the scanner's flat lane, then the
+    /// scanner.
+    FlatLane(scan::FlatNames),
+    Scanner,
+    /// The paths nest so deep that the scanner's bound and serde_json's
+    /// would differ (or there are none).
+    #[default]
+    SerdeOnly,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -124,7 +139,11 @@ impl WantedFields {
         let slots = wanted.iter().map(|path| tree.slot_of(path)).collect();
         (
             WantedFields {
-                scannable: tree.depth() <= scan::MAX_PATH_DEPTH,
+                readers: match scan::FlatNames::of(&tree) {
+                    Some(flat) => Readers::FlatLane(flat),
+                    None if tree.depth() <= scan::MAX_PATH_DEPTH => Readers::Scanner,
+                    None => Readers::SerdeOnly,
+                },
                 root: tree,
                 slots: next,
             },
@@ -148,7 +167,18 @@ impl WantedFields {
     /// serde_json must decide (public for the benchmark and the tests).
     pub fn scan<'de>(&self, text: &'de str, slots: &mut Slots<'de>) -> bool {
         self.empty(slots);
-        self.scannable && scan::decode(&self.root, text, slots).is_some()
+        match &self.readers {
+            Readers::FlatLane(flat) => {
+                if scan::decode_flat(flat, text, slots).is_some() {
+                    return true;
+                }
+                // Values it read before it gave up.
+                self.empty(slots);
+            }
+            Readers::Scanner => {}
+            Readers::SerdeOnly => return false,
+        }
+        scan::decode(&self.root, text, slots).is_some()
     }
 
     /// Reads `text` into `slots` with serde_json's parser alone (the

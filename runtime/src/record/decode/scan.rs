@@ -19,6 +19,9 @@ use serde_json::Number;
 
 use super::{Leaf, Node, Slots};
 
+mod flat;
+pub(super) use flat::{decode_flat, FlatNames};
+
 /// Paths deeper than this are left to serde_json. With the bound below,
 /// the deepest value the scanner builds stays well under serde_json's
 /// recursion limit (128), so the two never disagree on it.
@@ -64,12 +67,17 @@ impl QuotedNames {
     /// `\` or control character (written with an escape, so only
     /// serde_json can match it).
     pub(super) fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        Self::ending(names, b"\"")
+    }
+
+    /// `names` as [`QuotedNames::of`] has them, each followed by `end`.
+    pub(super) fn ending<'a>(names: impl IntoIterator<Item = &'a str>, end: &[u8]) -> Option<Self> {
         let mut quoted = Vec::new();
         for name in names {
             if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
                 return None;
             }
-            let text: Box<[u8]> = [name.as_bytes(), b"\""].concat().into();
+            let text: Box<[u8]> = [name.as_bytes(), end].concat().into();
             let n = text.len().min(16);
             let mut head = [0u8; 16];
             head[..n].copy_from_slice(&text[..n]);
@@ -194,6 +202,37 @@ fn eight_digits(word: u64) -> u64 {
     let pairs = (d * 10 + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
     let fours = (pairs * 100 + (pairs >> 16)) & 0x0000_ffff_0000_ffff;
     (fours * 10_000 + (fours >> 32)) & 0xffff_ffff
+}
+
+/// The value of the ASCII digits `bytes[start..end]` (at most 19). Up to
+/// 16 are read as one or two words of eight that end at `end`, the bytes
+/// before `start` read as zeros; the bytes read are those of the record
+/// before the number, so a number that starts too near the record's start
+/// is read as [`decimal`] reads it.
+#[inline(always)]
+fn decimal_at(bytes: &[u8], start: usize, end: usize) -> u64 {
+    let read = match end - start {
+        1..=8 => digits_ending(bytes, start, end),
+        9..=16 => digits_ending(bytes, start, end - 8)
+            .zip(digits_ending(bytes, end - 8, end))
+            .map(|(high, low)| high * 100_000_000 + low),
+        _ => None,
+    };
+    read.unwrap_or_else(|| decimal(&bytes[start..end]))
+}
+
+/// The number the eight bytes that end at `to` make as digits, those
+/// before `from` read as zeros; None when there are no eight bytes before
+/// `to`.
+#[inline(always)]
+fn digits_ending(bytes: &[u8], from: usize, to: usize) -> Option<u64> {
+    let chunk = bytes.get(to.checked_sub(8)?..to)?.first_chunk::<8>()?;
+    let keep = u64::MAX
+        .checked_shl(8 * (8 - (to - from)) as u32)
+        .unwrap_or(0);
+    Some(eight_digits(
+        u64::from_le_bytes(*chunk) & keep | u64::from_ne_bytes([b'0'; 8]) & !keep,
+    ))
 }
 
 /// The value of at most 19 ASCII digits: eight at a time, then one by one.
@@ -404,7 +443,7 @@ impl<'de> Scanner<'de> {
             && (count == 1 || self.bytes[digits] != b'0')
             && !matches!(self.byte(), b'.' | b'e' | b'E');
         if plain {
-            let n = decimal(&self.bytes[digits..self.at]);
+            let n = decimal_at(self.bytes, digits, self.at);
             match negative {
                 false => return Some(n.into()),
                 // At most 18 digits: fits an i64. ("-0" is a double for
@@ -622,6 +661,19 @@ mod tests {
         fn eight_digits_at_a_time_read_as_one_by_one(digits in "[0-9]{1,19}") {
             let one_by_one = digits.bytes().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             prop_assert_eq!(decimal(digits.as_bytes()), one_by_one);
+        }
+
+        #[test]
+        fn digits_read_as_words_ending_at_the_last_read_as_one_by_one(
+            before in prop::collection::vec(any::<u8>(), 0..12),
+            digits in "[0-9]{1,19}",
+            after in prop::collection::vec(any::<u8>(), 0..3),
+        ) {
+            // Whatever comes before the digits (read as zeros) or after.
+            let one_by_one = digits.bytes().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            let bytes = [&before[..], digits.as_bytes(), &after[..]].concat();
+            let (start, end) = (before.len(), before.len() + digits.len());
+            prop_assert_eq!(decimal_at(&bytes, start, end), one_by_one);
         }
 
         #[test]

@@ -1,0 +1,244 @@
+//! The flat lane: the scanner's shortcut for the commonest job and record.
+//!
+//! Where every path of a job is one name deep (`visit_id`, `event_time`)
+//! and a record is one object of strings, numbers and literals written
+//! `"name":value`, the lane compares each name together with its closing
+//! quote and colon in one masked step, and reads values without the
+//! general reader's checks for nesting and for paths going on below.
+//!
+//! It answers only where the general reader would answer the same, and
+//! says `None` on anything else: a nested value, an escape anywhere it
+//! looks, whitespace other than spaces, a wanted name with a space before
+//! its colon, and every syntax error. The caller then empties the slots
+//! and gives the record to [`super::decode`], so such a record costs what
+//! it cost before plus the part of the lane it went through.
+
+use std::borrow::Cow;
+
+use super::{head_of, quote_in_head, QuotedNames, Scanner};
+use crate::record::decode::{Leaf, Node, Slots};
+
+/// A tree whose paths are all one name deep, as the flat lane reads it:
+/// each name written `name":`, and its slot.
+#[derive(Debug, Clone)]
+pub(in crate::record::decode) struct FlatNames {
+    names: QuotedNames,
+    slots: Box<[usize]>,
+}
+
+impl FlatNames {
+    /// The flat lane for the tree under `root`; None unless each of its
+    /// children is a name without escapes that ends a path and has
+    /// nothing below it.
+    pub(in crate::record::decode) fn of(root: &Node) -> Option<Self> {
+        let slots = root
+            .children
+            .iter()
+            .map(|(_, child)| child.slot.filter(|_| child.children.is_empty()))
+            .collect::<Option<Box<[usize]>>>()?;
+        let names = root.children.iter().map(|(name, _)| name.as_str());
+        Some(FlatNames {
+            names: QuotedNames::ending(names, b"\":")?,
+            slots,
+        })
+    }
+}
+
+/// Reads the wanted values of `text` into `slots` (all empty); None when
+/// the general reader must decide (see the module's comment).
+pub(in crate::record::decode) fn decode_flat<'de>(
+    flat: &FlatNames,
+    text: &'de str,
+    slots: &mut Slots<'de>,
+) -> Option<()> {
+    let mut s = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    s.skip_spaces();
+    s.eat(b'{')?;
+    s.skip_spaces();
+    if s.eat(b'}').is_none() {
+        loop {
+            s.eat(b'"')?;
+            match s.wanted_name(flat)? {
+                Some(slot) => slots[slot] = Some(s.flat_leaf()?),
+                None => s.skip_flat()?,
+            }
+            s.skip_spaces();
+            match s.next() {
+                b',' => s.skip_spaces(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.skip_spaces();
+    (s.at == text.len()).then_some(())
+}
+
+impl<'de> Scanner<'de> {
+    /// A name whose `"` was read, through its colon and the spaces after
+    /// it: the slot of a wanted one, None for any other. None outside
+    /// where the general reader must decide.
+    #[inline(always)]
+    fn wanted_name(&mut self, flat: &FlatNames) -> Option<Option<usize>> {
+        let head = head_of(self.bytes, self.at);
+        let slot = match flat.names.find(head, &self.bytes[self.at..]) {
+            Some((child, len)) => {
+                self.at += len;
+                Some(flat.slots[child])
+            }
+            // Not a wanted name followed by its colon: another name, or a
+            // wanted one with a space before its colon (left to the
+            // general reader, below).
+            None => {
+                match quote_in_head(head) {
+                    Some(len) => self.at += len + 1,
+                    None => {
+                        self.plain_string()?;
+                    }
+                }
+                self.eat(b':')?;
+                None
+            }
+        };
+        self.skip_spaces();
+        Some(slot)
+    }
+
+    #[inline(always)]
+    fn skip_spaces(&mut self) {
+        while self.byte() == b' ' {
+            self.at += 1;
+        }
+    }
+
+    /// A kept value: a string without escapes, a number or a literal.
+    #[inline(always)]
+    fn flat_leaf(&mut self) -> Option<Leaf<'de>> {
+        match self.next() {
+            b'"' => Some(Leaf::Str(Cow::Borrowed(self.plain_string()?))),
+            b'-' | b'0'..=b'9' => {
+                self.at -= 1;
+                self.number().map(Leaf::Number)
+            }
+            b't' => self.rest_of(b"rue").map(|()| Leaf::Bool(true)),
+            b'f' => self.rest_of(b"alse").map(|()| Leaf::Bool(false)),
+            b'n' => self.rest_of(b"ull").map(|()| Leaf::Null),
+            _ => None,
+        }
+    }
+
+    /// A skipped value, of the kinds [`Scanner::flat_leaf`] reads.
+    #[inline(always)]
+    fn skip_flat(&mut self) -> Option<()> {
+        match self.next() {
+            b'"' => self.plain_string().map(|_| ()),
+            b'-' => self.skip_number_after_sign(),
+            b'0'..=b'9' => {
+                self.at -= 1;
+                self.skip_number_after_sign()
+            }
+            b't' => self.rest_of(b"rue"),
+            b'f' => self.rest_of(b"alse"),
+            b'n' => self.rest_of(b"ull"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::decode::WantedFields;
+    use serde_json::Number;
+
+    /// `visit_id`, `event_time` and a name of 15 bytes (17 with its quote
+    /// and colon: past one masked step), their slots in order.
+    fn flat() -> (WantedFields, FlatNames) {
+        let paths =
+            [["visit_id"], ["event_time"], ["fifteen_bytes_x"]].map(|p| p.map(String::from));
+        let (fields, slots) = WantedFields::new(paths.iter().map(|p| p.as_slice()));
+        assert_eq!(slots, [0, 1, 2]);
+        let flat = FlatNames::of(&fields.root).expect("one name deep");
+        (fields, flat)
+    }
+
+    fn lane<'de>(flat: &FlatNames, text: &'de str) -> Option<Slots<'de>> {
+        let mut slots: Slots = [None, None, None].into_iter().collect();
+        decode_flat(flat, text, &mut slots).map(|()| slots)
+    }
+
+    #[test]
+    fn the_lane_takes_plain_one_level_records() {
+        let (_, flat) = flat();
+        let str = |s| Some(Leaf::Str(Cow::Borrowed(s)));
+        let int = |n: i64| Some(Leaf::Number(Number::from(n)));
+        for (text, expected) in [
+            (
+                r#"{"event_id":10000001,"visit_id":"v00919","event_time":1767225600001,"page":"/p/001"}"#,
+                [str("v00919"), int(1_767_225_600_001), None],
+            ),
+            // Spaces around the punctuation, as Python's json.dumps writes.
+            (
+                r#" { "page": "/x", "event_time": -12, "visit_id": "a b" } "#,
+                [str("a b"), int(-12), None],
+            ),
+            // A long name, literals, a double, a duplicate (the last wins).
+            (
+                r#"{"fifteen_bytes_x":true,"visit_id":null,"event_time":2.5,"visit_id":"b","x":false}"#,
+                [
+                    str("b"),
+                    Some(Leaf::Number(Number::from_f64(2.5).unwrap())),
+                    Some(Leaf::Bool(true)),
+                ],
+            ),
+            (r#"{}"#, [None, None, None]),
+        ] {
+            assert_eq!(lane(&flat, text).as_deref(), Some(&expected[..]), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_lane_leaves_the_rest_to_the_general_reader() {
+        let (_, flat) = flat();
+        for text in [
+            // Nested values, kept or skipped.
+            r#"{"visit_id":{"a":1}}"#,
+            r#"{"page":[1,2],"visit_id":"a"}"#,
+            // Escapes, in a name or in any string.
+            r#"{"visit_\u0069d":"a"}"#,
+            r#"{"page":"a\"b","visit_id":"a"}"#,
+            // Whitespace other than spaces; a space before a wanted
+            // name's colon.
+            "{\"visit_id\":\t\"a\"}",
+            r#"{"visit_id" :"a"}"#,
+            // Malformed.
+            r#"{"visit_id":"a",}"#,
+            r#"{"visit_id":"a"} x"#,
+            r#"{"visit_id":01}"#,
+            r#"{"page":tru}"#,
+            r#"{"page""#,
+            "",
+        ] {
+            assert_eq!(lane(&flat, text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn only_paths_one_name_deep_have_a_lane() {
+        let tree = |paths: &[&str]| {
+            let paths: Vec<Vec<String>> = paths
+                .iter()
+                .map(|p| p.split('.').map(String::from).collect())
+                .collect();
+            WantedFields::new(paths.iter().map(Vec::as_slice)).0
+        };
+        assert!(FlatNames::of(&tree(&["a", "b"]).root).is_some());
+        assert!(FlatNames::of(&tree(&["a", "b.c"]).root).is_none());
+        assert!(FlatNames::of(&tree(&["a", "a.c"]).root).is_none());
+        assert!(FlatNames::of(&tree(&["a\"b"]).root).is_none());
+    }
+}
