@@ -81,8 +81,9 @@ pub(in crate::record::decode) fn decode_flat<'de>(
 }
 
 impl<'de> Scanner<'de> {
-    /// A name whose `"` was read, through its colon: the slot of a wanted one, None for any other. None outside
-    /// where the general reader must decide.
+    /// A name whose `"` was read, through its colon: the slot of a wanted
+    /// one, None for any other. None outside where the general reader must
+    /// decide.
     #[inline(always)]
     fn wanted_name(&mut self, flat: &FlatNames) -> Option<Option<usize>> {
         let head = head_of(self.bytes, self.at);
@@ -171,13 +172,12 @@ mod tests {
 
     /// `visit_id`, `event_time` and a name of 15 bytes (17 with its quote
     /// and colon: past one masked step), their slots in order.
-    fn flat() -> (WantedFields, FlatNames) {
+    fn flat() -> FlatNames {
         let paths =
             [["visit_id"], ["event_time"], ["fifteen_bytes_x"]].map(|p| p.map(String::from));
         let (fields, slots) = WantedFields::new(paths.iter().map(|p| p.as_slice()));
         assert_eq!(slots, [0, 1, 2]);
-        let flat = FlatNames::of(&fields.root).expect("one name deep");
-        (fields, flat)
+        FlatNames::of(&fields.root).expect("one name deep")
     }
 
     fn lane<'de>(flat: &FlatNames, text: &'de str) -> Option<Slots<'de>> {
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn the_lane_takes_plain_one_level_records() {
-        let (_, flat) = flat();
+        let flat = flat();
         let str = |s| Some(Leaf::Str(Cow::Borrowed(s)));
         let int = |n: i64| Some(Leaf::Number(Number::from(n)));
         for (text, expected) in [
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn the_lane_leaves_the_rest_to_the_general_reader() {
-        let (_, flat) = flat();
+        let flat = flat();
         for text in [
             // Nested values, kept or skipped.
             r#"{"visit_id":{"a":1}}"#,
