@@ -492,7 +492,15 @@ impl Worker {
                         }
                     } else {
                         if let Some(status) = self.status_news(owner) {
-                            blocks[owner].statuses.push((passed[owner], status));
+                            let block = &mut blocks[owner];
+                            if block.statuses.capacity() == 0 {
+                                // At most one a record (times rising record by
+                                // record move the watermark at each): room for
+                                // them all at once, not grown again and again.
+                                let left = block.events.len() - passed[owner] as usize;
+                                block.statuses.reserve(left);
+                            }
+                            block.statuses.push((passed[owner], status));
                         }
                         passed[owner] += 1;
                     }
