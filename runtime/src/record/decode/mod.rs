@@ -12,7 +12,8 @@
 //!   decide alone: valid JSON objects without escapes in the names it
 //!   compares or the strings it keeps, nested no deeper than it bounds.
 //!   Where every path is one name deep, its flat lane (`scan/flat.rs`)
-//!   tries first, on records that are one object of plain values;
+//!   tries first: it walks the top-level names only, each compared with
+//!   its quote and colon in one step;
 //! - `serde_path.rs`, serde_json's parser driven by the same tree, which
 //!   decides everything else: every malformed record (so the reasons keep
 //!   their words and columns), escapes, deep nesting.

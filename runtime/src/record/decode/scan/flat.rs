@@ -1,22 +1,23 @@
-//! The flat lane: the scanner's shortcut for the commonest job and record.
+//! The flat lane: the scanner's shortcut for the commonest job.
 //!
-//! Where every path of a job is one name deep (`visit_id`, `event_time`)
-//! and a record is one object of strings, numbers and literals written
-//! `"name":value`, the lane compares each name together with its closing
-//! quote and colon in one masked step, and reads values without the
-//! general reader's checks for nesting and for paths going on below.
+//! Where every path of a job is one name deep (`visit_id`, `event_time`),
+//! the lane walks a record's top-level names, comparing each together with
+//! its closing quote and colon in one masked step, and reads each value as
+//! the general reader does under a name that ends a path ([`Scanner::leaf`])
+//! or under any other name ([`Scanner::skip`]). It does without the general
+//! reader's steps for paths going on below a name, and looks for spaces
+//! only where the byte it read is one.
 //!
 //! It answers only where the general reader would answer the same, and
-//! says `None` on anything else: a nested value, an escape anywhere it
-//! looks, whitespace other than spaces, a wanted name with a space before
-//! its colon, and every syntax error. The caller then empties the slots
-//! and gives the record to [`super::decode`], so such a record costs what
-//! it cost before plus the part of the lane it went through.
-
-use std::borrow::Cow;
+//! says `None` otherwise: an escape in a name or in a kept string,
+//! whitespace other than spaces between the top-level tokens, a wanted
+//! name with a space before its colon, and every syntax error. The caller
+//! then empties the slots and gives the record to [`super::decode`], so
+//! such a record costs what it cost before plus the part of the lane it
+//! went through.
 
 use super::{head_of, quote_in_head, QuotedNames, Scanner};
-use crate::record::decode::{Leaf, Node, Slots};
+use crate::record::decode::{Node, Slots};
 
 /// A tree whose paths are all one name deep, as the flat lane reads it:
 /// each name written `name":`, and its slot.
@@ -65,9 +66,13 @@ pub(in crate::record::decode) fn decode_flat<'de>(
             if next != b'"' {
                 return None;
             }
-            match s.wanted_name(flat)? {
-                Some(slot) => slots[slot] = Some(s.flat_leaf()?),
-                None => s.skip_flat()?,
+            // A value as the general reader reads one under a name that
+            // ends a path, or under any other name.
+            let slot = s.wanted_name(flat)?;
+            s.skip_spaces();
+            match slot {
+                Some(slot) => slots[slot] = Some(s.leaf()?),
+                None => s.skip(0)?,
             }
             match s.next_past_spaces() {
                 b',' => next = s.next_past_spaces(),
@@ -128,56 +133,29 @@ impl<'de> Scanner<'de> {
             self.at += 1;
         }
     }
-
-    /// A kept value after the spaces from `at`: a string without escapes,
-    /// a number or a literal.
-    #[inline(always)]
-    fn flat_leaf(&mut self) -> Option<Leaf<'de>> {
-        match self.next_past_spaces() {
-            b'"' => Some(Leaf::Str(Cow::Borrowed(self.plain_string()?))),
-            b'-' | b'0'..=b'9' => {
-                self.at -= 1;
-                self.number().map(Leaf::Number)
-            }
-            b't' => self.rest_of(b"rue").map(|()| Leaf::Bool(true)),
-            b'f' => self.rest_of(b"alse").map(|()| Leaf::Bool(false)),
-            b'n' => self.rest_of(b"ull").map(|()| Leaf::Null),
-            _ => None,
-        }
-    }
-
-    /// A skipped value, of the kinds [`Scanner::flat_leaf`] reads.
-    #[inline(always)]
-    fn skip_flat(&mut self) -> Option<()> {
-        match self.next_past_spaces() {
-            b'"' => self.plain_string().map(|_| ()),
-            b'-' => self.skip_number_after_sign(),
-            b'0'..=b'9' => {
-                self.at -= 1;
-                self.skip_number_after_sign()
-            }
-            b't' => self.rest_of(b"rue"),
-            b'f' => self.rest_of(b"alse"),
-            b'n' => self.rest_of(b"ull"),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::decode::WantedFields;
-    use serde_json::Number;
+    use crate::record::decode::{Leaf, WantedFields};
+    use serde_json::{json, Number};
+    use std::borrow::Cow;
+
+    /// The tree of `paths` (dotted).
+    fn tree(paths: &[&str]) -> WantedFields {
+        let paths: Vec<Vec<String>> = paths
+            .iter()
+            .map(|p| p.split('.').map(String::from).collect())
+            .collect();
+        WantedFields::new(paths.iter().map(Vec::as_slice)).0
+    }
 
     /// `visit_id`, `event_time` and a name of 15 bytes (17 with its quote
-    /// and colon: past one masked step), their slots in order.
+    /// and colon: past one masked step), in slots 0, 1 and 2.
     fn flat() -> FlatNames {
-        let paths =
-            [["visit_id"], ["event_time"], ["fifteen_bytes_x"]].map(|p| p.map(String::from));
-        let (fields, slots) = WantedFields::new(paths.iter().map(|p| p.as_slice()));
-        assert_eq!(slots, [0, 1, 2]);
-        FlatNames::of(&fields.root).expect("one name deep")
+        FlatNames::of(&tree(&["visit_id", "event_time", "fifteen_bytes_x"]).root)
+            .expect("one name deep")
     }
 
     fn lane<'de>(flat: &FlatNames, text: &'de str) -> Option<Slots<'de>> {
@@ -186,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn the_lane_takes_plain_one_level_records() {
+    fn the_lane_takes_records_of_plain_names() {
         let flat = flat();
         let str = |s| Some(Leaf::Str(Cow::Borrowed(s)));
         let int = |n: i64| Some(Leaf::Number(Number::from(n)));
@@ -209,6 +187,16 @@ mod tests {
                     Some(Leaf::Bool(true)),
                 ],
             ),
+            // Nested values, skipped or kept whole; escapes in a skipped
+            // string.
+            (
+                r#"{"page":[1,{"a":"b\"c"}],"visit_id":"a","fifteen_bytes_x":{"n":[2]}}"#,
+                [
+                    str("a"),
+                    None,
+                    Some(Leaf::Nested(Box::new(json!({"n": [2]})))),
+                ],
+            ),
             (r#"{}"#, [None, None, None]),
         ] {
             assert_eq!(lane(&flat, text).as_deref(), Some(&expected[..]), "{text}");
@@ -219,12 +207,9 @@ mod tests {
     fn the_lane_leaves_the_rest_to_the_general_reader() {
         let flat = flat();
         for text in [
-            // Nested values, kept or skipped.
-            r#"{"visit_id":{"a":1}}"#,
-            r#"{"page":[1,2],"visit_id":"a"}"#,
-            // Escapes, in a name or in any string.
+            // Escapes in a name, or in a string the job keeps.
             r#"{"visit_\u0069d":"a"}"#,
-            r#"{"page":"a\"b","visit_id":"a"}"#,
+            r#"{"page":"a","visit_id":"a\"b"}"#,
             // Whitespace other than spaces; a space before a wanted
             // name's colon.
             "{\"visit_id\":\t\"a\"}",
@@ -243,13 +228,6 @@ mod tests {
 
     #[test]
     fn only_paths_one_name_deep_have_a_lane() {
-        let tree = |paths: &[&str]| {
-            let paths: Vec<Vec<String>> = paths
-                .iter()
-                .map(|p| p.split('.').map(String::from).collect())
-                .collect();
-            WantedFields::new(paths.iter().map(Vec::as_slice)).0
-        };
         assert!(FlatNames::of(&tree(&["a", "b"]).root).is_some());
         assert!(FlatNames::of(&tree(&["a", "b.c"]).root).is_none());
         assert!(FlatNames::of(&tree(&["a", "a.c"]).root).is_none());
