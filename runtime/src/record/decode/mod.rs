@@ -75,7 +75,7 @@ impl Leaf<'_> {
 /// The job's paths as a tree of names. Slots are numbered depth first, so
 /// the slots below a name are one contiguous range (cleared when the name
 /// appears again: the last occurrence wins).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WantedFields {
     root: Node,
     slots: usize,
@@ -85,15 +85,14 @@ pub struct WantedFields {
 
 /// The readers that try a record, first to last, before serde_json's
 /// parser decides the rest.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 enum Readers {
     /// Every path is one name deep: the scanner's flat lane, then the
     /// scanner.
     FlatLane(scan::FlatNames),
     Scanner,
     /// The paths nest so deep that the scanner's bound and serde_json's
-    /// would differ (or there are none).
-    #[default]
+    /// would differ.
     SerdeOnly,
 }
 
