@@ -459,6 +459,14 @@ mod tests {
         Some((parts, poll))
     }
 
+    /// A helper's part `part` of `offer`, parsed and sent back to its reader.
+    fn hand_back(offer: &Offer, part: usize) {
+        offer
+            .done
+            .send(Ok((part, offer.batch.parse(part))))
+            .unwrap();
+    }
+
     /// What one thread makes of `records` records, parsing them in one go.
     fn parsed_whole(records: usize, parser: &RecordParser) -> String {
         let (mut items, mut unlocated) = (Vec::new(), Vec::new());
@@ -522,10 +530,7 @@ mod tests {
             !finishing.is_finished(),
             "the reader waits for the part held"
         );
-        offer
-            .done
-            .send(Ok((held, offer.batch.parse(held))))
-            .unwrap();
+        hand_back(&offer, held);
         let (mut reader, (first, poll)) = finishing.join().unwrap();
         assert_eq!(poll, Poll::Ready);
         let first = joined(first);
@@ -547,10 +552,7 @@ mod tests {
         // A helper parses the first part, and holds on to the second.
         let offer = offers.take.try_recv().unwrap();
         let first = offer.batch.claim().unwrap();
-        offer
-            .done
-            .send(Ok((first, offer.batch.parse(first))))
-            .unwrap();
+        hand_back(&offer, first);
         let held = offer.batch.claim().unwrap();
         let (handed_on, parts_handed_on) = crossbeam_channel::unbounded();
         let finishing = std::thread::spawn(move || {
@@ -572,10 +574,7 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(20));
         assert!(parts_handed_on.try_recv().is_err(), "a part went on early");
-        offer
-            .done
-            .send(Ok((held, offer.batch.parse(held))))
-            .unwrap();
+        hand_back(&offer, held);
         let (parts, poll) = finishing.join().unwrap();
         assert_eq!(poll, Some(Poll::Ready));
         assert_eq!(parts.len(), 4);
