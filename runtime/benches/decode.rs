@@ -74,15 +74,6 @@ fn job(key: &str, time: &str, amount: Option<&str>) -> RecordParser {
     RecordParser::new(&spec)
 }
 
-/// The decoder's tree of the job's dotted `paths`.
-fn fields(paths: &[&str]) -> WantedFields {
-    let paths: Vec<Vec<String>> = paths
-        .iter()
-        .map(|p| p.split('.').map(String::from).collect())
-        .collect();
-    WantedFields::new(paths.iter().map(Vec::as_slice)).0
-}
-
 /// sonic-rs: the key and the event time at their paths.
 fn sonic(tree: &sonic_rs::PointerTree, text: &str) -> Option<(String, i64)> {
     use sonic_rs::JsonValueTrait;
@@ -103,14 +94,14 @@ fn bench(c: &mut Criterion) {
             visits(),
             job("visit_id", "event_time", None),
             vec![vec!["visit_id"], vec!["event_time"]],
-            fields(&["visit_id", "event_time"]),
+            WantedFields::of_dotted(&["visit_id", "event_time"]),
         ),
         (
             "orders",
             orders(),
             job("customer.id", "event_time", Some("amount")),
             vec![vec!["customer", "id"], vec!["event_time"]],
-            fields(&["customer.id", "event_time", "amount"]),
+            WantedFields::of_dotted(&["customer.id", "event_time", "amount"]),
         ),
     ];
     for (name, records, parser, paths, wanted) in &sets {

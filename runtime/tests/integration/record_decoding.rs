@@ -58,7 +58,7 @@ fn same(text: &str) {
 
 /// The paths both parsers read, as one tree.
 fn wanted() -> WantedFields {
-    tree(&[
+    WantedFields::of_dotted(&[
         "user",
         "meta.region",
         "meta.ts",
@@ -74,21 +74,13 @@ fn wanted() -> WantedFields {
 
 /// Paths all one name deep, which the scanner's flat lane reads first.
 fn flat_wanted() -> WantedFields {
-    tree(&[
+    WantedFields::of_dotted(&[
         "user",
         "amount",
         "ts",
         "fifteen_bytes_x",
         "a_name_of_twenty_three",
     ])
-}
-
-fn tree(paths: &[&str]) -> WantedFields {
-    let paths: Vec<Vec<String>> = paths
-        .iter()
-        .map(|p| p.split('.').map(String::from).collect())
-        .collect();
-    WantedFields::new(paths.iter().map(Vec::as_slice)).0
 }
 
 /// Whether the scanner took `text`, for the nested paths and for the flat

@@ -142,19 +142,10 @@ mod tests {
     use serde_json::{json, Number};
     use std::borrow::Cow;
 
-    /// The tree of `paths` (dotted).
-    fn tree(paths: &[&str]) -> WantedFields {
-        let paths: Vec<Vec<String>> = paths
-            .iter()
-            .map(|p| p.split('.').map(String::from).collect())
-            .collect();
-        WantedFields::new(paths.iter().map(Vec::as_slice)).0
-    }
-
     /// `visit_id`, `event_time` and a name of 15 bytes (17 with its quote
     /// and colon: past one masked step), in slots 0, 1 and 2.
     fn flat() -> FlatNames {
-        FlatNames::of(&tree(&["visit_id", "event_time", "fifteen_bytes_x"]).root)
+        FlatNames::of(&WantedFields::of_dotted(&["visit_id", "event_time", "fifteen_bytes_x"]).root)
             .expect("one name deep")
     }
 
@@ -228,9 +219,9 @@ mod tests {
 
     #[test]
     fn only_paths_one_name_deep_have_a_lane() {
-        assert!(FlatNames::of(&tree(&["a", "b"]).root).is_some());
-        assert!(FlatNames::of(&tree(&["a", "b.c"]).root).is_none());
-        assert!(FlatNames::of(&tree(&["a", "a.c"]).root).is_none());
-        assert!(FlatNames::of(&tree(&["a\"b"]).root).is_none());
+        assert!(FlatNames::of(&WantedFields::of_dotted(&["a", "b"]).root).is_some());
+        assert!(FlatNames::of(&WantedFields::of_dotted(&["a", "b.c"]).root).is_none());
+        assert!(FlatNames::of(&WantedFields::of_dotted(&["a", "a.c"]).root).is_none());
+        assert!(FlatNames::of(&WantedFields::of_dotted(&["a\"b"]).root).is_none());
     }
 }
