@@ -31,6 +31,20 @@ fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
     )
 }
 
+/// A job that runs until stopped, paced so that a loaded machine takes as
+/// many checkpoints of it as a quiet one: for tests of what checkpoints keep,
+/// which must not hang on the input lasting long enough.
+fn unbounded_job_yaml(parallelism: u32, max_parallelism: u32) -> String {
+    format!(
+        "name: ck\nparallelism: {parallelism}\nmaxParallelism: {max_parallelism}\n\
+         source: {{generator: {{keys: 1000, eventsPerMs: 10, rate: 100000}}}}\n\
+         key: key\nwindow: {{tumbling: {{size: 1s}}}}\n\
+         aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: value}}]\n\
+         sink: {{file: {{path: out.jsonl}}}}\n\
+         checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
+    )
+}
+
 fn wait_for_checkpoints(dir: &Path, n: usize, limit: Duration) -> bool {
     let folder = dir.join("ckpt/ck/checkpoints");
     wait_until(limit, || completed_checkpoints(&folder) >= n)
@@ -68,23 +82,30 @@ fn run_until_checkpoints(dir: &Path, spec: &JobSpec, n: usize) -> streamjob_runt
     run_until(dir, spec, move || completed_checkpoints(&folder) >= n)
 }
 
-/// Stops an in-process run once `done` holds (or after a minute).
+/// Stops an in-process run once `done` holds (or after a minute). Fails
+/// the test, at once, if the run ended or the minute passed first.
 fn run_until(
     dir: &Path,
     spec: &JobSpec,
-    done: impl FnMut() -> bool + Send + 'static,
+    mut done: impl FnMut() -> bool + Send + 'static,
 ) -> streamjob_runtime::RunSummary {
     let stop = Arc::new(AtomicBool::new(false));
+    let ended = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let stop = stop.clone();
+        let (stop, ended) = (stop.clone(), ended.clone());
         std::thread::spawn(move || {
-            wait_until(Duration::from_secs(60), done);
+            let held = wait_until(Duration::from_secs(60), || {
+                done() || ended.load(Ordering::SeqCst)
+            }) && done();
             stop.store(true, Ordering::SeqCst);
+            held
         })
     };
     let opts = RunOptions { stop, ..opts(dir) };
     let summary = run(spec, &opts).unwrap();
-    watcher.join().unwrap();
+    ended.store(true, Ordering::SeqCst);
+    let held = watcher.join().unwrap();
+    assert!(held, "the run ended before it was stopped: {summary:?}");
     summary
 }
 
@@ -181,8 +202,7 @@ fn a_snapshot_that_does_not_fit_is_refused_with_the_reason() {
 #[test]
 fn only_the_newest_checkpoints_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    write_input(dir.path(), 300_000);
-    let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
+    let spec = JobSpec::from_yaml(&unbounded_job_yaml(2, 128)).unwrap();
     // Savepoint 1 was under way when its run died; savepoint 2 completed.
     let savepoints = dir.path().join("ckpt/ck/savepoints");
     for (file, contents) in [
@@ -239,8 +259,7 @@ fn only_the_newest_checkpoints_are_kept() {
 fn checkpoints_upload_each_sst_file_once_and_retention_removes_unused_ones() {
     use streamjob_runtime::checkpoint::{resolve_key, WorkerSnapshot};
     let dir = tempfile::tempdir().unwrap();
-    write_input(dir.path(), 300_000);
-    let spec = JobSpec::from_yaml(&job_yaml(2, 128)).unwrap();
+    let spec = JobSpec::from_yaml(&unbounded_job_yaml(2, 128)).unwrap();
     // A file a run that died mid-upload left behind, listed by no checkpoint.
     let orphan = dir.path().join("ckpt/ck/shared/dead-run-w0/000009.sst");
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
