@@ -11,7 +11,7 @@ use crate::checkpoint::PartitionPosition;
 use crate::connectors::{
     file_splits, kafka_partitions, KafkaSplit, Poll, RawBatch, SourceItem, SourceSplit,
 };
-use crate::record::{parse_object, FieldPath, Key, KeyPart, RecordError};
+use crate::record::{parse_object, FieldPath, FieldRef, Key, KeyPart, RecordError};
 use crate::spec::{Changelog as ChangelogSource, ChangelogSpec, KafkaSourceSpec};
 
 /// Changelog records read per poll.
@@ -192,10 +192,12 @@ impl EntryDecoder {
                     .key
                     .get(&record)
                     .ok_or_else(|| RecordError::MissingKey(self.key.name().into()))?;
-                let key = lookup_key(key_value).ok_or_else(|| RecordError::BadKey {
-                    field: self.key.name().into(),
-                    got: crate::record::type_name(key_value),
-                })?;
+                let key = FieldRef::of(key_value)
+                    .and_then(lookup_key)
+                    .ok_or_else(|| RecordError::BadKey {
+                        field: self.key.name().into(),
+                        got: crate::record::type_name(key_value),
+                    })?;
                 Change::Put(key, self.kept(&record, text))
             }
         })
@@ -237,20 +239,20 @@ impl EntryDecoder {
 /// written. Records and changelogs may spell the same id differently
 /// (`42`, `"42"`); they match. None for objects and arrays. Short keys are
 /// made without an allocation: this runs for every lookup of every record.
-pub(super) fn lookup_key(value: &Value) -> Option<Key> {
+pub(super) fn lookup_key(value: FieldRef<'_>) -> Option<Key> {
     use compact_str::ToCompactString;
     let text = match value {
-        Value::String(s) => s.to_compact_string(),
+        FieldRef::Str(s) => s.to_compact_string(),
         // A whole number written as a float (`42.0`) is the integer.
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+        FieldRef::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i.to_compact_string(),
             (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
                 (f as i64).to_compact_string()
             }
             _ => n.to_compact_string(),
         },
-        Value::Bool(b) => b.to_compact_string(),
-        _ => return None,
+        FieldRef::Bool(b) => b.to_compact_string(),
+        FieldRef::Nested(_) => return None,
     };
     Some(Key::new(smallvec::smallvec![KeyPart::Str(text)]))
 }
@@ -263,7 +265,10 @@ fn message_key(key: &[u8], field: &FieldPath) -> Option<Key> {
     let text = String::from_utf8_lossy(key);
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::String(s)) => Some(Key::str(&s)),
-        Ok(object @ Value::Object(_)) => field.get(&object).and_then(lookup_key),
+        Ok(object @ Value::Object(_)) => field
+            .get(&object)
+            .and_then(FieldRef::of)
+            .and_then(lookup_key),
         _ => Some(Key::str(&text)),
     }
 }
@@ -322,9 +327,13 @@ mod tests {
             (json!("42"), "42"),
             (json!(true), "true"),
         ] {
-            assert_eq!(lookup_key(&value), Some(Key::str(text)), "{value}");
+            assert_eq!(
+                FieldRef::of(&value).and_then(lookup_key),
+                Some(Key::str(text)),
+                "{value}"
+            );
         }
-        assert_eq!(lookup_key(&json!([1])), None);
+        assert_eq!(FieldRef::of(&json!([1])).and_then(lookup_key), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::changelog::{lookup_key, Change, Changelog};
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::SourceItem;
-use crate::record::{FieldPath, Fields};
+use crate::record::{FieldPath, FieldRef};
 use crate::spec::{Changelog as ChangelogSource, LookupSpec};
 use crate::state::{KeyedStore, StateCheckpoint, StateError};
 
@@ -96,13 +96,13 @@ impl Lookup {
         })
     }
 
-    /// This lookup's name and the entry for `record`, or why there is
-    /// none.
+    /// This lookup's name and the entry for a record whose `on` field
+    /// is `on` (None when absent or null), or why there is none.
     pub fn find(
         &mut self,
-        record: Fields<'_>,
+        on: Option<FieldRef<'_>>,
     ) -> Result<Result<(&str, &Value), String>, StateError> {
-        let Some(value) = record.get(&self.on) else {
+        let Some(value) = on else {
             return Ok(Err(format!(
                 "no {}: the record has no field {:?}",
                 self.name,
@@ -114,7 +114,7 @@ impl Lookup {
                 "no {}: field {:?} is {}, not a key",
                 self.name,
                 self.on.name(),
-                crate::record::type_name(value)
+                value.type_name()
             )));
         };
         match self.table.get(&key)? {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::{Decode, SourceItem};
-use crate::record::{parse_object, Event, Fields, RecordError, RecordParser};
+use crate::record::{parse_object, Enriched, Event, Fields, RecordError, RecordParser};
 use crate::spec::JobSpec;
 use crate::state::{StateCheckpoint, StateError};
 use lookup::Lookup;
@@ -128,6 +128,17 @@ impl Enricher {
     }
 }
 
+/// The record with its entries in it, as JSON text (for the late side
+/// output): read whole only here.
+fn with_entries(text: &str, found: &[(&str, &serde_json::Value)]) -> Box<str> {
+    match parse_object(text) {
+        Ok(record) => Fields::with(&record, found).to_json().into(),
+        // The record was read above, so this does not happen; its text
+        // is still the best account of it.
+        Err(_) => text.trim_end().into(),
+    }
+}
+
 impl Decode for Enricher {
     fn decode(
         &mut self,
@@ -138,22 +149,27 @@ impl Decode for Enricher {
         if self.lookups.is_empty() {
             return Ok(self.parser.parse(text));
         }
-        let record = match parse_object(text) {
+        // Only the fields the job reads, as for a job without lookups.
+        let record = match self.parser.decode(text) {
             Ok(record) => record,
             Err(e) => return Ok(Err(e)),
         };
         // Entries are read where the tables hold them, not copied into the
         // record: a later lookup, the key and the selected fields see them
-        // through `Fields`.
+        // through `Enriched`.
         let mut found: smallvec::SmallVec<[(&str, &serde_json::Value); 4]> = Default::default();
-        for lookup in &mut self.lookups {
-            let fields = Fields::with(&record, &found);
-            match lookup.find(fields).map_err(std::io::Error::other)? {
+        for (i, lookup) in self.lookups.iter_mut().enumerate() {
+            let fields = Enriched::with(&record, &found);
+            match lookup
+                .find(self.parser.lookup_on(i, &fields))
+                .map_err(std::io::Error::other)?
+            {
                 Ok(entry) => found.push(entry),
                 Err(reason) => return Ok(Err(RecordError::Unmatched(reason))),
             }
         }
-        let fields = Fields::with(&record, &found);
-        Ok(self.parser.event(&fields, || fields.to_json().into()))
+        Ok(self.parser.event(&Enriched::with(&record, &found), || {
+            with_entries(text, &found)
+        }))
     }
 }

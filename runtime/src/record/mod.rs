@@ -321,6 +321,8 @@ pub struct RecordParser {
     /// A select job's fields, each with its JSON key (`"path":`, escaped
     /// once): the event carries their projection as `raw`.
     select: Vec<(JobField, String)>,
+    /// Each enrich lookup's `on` field, in the order of the lookups.
+    lookups_on: Vec<JobField>,
 }
 
 /// One of the paths a job reads, with its slot in a decoded record.
@@ -344,7 +346,7 @@ pub enum FieldRef<'a> {
 
 impl<'a> FieldRef<'a> {
     /// The value, or None for null.
-    fn of(value: &'a Value) -> Option<Self> {
+    pub fn of(value: &'a Value) -> Option<Self> {
         Some(match value {
             Value::Null => return None,
             Value::String(s) => FieldRef::Str(s),
@@ -354,7 +356,7 @@ impl<'a> FieldRef<'a> {
         })
     }
 
-    fn type_name(self) -> String {
+    pub fn type_name(self) -> String {
         match self {
             FieldRef::Str(s) => format!("the string {s:?}"),
             FieldRef::Number(n) => format!("the number {n}"),
@@ -366,13 +368,19 @@ impl<'a> FieldRef<'a> {
     /// The value as compact JSON text.
     fn write_json(self, out: &mut String) {
         use std::fmt::Write;
-        // Each displays as serde_json writes it.
-        let _ = match self {
-            FieldRef::Str(s) => write!(out, "{}", Value::from(s)),
-            FieldRef::Number(n) => write!(out, "{n}"),
-            FieldRef::Bool(b) => write!(out, "{b}"),
-            FieldRef::Nested(v) => write!(out, "{v}"),
-        };
+        let _ = write!(out, "{self}");
+    }
+}
+
+/// Compact JSON text, as serde_json writes the value.
+impl fmt::Display for FieldRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldRef::Str(s) => write!(f, "{}", Value::from(*s)),
+            FieldRef::Number(n) => write!(f, "{n}"),
+            FieldRef::Bool(b) => write!(f, "{b}"),
+            FieldRef::Nested(v) => write!(f, "{v}"),
+        }
     }
 }
 
@@ -383,7 +391,7 @@ pub trait FieldSource {
 }
 
 /// A record decoded for the job's paths.
-struct Decoded<'de>(Slots<'de>);
+pub struct Decoded<'de>(Slots<'de>);
 
 impl FieldSource for Decoded<'_> {
     fn field(&self, field: &JobField) -> Option<FieldRef<'_>> {
@@ -401,6 +409,39 @@ impl FieldSource for Fields<'_> {
     fn field(&self, field: &JobField) -> Option<FieldRef<'_>> {
         self.get(&field.path).and_then(FieldRef::of)
     }
+}
+
+/// A decoded record with the entries enrich lookups found for it, each
+/// under its lookup's name, as [`Fields`] has them for a whole record: an
+/// entry wins over the record's own field of that name, a later entry over
+/// an earlier one.
+pub struct Enriched<'a, 'de> {
+    record: &'a Decoded<'de>,
+    added: &'a [(&'a str, &'a Value)],
+}
+
+impl<'a, 'de> Enriched<'a, 'de> {
+    pub fn with(record: &'a Decoded<'de>, added: &'a [(&'a str, &'a Value)]) -> Self {
+        Enriched { record, added }
+    }
+}
+
+impl FieldSource for Enriched<'_, '_> {
+    fn field(&self, field: &JobField) -> Option<FieldRef<'_>> {
+        match entry_at(self.added, &field.path) {
+            Some(value) => value.and_then(FieldRef::of),
+            None => self.record.field(field),
+        }
+    }
+}
+
+/// The value at `path` when its first name is that of an entry in `added`
+/// (the last such): None when no entry has the name, `Some(None)` when the
+/// entry lacks the rest of the path.
+fn entry_at<'a>(added: &[(&str, &'a Value)], path: &FieldPath) -> Option<Option<&'a Value>> {
+    let (first, rest) = path.parts.split_first()?;
+    let (_, entry) = added.iter().rev().find(|(name, _)| name == first)?;
+    Some(rest.iter().try_fold(*entry, |cur, p| cur.get(p.as_str())))
 }
 
 /// A record's fields as a parser reads them: the record, and the entries
@@ -425,15 +466,10 @@ impl<'a> Fields<'a> {
 
     /// The value at `path`; None when it is absent or null.
     pub fn get(&self, path: &FieldPath) -> Option<&'a Value> {
-        let (first, rest) = path.parts.split_first()?;
-        let mut cur = match self.added.iter().rev().find(|(name, _)| name == first) {
-            Some((_, entry)) => *entry,
-            None => self.record.get(first.as_str())?,
-        };
-        for p in rest {
-            cur = cur.get(p.as_str())?;
+        match entry_at(self.added, path) {
+            Some(value) => value.filter(|v| !v.is_null()),
+            None => path.get(self.record),
         }
-        (!cur.is_null()).then_some(cur)
     }
 
     /// The record with the entries in it, as JSON text.
@@ -502,7 +538,13 @@ impl RecordParser {
             .iter()
             .filter_map(|a| a.field.as_deref().map(FieldPath::new));
         let select = spec.select.iter().map(|f| FieldPath::new(f));
-        let paths: Vec<FieldPath> = keys.chain(time).chain(aggregates).chain(select).collect();
+        let lookups = spec.enrich.iter().map(|l| FieldPath::new(&l.on));
+        let paths: Vec<FieldPath> = keys
+            .chain(time)
+            .chain(aggregates)
+            .chain(select)
+            .chain(lookups)
+            .collect();
         let (wanted, slots) = WantedFields::new(paths.iter().map(|p| p.parts.as_slice()));
         let mut fields = paths
             .into_iter()
@@ -526,6 +568,7 @@ impl RecordParser {
                 .iter()
                 .map(|f| (next(), format!("{}:", Value::from(f.as_str()))))
                 .collect(),
+            lookups_on: spec.enrich.iter().map(|_| next()).collect(),
             wanted,
         }
     }
@@ -535,6 +578,26 @@ impl RecordParser {
         let mut decoded = Decoded(Slots::new());
         self.wanted.decode(line, &mut decoded.0)?;
         self.event(&decoded, || line.trim_end().into())
+    }
+
+    /// A record's fields, for a job with lookups: what [`parse`] reads
+    /// before the event is made of them (with [`Enriched`]).
+    ///
+    /// [`parse`]: RecordParser::parse
+    pub fn decode<'de>(&self, line: &'de str) -> Result<Decoded<'de>, RecordError> {
+        let mut decoded = Decoded(Slots::new());
+        self.wanted.decode(line, &mut decoded.0)?;
+        Ok(decoded)
+    }
+
+    /// Lookup `lookup`'s `on` field of a record and the entries found
+    /// for it before: None when absent or null.
+    pub fn lookup_on<'a>(
+        &self,
+        lookup: usize,
+        record: &'a impl FieldSource,
+    ) -> Option<FieldRef<'a>> {
+        record.field(&self.lookups_on[lookup])
     }
 
     /// The event of a parsed record; `text` is the record as JSON text,

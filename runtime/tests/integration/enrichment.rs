@@ -648,3 +648,128 @@ sideOutputs: {{unmatched: {{kafka: {{bootstrapServers: \"{bootstrap}\", topic: u
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     job.join().unwrap().unwrap();
 }
+
+/// A lookup reads its `on` field from the record's text as the job's other
+/// fields are read, or from an earlier lookup's entry; an entry wins over
+/// the record's own field of its name. Each record that finds no entry
+/// says why, and a record that cannot be read gets the reason serde_json
+/// gives. A late record keeps its text with the entries in it.
+#[test]
+fn lookups_read_their_fields_from_the_record_or_an_earlier_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, lines: &[&str]| {
+        std::fs::write(dir.path().join(name), lines.join("\n") + "\n").unwrap();
+    };
+    write(
+        "users.jsonl",
+        &[
+            r#"{"id": "u1", "name": "Ann", "company_id": 7}"#,
+            r#"{"id": 2, "name": "Bo", "company_id": 8}"#,
+        ],
+    );
+    write("companies.jsonl", &[r#"{"id": 7, "name": "Acme"}"#]);
+    let malformed_line = r#"{"order": 8, "user_id": "u1","#;
+    write(
+        "orders.jsonl",
+        &[
+            r#"{"order": 1, "user_id": "u1", "user": {"name": "not the entry"}}"#,
+            r#"{"order": 2, "user_id": "u\u0031"}"#,
+            r#"{"order": 3, "user_id": 2.0}"#,
+            r#"{"order": 4}"#,
+            r#"{"order": 5, "user_id": {"id": 1}}"#,
+            r#"{"order": 6, "user_id": "u9"}"#,
+            r#"{"order": 7, "user_id": null}"#,
+            malformed_line,
+            r#"[1, 2]"#,
+        ],
+    );
+    let lookups = "enrich:\n\
+        - {name: user, from: {file: {path: users.jsonl}}, key: id, on: user_id}\n\
+        - {name: company, from: {file: {path: companies.jsonl}}, key: id, on: user.company_id}\n";
+    let select = JobSpec::from_yaml(&format!(
+        "name: lk\nsource: {{file: {{path: orders.jsonl}}}}\n{lookups}\
+         select: [order, user.name, company.name]\nsink: {{file: {{path: out.jsonl}}}}\n\
+         sideOutputs: {{unmatched: {{file: {{path: unmatched.jsonl}}}}, \
+         malformed: {{file: {{path: malformed.jsonl}}}}}}\n"
+    ))
+    .unwrap();
+    let summary = run(&select, &common::opts(dir.path())).unwrap();
+    assert_eq!(
+        (summary.results, summary.unmatched, summary.malformed),
+        (2, 5, 2)
+    );
+    let ann = json!({"user.name": "Ann", "company.name": "Acme"});
+    assert_eq!(
+        values(&dir.path().join("out.jsonl")),
+        [1, 2]
+            .map(|order| {
+                let mut row = ann.clone();
+                row["order"] = json!(order);
+                row
+            })
+            .to_vec()
+    );
+    let reasons = |file: &str| -> Vec<(String, String)> {
+        values(&dir.path().join(file))
+            .iter()
+            .map(|m| {
+                (
+                    m["source"].as_str().unwrap().into(),
+                    m["error"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let at = |line: usize| format!("orders.jsonl:{line}");
+    assert_eq!(
+        reasons("unmatched.jsonl"),
+        [
+            (at(3), "no company with id 8".into()),
+            (at(4), "no user: the record has no field \"user_id\"".into()),
+            (
+                at(5),
+                "no user: field \"user_id\" is an object, not a key".into()
+            ),
+            (at(6), "no user with id \"u9\"".into()),
+            (at(7), "no user: the record has no field \"user_id\"".into()),
+        ]
+    );
+    let serde_reason = serde_json::from_str::<Value>(malformed_line).unwrap_err();
+    assert_eq!(
+        reasons("malformed.jsonl"),
+        [
+            (at(8), format!("not valid JSON: {serde_reason}")),
+            (at(9), "not a JSON object".into()),
+        ]
+    );
+
+    // Keyed by a field of the second entry; the second record is late.
+    write(
+        "events.jsonl",
+        &[
+            r#"{"t": 5000, "user_id": "u1"}"#,
+            r#"{"t": 100, "user_id": "u1", "note": "late"}"#,
+        ],
+    );
+    let windowed = JobSpec::from_yaml(&format!(
+        "name: lk-late\nsource: {{file: {{path: events.jsonl}}}}\n{lookups}\
+         eventTime: {{field: t}}\nwatermark: {{outOfOrderness: 0ms}}\nkey: company.name\n\
+         window: {{tumbling: {{size: 1s}}}}\naggregates: [{{name: n, function: count}}]\n\
+         sink: {{file: {{path: counts.jsonl}}}}\nsideOutputs: {{late: {{file: {{path: late.jsonl}}}}}}\n"
+    ))
+    .unwrap();
+    let summary = run(&windowed, &common::opts(dir.path())).unwrap();
+    assert_eq!((summary.results, summary.late), (1, 1));
+    assert_eq!(
+        values(&dir.path().join("counts.jsonl"))[0]["company.name"],
+        "Acme"
+    );
+    assert_eq!(
+        values(&dir.path().join("late.jsonl")),
+        [json!({
+            "t": 100, "user_id": "u1", "note": "late",
+            "user": {"id": "u1", "name": "Ann", "company_id": 7},
+            "company": {"id": 7, "name": "Acme"},
+        })]
+    );
+}
