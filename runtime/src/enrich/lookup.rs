@@ -9,14 +9,16 @@ use serde_json::Value;
 use super::changelog::{lookup_key, Change, Changelog};
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::SourceItem;
-use crate::record::{FieldPath, FieldRef};
+use crate::record::FieldRef;
 use crate::spec::{Changelog as ChangelogSource, LookupSpec};
 use crate::state::{KeyedStore, StateCheckpoint, StateError};
 
 pub(super) struct Lookup {
     /// The field the entry is added as.
     name: String,
-    on: FieldPath,
+    /// The record's field whose value is looked up, for messages (the
+    /// parser reads it: `RecordParser::lookup_on`).
+    on: String,
     /// The changelog's key field, for messages.
     key: String,
     /// What the table was built with (see `TableSnapshot::shape`).
@@ -87,7 +89,7 @@ impl Lookup {
         )?;
         Ok(Lookup {
             name: spec.name.clone(),
-            on: FieldPath::new(&spec.on),
+            on: spec.on.clone(),
             key: spec.key.clone(),
             shape: shape(spec),
             table,
@@ -105,15 +107,14 @@ impl Lookup {
         let Some(value) = on else {
             return Ok(Err(format!(
                 "no {}: the record has no field {:?}",
-                self.name,
-                self.on.name()
+                self.name, self.on
             )));
         };
         let Some(key) = lookup_key(value) else {
             return Ok(Err(format!(
                 "no {}: field {:?} is {}, not a key",
                 self.name,
-                self.on.name(),
+                self.on,
                 value.type_name()
             )));
         };
