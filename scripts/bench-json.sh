@@ -36,7 +36,6 @@ timed() {
   end=$(date +%s.%N)
   python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$start" "$end"
 }
-job() { "$bin" run "$1/job.yaml" --parallelism "$2" --control-address off; }
 pair() {
   timed taskset -c 0 "$bin" run "$work/job.yaml" --parallelism 1 --control-address off >"$times.a" &
   timed taskset -c 1 "$bin" run "$copy/job.yaml" --parallelism 1 --control-address off >"$times.b"
@@ -46,7 +45,7 @@ pair() {
 
 for round in $(seq "$rounds"); do
   p1=$(timed taskset -c 0 "$bin" run "$work/job.yaml" --parallelism 1 --control-address off)
-  p2=$(timed job "$work" 2)
+  p2=$(timed "$bin" run "$work/job.yaml" --parallelism 2 --control-address off)
   read -r a b < <(pair)
   echo "round $round: parallelism 1 ${p1} s, parallelism 2 ${p2} s, two copies at once ${a} s and ${b} s"
   echo "$p1 $p2 $a $b" >>"$times"
