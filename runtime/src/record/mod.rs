@@ -376,6 +376,9 @@ impl<'a> FieldRef<'a> {
 impl fmt::Display for FieldRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Most strings need no escape: written as they are, with no
+            // copy into a `Value` first (this runs for every selected field).
+            FieldRef::Str(s) if decode::written_as_is(s) => write!(f, "\"{s}\""),
             FieldRef::Str(s) => write!(f, "{}", Value::from(*s)),
             FieldRef::Number(n) => write!(f, "{n}"),
             FieldRef::Bool(b) => write!(f, "{b}"),

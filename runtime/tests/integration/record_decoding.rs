@@ -7,7 +7,7 @@ use crate::common::json::any_json;
 use proptest::prelude::*;
 use serde_json::Value;
 use streamjob_runtime::record::{
-    parse_object, Event, Fields, RecordError, RecordParser, Slots, WantedFields,
+    parse_object, Event, FieldRef, Fields, RecordError, RecordParser, Slots, WantedFields,
 };
 use streamjob_runtime::JobSpec;
 
@@ -250,6 +250,16 @@ fn record() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// A value read from a record is written back (a select job's fields,
+    /// `countDistinct`'s input) as serde_json writes it: a string with
+    /// nothing to escape as it is, any other with serde_json's escapes.
+    #[test]
+    fn a_string_is_written_as_serde_json_writes_it(text in any::<String>(), plain in "[ -~&&[^\"\\\\]]{0,20}") {
+        for text in [text, plain] {
+            prop_assert_eq!(FieldRef::Str(&text).to_string(), Value::from(text.as_str()).to_string());
+        }
+    }
+
     #[test]
     fn decoding_equals_parsing_the_whole_record(text in record(), cut in any::<prop::sample::Index>()) {
         same(&text);

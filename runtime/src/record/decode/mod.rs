@@ -113,6 +113,12 @@ struct Node {
 /// The slots of one record: one per wanted path.
 pub type Slots<'de> = SmallVec<[Option<Leaf<'de>>; 6]>;
 
+/// Whether JSON writes `text` between its quotes as it is: no `"`, `\`
+/// or control character, the only ones it escapes.
+pub(crate) fn written_as_is(text: &str) -> bool {
+    !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
 impl WantedFields {
     /// The tree of `paths` (dotted); returns each path's slot in order.
     pub fn new<'p>(paths: impl IntoIterator<Item = &'p [String]>) -> (Self, Vec<usize>) {

@@ -74,7 +74,7 @@ impl QuotedNames {
     pub(super) fn ending<'a>(names: impl IntoIterator<Item = &'a str>, end: &[u8]) -> Option<Self> {
         let mut quoted = Vec::new();
         for name in names {
-            if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            if !super::written_as_is(name) {
                 return None;
             }
             let text: Box<[u8]> = [name.as_bytes(), end].concat().into();
