@@ -578,6 +578,8 @@ impl RecordParser {
 
     /// The event of one record's JSON text, reading only the job's fields.
     pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
+        // Decoded in place, not through `decode`: returned in a `Result`,
+        // the slots were copied, 96 more instructions a record.
         let mut decoded = Decoded(Slots::new());
         self.wanted.decode(line, &mut decoded.0)?;
         self.event(&decoded, || line.trim_end().into())
