@@ -21,13 +21,11 @@ use serde_json::Value;
 use streamjob_runtime::{run, JobSpec, RestoreFrom, RunOptions};
 
 fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
-    format!(
-        "name: ck\nparallelism: {parallelism}\nmaxParallelism: {max_parallelism}\n\
-         source: {{file: {{path: in.jsonl}}}}\neventTime: {{field: t}}\n\
-         watermark: {{outOfOrderness: 500ms}}\nkey: k\nwindow: {{tumbling: {{size: 1s}}}}\n\
-         aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: a}}]\n\
-         sink: {{file: {{path: out.jsonl}}}}\n\
-         checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
+    windowed_job_yaml(
+        (parallelism, max_parallelism),
+        "source: {file: {path: in.jsonl}}\neventTime: {field: t}\n\
+         watermark: {outOfOrderness: 500ms}",
+        ("k", "a"),
     )
 }
 
@@ -35,11 +33,25 @@ fn job_yaml(parallelism: u32, max_parallelism: u32) -> String {
 /// many checkpoints of it as a quiet one: for tests of what checkpoints keep,
 /// which must not hang on the input lasting long enough.
 fn unbounded_job_yaml(parallelism: u32, max_parallelism: u32) -> String {
+    windowed_job_yaml(
+        (parallelism, max_parallelism),
+        "source: {generator: {keys: 1000, eventsPerMs: 10, rate: 100000}}",
+        ("key", "value"),
+    )
+}
+
+/// The job these tests checkpoint: a count and a sum of `value` per `key`
+/// and second, over what `reads` (its source and event time) reads,
+/// checkpointed every 30 ms with the newest 3 kept.
+fn windowed_job_yaml(
+    (parallelism, max_parallelism): (u32, u32),
+    reads: &str,
+    (key, value): (&str, &str),
+) -> String {
     format!(
-        "name: ck\nparallelism: {parallelism}\nmaxParallelism: {max_parallelism}\n\
-         source: {{generator: {{keys: 1000, eventsPerMs: 10, rate: 100000}}}}\n\
-         key: key\nwindow: {{tumbling: {{size: 1s}}}}\n\
-         aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: value}}]\n\
+        "name: ck\nparallelism: {parallelism}\nmaxParallelism: {max_parallelism}\n{reads}\n\
+         key: {key}\nwindow: {{tumbling: {{size: 1s}}}}\n\
+         aggregates: [{{name: n, function: count}}, {{name: s, function: sum, field: {value}}}]\n\
          sink: {{file: {{path: out.jsonl}}}}\n\
          checkpoints: {{interval: 30ms, storage: file://ckpt, retained: 3}}\n"
     )
