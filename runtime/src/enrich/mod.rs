@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{Restore, RestoreError, TableSnapshot};
 use crate::connectors::{Decode, SourceItem};
-use crate::record::{parse_object, Enriched, Event, Fields, RecordError, RecordParser};
+use crate::record::{parse_object, Decoded, Enriched, Event, Fields, RecordError, RecordParser};
 use crate::spec::JobSpec;
 use crate::state::{StateCheckpoint, StateError};
 use lookup::Lookup;
@@ -150,10 +150,10 @@ impl Decode for Enricher {
             return Ok(self.parser.parse(text));
         }
         // Only the fields the job reads, as for a job without lookups.
-        let record = match self.parser.decode(text) {
-            Ok(record) => record,
-            Err(e) => return Ok(Err(e)),
-        };
+        let mut record = Decoded::default();
+        if let Err(e) = self.parser.decode(text, &mut record) {
+            return Ok(Err(e));
+        }
         // Entries are read where the tables hold them, not copied into the
         // record: a later lookup, the key and the selected fields see them
         // through `Enriched`.

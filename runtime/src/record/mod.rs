@@ -393,7 +393,9 @@ pub trait FieldSource {
     fn field(&self, field: &JobField) -> Option<FieldRef<'_>>;
 }
 
-/// A record decoded for the job's paths.
+/// A record decoded for the job's paths (empty until
+/// [`RecordParser::decode`] fills it).
+#[derive(Default)]
 pub struct Decoded<'de>(Slots<'de>);
 
 impl FieldSource for Decoded<'_> {
@@ -578,21 +580,23 @@ impl RecordParser {
 
     /// The event of one record's JSON text, reading only the job's fields.
     pub fn parse(&self, line: &str) -> Result<Event, RecordError> {
-        // Decoded in place, not through `decode`: returned in a `Result`,
-        // the slots were copied, 96 more instructions a record.
-        let mut decoded = Decoded(Slots::new());
-        self.wanted.decode(line, &mut decoded.0)?;
+        let mut decoded = Decoded::default();
+        self.decode(line, &mut decoded)?;
         self.event(&decoded, || line.trim_end().into())
     }
 
-    /// A record's fields, for a job with lookups: what [`parse`] reads
-    /// before the event is made of them (with [`Enriched`]).
+    /// Reads a record's fields into `record`: what [`parse`] makes the
+    /// event of, and what a job with lookups reads them from (with
+    /// [`Enriched`]). Filled in place: a `Decoded` returned in a `Result`
+    /// was copied, 96 more instructions a record.
     ///
     /// [`parse`]: RecordParser::parse
-    pub fn decode<'de>(&self, line: &'de str) -> Result<Decoded<'de>, RecordError> {
-        let mut decoded = Decoded(Slots::new());
-        self.wanted.decode(line, &mut decoded.0)?;
-        Ok(decoded)
+    pub fn decode<'de>(
+        &self,
+        line: &'de str,
+        record: &mut Decoded<'de>,
+    ) -> Result<(), RecordError> {
+        self.wanted.decode(line, &mut record.0)
     }
 
     /// Lookup `lookup`'s `on` field of a record and the entries found
